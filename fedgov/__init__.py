@@ -1,0 +1,3 @@
+"""fedgov: governed federated learning on Flower."""
+
+__version__ = "0.1.0"

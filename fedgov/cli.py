@@ -1,0 +1,43 @@
+"""The `fedgov` command: a small root that mounts each component's CLI group.
+
+Each group lives with the component that owns it. User errors (`FedgovError`) become
+one line on stderr and a meaningful exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from governance.errors import FedgovError
+from simulations.cli import app as sim_app
+
+app = typer.Typer(
+    name="fedgov",
+    help="Governed federated learning on Flower: simulate, audit, consent, lineage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sim_app, name="sim")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the quick-start demo: 10 nodes, 3 rounds, breast-cancer, IID."""
+    from simulations.demo import run_demo
+
+    run_demo()
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one clear line."""
+    try:
+        app(standalone_mode=False)
+    except FedgovError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Simulation scenarios, bundled datasets and partitioners, run through Flower's Simulation Engine."""
