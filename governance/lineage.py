@@ -1,0 +1,261 @@
+"""Model lineage from facts the ledger holds: which nodes, data and consent made each model.
+
+Answers "which models did node X's data reach?" (``affected_models``, for a
+withdrawal or erasure request), "what made this model?" (``lineage_tree``), and
+exports W3C PROV-JSON (``to_prov_json``) for other tools.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from rich.tree import Tree
+
+from governance.errors import UsageError, VerificationError
+
+FEDGOV_NS = "https://fedgov.dev/ns#"
+
+
+class UnknownModelError(UsageError):
+    """A model hash that no recorded model version has."""
+
+
+class InconsistentLineageError(VerificationError):
+    """Lineage facts that contradict each other: one hash with two histories, or a cycle."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    node_id: str
+    team: str
+    dataset_fingerprint: str
+    consent_record_id: str
+    update_digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "node_id": self.node_id,
+            "team": self.team,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "consent_record_id": self.consent_record_id,
+            "update_digest": self.update_digest,
+        }
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model_hash: str
+    run_id: str
+    round: int
+    parent_hash: str | None
+    contributors: list[Contribution] = field(default_factory=list)
+
+
+def _index(versions: Iterable[ModelVersion]) -> dict[str, ModelVersion]:
+    """Versions by hash; the same hash with different facts, or a parent cycle, is refused."""
+    by_hash: dict[str, ModelVersion] = {}
+    for version in versions:
+        seen = by_hash.get(version.model_hash)
+        if seen is not None and seen != version:
+            raise InconsistentLineageError(
+                f"model {version.model_hash} is recorded twice with different facts "
+                f"(run {seen.run_id} round {seen.round}, run {version.run_id} round {version.round})"
+            )
+        by_hash[version.model_hash] = version
+    for start in by_hash:
+        visited = {start}
+        parent = by_hash[start].parent_hash
+        while parent is not None and parent in by_hash:
+            if parent in visited:
+                raise InconsistentLineageError(f"model {start} is its own ancestor")
+            visited.add(parent)
+            parent = by_hash[parent].parent_hash
+    return by_hash
+
+
+def _order(version: ModelVersion) -> tuple[str, int, str]:
+    return (version.run_id, version.round, version.model_hash)
+
+
+def affected_models(versions: Iterable[ModelVersion], node_id: str) -> list[str]:
+    """Every model a node's updates reached: those it contributed to and all their descendants.
+
+    Ordered by (run id, round). Models made before the node's first contribution
+    are not affected, unless they descend from one.
+    """
+    by_hash = _index(versions)
+    children: dict[str, list[str]] = defaultdict(list)
+    for version in by_hash.values():
+        if version.parent_hash is not None:
+            children[version.parent_hash].append(version.model_hash)
+    frontier = [v.model_hash for v in by_hash.values() if any(c.node_id == node_id for c in v.contributors)]
+    affected: set[str] = set()
+    while frontier:
+        model = frontier.pop()
+        if model in affected:
+            continue
+        affected.add(model)
+        frontier.extend(children.get(model, []))
+    return [v.model_hash for v in sorted((by_hash[m] for m in affected), key=_order)]
+
+
+def lineage_tree(versions: Iterable[ModelVersion], model_hash: str) -> dict[str, Any]:
+    """A model's history as nested dicts: model -> run, round, contributors, parent (recursive).
+
+    A parent with no recorded version appears as ``{"model_hash": h, "recorded": False}``.
+    """
+    by_hash = _index(versions)
+    if model_hash not in by_hash:
+        raise UnknownModelError(f"no recorded model version has hash {model_hash}")
+    chain: list[ModelVersion] = []
+    current: str | None = model_hash
+    while current is not None and current in by_hash:
+        chain.append(by_hash[current])
+        current = by_hash[current].parent_hash
+    node: dict[str, Any] | None = (
+        None if current is None else {"model_hash": current, "recorded": False, "parent": None}
+    )
+    for version in reversed(chain):
+        node = {
+            "model_hash": version.model_hash,
+            "recorded": True,
+            "run_id": version.run_id,
+            "round": version.round,
+            "contributors": [c.to_dict() for c in sorted(version.contributors, key=lambda c: c.node_id)],
+            "parent": node,
+        }
+    assert node is not None
+    return node
+
+
+def _short(digest: str) -> str:
+    return digest[:12]
+
+
+def render_tree(tree: Mapping[str, Any]) -> Tree:
+    """A rich Tree of ``lineage_tree`` output, for ``fedgov lineage show``."""
+    root: Tree | None = None
+    parent_branch: Tree | None = None
+    node: Mapping[str, Any] | None = tree
+    while node is not None:
+        if node["recorded"]:
+            label = f"model {_short(node['model_hash'])} (run {node['run_id']}, round {node['round']})"
+        else:
+            label = f"model {_short(node['model_hash'])} (not recorded: initial or external)"
+        branch = Tree(label) if parent_branch is None else parent_branch.add(label)
+        root = root or branch
+        if node["recorded"]:
+            contributors = branch.add(f"contributors ({len(node['contributors'])})")
+            for c in node["contributors"]:
+                contributors.add(
+                    f"node {c['node_id']} (team {c['team']}) dataset {_short(c['dataset_fingerprint'])} "
+                    f"consent {c['consent_record_id']} update {_short(c['update_digest'])}"
+                )
+        parent_branch = branch.add("parent") if node.get("parent") is not None else None
+        node = node.get("parent")
+    assert root is not None
+    return root
+
+
+def _qname(value: str) -> dict[str, str]:
+    """A PROV-JSON qualified-name literal (a bare string would be read as text)."""
+    return {"$": value, "type": "prov:QUALIFIED_NAME"}
+
+
+def _qn(kind: str, *parts: object) -> str:
+    return "fedgov:" + "/".join([kind, *(quote(str(p), safe="") for p in parts)])
+
+
+class _ProvBuilder:
+    """Accumulates PROV-JSON records with stable, sequential relation ids."""
+
+    def __init__(self) -> None:
+        self.doc: dict[str, Any] = {"prefix": {"fedgov": FEDGOV_NS}}
+        self._count = 0
+
+    def add(self, section: str, ident: str, attributes: dict[str, Any]) -> None:
+        self.doc.setdefault(section, {}).setdefault(ident, attributes)
+
+    def relate(self, relation: str, attributes: dict[str, str]) -> None:
+        self._count += 1
+        self.doc.setdefault(relation, {})[f"_:{relation}{self._count}"] = attributes
+
+
+def to_prov_json(
+    versions: Iterable[ModelVersion],
+    agents_info: Mapping[str, str] | None = None,
+    operator: str | None = None,
+) -> dict[str, Any]:
+    """W3C PROV-JSON of model lineage.
+
+    Entities: model versions (``fedgov:model/<hash>``), node updates
+    (``fedgov:update/<digest>``), datasets (``fedgov:dataset/<fingerprint>``).
+    Activities: rounds (``fedgov:round/<run>/<n>``). Agents: nodes
+    (``fedgov:node/<id>``), teams (``fedgov:team/<name>``), the operator
+    (``fedgov:operator/<name>``). Per model version with parent P and updates U:
+    ``wasGeneratedBy`` model by round; ``used`` round used P and each U;
+    ``wasDerivedFrom`` model from P and from each U, and each U from its dataset;
+    ``wasAssociatedWith`` round with the operator and each contributing node;
+    ``wasAttributedTo`` each U to its node; ``actedOnBehalfOf`` node for its team.
+    ``agents_info`` maps a node id, team or operator name to a ``prov:label``.
+    Identifier parts are percent-encoded.
+    """
+    info = dict(agents_info or {})
+    by_hash = _index(versions)
+    b = _ProvBuilder()
+
+    def agent(kind: str, name: str, prov_type: str) -> str:
+        ident = _qn(kind, name)
+        attributes: dict[str, Any] = {"prov:type": _qname(prov_type), f"fedgov:{kind}": name}
+        if name in info:
+            attributes["prov:label"] = info[name]
+        b.add("agent", ident, attributes)
+        return ident
+
+    def model_entity(model_hash: str) -> str:
+        ident = _qn("model", model_hash)
+        b.add("entity", ident, {"prov:type": _qname("fedgov:ModelVersion"), "fedgov:model_hash": model_hash})
+        return ident
+
+    operator_id = agent("operator", operator, "prov:Person") if operator else None
+    delegations: set[tuple[str, str]] = set()
+    for version in sorted(by_hash.values(), key=_order):
+        model = model_entity(version.model_hash)
+        b.doc["entity"][model].update({"fedgov:run_id": version.run_id, "fedgov:round": version.round})
+        round_id = _qn("round", version.run_id, version.round)
+        b.add("activity", round_id, {
+            "prov:type": _qname("fedgov:Round"), "fedgov:run_id": version.run_id, "fedgov:round": version.round,
+        })
+        b.relate("wasGeneratedBy", {"prov:entity": model, "prov:activity": round_id})
+        if version.parent_hash is not None:
+            parent = model_entity(version.parent_hash)
+            b.relate("used", {"prov:activity": round_id, "prov:entity": parent})
+            b.relate("wasDerivedFrom", {"prov:generatedEntity": model, "prov:usedEntity": parent})
+        if operator_id is not None:
+            b.relate("wasAssociatedWith", {"prov:activity": round_id, "prov:agent": operator_id})
+        for c in sorted(version.contributors, key=lambda c: c.node_id):
+            node = agent("node", c.node_id, "prov:SoftwareAgent")
+            team = agent("team", c.team, "prov:Organization")
+            if (node, team) not in delegations:
+                delegations.add((node, team))
+                b.relate("actedOnBehalfOf", {"prov:delegate": node, "prov:responsible": team})
+            dataset = _qn("dataset", c.dataset_fingerprint)
+            b.add("entity", dataset, {
+                "prov:type": _qname("fedgov:Dataset"), "fedgov:fingerprint": c.dataset_fingerprint,
+            })
+            update = _qn("update", c.update_digest)
+            b.add("entity", update, {
+                "prov:type": _qname("fedgov:ModelUpdate"),
+                "fedgov:update_digest": c.update_digest,
+                "fedgov:consent_record_id": c.consent_record_id,
+            })
+            b.relate("wasAttributedTo", {"prov:entity": update, "prov:agent": node})
+            b.relate("wasDerivedFrom", {"prov:generatedEntity": update, "prov:usedEntity": dataset})
+            b.relate("used", {"prov:activity": round_id, "prov:entity": update})
+            b.relate("wasDerivedFrom", {"prov:generatedEntity": model, "prov:usedEntity": update})
+            b.relate("wasAssociatedWith", {"prov:activity": round_id, "prov:agent": node})
+    return b.doc
