@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 
 from governance.errors import FedgovError
@@ -33,11 +34,18 @@ def demo() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one clear line."""
+    command = typer.main.get_command(app)
     try:
-        app(standalone_mode=False)
+        code = command.main(prog_name="fedgov", standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except FedgovError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,99 @@
+"""Run settings: the run config of `[tool.flwr.app.config]`, parsed and checked once.
+
+The CLI checks the same settings before it starts Ray, so bad input fails in a second with
+one clear line instead of inside a running simulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from governance.errors import UsageError
+from simulations.datasets import check_dataset
+from simulations.partition import check_partition
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "fedmedian")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Every key of the app's run config, typed. Field names are the keys with `_`."""
+
+    num_server_rounds: int = 3
+    dataset: str = "breast-cancer"
+    partition: str = "iid"
+    alpha: float = 0.5
+    num_partitions: int = 10
+    strategy: str = "fedavg"
+    fraction_train: float = 1.0
+    min_valid_replies: int = 1
+    seed: int = 42
+    local_epochs: int = 2
+    batch_size: int = 16
+    lr: float = 0.05
+    proximal_mu: float = 0.01
+    fedadam_eta: float = 0.01
+    trimmed_beta: float = 0.2
+    krum_byzantine: int = 0
+    device: str = "cpu"
+    registration_timeout: float = 120.0
+    round_timeout: float = 3600.0
+    out_dir: str = ""
+    faults: str = ""
+    trace_dir: str = ""
+
+    @classmethod
+    def from_run_config(cls, config: Mapping[str, Any]) -> "RunSettings":
+        """Build from a Flower run config (dash-separated keys), then check."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.name.replace("_", "-")
+            if key in config:
+                values[f.name] = type(f.default)(config[key])
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def to_run_config(self) -> dict[str, Any]:
+        """The dash-separated run config Flower passes to ServerApp and ClientApps."""
+        return {k.replace("_", "-"): v for k, v in asdict(self).items()}
+
+    def min_nodes(self) -> int:
+        """The fewest nodes a round of this strategy can aggregate."""
+        if self.strategy == "krum":
+            return 2 * self.krum_byzantine + 3
+        if self.strategy == "fedtrimmedavg":
+            return 3
+        return 2
+
+    def sample_size(self, available: int) -> int:
+        """How many nodes one round trains: fraction of the pool, at least the minimum."""
+        return min(available, max(self.min_nodes(), int(available * self.fraction_train)))
+
+    def check(self) -> None:
+        """Raise UsageError naming the first bad setting and how to fix it."""
+        check_dataset(self.dataset)
+        check_partition(self.partition, self.alpha)
+        if self.strategy not in STRATEGIES:
+            raise UsageError(
+                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}"
+            )
+        if not 0.0 < self.fraction_train <= 1.0:
+            raise UsageError(f"--fraction must be in (0, 1], got {self.fraction_train}")
+        if self.num_server_rounds < 1:
+            raise UsageError(f"--rounds must be at least 1, got {self.num_server_rounds}")
+        if self.num_partitions < self.min_nodes():
+            raise UsageError(
+                f"--nodes {self.num_partitions} is below the minimum of {self.min_nodes()} "
+                f"nodes for strategy {self.strategy}"
+            )
+        if self.krum_byzantine < 0 or not 0.0 <= self.trimmed_beta < 0.5:
+            raise UsageError("krum-byzantine must be >= 0 and trimmed-beta in [0, 0.5)")
+        if self.device not in DEVICES:
+            raise UsageError(f"unknown device {self.device!r}: choose cpu or cuda")
+        if self.min_valid_replies < 1:
+            raise UsageError("min-valid-replies must be at least 1")
+        if self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise UsageError("local-epochs and batch-size must be >= 1 and lr > 0")

@@ -1,0 +1,132 @@
+"""The governed strategy: wraps any Flower strategy through its five hooks.
+
+It decides which nodes a round may train (the selector), shows the inner strategy only
+those, drops malformed or unverifiable replies with a named reason, and tells observers
+(the run report, the ledger) what happened. It never copies a strategy's loop or maths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from server.grid_view import SelectedGrid
+from server.replies import ALLOWED_RECORDS, ArraySpec, Rejection, model_spec, split_replies
+
+Selector = Callable[[int, Sequence[int]], Sequence[int]]
+ReplyCheck = Callable[[int, Message], "str | None"]
+
+
+@dataclass
+class RoundFacts:
+    """What one training round did, as the observers see it."""
+
+    server_round: int
+    candidates: list[int]
+    selected: list[int]
+    input_arrays: ArrayRecord
+    valid: list[Message] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    output_arrays: ArrayRecord | None = None
+    train_metrics: MetricRecord | None = None
+    failure: str | None = None
+
+
+class RoundObserver(Protocol):
+    """Receives each round's facts; raising stops the round (governance fails closed)."""
+
+    def round_selected(self, facts: RoundFacts) -> None: ...
+
+    def round_aggregated(self, facts: RoundFacts) -> None: ...
+
+
+class GovernedStrategy(Strategy):
+    """Delegate to `inner`, with fedgov's selection and reply checks around it.
+
+    Parameters
+    ----------
+    inner : Strategy
+        Any Flower Message-API strategy, configured to train every node it is shown.
+    selector : Selector
+        `(round, candidate node ids) -> selected node ids`; raises to refuse the round.
+    observers : Sequence[RoundObserver]
+        Told of every selection and aggregation, in order.
+    min_valid_replies : int
+        Below this many valid replies the round fails and the model is kept.
+    allowed_records : Mapping[str, type]
+        The records a reply may carry; anything else is rejected.
+    reply_checks : Sequence[ReplyCheck]
+        Further checks on well-formed replies (signatures); a returned reason rejects.
+    """
+
+    def __init__(
+        self,
+        inner: Strategy,
+        *,
+        selector: Selector,
+        observers: Sequence[RoundObserver] = (),
+        min_valid_replies: int = 1,
+        allowed_records: Mapping[str, type] = ALLOWED_RECORDS,
+        reply_checks: Sequence[ReplyCheck] = (),
+    ) -> None:
+        self.inner = inner
+        self.selector = selector
+        self.observers = list(observers)
+        self.min_valid_replies = min_valid_replies
+        self.allowed_records = allowed_records
+        self.reply_checks = list(reply_checks)
+        self._facts: RoundFacts | None = None
+        self._spec: dict[str, ArraySpec] = {}
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        candidates = sorted(grid.get_node_ids())
+        selected = sorted(self.selector(server_round, candidates))
+        self._spec = model_spec(arrays)
+        self._facts = RoundFacts(server_round, candidates, selected, arrays)
+        for observer in self.observers:
+            observer.round_selected(self._facts)
+        return self.inner.configure_train(server_round, arrays, config, SelectedGrid(grid, selected))
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        facts = self._facts
+        assert facts is not None and facts.server_round == server_round
+        valid, rejected = split_replies(replies, self._spec, self.allowed_records)
+        for check in self.reply_checks:
+            still_valid = []
+            for reply in valid:
+                reason = check(server_round, reply)
+                if reason is None:
+                    still_valid.append(reply)
+                else:
+                    rejected.append(Rejection(reply.metadata.src_node_id, reason))
+            valid = still_valid
+        facts.valid, facts.rejected = valid, rejected
+        if len(valid) < self.min_valid_replies:
+            facts.failure = (
+                f"round {server_round} failed: {len(valid)} valid replies, "
+                f"below min-valid-replies={self.min_valid_replies}; the model is kept"
+            )
+        else:
+            facts.output_arrays, facts.train_metrics = self.inner.aggregate_train(server_round, valid)
+        for observer in self.observers:
+            observer.round_aggregated(facts)
+        return facts.output_arrays, facts.train_metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.inner.summary()

@@ -1,0 +1,120 @@
+"""Reply validation: a malformed reply is dropped and named, never allowed to end the run.
+
+Flower's FedAvg raises `InconsistentMessageReplies` and stops the ServerApp on a single bad
+reply. fedgov checks each reply against the model it sent, keeps the good ones and reports
+the rest with the node id and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, Message, MetricRecord
+
+ARRAYS_KEY = "arrays"
+METRICS_KEY = "metrics"
+NUM_EXAMPLES_KEY = "num-examples"
+
+# What a train reply may hold: weights, metrics and (for governed runs) the node's
+# signed statement. Anything else could smuggle data off the node and is rejected.
+ALLOWED_RECORDS: Mapping[str, type] = {
+    ARRAYS_KEY: ArrayRecord,
+    METRICS_KEY: MetricRecord,
+}
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Shape and dtype of one named array of the model that was sent."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A reply left out of aggregation, and why."""
+
+    node_id: int
+    reason: str
+
+
+def model_spec(arrays: ArrayRecord) -> dict[str, ArraySpec]:
+    """The spec every reply's arrays must match: the model sent this round."""
+    return {k: ArraySpec(tuple(a.shape), str(a.dtype)) for k, a in arrays.items()}
+
+
+def reply_problem(
+    reply: Message,
+    spec: Mapping[str, ArraySpec],
+    allowed: Mapping[str, type] = ALLOWED_RECORDS,
+) -> str | None:
+    """Return why a train reply is unusable, or None when it is well formed."""
+    if reply.has_error():
+        return f"node error {reply.error.code}: {reply.error.reason}"
+    if not reply.has_content():
+        return "empty reply"
+    content = reply.content
+    for key in content.keys():
+        if key not in allowed:
+            return f"unexpected record {key!r} (a reply may hold only {', '.join(allowed)})"
+        if not isinstance(content[key], allowed[key]):
+            return f"record {key!r} has the wrong type {type(content[key]).__name__}"
+    if ARRAYS_KEY not in content:
+        return "missing arrays"
+    if METRICS_KEY not in content:
+        return "missing metrics"
+    problem = _arrays_problem(content[ARRAYS_KEY], spec)
+    return problem or _metrics_problem(content[METRICS_KEY])
+
+
+def _arrays_problem(arrays: ArrayRecord, spec: Mapping[str, ArraySpec]) -> str | None:
+    got, want = set(arrays.keys()), set(spec)
+    if got - want:
+        return f"extra arrays {sorted(got - want)}"
+    if want - got:
+        return f"missing arrays {sorted(want - got)}"
+    for key, expected in spec.items():
+        array = arrays[key]
+        if tuple(array.shape) != expected.shape:
+            return f"array {key!r} has shape {tuple(array.shape)}, expected {expected.shape}"
+        if str(array.dtype) != expected.dtype:
+            return f"array {key!r} has dtype {array.dtype}, expected {expected.dtype}"
+        values = array.numpy()
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return f"array {key!r} holds NaN or Inf values"
+    return None
+
+
+def _metrics_problem(metrics: MetricRecord) -> str | None:
+    if NUM_EXAMPLES_KEY not in metrics:
+        return f"missing {NUM_EXAMPLES_KEY!r} in metrics"
+    num = metrics[NUM_EXAMPLES_KEY]
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        return f"{NUM_EXAMPLES_KEY!r} must be a positive integer, got {num!r}"
+    for key, value in metrics.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return f"metric {key!r} is NaN or Inf"
+    return None
+
+
+def split_replies(
+    replies: Iterable[Message],
+    spec: Mapping[str, ArraySpec],
+    allowed: Mapping[str, type] = ALLOWED_RECORDS,
+) -> tuple[list[Message], list[Rejection]]:
+    """Partition replies into well-formed ones and named rejections."""
+    valid: list[Message] = []
+    rejected: list[Rejection] = []
+    for reply in replies:
+        problem = reply_problem(reply, spec, allowed)
+        if problem is None:
+            valid.append(reply)
+        else:
+            rejected.append(Rejection(reply.metadata.src_node_id, problem))
+    return valid, rejected
+

@@ -1,0 +1,105 @@
+"""The run report: per-round progress on the console and the run directory on disk.
+
+The run directory holds `config.json`, `rounds.json` (rewritten atomically after each
+round, so an interrupted run still leaves valid JSON) and `model.pt` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord
+from rich.console import Console
+
+from server.governed import RoundFacts
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _reply_shape(reply) -> dict[str, Any]:
+    content = reply.content
+    metrics = dict(content["metrics"])
+    return {
+        "node_id": reply.metadata.src_node_id,
+        "num_examples": metrics.get("num-examples"),
+        "records": {key: sorted(content[key].keys()) for key in content.keys()},
+        "record_types": {key: type(content[key]).__name__ for key in content.keys()},
+        "metrics": metrics,
+    }
+
+
+class RunReport:
+    """Collects each round's outcome; prints one progress line per round."""
+
+    def __init__(self, out_dir: Path | None, num_rounds: int, console: Console | None = None) -> None:
+        self.out_dir = out_dir
+        self.num_rounds = num_rounds
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.rounds: dict[int, dict[str, Any]] = {}
+        self.initial: dict[str, float] | None = None
+        self._started = time.monotonic()
+        self._round_started = self._started
+
+    def round_selected(self, facts: RoundFacts) -> None:
+        self._round_started = time.monotonic()
+        self.rounds[facts.server_round] = {
+            "round": facts.server_round,
+            "candidates": len(facts.candidates),
+            "selected": facts.selected,
+        }
+
+    def round_aggregated(self, facts: RoundFacts) -> None:
+        entry = self.rounds[facts.server_round]
+        entry["replies"] = [_reply_shape(r) for r in facts.valid]
+        entry["rejected"] = [{"node_id": r.node_id, "reason": r.reason} for r in facts.rejected]
+        entry["status"] = "failed" if facts.failure else "ok"
+        entry["failure"] = facts.failure
+        entry["train_metrics"] = dict(facts.train_metrics) if facts.train_metrics else {}
+        for rejection in facts.rejected:
+            self.console.print(f"  [yellow]rejected[/] node {rejection.node_id}: {rejection.reason}")
+        if facts.failure:
+            self.console.print(f"  [red]{facts.failure}[/]")
+
+    def evaluated(self, server_round: int, metrics: dict[str, float]) -> None:
+        """Record the central evaluation; round 0 is the initial model."""
+        if server_round == 0:
+            self.initial = metrics
+            self.console.print(
+                f"initial model: accuracy {metrics['accuracy']:.3f}, loss {metrics['loss']:.3f}"
+            )
+            return
+        entry = self.rounds[server_round]
+        entry["eval"] = metrics
+        entry["seconds"] = round(time.monotonic() - self._round_started, 3)
+        self.console.print(
+            f"round {server_round}/{self.num_rounds}: {len(entry['replies'])}/{len(entry['selected'])} "
+            f"nodes aggregated, {len(entry['rejected'])} rejected, "
+            f"accuracy {metrics['accuracy']:.3f}, loss {metrics['loss']:.3f}, {entry['seconds']:.1f} s"
+        )
+        self.save()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "initial_eval": self.initial,
+            "rounds": [self.rounds[r] for r in sorted(self.rounds)],
+            "wall_seconds": round(time.monotonic() - self._started, 3),
+        }
+
+    def save(self) -> None:
+        if self.out_dir is not None:
+            write_json_atomic(self.out_dir / "rounds.json", self.as_dict())
+
+    def save_model(self, arrays: ArrayRecord) -> None:
+        if self.out_dir is not None:
+            import torch
+
+            torch.save(arrays.to_torch_state_dict(), self.out_dir / "model.pt")

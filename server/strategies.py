@@ -1,0 +1,36 @@
+"""Flower's own Message-API strategies, chosen by name from the run config.
+
+fedgov never forks a strategy: it builds Flower's and lets the governed wrapper decide
+which nodes it sees. The inner strategy therefore trains every node it is shown.
+"""
+
+from __future__ import annotations
+
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy
+
+from fedgov.settings import RunSettings
+
+
+def build_strategy(settings: RunSettings) -> Strategy:
+    """The named Flower strategy with its parameters from the run config."""
+    common = dict(
+        fraction_train=1.0,  # the governed wrapper has already sampled the round
+        fraction_evaluate=0.0,  # evaluation is central, on the held-out split
+        min_train_nodes=1,
+        min_evaluate_nodes=0,
+        min_available_nodes=1,
+    )
+    name = settings.strategy
+    if name == "fedavg":
+        return FedAvg(**common)
+    if name == "fedprox":
+        return FedProx(**common, proximal_mu=settings.proximal_mu)
+    if name == "fedadam":
+        return FedAdam(**common, eta=settings.fedadam_eta, eta_l=settings.lr)
+    if name == "fedtrimmedavg":
+        return FedTrimmedAvg(**common, beta=settings.trimmed_beta)
+    if name == "krum":
+        return Krum(**common, num_malicious_nodes=settings.krum_byzantine)
+    if name == "fedmedian":
+        return FedMedian(**common)
+    raise ValueError(f"unknown strategy {name}")  # settings.check() rejects this first

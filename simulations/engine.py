@@ -1,0 +1,98 @@
+"""The simulation child process: one Flower Simulation Engine run, then exit.
+
+`fedgov sim run` starts this module in its own process group, so that when the run ends,
+fails or is interrupted the parent can end every process it left (Ray included).
+
+This calls Flower's `_run_simulation` exactly as Flower's own `flwr-simulation` does
+(components loaded from the app's pyproject, run config fused from `[tool.flwr.app.config]`
+with the overrides). The public `run_simulation` is deprecated in 1.42 and takes no run
+config; `flwr run` would need a detached SuperLink. flwr is pinned to 1.42.0 for this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+APP_DIR = Path(__file__).resolve().parent.parent
+
+
+def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str | None) -> dict[str, Any]:
+    """Flower's Ray backend config: client resources, and a cluster to attach to."""
+    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True}
+    if ray_address:
+        init_args["address"] = ray_address
+    return {
+        "client_resources": {"num_cpus": cpus_per_node, "num_gpus": gpus_per_node},
+        "init_args": init_args,
+    }
+
+
+def run_engine(request: dict[str, Any]) -> None:
+    """Run one simulation described by `request` (see `simulations.runner`)."""
+    from flwr.app import Context, RecordDict
+    from flwr.common.config import get_fused_config_from_dir, get_project_config
+    from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID, TASK_ID_NUM_BYTES
+    from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.constant import NOOP_FEDERATION_ID
+    from flwr.supercore.run import Run
+    from flwr.supercore.task_identity import TaskIdentity
+    from flwr.supercore.telemetry import EventType
+
+    logging.getLogger("flwr").setLevel(logging.DEBUG if request.get("verbose") else logging.WARNING)
+    components = get_project_config(APP_DIR)["tool"]["flwr"]["app"]["components"]
+    run = Run.create_empty(run_id=generate_rand_int_from_bytes(RUN_ID_NUM_BYTES))
+    run.primary_task_id = generate_rand_int_from_bytes(TASK_ID_NUM_BYTES)
+    run.federation_id = NOOP_FEDERATION_ID
+    run.override_config = request["run_config"]
+    TaskIdentity.task_id = run.primary_task_id
+    TaskIdentity.run_id = run.run_id
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    context = Context(
+        run_id=run.run_id,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config=get_fused_config_from_dir(APP_DIR, run.override_config),
+    )
+    _run_simulation(
+        num_supernodes=int(request["num_nodes"]),
+        server_app_attr=components["serverapp"],
+        client_app_attr=components["clientapp"],
+        backend_name="ray",
+        backend_config=backend_config(
+            float(request["cpus_per_node"]), float(request["gpus_per_node"]), request.get("ray_address")
+        ),
+        app_dir=str(APP_DIR),
+        run=run,
+        server_app_context=context,
+        is_app=True,
+        verbose_logging=bool(request.get("verbose")),
+        exit_event=EventType.FLWR_SIMULATION_RUN_LEAVE,
+    )
+
+
+def main() -> None:
+    """Entry point: `python -m simulations.engine REQUEST.json`; user errors exit cleanly."""
+    from governance.errors import FedgovError
+
+    request_path = Path(sys.argv[1])
+    request = json.loads(request_path.read_text())
+    try:
+        run_engine(request)
+    except (FedgovError, RuntimeError) as err:
+        # Flower re-raises a ServerApp exception as is, or wrapped in a RuntimeError.
+        cause = err if isinstance(err, FedgovError) else err.__cause__
+        if not isinstance(cause, FedgovError):
+            raise
+        failure = {"error": str(cause), "exit_code": cause.exit_code}
+        (request_path.parent / "failure.json").write_text(json.dumps(failure))
+        sys.exit(cause.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Faulty-node rehearsal: a simulated node that sends a malformed update on purpose.
+
+Set by the run config key `faults`, e.g. `"3:nan,5:extra-record"` (partition id: kind).
+Only simulations use it; a real node never reads this key.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from governance.errors import UsageError
+
+
+def _first(arrays: ArrayRecord) -> str:
+    return next(iter(arrays.keys()))
+
+
+def _nan(content: RecordDict) -> None:
+    arrays = content["arrays"]
+    key = _first(arrays)
+    values = arrays[key].numpy().copy()
+    values.flat[0] = np.nan
+    arrays[key] = Array(values)
+
+
+def _shape(content: RecordDict) -> None:
+    arrays = content["arrays"]
+    key = _first(arrays)
+    arrays[key] = Array(np.zeros((3, 3), dtype=np.float32))
+
+
+def _dtype(content: RecordDict) -> None:
+    arrays = content["arrays"]
+    key = _first(arrays)
+    arrays[key] = Array(arrays[key].numpy().astype(np.float64))
+
+
+def _extra_array(content: RecordDict) -> None:
+    content["arrays"]["smuggled"] = Array(np.zeros(4, dtype=np.float32))
+
+
+def _missing_array(content: RecordDict) -> None:
+    del content["arrays"][_first(content["arrays"])]
+
+
+def _missing_num_examples(content: RecordDict) -> None:
+    metrics: MetricRecord = content["metrics"]
+    del metrics["num-examples"]
+
+
+def _extra_record(content: RecordDict) -> None:
+    content["rows"] = ConfigRecord({"leaked": "raw data must never leave the node"})
+
+
+FAULTS: dict[str, Callable[[RecordDict], None]] = {
+    "nan": _nan,
+    "shape": _shape,
+    "dtype": _dtype,
+    "extra-array": _extra_array,
+    "missing-array": _missing_array,
+    "missing-num-examples": _missing_num_examples,
+    "extra-record": _extra_record,
+}
+
+
+def parse_faults(spec: str) -> dict[int, str]:
+    """Parse `"3:nan,5:shape"` into {3: "nan", 5: "shape"}; bad specs fail clearly."""
+    faults: dict[int, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        pid, _, kind = item.partition(":")
+        if not pid.isdigit() or kind not in FAULTS:
+            raise UsageError(
+                f"bad fault {item!r}: use PARTITION:KIND with KIND one of {', '.join(FAULTS)}"
+            )
+        faults[int(pid)] = kind
+    return faults
+
+
+def apply_fault(kind: str, content: RecordDict) -> None:
+    """Corrupt a reply in place the way `kind` says."""
+    FAULTS[kind](content)

@@ -1,0 +1,123 @@
+"""Process hygiene: no Ray or Flower process outlives the `fedgov` command that made it.
+
+The command becomes a Linux child subreaper, so anything its simulation child leaves
+behind (Ray's raylet, GCS, workers, even ones that start their own session) is re-parented
+to it rather than to init; it then ends and reaps them all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants; returns False where the kernel does not offer it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, read from /proc."""
+    tree = _children_map()
+    found: list[int] = []
+    stack = list(tree.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(tree.get(child, []))
+    return found
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def reap() -> None:
+    """Collect exit statuses of finished children so none stays a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _end_trees(roots: set[int], grace: float) -> None:
+    """SIGTERM the trees under `roots`, SIGKILL what remains after `grace`, reap."""
+
+    def alive() -> list[int]:
+        tree = _children_map()
+        found: list[int] = []
+        stack = [pid for pid in roots if Path(f"/proc/{pid}").exists()]
+        while stack:
+            pid = stack.pop()
+            found.append(pid)
+            stack.extend(tree.get(pid, []))
+        return found
+
+    pids = alive()
+    if pids:
+        _signal_all(pids, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and alive():
+            reap()
+            time.sleep(0.1)
+        _signal_all(alive(), signal.SIGKILL)
+        time.sleep(0.05)
+    reap()
+
+
+def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 5.0) -> int:
+    """Run `cmd` and return its exit code; afterwards end everything it started.
+
+    Ctrl-C is forwarded to the child as SIGINT; after `grace` seconds it is ended anyway.
+    Processes that existed before (a Ray head the user started, say) are left alone.
+    """
+    become_subreaper()
+    me = os.getpid()
+    before = set(_children_map().get(me, []))
+    child = subprocess.Popen(cmd, env=env, start_new_session=True)
+    interrupted = False
+    try:
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            child.send_signal(signal.SIGINT)
+            try:
+                code = child.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                code = child.wait()
+    finally:
+        adopted = set(_children_map().get(me, [])) - before
+        _end_trees(adopted | {child.pid}, grace)
+    if interrupted:
+        raise KeyboardInterrupt
+    return code
