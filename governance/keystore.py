@@ -1,0 +1,159 @@
+"""The keystore: the KEK and the checkpoint signing key, encrypted under a passphrase.
+
+The file holds only ciphertext (Scrypt-derived key, AES-256-GCM); services may instead
+pass keys in env vars (`FEDGOV_KEK`, `FEDGOV_SIGNING_KEY`, base64). Keys never appear
+in a repr, a log line, an error or the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from governance.errors import UsageError
+from governance.ledger.canonical import canonical_bytes
+
+FORMAT = "fedgov-keystore"
+VERSION = 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+ENV_PASSPHRASE = "FEDGOV_PASSPHRASE"
+ENV_KEK = "FEDGOV_KEK"
+ENV_SIGNING_KEY = "FEDGOV_SIGNING_KEY"
+
+
+class KeystoreMissingError(UsageError):
+    """No keystore file where the workspace expects one."""
+
+
+class WrongPassphraseError(UsageError):
+    """The passphrase does not open the keystore."""
+
+
+class KeystoreFormatError(UsageError):
+    """The keystore file or an env key is not in the expected format."""
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """The secrets a writer needs. repr() shows no key bytes."""
+
+    kek: bytes = field(repr=False)
+    signing_seed: bytes = field(repr=False)
+    old_keks: tuple[bytes, ...] = field(default=(), repr=False)
+    from_env: bool = False
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 checkpoint signing key."""
+        return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
+
+    @classmethod
+    def generate(cls) -> KeyMaterial:
+        """Fresh KEK and signing key."""
+        seed = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return cls(kek=AESGCM.generate_key(bit_length=256), signing_seed=seed)
+
+
+def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+
+
+def write_keystore(path: Path, keys: KeyMaterial, passphrase: str) -> None:
+    """Encrypt `keys` under `passphrase` and write them atomically to `path` (mode 0600)."""
+    if not passphrase:
+        raise UsageError("the passphrase must not be empty")
+    salt, nonce = os.urandom(16), os.urandom(12)
+    secret = canonical_bytes({
+        "kek": base64.b64encode(keys.kek).decode(),
+        "old_keks": [base64.b64encode(k).decode() for k in keys.old_keks],
+        "signing_key": base64.b64encode(keys.signing_seed).decode(),
+    })
+    header = {"format": FORMAT, "version": VERSION,
+              "kdf": {"name": "scrypt", "salt": base64.b64encode(salt).decode(), "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P},
+              "cipher": "AES-256-GCM", "nonce": base64.b64encode(nonce).decode()}
+    aad = canonical_bytes(header)
+    ciphertext = AESGCM(_derive(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)).encrypt(nonce, secret, aad)
+    document = dict(header, ciphertext=base64.b64encode(ciphertext).decode())
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_keystore(path: Path, passphrase: str) -> KeyMaterial:
+    """Decrypt the keystore; raise KeystoreMissingError / WrongPassphraseError / KeystoreFormatError."""
+    if not path.is_file():
+        raise KeystoreMissingError(f"no keystore at {path}: run `fedgov audit init` or set {ENV_KEK}/{ENV_SIGNING_KEY}")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format") != FORMAT or document.get("version") != VERSION:
+            raise KeystoreFormatError(f"{path} is not a fedgov keystore of version {VERSION}")
+        kdf = document["kdf"]
+        header = {k: document[k] for k in ("format", "version", "kdf", "cipher", "nonce")}
+        key = _derive(passphrase, base64.b64decode(kdf["salt"]), int(kdf["n"]), int(kdf["r"]), int(kdf["p"]))
+        ciphertext = base64.b64decode(document["ciphertext"])
+        nonce = base64.b64decode(document["nonce"])
+    except (ValueError, KeyError, TypeError, binascii.Error) as err:
+        raise KeystoreFormatError(f"{path} is not a readable fedgov keystore") from err
+    try:
+        secret = json.loads(AESGCM(key).decrypt(nonce, ciphertext, canonical_bytes(header)))
+    except InvalidTag as err:
+        raise WrongPassphraseError(f"wrong passphrase for keystore {path}") from err
+    return KeyMaterial(
+        kek=base64.b64decode(secret["kek"]),
+        signing_seed=base64.b64decode(secret["signing_key"]),
+        old_keks=tuple(base64.b64decode(k) for k in secret["old_keks"]),
+    )
+
+
+def _env_key(name: str) -> bytes:
+    try:
+        raw = base64.b64decode(os.environ[name], validate=True)
+    except binascii.Error as err:
+        raise KeystoreFormatError(f"{name} is not valid base64") from err
+    if len(raw) != 32:
+        raise KeystoreFormatError(f"{name} must hold 32 bytes (base64), it holds {len(raw)}")
+    return raw
+
+
+def keys_from_env() -> KeyMaterial | None:
+    """Keys from FEDGOV_KEK and FEDGOV_SIGNING_KEY when both are set; None when neither is."""
+    has_kek, has_sig = ENV_KEK in os.environ, ENV_SIGNING_KEY in os.environ
+    if not has_kek and not has_sig:
+        return None
+    if has_kek != has_sig:
+        raise UsageError(f"set both {ENV_KEK} and {ENV_SIGNING_KEY}, or neither")
+    return KeyMaterial(kek=_env_key(ENV_KEK), signing_seed=_env_key(ENV_SIGNING_KEY), from_env=True)
+
+
+def passphrase_from(passphrase_file: Path | None = None, prompt: bool = False, confirm: bool = False) -> str | None:
+    """The passphrase: --passphrase-file, else FEDGOV_PASSPHRASE, else a prompt when allowed."""
+    if passphrase_file is not None:
+        try:
+            text = passphrase_file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read passphrase file {passphrase_file}: {err.strerror}") from err
+        return text.rstrip("\r\n")
+    if os.environ.get(ENV_PASSPHRASE):
+        return os.environ[ENV_PASSPHRASE]
+    if prompt:
+        import getpass
+
+        value = getpass.getpass("fedgov keystore passphrase: ")
+        if confirm and getpass.getpass("repeat passphrase: ") != value:
+            raise UsageError("the passphrases do not match")
+        return value
+    return None

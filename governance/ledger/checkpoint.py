@@ -1,0 +1,142 @@
+"""C2SP tlog-checkpoint bodies in C2SP signed-note envelopes, signed with Ed25519.
+
+The text format is the one transparency logs (Go sumdb, Sigstore, Tessera) use, so
+their witnesses and tools can read a fedgov checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from governance.errors import VerificationError
+
+ED25519_ALG = b"\x01"
+SIG_PREFIX = "\u2014 "  # em dash, space
+
+
+class CheckpointError(VerificationError):
+    """A checkpoint is malformed or carries no valid signature by a trusted key."""
+
+
+@dataclass(frozen=True)
+class VerifierKey:
+    """A named Ed25519 public key, as in a signed-note verifier key `name+hash+base64`."""
+
+    name: str
+    public_key: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        """First 4 bytes of SHA-256(name || 0x0A || 0x01 || public key)."""
+        return key_id(self.name, self.public_key)
+
+    def to_text(self) -> str:
+        """Signed-note verifier key string: `<name>+<hex key id>+<base64(0x01 || key)>`."""
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ED25519_ALG + self.public_key).decode()}"
+
+    @classmethod
+    def from_text(cls, text: str) -> VerifierKey:
+        """Parse a verifier key string; raise CheckpointError when malformed."""
+        try:
+            name, hex_id, b64 = text.strip().rsplit("+", 2)
+            raw = base64.b64decode(b64, validate=True)
+        except (ValueError, binascii.Error) as err:
+            raise CheckpointError(f"malformed verifier key {text.strip()[:40]!r}") from err
+        if len(raw) != 33 or raw[:1] != ED25519_ALG:
+            raise CheckpointError("verifier key is not an Ed25519 key")
+        key = cls(name, raw[1:])
+        if key.key_id.hex() != hex_id:
+            raise CheckpointError(f"verifier key {name!r}: key id does not match the key")
+        return key
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """Signed-note key ID for an Ed25519 key."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + ED25519_ALG + public_key).digest()[:4]
+
+
+def public_key_bytes(private_key: Ed25519PrivateKey) -> bytes:
+    """Raw 32-byte public key."""
+    return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A parsed checkpoint: the three-line body and its signature lines."""
+
+    origin: str
+    size: int
+    root: bytes
+    body: str
+    signatures: tuple[tuple[str, bytes], ...]  # (key name, keyID || signature)
+
+
+def body_text(origin: str, size: int, root: bytes) -> str:
+    """The signed checkpoint body: origin, decimal tree size, base64 root, each + LF."""
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def sign_checkpoint(origin: str, size: int, root: bytes, name: str, private_key: Ed25519PrivateKey) -> str:
+    """Return the signed note text for a checkpoint."""
+    body = body_text(origin, size, root)
+    sig = private_key.sign(body.encode("utf-8"))
+    kid = key_id(name, public_key_bytes(private_key))
+    return f"{body}\n{SIG_PREFIX}{name} {base64.b64encode(kid + sig).decode()}\n"
+
+
+def parse_checkpoint(text: str) -> Checkpoint:
+    """Parse signed-note text into a Checkpoint; raise CheckpointError when malformed."""
+    body, sep, sigs = text.partition("\n\n")
+    if not sep:
+        raise CheckpointError("checkpoint has no blank line before its signatures")
+    body += "\n"
+    lines = body.split("\n")
+    if len(lines) < 4 or not lines[0]:
+        raise CheckpointError("checkpoint body needs origin, tree size and root lines")
+    origin, size_text, root_text = lines[0], lines[1], lines[2]
+    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+        raise CheckpointError(f"checkpoint tree size {size_text!r} is not a decimal number")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except binascii.Error as err:
+        raise CheckpointError("checkpoint root is not base64") from err
+    if len(root) != 32:
+        raise CheckpointError(f"checkpoint root is {len(root)} bytes, want 32")
+    signatures = []
+    if not sigs.endswith("\n"):
+        raise CheckpointError("checkpoint does not end with a newline")
+    for line in sigs[:-1].split("\n"):
+        if not line.startswith(SIG_PREFIX):
+            raise CheckpointError(f"malformed signature line {line[:40]!r}")
+        name, _, b64 = line[len(SIG_PREFIX):].rpartition(" ")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except binascii.Error as err:
+            raise CheckpointError("signature is not base64") from err
+        if not name or len(raw) < 5:
+            raise CheckpointError(f"malformed signature line {line[:40]!r}")
+        signatures.append((name, raw))
+    return Checkpoint(origin, int(size_text), root, body, tuple(signatures))
+
+
+def verify_checkpoint(text: str, trusted: VerifierKey, origin: str | None = None) -> Checkpoint:
+    """Parse and check a checkpoint's signature by `trusted`; raise CheckpointError if absent or bad."""
+    cp = parse_checkpoint(text)
+    if origin is not None and cp.origin != origin:
+        raise CheckpointError(f"checkpoint origin {cp.origin!r} is not this ledger's {origin!r}")
+    public_key = Ed25519PublicKey.from_public_bytes(trusted.public_key)
+    for name, raw in cp.signatures:
+        if name == trusted.name and raw[:4] == trusted.key_id:
+            try:
+                public_key.verify(raw[4:], cp.body.encode("utf-8"))
+            except InvalidSignature as err:
+                raise CheckpointError(f"signature by trusted key {trusted.name!r} is invalid") from err
+            return cp
+    raise CheckpointError(f"no signature by the trusted key {trusted.name!r} (key id {trusted.key_id.hex()})")

@@ -1,0 +1,323 @@
+"""Ledger storage on SQLAlchemy Core: SQLite (default) or PostgreSQL.
+
+Append-only is enforced by the database as well as the code: triggers reject UPDATE
+and DELETE on entries, tree nodes and checkpoints. Writers serialise on a lock
+(SQLite `BEGIN IMMEDIATE`, PostgreSQL advisory lock) so concurrent processes keep
+the sequence gapless and the tree consistent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
+
+from governance.errors import UsageError
+from governance.ledger.entry import Entry
+from governance.ledger.merkle import NodeKey
+
+SCHEMA_VERSION = 1
+PG_LOCK_KEY = 0x66656467  # "fedg": the advisory lock all ledger writers take
+
+metadata = sa.MetaData()
+meta_table = sa.Table(
+    "fedgov_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+entries_table = sa.Table(
+    "fedgov_entries", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("entry_type", sa.String(64), nullable=False),
+    sa.Column("timestamp", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("round", sa.Integer, nullable=True),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("model_hash", sa.String(128), nullable=False),
+    sa.Column("config_hash", sa.String(128), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
+)
+sa.Index("ix_fedgov_entries_run_round_node", entries_table.c.run_id, entries_table.c.round, entries_table.c.node_id)
+sa.Index("ix_fedgov_entries_node", entries_table.c.node_id)
+sa.Index("ix_fedgov_entries_type", entries_table.c.entry_type)
+nodes_table = sa.Table(
+    "fedgov_tree_nodes", metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+)
+checkpoints_table = sa.Table(
+    "fedgov_checkpoints", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("consistency_proof", sa.Text, nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+)
+data_keys_table = sa.Table(
+    "fedgov_data_keys", metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("scope", sa.Text, nullable=False, index=True),
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=True),
+    sa.Column("kek_id", sa.String(16), nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+    sa.Column("destroyed_at", sa.String(32), nullable=True),
+    sa.Column("destroyed_by", sa.Text, nullable=True),
+)
+APPEND_ONLY = ("fedgov_entries", "fedgov_tree_nodes", "fedgov_checkpoints")
+
+PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION fedgov_reject_change() RETURNS trigger AS $$
+BEGIN
+  RAISE EXCEPTION 'fedgov ledger is append-only: % on % rejected', TG_OP, TG_TABLE_NAME;
+END $$ LANGUAGE plpgsql
+"""
+
+
+class StoreError(UsageError):
+    """The ledger database is missing, unreadable, or not a supported fedgov ledger."""
+
+
+class UnsupportedSchemaError(StoreError):
+    """The database schema version is not one this fedgov understands."""
+
+
+def _is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _make_engine(url: str) -> Engine:
+    if _is_sqlite(url):
+        engine = sa.create_engine(url, connect_args={"timeout": 120})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 120000")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")  # durable when append() returns
+            cur.execute("PRAGMA secure_delete = ON")  # shredded key bytes are overwritten
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("fedgov_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=False)
+
+
+class LedgerStore:
+    """Rows in, rows out. Knows SQL and locking, nothing about keys or proofs."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.is_sqlite = _is_sqlite(url)
+        self.meta: dict[str, str] = {}
+
+    @classmethod
+    def create(cls, url: str, meta: dict[str, str]) -> LedgerStore:
+        """Create the schema, triggers and meta rows in an empty database."""
+        if _is_sqlite(url):
+            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+        store = cls(url, _make_engine(url))
+        with store.engine.connect() as conn:
+            conn = conn.execution_options(fedgov_write=True)
+            with conn.begin():
+                if sa.inspect(conn).has_table("fedgov_meta"):
+                    raise StoreError("the database already holds a fedgov ledger")
+                metadata.create_all(conn)
+                for table in APPEND_ONLY:
+                    store._protect(conn, table)
+                conn.execute(meta_table.insert(), [{"key": k, "value": v} for k, v in
+                                                    {**meta, "schema_version": str(SCHEMA_VERSION)}.items()])
+        store.meta = {**meta, "schema_version": str(SCHEMA_VERSION)}
+        return store
+
+    def _protect(self, conn: Connection, table: str) -> None:
+        if self.is_sqlite:
+            for op in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'fedgov ledger is append-only: {op} on {table} rejected'); END"
+                )
+        else:
+            conn.exec_driver_sql(PG_FUNCTION)
+            conn.exec_driver_sql(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                                 "FOR EACH ROW EXECUTE FUNCTION fedgov_reject_change()")
+            conn.exec_driver_sql(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                                 "FOR EACH STATEMENT EXECUTE FUNCTION fedgov_reject_change()")
+            conn.exec_driver_sql(f"REVOKE TRUNCATE, UPDATE, DELETE ON {table} FROM PUBLIC")
+
+    @classmethod
+    def open(cls, url: str) -> LedgerStore:
+        """Open an existing ledger; one clear StoreError if it is missing, corrupt or unsupported."""
+        if _is_sqlite(url):
+            path = Path(make_url(url).database or "")
+            if not path.is_file():
+                raise StoreError(f"no ledger database at {path}")
+        store = cls(url, _make_engine(url))
+        try:
+            with store.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("fedgov_meta"):
+                    raise StoreError(f"{store.display_url} is not a fedgov ledger (no meta table)")
+                store.meta = {r.key: r.value for r in conn.execute(sa.select(meta_table))}
+        except (DatabaseError, OperationalError, ProgrammingError) as err:
+            store.engine.dispose()
+            raise StoreError(f"cannot read ledger database {store.display_url}: it is corrupt or unreachable "
+                             f"({type(err.orig).__name__})") from err
+        version = store.meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            store.engine.dispose()
+            raise UnsupportedSchemaError(f"ledger schema version {version} is not supported "
+                                         f"(this fedgov reads version {SCHEMA_VERSION})")
+        return store
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction holding the ledger's writer lock; commits on exit."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(fedgov_write=True)
+            with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (one consistent snapshot)."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    # -- entries and tree -------------------------------------------------------------
+
+    def size(self, conn: Connection) -> int:
+        """Number of entries, taken as max(seq) + 1 (verification checks there are no gaps)."""
+        top = conn.execute(sa.select(sa.func.max(entries_table.c.seq))).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def insert_entries(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(entries_table.insert(), rows)
+
+    def insert_nodes(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(nodes_table.insert(), rows)
+
+    def fetch_nodes(self, conn: Connection, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
+        """Stored hashes of perfect subtrees; level 0 comes from the entries' leaf hashes."""
+        found: dict[NodeKey, bytes] = {}
+        leaves = sorted({idx for lvl, idx in keys if lvl == 0})
+        inner = sorted({(lvl, idx) for lvl, idx in keys if lvl > 0})
+        if leaves:
+            q = sa.select(entries_table.c.seq, entries_table.c.leaf_hash).where(entries_table.c.seq.in_(leaves))
+            found.update(((0, int(s)), bytes(h)) for s, h in conn.execute(q))
+        if inner:
+            q = sa.select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash).where(
+                sa.tuple_(nodes_table.c.level, nodes_table.c.idx).in_(inner))
+            found.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in conn.execute(q))
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise StoreError(f"stored tree is missing node {missing[0]}: run `fedgov audit verify`")
+        return found
+
+    def query(self, conn: Connection, entry_type: str | None = None, run_id: str | None = None,
+              round: int | None = None, node_id: str | None = None, seqs: Sequence[int] | None = None,
+              limit: int | None = None) -> list[Entry]:
+        c = entries_table.c
+        q = sa.select(entries_table).order_by(c.seq)
+        for column, value in ((c.entry_type, entry_type), (c.run_id, run_id), (c.round, round), (c.node_id, node_id)):
+            if value is not None:
+                q = q.where(column == value)
+        if seqs is not None:
+            q = q.where(c.seq.in_(list(seqs)))
+        if limit is not None:
+            q = q.limit(limit)
+        return [row_to_entry(r) for r in conn.execute(q)]
+
+    def iter_entries(self, conn: Connection, batch: int = 20000) -> Iterator[tuple]:
+        """All entry rows in seq order, streamed: (seq, type, ts, run, round, node, model, config, key, ct, leaf)."""
+        c = entries_table.c
+        q = sa.select(c.seq, c.entry_type, c.timestamp, c.run_id, c.round, c.node_id, c.model_hash,
+                      c.config_hash, c.key_id, c.ciphertext, c.leaf_hash).order_by(c.seq)
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+        for part in result.partitions():
+            yield from part
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def checkpoints(self, conn: Connection) -> list[dict[str, Any]]:
+        rows = conn.execute(sa.select(checkpoints_table).order_by(checkpoints_table.c.id))
+        return [dict(r._mapping) for r in rows]
+
+    def latest_checkpoint(self, conn: Connection) -> dict[str, Any] | None:
+        row = conn.execute(sa.select(checkpoints_table).order_by(checkpoints_table.c.id.desc()).limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def insert_checkpoint(self, conn: Connection, cp_id: int, tree_size: int, note: str,
+                          proof: Sequence[bytes], created: str) -> None:
+        import base64
+        conn.execute(checkpoints_table.insert(), [{
+            "id": cp_id, "tree_size": tree_size, "note": note, "created": created,
+            "consistency_proof": json.dumps([base64.b64encode(p).decode() for p in proof]),
+        }])
+
+    # -- data keys ------------------------------------------------------------------------
+
+    def live_keys_for(self, conn: Connection, scopes: Sequence[str]) -> list[Any]:
+        c = data_keys_table.c
+        q = sa.select(c.key_id, c.scope, c.wrapped_key, c.kek_id).where(
+            c.scope.in_(list(scopes)), c.destroyed_at.is_(None))
+        return list(conn.execute(q))
+
+    def data_key(self, conn: Connection, key_id: str) -> Any:
+        c = data_keys_table.c
+        return conn.execute(sa.select(data_keys_table).where(c.key_id == key_id)).first()
+
+    def all_live_keys(self, conn: Connection) -> list[Any]:
+        c = data_keys_table.c
+        return list(conn.execute(sa.select(c.key_id, c.wrapped_key, c.kek_id).where(c.wrapped_key.is_not(None))))
+
+    def insert_data_key(self, conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(data_keys_table.insert(), [row])
+
+    def rewrap_data_key(self, conn: Connection, key_id: str, wrapped: bytes, kek_id: str) -> None:
+        c = data_keys_table.c
+        conn.execute(data_keys_table.update().where(c.key_id == key_id).values(wrapped_key=wrapped, kek_id=kek_id))
+
+    def destroy_data_keys(self, conn: Connection, key_ids: Sequence[str], when: str, actor: str) -> None:
+        c = data_keys_table.c
+        conn.execute(data_keys_table.update().where(c.key_id.in_(list(key_ids)))
+                     .values(wrapped_key=None, destroyed_at=when, destroyed_by=actor))
+
+
+def row_to_entry(r: Any) -> Entry:
+    """A database row (mapping or tuple in table column order) as an Entry."""
+    m = r._mapping if hasattr(r, "_mapping") else r
+    return Entry(seq=int(m["seq"]), entry_type=m["entry_type"], timestamp=m["timestamp"], run_id=m["run_id"],
+                 round=None if m["round"] is None else int(m["round"]), node_id=m["node_id"],
+                 model_hash=m["model_hash"], config_hash=m["config_hash"], key_id=m["key_id"],
+                 ciphertext=bytes(m["ciphertext"]), leaf_hash=bytes(m["leaf_hash"]))

@@ -1,0 +1,139 @@
+"""Independent verification of a ledger: needs no secret, trusts only a pinned public key.
+
+Recomputes every leaf from the stored row and the whole tree, checks every checkpoint's
+signature against the pinned key, its consistency proof against the previous one and
+its root against the recomputed tree. Raises VerificationError naming the first failure.
+Apart from reading rows it uses only the standard library and `cryptography`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from governance.errors import UsageError, VerificationError
+from governance.ledger import merkle
+from governance.ledger.checkpoint import Checkpoint, CheckpointError, VerifierKey, verify_checkpoint
+from governance.ledger.entry import leaf_bytes
+
+# (seq, entry_type, timestamp, run_id, round, node_id, model_hash, config_hash, key_id, ciphertext, leaf_hash)
+EntryRow = Sequence[Any]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What a successful verification covered."""
+
+    entries: int
+    checkpoints: int
+    root_hex: str
+    unsigned_tail: int  # entries after the last checkpoint, not yet covered by a signature
+
+
+def load_trusted_keys(path: Path) -> list[VerifierKey]:
+    """Read a trust file: one signed-note verifier key per line, `#` comments allowed."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as err:
+        raise UsageError(f"no trusted key file at {path}: pass --trusted-key") from err
+    keys = [VerifierKey.from_text(line) for line in lines if line.strip() and not line.startswith("#")]
+    if not keys:
+        raise UsageError(f"{path} names no trusted key")
+    return keys
+
+
+def _check_signed(text: str, trusted: Sequence[VerifierKey]) -> Checkpoint:
+    errors = []
+    for key in trusted:
+        try:
+            return verify_checkpoint(text, key, origin=key.name)
+        except CheckpointError as err:
+            errors.append(str(err))
+    raise CheckpointError("; ".join(errors))
+
+
+def verify_rows(rows: Iterable[EntryRow], checkpoints: Sequence[dict[str, Any]],
+                trusted: Sequence[VerifierKey]) -> VerifyReport:
+    """Verify entry rows (in seq order) and checkpoint rows (in id order) against `trusted` keys."""
+    parsed: list[tuple[int, Checkpoint]] = []
+    previous: Checkpoint | None = None
+    for expected_id, row in enumerate(checkpoints, start=1):
+        label = f"checkpoint #{row['id']}"
+        if row["id"] != expected_id:
+            raise VerificationError(f"checkpoint #{expected_id} is missing (found #{row['id']} in its place)")
+        try:
+            cp = _check_signed(row["note"], trusted)
+        except CheckpointError as err:
+            raise VerificationError(f"{label}: bad signature: {err}") from err
+        if cp.size != row["tree_size"]:
+            raise VerificationError(f"{label}: signed tree size {cp.size} differs from the row's {row['tree_size']}")
+        if previous is not None:
+            if cp.size < previous.size:
+                raise VerificationError(f"{label}: tree size {cp.size} is smaller than the previous {previous.size}")
+            try:
+                proof = [base64.b64decode(p, validate=True) for p in json.loads(row["consistency_proof"])]
+                merkle.verify_consistency(previous.size, cp.size, proof, previous.root, cp.root)
+            except (ValueError, binascii.Error, merkle.ProofError) as err:
+                raise VerificationError(f"{label}: not consistent with checkpoint #{row['id'] - 1} "
+                                        f"(fork or rewritten history): {err}") from err
+        parsed.append((row["id"], cp))
+        previous = cp
+
+    pending = iter(parsed)
+    next_cp = next(pending, None)
+    frontier = merkle.Frontier()
+    sha = hashlib.sha256
+    expected = 0
+    for row in rows:
+        seq = row[0]
+        if seq != expected:
+            raise VerificationError(f"entry seq {expected} is missing (next stored entry is seq {seq})")
+        while next_cp is not None and next_cp[1].size == expected:
+            _check_root(next_cp, frontier)
+            next_cp = next(pending, None)
+        try:
+            leaf = sha(b"\x00" + leaf_bytes(seq, row[2], row[1], row[3], row[4], row[5], row[6], row[7],
+                                             row[8], bytes(row[9]))).digest()
+        except (TypeError, ValueError) as err:
+            raise VerificationError(f"entry seq {seq}: malformed row ({err})") from err
+        if leaf != bytes(row[10]):
+            raise VerificationError(f"entry seq {seq}: stored fields do not hash to its recorded leaf hash "
+                                    "(entry altered after it was appended)")
+        frontier.append(leaf)
+        expected += 1
+    while next_cp is not None and next_cp[1].size == expected:
+        _check_root(next_cp, frontier)
+        next_cp = next(pending, None)
+    if next_cp is not None:
+        raise VerificationError(f"checkpoint #{next_cp[0]} covers {next_cp[1].size} entries but the ledger holds "
+                                f"only {expected}: entries were removed (truncated tail)")
+    last_size = parsed[-1][1].size if parsed else 0
+    return VerifyReport(expected, len(parsed), frontier.root().hex(), expected - last_size)
+
+
+def _check_root(item: tuple[int, Checkpoint], frontier: merkle.Frontier) -> None:
+    cp_id, cp = item
+    root = frontier.root()
+    if root != cp.root:
+        raise VerificationError(f"checkpoint #{cp_id} (tree size {cp.size}): signed root {cp.root.hex()} does not "
+                                f"match the entries' root {root.hex()} (entries rewritten, or a forked checkpoint)")
+
+
+def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None) -> VerifyReport:
+    """Verify the ledger of a Workspace, trusting `trusted` or the workspace trust file; no secret needed."""
+    from governance.ledger.store import LedgerStore
+
+    keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
+    store = LedgerStore.open(ws.db_url)
+    try:
+        with store.read() as conn:
+            checkpoints = store.checkpoints(conn)
+            return verify_rows(store.iter_entries(conn), checkpoints, keys)
+    finally:
+        store.close()

@@ -1,0 +1,112 @@
+"""The workspace: one directory holding the ledger database, keystore, trust file and archives.
+
+Found like git finds a repository: an explicit path, else $FEDGOV_HOME, else the
+nearest `.fedgov/` walking up from the current directory, else `./.fedgov`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from governance.errors import UsageError
+
+DIR_NAME = ".fedgov"
+ENV_HOME = "FEDGOV_HOME"
+ENV_DB_URL = "FEDGOV_DB_URL"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A located workspace directory; `db_url_override` beats the env and the config."""
+
+    path: Path
+    db_url_override: str | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def keystore_path(self) -> Path:
+        return self.path / "keystore.json"
+
+    @property
+    def trust_path(self) -> Path:
+        """Public keys trusted to sign checkpoints, one signed-note verifier key per line."""
+        return self.path / "trusted_keys"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where encrypted model archive files live."""
+        return self.path / "archives"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.path / "ledger.db"
+
+    @property
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def config(self) -> dict:
+        """The workspace config (db_url, ...); raise UsageError when absent or unreadable."""
+        try:
+            return json.loads(self.config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise UsageError(f"no fedgov workspace at {self.path}: run `fedgov audit init`") from err
+        except (OSError, ValueError) as err:
+            raise UsageError(f"workspace config {self.config_path} is unreadable") from err
+
+    @property
+    def db_url(self) -> str:
+        """Database URL: override > $FEDGOV_DB_URL > workspace config > SQLite file in the workspace."""
+        if self.db_url_override:
+            return self.db_url_override
+        if os.environ.get(ENV_DB_URL):
+            return os.environ[ENV_DB_URL]
+        configured = self.config().get("db_url") if self.exists else None
+        return configured or f"sqlite:///{self.sqlite_path}"
+
+    @classmethod
+    def locate(cls, explicit: Path | None = None, cwd: Path | None = None) -> Workspace:
+        """Resolve the workspace path without requiring it to exist."""
+        if explicit is not None:
+            return cls(Path(explicit).expanduser().resolve())
+        if os.environ.get(ENV_HOME):
+            return cls(Path(os.environ[ENV_HOME]).expanduser().resolve())
+        start = (cwd or Path.cwd()).resolve()
+        for directory in (start, *start.parents):
+            candidate = directory / DIR_NAME
+            if (candidate / CONFIG_FILE).is_file():
+                return cls(candidate)
+        return cls(start / DIR_NAME)
+
+    @classmethod
+    def discover(cls, explicit: Path | None = None, must_exist: bool = True, db_url: str | None = None) -> Workspace:
+        """Find the workspace; raise UsageError if `must_exist` and none is initialised there."""
+        ws = cls.locate(explicit)
+        if db_url:
+            ws = cls(ws.path, db_url)
+        if must_exist and not ws.exists:
+            raise UsageError(f"no fedgov workspace at {ws.path}: run `fedgov audit init` (or pass --workspace / set {ENV_HOME})")
+        return ws
+
+    @classmethod
+    def init(cls, path: Path, passphrase: str, db_url: str | None = None) -> Workspace:
+        """Create a workspace: keystore, database with a genesis entry and checkpoint, trust file."""
+        from governance.ledger.ledger import create_ledger
+
+        ws = cls(Path(path).expanduser().resolve(), db_url)
+        if ws.exists:
+            raise UsageError(f"a fedgov workspace already exists at {ws.path}")
+        if not passphrase:
+            raise UsageError("the passphrase must not be empty")
+        create_ledger(ws, passphrase, db_url)
+        return cls(ws.path)
+
+    def write_config(self, config: dict) -> None:
+        self.config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
