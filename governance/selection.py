@@ -5,17 +5,17 @@ The draw, written down so an auditor can redo it from the record alone:
 1. ``eligible`` = sorted candidates whose consent check state is ``"valid"``.
 2. ``k = min(len(eligible), max(min_nodes, int(len(eligible) * fraction)))``;
    fewer than ``min_nodes`` eligible raises ``SelectionError``.
-3. ``int_seed = int.from_bytes(SHA-256(canonical_bytes({"seed": seed, "round": round})), "big")``.
-4. ``selected = sorted(random.Random(int_seed).sample(eligible, k))``.
+3. each eligible node gets the rank ``SHA-256(canonical_bytes({"node": node, "round": round,
+   "seed": seed}))`` (RFC 8785 JSON, so the bytes are the same in any language).
+4. ``selected`` = the ``k`` nodes with the smallest ranks (ties, which need a SHA-256
+   collision, broken by node id), sorted by node id.
 
-Step 4 relies on CPython's Mersenne Twister and ``random.sample``, whose
-results for a given integer seed have been stable across Python 3 releases.
+Hash ranking, not a language's PRNG, so that a verifier in any language can redo it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,10 +99,14 @@ def _sample_size(eligible: int, fraction: float, min_nodes: int) -> int:
     return min(eligible, max(min_nodes, int(eligible * fraction)))
 
 
-def _draw(eligible: Sequence[str], k: int, seed: int, server_round: int) -> list[str]:
-    digest = hashlib.sha256(canonical_bytes({"seed": seed, "round": server_round})).digest()
-    rng = random.Random(int.from_bytes(digest, "big"))
-    return sorted(rng.sample(sorted(eligible), k))
+def draw(eligible: Sequence[str], k: int, seed: int, server_round: int) -> list[str]:
+    """The documented seeded draw of ``k`` of ``eligible`` (steps 3 and 4 above)."""
+
+    def rank(node: str) -> tuple[bytes, str]:
+        key = canonical_bytes({"node": node, "round": server_round, "seed": seed})
+        return hashlib.sha256(key).digest(), node
+
+    return sorted(sorted(eligible, key=rank)[:k])
 
 
 def _summarise_exclusions(excluded: Mapping[str, str]) -> str:
@@ -156,7 +160,7 @@ def select_nodes(
         candidates=ordered,
         checks=recorded,
         excluded=excluded,
-        selected=_draw(eligible, k, seed, server_round),
+        selected=draw(eligible, k, seed, server_round),
     )
 
 
@@ -175,7 +179,7 @@ def recompute(record_dict: Mapping[str, Any]) -> list[str]:
             f"fewer than min_nodes={record.min_nodes}, so no draw could have happened"
         )
     k = _sample_size(len(eligible), record.fraction, record.min_nodes)
-    return _draw(eligible, k, record.seed, record.round)
+    return draw(eligible, k, record.seed, record.round)
 
 
 def verify_selection(record_dict: Mapping[str, Any]) -> None:

@@ -10,11 +10,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from fedgov.models import build_model
+from governance.selection import draw
 from fedgov.training import evaluate, resolve_device
 from server.governed import GovernedStrategy
 from server.registration import wait_for_nodes
 from server.report import RunReport, write_json_atomic
-from server.sampling import seeded_sample
 from fedgov.settings import RunSettings
 from server.strategies import build_strategy
 from simulations.datasets import load_split
@@ -56,7 +56,8 @@ def main(grid: Grid, context: Context) -> None:
     flwr_logger.setLevel(level)
 
     def select(server_round: int, candidates) -> list[int]:
-        return seeded_sample(settings.seed, server_round, candidates, settings.sample_size(len(candidates)))
+        k = settings.sample_size(len(candidates))
+        return [int(n) for n in draw([str(c) for c in candidates], k, settings.seed, server_round)]
 
     strategy = GovernedStrategy(
         inner, selector=select, observers=[report], min_valid_replies=settings.min_valid_replies

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 ARRAYS_KEY = "arrays"
 METRICS_KEY = "metrics"
@@ -57,7 +57,15 @@ def reply_problem(
         return f"node error {reply.error.code}: {reply.error.reason}"
     if not reply.has_content():
         return "empty reply"
-    content = reply.content
+    return content_problem(reply.content, spec, allowed)
+
+
+def content_problem(
+    content: RecordDict,
+    spec: Mapping[str, ArraySpec],
+    allowed: Mapping[str, type] = ALLOWED_RECORDS,
+) -> str | None:
+    """Return why a train reply's content is unusable, or None when it is well formed."""
     for key in content.keys():
         if key not in allowed:
             return f"unexpected record {key!r} (a reply may hold only {', '.join(allowed)})"

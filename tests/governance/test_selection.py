@@ -21,7 +21,7 @@ def checks_for(states: dict[str, str]) -> dict[str, ConsentCheck]:
 
 
 NODES = [f"n{i:02d}" for i in range(10)]
-PINNED = ["n00", "n06", "n08"]  # seed=42, round=1, k=3: computed by hand from the docstring steps
+PINNED = ["n00", "n03", "n09"]  # seed=42, round=1, k=3: hashlib over the hand-written canonical JSON
 ALL_VALID = checks_for({n: "valid" for n in NODES})
 
 
@@ -137,6 +137,6 @@ def test_verify_selection_rejects_an_exclusion_hidden_from_the_record():
 
 
 def test_draw_matches_pinned_vector():
-    # Pins the documented procedure (SHA-256 of canonical JSON seed, random.sample):
+    # Pins the documented procedure (SHA-256 rank of canonical JSON per node):
     # a change here means old selection records no longer recompute.
     assert select_nodes(NODES, ALL_VALID, 0.3, 1, seed=42, server_round=1).selected == PINNED
