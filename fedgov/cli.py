@@ -13,6 +13,7 @@ import typer
 
 from governance.errors import FedgovError
 from simulations.cli import app as sim_app
+from governance.cli.audit import app as audit_app
 
 app = typer.Typer(
     name="fedgov",
@@ -22,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sim_app, name="sim")
+app.add_typer(audit_app, name="audit")
 
 
 @app.command("demo")

@@ -1,0 +1,1 @@
+"""Command-line groups of the governance library, mounted by the root `fedgov` command."""

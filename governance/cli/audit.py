@@ -1,0 +1,155 @@
+"""`fedgov audit`: create, write to, read and verify the governance ledger.
+
+Every user error is a FedgovError, which the root command prints as one line with a
+meaningful exit code: 0 ok, 1 verification failure, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from governance.errors import UsageError
+from governance.keystore import passphrase_from
+from governance.ledger.checkpoint import VerifierKey
+from governance.workspace import Workspace
+
+app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance ledger.",
+                  no_args_is_help=True, add_completion=False)
+
+WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: discovered, like git).")]
+PassFileOpt = Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore passphrase.")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _writer(workspace: Path | None, passphrase_file: Path | None):
+    from governance.ledger import Ledger
+
+    ws = Workspace.discover(workspace)
+    passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty())
+    return Ledger.open(ws, passphrase)
+
+
+@app.command("init")
+def init(workspace: WorkspaceOpt = None,
+         db_url: Annotated[Optional[str], typer.Option("--db-url", help="SQLAlchemy URL (default: SQLite in the workspace).")] = None,
+         passphrase_file: PassFileOpt = None) -> None:
+    """Create a workspace: keystore, ledger database, trust file, first checkpoint."""
+    ws = Workspace.locate(workspace) if workspace else Workspace.discover(None, must_exist=False)
+    if ws.exists:
+        raise UsageError(f"a fedgov workspace already exists at {ws.path}")
+    passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty(), confirm=True)
+    if not passphrase:
+        raise UsageError("no passphrase: set FEDGOV_PASSPHRASE, pass --passphrase-file, or run interactively")
+    ws = Workspace.init(ws.path, passphrase, db_url)
+    typer.echo(f"initialised fedgov workspace at {ws.path}")
+    typer.echo(f"trusted key: {ws.trust_path.read_text(encoding='utf-8').strip()}")
+
+
+@app.command("verify")
+def verify(workspace: WorkspaceOpt = None,
+           trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file).")] = None) -> None:
+    """Recompute every leaf and the tree; check every checkpoint against the pinned key. Needs no secret."""
+    from governance.ledger.verify import load_trusted_keys, verify_ledger
+
+    ws = Workspace.discover(workspace)
+    keys = None
+    if trusted_key:
+        path = Path(trusted_key)
+        keys = load_trusted_keys(path) if path.is_file() else [VerifierKey.from_text(trusted_key)]
+    report = verify_ledger(ws, keys)
+    typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
+    if report.unsigned_tail:
+        typer.echo(f"note: {report.unsigned_tail} entries after the last checkpoint are not yet signed", err=True)
+
+
+@app.command("checkpoint")
+def checkpoint(workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
+    """Sign a checkpoint of the current tree (after proving it consistent with the last one)."""
+    with _writer(workspace, passphrase_file) as ledger:
+        typer.echo(ledger.checkpoint(), nl=False)
+
+
+@app.command("log")
+def log(workspace: WorkspaceOpt = None,
+        run: Annotated[Optional[str], typer.Option("--run", help="Run id.")] = None,
+        round_: Annotated[Optional[int], typer.Option("--round", help="Round number.")] = None,
+        node: Annotated[Optional[str], typer.Option("--node", help="Pseudonymous node id.")] = None,
+        entry_type: Annotated[Optional[str], typer.Option("--type", help="Entry type.")] = None,
+        fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+        decrypt: Annotated[bool, typer.Option("--decrypt", help="Show payloads (needs the keys).")] = False,
+        limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.")] = None,
+        passphrase_file: PassFileOpt = None) -> None:
+    """List entries by their plaintext index fields; --decrypt adds payloads."""
+    from governance.ledger import KeyDestroyedError, Ledger
+
+    if decrypt:
+        ledger = _writer(workspace, passphrase_file)
+    else:
+        ledger = Ledger.open_readonly(Workspace.discover(workspace))
+    with ledger:
+        records = []
+        for entry in ledger.query(entry_type, run, round_, node, limit=limit):
+            record = entry.index_fields()
+            if decrypt:
+                try:
+                    record["payload"] = ledger.read_payload(entry)
+                except KeyDestroyedError:
+                    record["payload"] = "<key destroyed>"
+            records.append(record)
+    if fmt is Format.json:
+        typer.echo(json.dumps(records, indent=2))
+    elif fmt is Format.csv:
+        out = io.StringIO()
+        columns = list(records[0]) if records else ["seq"]
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()})
+        typer.echo(out.getvalue(), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(records)} entries")
+        for column in ("seq", "type", "time", "run", "round", "node", "model", "config") + (("payload",) if decrypt else ()):
+            table.add_column(column)
+        for r in records:
+            cells = [str(r["seq"]), r["entry_type"], r["timestamp"], r["run_id"],
+                     "" if r["round"] is None else str(r["round"]), r["node_id"], r["model_hash"][:12], r["config_hash"][:12]]
+            if decrypt:
+                cells.append(json.dumps(r["payload"]) if isinstance(r["payload"], dict) else r["payload"])
+            table.add_row(*cells)
+        Console().print(table)
+
+
+@app.command("shred")
+def shred(scope: Annotated[str, typer.Argument(help="Scope whose data key to destroy, e.g. node:abc.")],
+          actor: Annotated[str, typer.Option("--actor", help="Who orders the destruction.")],
+          reason: Annotated[str, typer.Option("--reason", help="Why (e.g. GDPR Art. 17 request id).")],
+          workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
+    """Crypto-shred a scope: its payloads become unreadable for good; the ledger still verifies."""
+    with _writer(workspace, passphrase_file) as ledger:
+        seq = ledger.shred(scope, actor, reason)
+    typer.echo(f"destroyed the data key of scope {scope!r}; recorded as entry seq {seq}")
+
+
+@app.command("rotate-kek")
+def rotate_kek(actor: Annotated[str, typer.Option("--actor", help="Who rotates the key.")],
+               workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
+    """Replace the key-encryption key: data keys are re-wrapped, entries untouched."""
+    with _writer(workspace, passphrase_file) as ledger:
+        seq = ledger.rotate_kek(actor)
+    typer.echo(f"rotated the key-encryption key; recorded as entry seq {seq}")
