@@ -45,7 +45,7 @@ class VerifierKey:
     def from_text(cls, text: str) -> VerifierKey:
         """Parse a verifier key string; raise CheckpointError when malformed."""
         try:
-            name, hex_id, b64 = text.strip().rsplit("+", 2)
+            name, hex_id, b64 = text.strip().split("+", 2)  # base64 may hold "+", the name may not
             raw = base64.b64decode(b64, validate=True)
         except (ValueError, binascii.Error) as err:
             raise CheckpointError(f"malformed verifier key {text.strip()[:40]!r}") from err

@@ -1,0 +1,64 @@
+"""Fixtures for the governance tests: real SQLite workspaces and throwaway PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from governance.ledger import Ledger
+from governance.workspace import Workspace
+
+PASSPHRASE = "correct horse battery staple"
+PG_ADMIN_URL = os.environ.get("FEDGOV_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "rfc9162-merkle"
+FEDGOV = Path(sys.executable).parent / "fedgov"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FEDGOV_HOME", "FEDGOV_DB_URL", "FEDGOV_KEK", "FEDGOV_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FEDGOV_PASSPHRASE", PASSPHRASE)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.init(tmp_path / ".fedgov", PASSPHRASE)
+
+
+@pytest.fixture
+def ledger(workspace: Workspace) -> Iterator[Ledger]:
+    with Ledger.open(workspace) as opened:
+        yield opened
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards; skip when no server answers."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN_URL}: {err}")
+    name = f"fedgov_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real `fedgov` console script (fedgov.cli:main)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGOV_")}
+    full_env["FEDGOV_PASSPHRASE"] = PASSPHRASE
+    full_env.update(env or {})
+    return subprocess.run([str(FEDGOV), *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=60)

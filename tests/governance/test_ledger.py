@@ -1,0 +1,158 @@
+"""Ledger behaviour: append, query, checkpoints, proofs, crypto-shredding, KEK rotation, blobs."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from governance.errors import UsageError, VerificationError
+from governance.keystore import KeyMaterial
+from governance.ledger import EntryDraft, KeyDestroyedError, Ledger
+from governance.ledger import merkle
+from governance.ledger.checkpoint import parse_checkpoint, verify_checkpoint
+from governance.ledger.envelope import DecryptionError
+from governance.ledger.verify import verify_ledger
+from governance.workspace import Workspace
+
+
+def _drafts(n: int, scope: str = "run:r1", run_id: str = "r1", node: str = "n1") -> list[EntryDraft]:
+    return [EntryDraft("update_received", {"i": i, "loss": 0.25}, scope, run_id=run_id, round=i % 3,
+                       node_id=node, model_hash=f"m{i}") for i in range(n)]
+
+
+def test_append_returns_gapless_seqs_after_the_genesis_entry(ledger: Ledger) -> None:
+    assert ledger.append(_drafts(3)) == [1, 2, 3]
+    assert ledger.append(_drafts(2)) == [4, 5]
+
+
+def test_query_filters_by_run_round_and_node(ledger: Ledger) -> None:
+    ledger.append(_drafts(6) + _drafts(3, run_id="r2", node="n2"))
+    found = ledger.query(run_id="r1", round=1, node_id="n1")
+    assert [e.model_hash for e in found] == ["m1", "m4"]
+    assert all(e.entry_type == "update_received" for e in found)
+
+
+def test_payload_round_trips_and_is_not_stored_in_clear(ledger: Ledger) -> None:
+    ledger.append([EntryDraft("consent", {"secret": "very-private-token"}, "node:n1")])
+    entry = ledger.query(entry_type="consent")[0]
+    assert ledger.read_payload(entry) == {"secret": "very-private-token"}
+    assert b"very-private-token" not in ledger.workspace.sqlite_path.read_bytes()
+
+
+def test_checkpoint_is_a_signed_c2sp_note_over_the_current_root(ledger: Ledger) -> None:
+    ledger.append(_drafts(5))
+    text = ledger.checkpoint()
+    cp = verify_checkpoint(text, ledger.verifier_key, ledger.origin)
+    assert (cp.size, cp.root) == (6, ledger.root())
+    assert text.split("\n")[4].startswith("\u2014 " + ledger.origin + " ")
+
+
+def test_checkpoint_without_new_entries_returns_the_previous_one(ledger: Ledger) -> None:
+    ledger.append(_drafts(2))
+    assert ledger.checkpoint() == ledger.checkpoint()
+
+
+def test_inclusion_and_consistency_proofs_verify_against_checkpoints(ledger: Ledger) -> None:
+    ledger.append(_drafts(10))
+    old = parse_checkpoint(ledger.checkpoint())
+    ledger.append(_drafts(23))
+    new = parse_checkpoint(ledger.checkpoint())
+    entry = ledger.get(7)
+    merkle.verify_inclusion(7, new.size, entry.leaf_hash, ledger.inclusion_proof(7, new.size), new.root)
+    merkle.verify_inclusion(7, new.size, merkle.hash_leaf(entry.leaf_bytes()), ledger.inclusion_proof(7), new.root)
+    merkle.verify_consistency(old.size, new.size, ledger.consistency_proof(old.size, new.size), old.root, new.root)
+
+
+def test_shredding_makes_payloads_unreadable_but_the_ledger_still_verifies(ledger: Ledger) -> None:
+    ledger.append(_drafts(3, scope="node:n1") + _drafts(2, scope="node:n2", node="n2"))
+    ledger.checkpoint()
+    seq = ledger.shred("node:n1", actor="dpo@example.org", reason="GDPR Art. 17 request 42")
+    ledger.checkpoint()
+    with pytest.raises(KeyDestroyedError, match="key destroyed"):
+        ledger.read_payload(ledger.get(1))
+    assert ledger.read_payload(ledger.get(4))["i"] == 0
+    record = ledger.read_payload(ledger.get(seq))
+    assert (record["actor"], record["reason"], record["scope"]) == ("dpo@example.org", "GDPR Art. 17 request 42", "node:n1")
+    assert "destroyed_at" in record
+    assert verify_ledger(ledger.workspace).entries == seq + 1
+
+
+def test_shredded_key_stays_destroyed_for_a_fresh_process(ledger: Ledger, workspace: Workspace) -> None:
+    ledger.append(_drafts(1, scope="node:gone"))
+    ledger.shred("node:gone", actor="a", reason="r")
+    with Ledger.open(workspace) as fresh, pytest.raises(KeyDestroyedError, match="key destroyed"):
+        fresh.read_payload(fresh.get(1))
+
+
+def test_a_shredded_scope_gets_a_new_key_for_new_entries(ledger: Ledger) -> None:
+    ledger.append(_drafts(1, scope="node:x"))
+    ledger.shred("node:x", actor="a", reason="r")
+    (seq,) = ledger.append(_drafts(1, scope="node:x"))
+    assert ledger.read_payload(ledger.get(seq))["i"] == 0
+
+
+def test_shredding_an_unknown_scope_is_a_usage_error(ledger: Ledger) -> None:
+    with pytest.raises(UsageError, match="no live data key"):
+        ledger.shred("node:never", actor="a", reason="r")
+
+
+def test_kek_rotation_rewraps_keys_leaves_entries_untouched_and_is_recorded(ledger: Ledger, workspace: Workspace) -> None:
+    ledger.append(_drafts(4))
+    before = [(e.seq, e.ciphertext, e.leaf_hash) for e in ledger.query()]
+    keystore_before = workspace.keystore_path.read_bytes()
+    seq = ledger.rotate_kek(actor="ops")
+    assert [(e.seq, e.ciphertext, e.leaf_hash) for e in ledger.query()][: len(before)] == before
+    assert workspace.keystore_path.read_bytes() != keystore_before
+    assert ledger.get(seq).entry_type == "kek_rotated"
+    with Ledger.open(workspace) as fresh:
+        assert [fresh.read_payload(e)["i"] for e in fresh.query(entry_type="update_received")] == [0, 1, 2, 3]
+        assert fresh.read_payload(fresh.get(seq))["actor"] == "ops"
+
+
+def test_blob_encryption_is_bound_to_its_aad(ledger: Ledger) -> None:
+    blob = ledger.encrypt_blob("run:r1", b"model weights", b"round=3")
+    assert ledger.decrypt_blob("run:r1", blob, b"round=3") == b"model weights"
+    with pytest.raises(DecryptionError):
+        ledger.decrypt_blob("run:r1", blob, b"round=4")
+
+
+def test_blob_of_a_shredded_scope_cannot_be_decrypted(ledger: Ledger) -> None:
+    blob = ledger.encrypt_blob("run:old", b"weights", b"")
+    ledger.shred("run:old", actor="a", reason="retention expired")
+    with pytest.raises(KeyDestroyedError, match="key destroyed"):
+        ledger.decrypt_blob("run:old", blob, b"")
+
+
+def test_readonly_ledger_refuses_to_write(workspace: Workspace) -> None:
+    with Ledger.open_readonly(workspace) as readonly, pytest.raises(UsageError, match="read-only"):
+        readonly.append(_drafts(1))
+
+
+def test_keys_from_env_open_the_ledger_without_a_passphrase(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from governance.keystore import read_keystore
+
+    keys = read_keystore(workspace.keystore_path, "correct horse battery staple")
+    monkeypatch.delenv("FEDGOV_PASSPHRASE")
+    monkeypatch.setenv("FEDGOV_KEK", base64.b64encode(keys.kek).decode())
+    monkeypatch.setenv("FEDGOV_SIGNING_KEY", base64.b64encode(keys.signing_seed).decode())
+    with Ledger.open(workspace) as opened:
+        assert opened.append(_drafts(1)) == [1]
+        assert opened.read_payload(opened.get(0))["origin"] == opened.origin
+
+
+def test_key_material_repr_shows_no_key_bytes() -> None:
+    keys = KeyMaterial.generate()
+    assert keys.kek.hex() not in repr(keys) and "kek=" not in repr(keys)
+
+
+def test_checkpoint_refuses_to_sign_when_history_was_rewritten(ledger: Ledger) -> None:
+    ledger.append(_drafts(3))
+    ledger.checkpoint()
+    with ledger.store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER fedgov_tree_nodes_no_update")
+        conn.exec_driver_sql("UPDATE fedgov_tree_nodes SET hash = randomblob(32) WHERE level = 2 AND idx = 0")
+    with Ledger.open(ledger.workspace) as other:
+        other.append(_drafts(1))
+        with pytest.raises(VerificationError, match="refusing to sign"):
+            other.checkpoint()
