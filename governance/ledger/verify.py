@@ -127,6 +127,8 @@ def _check_root(item: tuple[int, Checkpoint], frontier: merkle.Frontier) -> None
 
 def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None) -> VerifyReport:
     """Verify the ledger of a Workspace, trusting `trusted` or the workspace trust file; no secret needed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from governance.ledger.store import LedgerStore
 
     keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
@@ -135,5 +137,8 @@ def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None) -> Veri
         with store.read() as conn:
             checkpoints = store.checkpoints(conn)
             return verify_rows(store.iter_entries(conn), checkpoints, keys)
+    except SQLAlchemyError as err:
+        raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "
+                                f"{type(err).__name__}") from err
     finally:
         store.close()
