@@ -78,7 +78,7 @@ APPEND_ONLY = ("fedgov_entries", "fedgov_tree_nodes", "fedgov_checkpoints")
 PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION fedgov_reject_change() RETURNS trigger AS $$
 BEGIN
-  RAISE EXCEPTION 'fedgov ledger is append-only: % on % rejected', TG_OP, TG_TABLE_NAME;
+  RAISE EXCEPTION 'fedgov ledger is append-only: %% on %% rejected', TG_OP, TG_TABLE_NAME;
 END $$ LANGUAGE plpgsql
 """
 
