@@ -53,7 +53,7 @@ class RunReport:
         self._round_started = time.monotonic()
         self.rounds[facts.server_round] = {
             "round": facts.server_round,
-            "candidates": len(facts.candidates),
+            "candidates": facts.candidates,
             "selected": facts.selected,
         }
 

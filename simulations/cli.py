@@ -56,6 +56,9 @@ def run(
     faults: str = typer.Option("", "--faults", help="Rehearse faulty nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-record)."),
     min_valid_replies: int = typer.Option(1, "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
     local_epochs: int = typer.Option(2, "--local-epochs", help="Local epochs per round on each node."),
+    trace_dir: Optional[Path] = typer.Option(
+        None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
 ) -> None:
     """Run a simulated federated training and write its run directory."""
@@ -69,7 +72,10 @@ def run(
         num_partitions=nodes, strategy=strategy, fraction_train=fraction, seed=seed,
         device="cuda" if gpus_per_node > 0 else "cpu", faults=faults,
         min_valid_replies=min_valid_replies, local_epochs=local_epochs,
+        trace_dir=str(trace_dir.resolve()) if trace_dir else "",
     )
+    if trace_dir:
+        trace_dir.mkdir(parents=True, exist_ok=True)
     resources = Resources(cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, ray_address=ray_address)
     result = run_simulation(settings, resources, out, verbose=verbose)
     print_summary(result)

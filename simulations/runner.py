@@ -27,6 +27,14 @@ class Resources:
             raise UsageError(f"--cpus-per-node must be > 0, got {self.cpus_per_node}")
         if self.gpus_per_node < 0:
             raise UsageError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
+        if self.gpus_per_node > 0 and not self.ray_address:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError(
+                    f"--gpus-per-node {self.gpus_per_node:g} asks for a GPU but none is visible; "
+                    "use --gpus-per-node 0, or --ray-address of a Ray cluster with GPUs"
+                )
 
 
 def flower_environment(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,0 +1,56 @@
+"""Shared test set-up: Flower stays offline and inside the test's workspace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"
+
+RAY_OR_FLOWER = ("raylet", "gcs_server", "ray::", "default_worker.py", "flower-superlink",
+                 "flower-supernode", "flwr-", "simulations.engine", "dashboard/agent.py", "log_monitor.py")
+
+
+def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]:
+    """Command lines of live (non-zombie) processes naming Ray or Flower."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z" and any(w in cmdline for w in words):
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `fedgov` command as a user would, capturing its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "fedgov", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def fedgov():
+    return run_fedgov
+
+
+@pytest.fixture(autouse=True)
+def _flower_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr-home"))
+
+
+@pytest.fixture
+def ray_or_flower_processes():
+    return live_processes_matching

@@ -1,0 +1,120 @@
+"""Scale and resources: a Ray cluster to attach to, the GPU path on CPU, 1000 nodes, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fedgov.training import resolve_device
+from simulations.engine import backend_config
+
+pytestmark = pytest.mark.timeout(600)
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fedgov_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fedgov", *args]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A local Ray head that declares one GPU, started and stopped by the test."""
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=1",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_gpus_per_node_maps_to_flower_client_resources():
+    config = backend_config(cpus_per_node=2, gpus_per_node=0.1, ray_address=None)
+    assert config["client_resources"] == {"num_cpus": 2, "num_gpus": 0.1}
+    assert "address" not in config["init_args"]
+
+
+def test_ray_address_goes_to_flowers_backend_init_args():
+    assert backend_config(1, 0, "127.0.0.1:6379")["init_args"]["address"] == "127.0.0.1:6379"
+
+
+def test_cuda_is_used_only_when_asked_and_available():
+    import torch
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("cuda").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_gpus_per_node_without_a_visible_gpu_is_one_clear_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here: the refusal only applies without one")
+    result = subprocess.run(fedgov_cmd("sim", "run", "--gpus-per-node", "0.1", "--out", str(tmp_path / "r")),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --gpus-per-node 0.1 asks for a GPU but none is visible; "
+        "use --gpus-per-node 0, or --ray-address of a Ray cluster with GPUs"
+    ]
+
+
+def test_a_run_attaches_to_an_existing_ray_cluster_with_gpu_resources(ray_head, tmp_path):
+    """The GPU code path on CPU: Ray schedules nodes on declared GPU shares, training
+    asks for cuda and falls back to the CPU where torch sees no GPU."""
+    out = tmp_path / "run"
+    result = subprocess.run(
+        fedgov_cmd("sim", "run", "--nodes", "3", "--rounds", "1", "--ray-address", ray_head,
+                   "--gpus-per-node", "0.3", "--out", str(out)),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    request = json.loads((out / "request.json").read_text())
+    assert request["ray_address"] == ray_head and request["gpus_per_node"] == 0.3
+    assert request["run_config"]["device"] == "cuda"
+    rounds = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert len(rounds[0]["replies"]) == 3
+
+
+def test_a_thousand_nodes_at_fraction_point_one_complete(tmp_path, ray_or_flower_processes):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        fedgov_cmd("sim", "run", "--nodes", "1000", "--rounds", "2", "--fraction", "0.1", "--out", str(out)),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert [len(r["candidates"]) for r in rounds] == [1000, 1000]
+    assert [len(r["replies"]) for r in rounds] == [100, 100]
+    assert ray_or_flower_processes() == []
+
+
+def test_ctrl_c_leaves_no_ray_or_flower_process(tmp_path, ray_or_flower_processes):
+    proc = subprocess.Popen(fedgov_cmd("sim", "run", "--nodes", "4", "--rounds", "50", "--out", str(tmp_path / "r")),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith("round 1/50") or time.monotonic() > deadline:
+            break
+    assert ray_or_flower_processes() != []  # the run really had started Ray
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    assert ray_or_flower_processes() == []

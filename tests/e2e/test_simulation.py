@@ -1,0 +1,134 @@
+"""End to end: a real Flower simulation (Simulation Engine, Ray) launched by `fedgov sim run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulations.partition import load_partition
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def sim_run(tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """Run `fedgov sim run` as a user would; return the result, run dir and trace dir."""
+    out, trace = tmp / "run", tmp / "trace"
+    result = subprocess.run(
+        [sys.executable, "-m", "fedgov", "sim", "run", "--out", str(out), "--trace-dir", str(trace), *args],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "FLWR_HOME": str(tmp / "flwr")},
+    )
+    return result, out, trace
+
+
+@pytest.fixture(scope="module")
+def four_nodes(tmp_path_factory):
+    """4 IID nodes x 2 rounds of FedAvg on breast-cancer."""
+    result, out, trace = sim_run(tmp_path_factory.mktemp("four"), "--nodes", "4", "--rounds", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, json.loads((out / "rounds.json").read_text()), out, trace
+
+
+def test_the_global_model_improves(four_nodes):
+    _, rounds, _, _ = four_nodes
+    initial, final = rounds["initial_eval"], rounds["rounds"][-1]["eval"]
+    assert final["accuracy"] > initial["accuracy"] + 0.1
+    assert final["loss"] < initial["loss"]
+
+
+def test_every_node_trained_only_on_its_own_partition(four_nodes):
+    _, _, _, trace = four_nodes
+    traces = [json.loads(p.read_text()) for p in sorted(trace.glob("node-*-round-*.json"))]
+    assert len(traces) == 4 * 2  # every node, every round
+    by_node = {}
+    for t in traces:
+        own = load_partition("breast-cancer", t["partition_id"], 4).indices.tolist()
+        assert t["pool_indices"] == own
+        by_node[t["partition_id"]] = set(t["pool_indices"])
+    assert sorted(by_node) == [0, 1, 2, 3]
+    for a, b in combinations(by_node.values(), 2):
+        assert not a & b
+
+
+def test_no_reply_carried_anything_but_weights_and_metrics(four_nodes):
+    _, rounds, _, _ = four_nodes
+    replies = [r for rnd in rounds["rounds"] for r in rnd["replies"]]
+    assert len(replies) == 8
+    model_keys = sorted(rounds["rounds"][0]["replies"][0]["records"]["arrays"])
+    for reply in replies:
+        assert reply["record_types"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord"}
+        assert sorted(reply["records"]["arrays"]) == model_keys
+        assert set(reply["records"]["metrics"]) == {"num-examples", "train-loss"}
+
+
+def test_every_round_trains_every_node_when_fraction_is_one(four_nodes):
+    _, rounds, _, _ = four_nodes
+    assert [len(r["selected"]) for r in rounds["rounds"]] == [4, 4]
+    assert all(len(r["candidates"]) == 4 for r in rounds["rounds"])
+
+
+def test_the_run_directory_holds_config_metrics_and_model(four_nodes):
+    _, _, out, _ = four_nodes
+    config = json.loads((out / "config.json").read_text())
+    assert config["num-partitions"] == 4 and config["num-server-rounds"] == 2
+    import torch
+
+    state = torch.load(out / "model.pt")
+    assert set(state) == {"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"}
+
+
+def test_the_summary_shows_accuracy_nodes_and_wall_time(four_nodes):
+    result, _, _, _ = four_nodes
+    assert "round 1/2" in result.stdout and "round 2/2" in result.stdout
+    assert "federated run summary" in result.stdout and "wall time" in result.stdout
+
+
+def test_no_ray_or_flower_process_outlives_the_command(four_nodes, ray_or_flower_processes):
+    assert ray_or_flower_processes() == []
+
+
+def test_a_malformed_update_is_rejected_named_and_the_run_completes(tmp_path, ray_or_flower_processes):
+    result, out, _ = sim_run(tmp_path, "--nodes", "4", "--rounds", "2", "--faults", "1:nan,2:extra-record")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = json.loads((out / "rounds.json").read_text())["rounds"]
+    for rnd in rounds:
+        reasons = sorted(r["reason"] for r in rnd["rejected"])
+        assert len(reasons) == 2 and len(rnd["replies"]) == 2
+        assert "NaN or Inf" in reasons[0] and "unexpected record 'rows'" in reasons[1]
+        rejected_ids = {r["node_id"] for r in rnd["rejected"]}
+        assert rejected_ids.isdisjoint({r["node_id"] for r in rnd["replies"]})
+        assert rnd["status"] == "ok"
+        for node_id in rejected_ids:
+            assert f"rejected node {node_id}" in result.stdout
+    assert ray_or_flower_processes() == []
+
+
+def test_a_round_below_min_valid_replies_fails_and_keeps_the_model(tmp_path):
+    result, out, _ = sim_run(tmp_path, "--nodes", "2", "--rounds", "1", "--faults", "0:shape,1:nan",
+                             "--min-valid-replies", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "rounds.json").read_text())
+    rnd = data["rounds"][0]
+    assert rnd["status"] == "failed"
+    assert "0 valid replies, below min-valid-replies=1" in rnd["failure"]
+    assert rnd["eval"]["accuracy"] == pytest.approx(data["initial_eval"]["accuracy"])
+
+
+def test_seeded_sampling_reproduces_the_same_selection(tmp_path):
+    first, out1, _ = sim_run(tmp_path / "a", "--nodes", "6", "--rounds", "2", "--fraction", "0.5", "--seed", "3",
+                             "--local-epochs", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    rounds = json.loads((out1 / "rounds.json").read_text())["rounds"]
+    assert [len(r["selected"]) for r in rounds] == [3, 3]
+    from governance.selection import draw
+
+    for rnd in rounds:
+        # Flower's node ids are random per run; the record lets anyone redo the draw.
+        candidates = [str(n) for n in rnd["candidates"]]
+        assert draw(candidates, 3, 3, rnd["round"]) == [str(n) for n in rnd["selected"]]

@@ -1,0 +1,56 @@
+"""`fedgov sim run` refuses bad input with one clear line, a non-zero exit, no traceback."""
+
+import pytest
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--dataset", "mnist"], ["unknown dataset 'mnist'", "breast-cancer"]),
+    (["--strategy", "fedsgd"], ["unknown strategy 'fedsgd'"]),
+    (["--partition", "shards"], ["unknown partition 'shards'"]),
+    (["--nodes", "1"], ["--nodes 1 is below the minimum of 2"]),
+    (["--partition", "dirichlet", "--alpha", "0"], ["--alpha must be > 0"]),
+    (["--partition", "dirichlet", "--alpha", "-0.5"], ["--alpha must be > 0"]),
+    (["--fraction", "0"], ["--fraction must be in (0, 1]"]),
+    (["--fraction", "1.5"], ["--fraction must be in (0, 1]"]),
+    (["--faults", "2:explode"], ["bad fault '2:explode'"]),
+])
+def test_bad_option_is_one_clear_line(fedgov, tmp_path, args, needles):
+    result = fedgov("sim", "run", "--out", str(tmp_path / "run"), *args)
+    assert result.returncode == 2
+    assert_one_line_error(result, *needles)
+
+
+def test_unwritable_out_is_one_clear_line(fedgov, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = fedgov("sim", "run", "--out", str(blocker / "run"))
+    assert result.returncode == 2
+    assert_one_line_error(result, "cannot write to --out", "choose a writable directory")
+
+
+def test_bad_input_writes_no_run_directory(fedgov, tmp_path):
+    fedgov("sim", "run", "--out", str(tmp_path / "run"), "--dataset", "mnist")
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_describes_every_option(fedgov):
+    result = fedgov("sim", "run", "--help")
+    assert result.returncode == 0
+    for option in ("--nodes", "--rounds", "--dataset", "--partition", "--alpha", "--strategy",
+                   "--fraction", "--seed", "--gpus-per-node", "--cpus-per-node", "--out", "--ray-address"):
+        assert option in result.stdout
+
+
+def test_root_help_lists_the_groups(fedgov):
+    result = fedgov("--help")
+    assert result.returncode == 0
+    assert "sim" in result.stdout and "demo" in result.stdout

@@ -1,0 +1,66 @@
+"""Reply validation: every malformed shape of update is named, a good one passes."""
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+from fedgov.models import build_model
+from server.replies import content_problem, model_spec
+from simulations.faults import FAULTS, apply_fault
+
+
+def good_reply() -> tuple[RecordDict, dict]:
+    arrays = ArrayRecord(build_model("breast-cancer").state_dict())
+    content = RecordDict({
+        "arrays": ArrayRecord(build_model("breast-cancer", seed=1).state_dict()),
+        "metrics": MetricRecord({"train-loss": 0.5, "num-examples": 36}),
+    })
+    return content, model_spec(arrays)
+
+
+def test_a_well_formed_reply_passes():
+    content, spec = good_reply()
+    assert content_problem(content, spec) is None
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("nan", "holds NaN or Inf"),
+    ("shape", "has shape (3, 3)"),
+    ("dtype", "has dtype float64"),
+    ("extra-array", "extra arrays ['smuggled']"),
+    ("missing-array", "missing arrays ['net.0.weight']"),
+    ("missing-num-examples", "missing 'num-examples'"),
+    ("extra-record", "unexpected record 'rows'"),
+])
+def test_each_malformed_reply_is_named_with_its_reason(kind, reason):
+    content, spec = good_reply()
+    apply_fault(kind, content)
+    problem = content_problem(content, spec)
+    assert problem is not None and reason in problem
+
+
+def test_every_fault_kind_is_covered_above():
+    assert set(FAULTS) == {"nan", "shape", "dtype", "extra-array", "missing-array",
+                           "missing-num-examples", "extra-record"}
+
+
+def test_zero_examples_is_refused():
+    content, spec = good_reply()
+    content["metrics"]["num-examples"] = 0
+    assert "positive integer" in content_problem(content, spec)
+
+
+def test_an_infinite_metric_is_refused():
+    content, spec = good_reply()
+    content["metrics"]["train-loss"] = float("inf")
+    assert "metric 'train-loss' is NaN or Inf" in content_problem(content, spec)
+
+
+def test_inf_in_weights_is_refused():
+    content, spec = good_reply()
+    key = next(iter(content["arrays"].keys()))
+    values = content["arrays"][key].numpy().copy()
+    values.flat[-1] = np.inf
+    from flwr.app import Array
+    content["arrays"][key] = Array(values)
+    assert "NaN or Inf" in content_problem(content, spec)
