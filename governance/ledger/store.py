@@ -232,13 +232,21 @@ class LedgerStore:
         found: dict[NodeKey, bytes] = {}
         leaves = sorted({idx for lvl, idx in keys if lvl == 0})
         inner = sorted({(lvl, idx) for lvl, idx in keys if lvl > 0})
+        # Plain text SQL: compiling a fresh expression per proof costs more than the lookups.
+        params: dict[str, int] = {}
         if leaves:
-            q = sa.select(entries_table.c.seq, entries_table.c.leaf_hash).where(entries_table.c.seq.in_(leaves))
-            found.update(((0, int(s)), bytes(h)) for s, h in conn.execute(q))
+            params.update({f"s{i}": seq for i, seq in enumerate(leaves)})
+            sql = ("SELECT seq, leaf_hash FROM fedgov_entries WHERE seq IN ("
+                   + ", ".join(f":s{i}" for i in range(len(leaves))) + ")")
+            found.update(((0, int(s)), bytes(h)) for s, h in conn.execute(sa.text(sql), params))
         if inner:
-            q = sa.select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash).where(
-                sa.tuple_(nodes_table.c.level, nodes_table.c.idx).in_(inner))
-            found.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in conn.execute(q))
+            params = {}
+            terms = []
+            for i, (lvl, idx) in enumerate(inner):  # OR of PK lookups: SQLite plans row-value IN as a scan
+                params[f"l{i}"], params[f"i{i}"] = lvl, idx
+                terms.append(f"(level = :l{i} AND idx = :i{i})")
+            sql = "SELECT level, idx, hash FROM fedgov_tree_nodes WHERE " + " OR ".join(terms)
+            found.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in conn.execute(sa.text(sql), params))
         missing = [k for k in keys if k not in found]
         if missing:
             raise StoreError(f"stored tree is missing node {missing[0]}: run `fedgov audit verify`")
