@@ -6,12 +6,15 @@ Only simulations use it; a real node never reads this key.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from governance.errors import UsageError
+
+if TYPE_CHECKING:  # flwr is imported lazily: the CLI parses --faults before Flower loads
+    from flwr.app import ArrayRecord, RecordDict
 
 
 def _first(arrays: ArrayRecord) -> str:
@@ -19,6 +22,8 @@ def _first(arrays: ArrayRecord) -> str:
 
 
 def _nan(content: RecordDict) -> None:
+    from flwr.app import Array
+
     arrays = content["arrays"]
     key = _first(arrays)
     values = arrays[key].numpy().copy()
@@ -27,18 +32,24 @@ def _nan(content: RecordDict) -> None:
 
 
 def _shape(content: RecordDict) -> None:
+    from flwr.app import Array
+
     arrays = content["arrays"]
     key = _first(arrays)
     arrays[key] = Array(np.zeros((3, 3), dtype=np.float32))
 
 
 def _dtype(content: RecordDict) -> None:
+    from flwr.app import Array
+
     arrays = content["arrays"]
     key = _first(arrays)
     arrays[key] = Array(arrays[key].numpy().astype(np.float64))
 
 
 def _extra_array(content: RecordDict) -> None:
+    from flwr.app import Array
+
     content["arrays"]["smuggled"] = Array(np.zeros(4, dtype=np.float32))
 
 
@@ -47,11 +58,12 @@ def _missing_array(content: RecordDict) -> None:
 
 
 def _missing_num_examples(content: RecordDict) -> None:
-    metrics: MetricRecord = content["metrics"]
-    del metrics["num-examples"]
+    del content["metrics"]["num-examples"]
 
 
 def _extra_record(content: RecordDict) -> None:
+    from flwr.app import ConfigRecord
+
     content["rows"] = ConfigRecord({"leaked": "raw data must never leave the node"})
 
 
