@@ -8,6 +8,7 @@ the rest with the node id and the reason.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -124,5 +125,16 @@ def split_replies(
             valid.append(reply)
         else:
             rejected.append(Rejection(reply.metadata.src_node_id, problem))
+    # Flower's strategies also abort when metric keys differ between replies: keep the
+    # most common key set and name the odd ones out.
+    key_sets = Counter(frozenset(r.content[METRICS_KEY].keys()) for r in valid)
+    if len(key_sets) > 1:
+        usual = max(key_sets.items(), key=lambda kv: (kv[1], sorted(kv[0])))[0]
+        odd = [r for r in valid if frozenset(r.content[METRICS_KEY].keys()) != usual]
+        for reply in odd:
+            keys = sorted(reply.content[METRICS_KEY].keys())
+            rejected.append(Rejection(reply.metadata.src_node_id,
+                                      f"metric keys {keys} differ from the other replies' {sorted(usual)}"))
+        valid = [r for r in valid if frozenset(r.content[METRICS_KEY].keys()) == usual]
     return valid, rejected
 

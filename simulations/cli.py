@@ -53,7 +53,7 @@ def run(
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Attach to an existing Ray cluster (e.g. 127.0.0.1:6379) instead of starting one."
     ),
-    faults: str = typer.Option("", "--faults", help="Rehearse faulty nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-record)."),
+    faults: str = typer.Option("", "--faults", help="Rehearse faulty nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-metric, extra-record)."),
     min_valid_replies: int = typer.Option(1, "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
     local_epochs: int = typer.Option(2, "--local-epochs", help="Local epochs per round on each node."),
     trace_dir: Optional[Path] = typer.Option(

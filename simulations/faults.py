@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-
 import numpy as np
 
 from governance.errors import UsageError
@@ -61,6 +60,10 @@ def _missing_num_examples(content: RecordDict) -> None:
     del content["metrics"]["num-examples"]
 
 
+def _extra_metric(content: RecordDict) -> None:
+    content["metrics"]["partition-size-leak"] = 1.0
+
+
 def _extra_record(content: RecordDict) -> None:
     from flwr.app import ConfigRecord
 
@@ -74,6 +77,7 @@ FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "extra-array": _extra_array,
     "missing-array": _missing_array,
     "missing-num-examples": _missing_num_examples,
+    "extra-metric": _extra_metric,
     "extra-record": _extra_record,
 }
 

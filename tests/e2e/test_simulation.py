@@ -94,13 +94,16 @@ def test_no_ray_or_flower_process_outlives_the_command(four_nodes, ray_or_flower
 
 
 def test_a_malformed_update_is_rejected_named_and_the_run_completes(tmp_path, ray_or_flower_processes):
-    result, out, _ = sim_run(tmp_path, "--nodes", "4", "--rounds", "2", "--faults", "1:nan,2:extra-record")
+    result, out, _ = sim_run(tmp_path, "--nodes", "5", "--rounds", "2", "--faults",
+                             "1:nan,2:extra-record,3:extra-metric")
     assert result.returncode == 0, result.stderr[-3000:]
     rounds = json.loads((out / "rounds.json").read_text())["rounds"]
     for rnd in rounds:
         reasons = sorted(r["reason"] for r in rnd["rejected"])
-        assert len(reasons) == 2 and len(rnd["replies"]) == 2
-        assert "NaN or Inf" in reasons[0] and "unexpected record 'rows'" in reasons[1]
+        assert len(reasons) == 3 and len(rnd["replies"]) == 2
+        assert "NaN or Inf" in reasons[0]
+        assert "metric keys ['num-examples', 'partition-size-leak', 'train-loss'] differ" in reasons[1]
+        assert "unexpected record 'rows'" in reasons[2]
         rejected_ids = {r["node_id"] for r in rnd["rejected"]}
         assert rejected_ids.isdisjoint({r["node_id"] for r in rnd["replies"]})
         assert rnd["status"] == "ok"
