@@ -97,3 +97,41 @@ def metrics_digest(metrics: Mapping[str, int | float | str]) -> str:
                 f"metric {key!r} is a {type(value).__name__}: only int, float and str are digested"
             )
     return hashlib.sha256(canonical_bytes(dict(metrics))).hexdigest()
+
+
+class _Chunks(list):
+    """Collects the bytes `_update_with_array` would hash, to store them instead."""
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.append(bytes(data))
+
+
+def encode_arrays(named_arrays: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """The exact bytes `arrays_digest` hashes: so a stored model is its own hash preimage."""
+    chunks = _Chunks()
+    for name, array in named_arrays:
+        _update_with_array(chunks, name, np.asarray(array))
+    return b"".join(chunks)
+
+
+def decode_arrays(blob: bytes) -> list[tuple[str, np.ndarray]]:
+    """Parse bytes written by `encode_arrays` back into named arrays; refuse anything else."""
+    view, pos, out = memoryview(blob), 0, []
+
+    def take(n: int) -> memoryview:
+        nonlocal pos
+        if pos + n > len(view):
+            raise DigestInputError("array bytes are truncated")
+        part, pos = view[pos : pos + n], pos + n
+        return part
+
+    while pos < len(view):
+        name = bytes(take(struct.unpack(">I", take(4))[0])).decode("utf-8")
+        dtype = np.dtype(bytes(take(struct.unpack(">I", take(4))[0])).decode("ascii"))
+        ndim = struct.unpack(">I", take(4))[0]
+        shape = struct.unpack(f">{ndim}Q", take(8 * ndim))
+        data = take(struct.unpack(">Q", take(8))[0])
+        if len(data) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise DigestInputError(f"array {name!r}: {len(data)} bytes do not fit shape {shape} of {dtype}")
+        out.append((name, np.frombuffer(bytes(data), dtype=dtype).reshape(shape)))
+    return out

@@ -55,26 +55,48 @@ class ModelVersion:
     contributors: list[Contribution] = field(default_factory=list)
 
 
-def _index(versions: Iterable[ModelVersion]) -> dict[str, ModelVersion]:
-    """Versions by hash; the same hash with different facts, or a parent cycle, is refused."""
-    by_hash: dict[str, ModelVersion] = {}
-    for version in versions:
-        seen = by_hash.get(version.model_hash)
-        if seen is not None and seen != version:
-            raise InconsistentLineageError(
-                f"model {version.model_hash} is recorded twice with different facts "
-                f"(run {seen.run_id} round {seen.round}, run {version.run_id} round {version.round})"
-            )
-        by_hash[version.model_hash] = version
-    for start in by_hash:
-        visited = {start}
-        parent = by_hash[start].parent_hash
-        while parent is not None and parent in by_hash:
-            if parent in visited:
-                raise InconsistentLineageError(f"model {start} is its own ancestor")
-            visited.add(parent)
-            parent = by_hash[parent].parent_hash
-    return by_hash
+VersionKey = tuple[str, str]  # (run id, model hash): a version is a model made in one run
+
+
+class _Lineage:
+    """Versions keyed by (run, hash), so two runs that make identical bytes stay two versions.
+
+    A parent hash resolves to the version of the same run when there is one (the usual
+    case), else to the earliest recorded version with that hash (a run started from an
+    earlier run's model).
+    """
+
+    def __init__(self, versions: Iterable[ModelVersion]) -> None:
+        self.by_key: dict[VersionKey, ModelVersion] = {}
+        by_hash: dict[str, list[ModelVersion]] = defaultdict(list)
+        for version in versions:
+            key = (version.run_id, version.model_hash)
+            seen = self.by_key.get(key)
+            if seen is not None and seen != version:
+                raise InconsistentLineageError(
+                    f"model {version.model_hash} is recorded twice in run {version.run_id} with different "
+                    f"facts (round {seen.round} and round {version.round})"
+                )
+            if seen is None:
+                self.by_key[key] = version
+                by_hash[version.model_hash].append(version)
+        self.by_hash = {h: sorted(vs, key=_order) for h, vs in by_hash.items()}
+        for start in self.by_key:
+            visited = {start}
+            parent = self.parent_key(self.by_key[start])
+            while parent is not None:
+                if parent in visited:
+                    raise InconsistentLineageError(f"model {start[1]} is its own ancestor")
+                visited.add(parent)
+                parent = self.parent_key(self.by_key[parent])
+
+    def parent_key(self, version: ModelVersion) -> VersionKey | None:
+        if version.parent_hash is None:
+            return None
+        if (version.run_id, version.parent_hash) in self.by_key:
+            return (version.run_id, version.parent_hash)
+        earlier = self.by_hash.get(version.parent_hash)
+        return (earlier[0].run_id, earlier[0].model_hash) if earlier else None
 
 
 def _order(version: ModelVersion) -> tuple[str, int, str]:
@@ -84,40 +106,48 @@ def _order(version: ModelVersion) -> tuple[str, int, str]:
 def affected_models(versions: Iterable[ModelVersion], node_id: str) -> list[str]:
     """Every model a node's updates reached: those it contributed to and all their descendants.
 
-    Ordered by (run id, round). Models made before the node's first contribution
-    are not affected, unless they descend from one.
+    Ordered by (run id, round); a hash made in several runs is listed once. Models made
+    before the node's first contribution are not affected, unless they descend from one.
     """
-    by_hash = _index(versions)
-    children: dict[str, list[str]] = defaultdict(list)
-    for version in by_hash.values():
-        if version.parent_hash is not None:
-            children[version.parent_hash].append(version.model_hash)
-    frontier = [v.model_hash for v in by_hash.values() if any(c.node_id == node_id for c in v.contributors)]
-    affected: set[str] = set()
+    lineage = _Lineage(versions)
+    children: dict[VersionKey, list[VersionKey]] = defaultdict(list)
+    for key, version in lineage.by_key.items():
+        parent = lineage.parent_key(version)
+        if parent is not None:
+            children[parent].append(key)
+    frontier = [k for k, v in lineage.by_key.items() if any(c.node_id == node_id for c in v.contributors)]
+    affected: set[VersionKey] = set()
     while frontier:
-        model = frontier.pop()
-        if model in affected:
+        key = frontier.pop()
+        if key in affected:
             continue
-        affected.add(model)
-        frontier.extend(children.get(model, []))
-    return [v.model_hash for v in sorted((by_hash[m] for m in affected), key=_order)]
+        affected.add(key)
+        frontier.extend(children.get(key, []))
+    ordered = [lineage.by_key[k].model_hash for k in sorted(affected, key=lambda k: _order(lineage.by_key[k]))]
+    return list(dict.fromkeys(ordered))
 
 
-def lineage_tree(versions: Iterable[ModelVersion], model_hash: str) -> dict[str, Any]:
+def lineage_tree(versions: Iterable[ModelVersion], model_hash: str, run_id: str | None = None) -> dict[str, Any]:
     """A model's history as nested dicts: model -> run, round, contributors, parent (recursive).
 
-    A parent with no recorded version appears as ``{"model_hash": h, "recorded": False}``.
+    Where several runs made the same bytes, the latest run's version is shown unless
+    ``run_id`` picks one. A parent with no recorded version appears as
+    ``{"model_hash": h, "recorded": False}``.
     """
-    by_hash = _index(versions)
-    if model_hash not in by_hash:
+    lineage = _Lineage(versions)
+    matches = [v for v in lineage.by_hash.get(model_hash, []) if run_id is None or v.run_id == run_id]
+    if not matches:
         raise UnknownModelError(f"no recorded model version has hash {model_hash}")
     chain: list[ModelVersion] = []
-    current: str | None = model_hash
-    while current is not None and current in by_hash:
-        chain.append(by_hash[current])
-        current = by_hash[current].parent_hash
+    current: ModelVersion | None = matches[-1]
+    missing: str | None = None
+    while current is not None:
+        chain.append(current)
+        parent = lineage.parent_key(current)
+        missing = current.parent_hash if parent is None else None
+        current = lineage.by_key[parent] if parent is not None else None
     node: dict[str, Any] | None = (
-        None if current is None else {"model_hash": current, "recorded": False, "parent": None}
+        None if missing is None else {"model_hash": missing, "recorded": False, "parent": None}
     )
     for version in reversed(chain):
         node = {
@@ -192,7 +222,8 @@ def to_prov_json(
 ) -> dict[str, Any]:
     """W3C PROV-JSON of model lineage.
 
-    Entities: model versions (``fedgov:model/<hash>``), node updates
+    Entities: model versions (``fedgov:model/<run>/<hash>``; an unrecorded parent is
+    ``fedgov:model/<hash>``), node updates
     (``fedgov:update/<digest>``), datasets (``fedgov:dataset/<fingerprint>``).
     Activities: rounds (``fedgov:round/<run>/<n>``). Agents: nodes
     (``fedgov:node/<id>``), teams (``fedgov:team/<name>``), the operator
@@ -205,7 +236,7 @@ def to_prov_json(
     Identifier parts are percent-encoded.
     """
     info = dict(agents_info or {})
-    by_hash = _index(versions)
+    lineage = _Lineage(versions)
     b = _ProvBuilder()
 
     def agent(kind: str, name: str, prov_type: str) -> str:
@@ -216,15 +247,15 @@ def to_prov_json(
         b.add("agent", ident, attributes)
         return ident
 
-    def model_entity(model_hash: str) -> str:
-        ident = _qn("model", model_hash)
+    def model_entity(model_hash: str, run_id: str | None) -> str:
+        ident = _qn("model", run_id, model_hash) if run_id else _qn("model", model_hash)
         b.add("entity", ident, {"prov:type": _qname("fedgov:ModelVersion"), "fedgov:model_hash": model_hash})
         return ident
 
     operator_id = agent("operator", operator, "prov:Person") if operator else None
     delegations: set[tuple[str, str]] = set()
-    for version in sorted(by_hash.values(), key=_order):
-        model = model_entity(version.model_hash)
+    for version in sorted(lineage.by_key.values(), key=_order):
+        model = model_entity(version.model_hash, version.run_id)
         b.doc["entity"][model].update({"fedgov:run_id": version.run_id, "fedgov:round": version.round})
         round_id = _qn("round", version.run_id, version.round)
         b.add("activity", round_id, {
@@ -232,7 +263,8 @@ def to_prov_json(
         })
         b.relate("wasGeneratedBy", {"prov:entity": model, "prov:activity": round_id})
         if version.parent_hash is not None:
-            parent = model_entity(version.parent_hash)
+            parent_key = lineage.parent_key(version)
+            parent = model_entity(version.parent_hash, parent_key[0] if parent_key else None)
             b.relate("used", {"prov:activity": round_id, "prov:entity": parent})
             b.relate("wasDerivedFrom", {"prov:generatedEntity": model, "prov:usedEntity": parent})
         if operator_id is not None:

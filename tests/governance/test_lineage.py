@@ -52,10 +52,19 @@ def test_node_that_never_contributed_affects_nothing():
     assert affected_models(VERSIONS, "z") == []
 
 
-def test_same_hash_with_different_facts_is_inconsistent():
-    clash = ModelVersion("m2", "r9", 2, "m1", [])
+def test_same_hash_with_different_facts_in_one_run_is_inconsistent():
+    clash = ModelVersion("m2", "r1", 5, "m1", [])
     with pytest.raises(InconsistentLineageError, match="recorded twice"):
         affected_models([*VERSIONS, clash], "a")
+
+
+def test_two_runs_making_identical_bytes_are_two_versions():
+    # Deterministic training: a re-run with the same seed makes the same hashes.
+    rerun = [ModelVersion("m1", "r3", 1, "m0", [contrib("z", 1)]), ModelVersion("m2", "r3", 2, "m1", [])]
+    assert affected_models([*VERSIONS, *rerun], "z") == ["m1", "m2"]
+    assert affected_models([*VERSIONS, *rerun], "b") == ["m2", "m3"]
+    assert lineage_tree([*VERSIONS, *rerun], "m2")["run_id"] == "r3"
+    assert lineage_tree([*VERSIONS, *rerun], "m2", run_id="r1")["contributors"][1]["node_id"] == "b"
 
 
 def test_parent_cycle_is_inconsistent():

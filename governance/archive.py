@@ -1,0 +1,71 @@
+"""The model archive: every global model version, content-addressed and encrypted at rest.
+
+A file `<archive_dir>/<model_hash>.model` holds the AES-GCM envelope of the model's
+canonical array bytes (`governance.digests.encode_arrays`), whose SHA-256 is the hash:
+whoever fetches a version can check it is the one the ledger names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from governance.digests import decode_arrays, encode_arrays
+from governance.errors import UsageError, VerificationError
+from governance.ledger import Ledger
+
+ARCHIVE_SCOPE = "models"
+
+
+class ModelNotArchivedError(UsageError):
+    """No archived model has that hash."""
+
+
+class ArchiveCorruptError(VerificationError):
+    """An archived model whose content no longer matches its hash."""
+
+
+def _aad(model_hash: str) -> bytes:
+    return f"fedgov.model.v1|{model_hash}".encode()
+
+
+def archive_path(ledger: Ledger, model_hash: str) -> Path:
+    return ledger.workspace.archive_dir / f"{model_hash}.model"
+
+
+def archive_model(ledger: Ledger, named_arrays: Sequence[tuple[str, np.ndarray]]) -> str:
+    """Store a model version once; return its hash. Written atomically (temp file, rename)."""
+    data = encode_arrays(named_arrays)
+    model_hash = hashlib.sha256(data).hexdigest()
+    path = archive_path(ledger, model_hash)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(ledger.encrypt_blob(ARCHIVE_SCOPE, data, _aad(model_hash)))
+        os.replace(tmp, path)
+    return model_hash
+
+
+def resolve_hash(ledger: Ledger, prefix: str) -> str:
+    """Expand an unambiguous hash prefix, as git does with commit ids."""
+    matches = sorted(p.stem for p in ledger.workspace.archive_dir.glob(f"{prefix}*.model"))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ModelNotArchivedError(f"no archived model matches {prefix!r}; list them with `fedgov lineage show`")
+    raise ModelNotArchivedError(f"{prefix!r} matches {len(matches)} models; give more characters")
+
+
+def load_model(ledger: Ledger, model_hash: str) -> list[tuple[str, np.ndarray]]:
+    """Decrypt an archived version and check its content against its hash."""
+    path = archive_path(ledger, model_hash)
+    if not path.exists():
+        raise ModelNotArchivedError(f"no archived model {model_hash}")
+    data = ledger.decrypt_blob(ARCHIVE_SCOPE, path.read_bytes(), _aad(model_hash))
+    if hashlib.sha256(data).hexdigest() != model_hash:
+        raise ArchiveCorruptError(f"archived model {model_hash} does not match its hash")
+    return decode_arrays(data)

@@ -1,0 +1,78 @@
+"""Consent events kept as ledger entries: append-only, tamper-evident, history intact."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from typing import Sequence
+
+from governance.consent import (ConsentEvent, ConsentGranted, ConsentRecord, ConsentWithdrawn,
+                                UnknownConsentRecordError, consent_event_from_dict, fold_consent)
+from governance.entry_types import CONSENT_GRANTED, CONSENT_WITHDRAWN, node_scope
+from governance.ledger import EntryDraft, KeyDestroyedError, Ledger
+
+
+def utc_iso(at: datetime | None = None) -> str:
+    """An RFC 3339 UTC timestamp, the form consent records use."""
+    return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_record_id() -> str:
+    return f"consent-{uuid.uuid4().hex[:16]}"
+
+
+def notice_hash(text: str) -> str:
+    """SHA-256 of a privacy notice's text, so a record pins the exact notice shown."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def grant_drafts(records: Sequence[ConsentRecord], actor: str) -> list[EntryDraft]:
+    """One `consent.granted` entry per record, encrypted under the node's scope."""
+    return [
+        EntryDraft(CONSENT_GRANTED, {**ConsentGranted(r).to_dict(), "actor": actor},
+                   scope=node_scope(r.principal), node_id=r.principal)
+        for r in records
+    ]
+
+
+def grant(ledger: Ledger, records: Sequence[ConsentRecord], actor: str) -> list[int]:
+    """Record grants; a record id already in the ledger is refused by `fold_consent`."""
+    fold_consent([*load_events(ledger), *(ConsentGranted(r) for r in records)])
+    return ledger.append(grant_drafts(records, actor))
+
+
+def withdraw(ledger: Ledger, record_id: str, reason: str, actor: str,
+             at: datetime | None = None) -> int:
+    """Record a withdrawal; it takes effect from the next selection that reads the ledger."""
+    events = load_events(ledger)
+    records = fold_consent(events)
+    if record_id not in records:
+        raise UnknownConsentRecordError(
+            f"no consent record {record_id!r}; list them with `fedgov consent list`")
+    event = ConsentWithdrawn(record_id, utc_iso(at), reason)
+    fold_consent([*events, event])  # refuses a second withdrawal with one clear line
+    principal = records[record_id].principal
+    return ledger.append([EntryDraft(CONSENT_WITHDRAWN, {**event.to_dict(), "actor": actor},
+                                     scope=node_scope(principal), node_id=principal)])[0]
+
+
+def load_events(ledger: Ledger) -> list[ConsentEvent]:
+    """Every consent event in ledger order (grants and withdrawals interleaved)."""
+    entries = [*ledger.query(entry_type=CONSENT_GRANTED), *ledger.query(entry_type=CONSENT_WITHDRAWN)]
+    entries.sort(key=lambda e: e.seq)
+    events = []
+    for entry in entries:
+        try:
+            payload = dict(ledger.read_payload(entry))
+        except KeyDestroyedError:
+            continue  # an erased node's consent is unreadable, so it counts as no consent
+
+        payload.pop("actor", None)
+        events.append(consent_event_from_dict(payload))
+    return events
+
+
+def load_records(ledger: Ledger) -> dict[str, ConsentRecord]:
+    """Current state of every consent record, withdrawals folded in."""
+    return fold_consent(load_events(ledger))
