@@ -69,6 +69,21 @@ def entry_aad(ledger_id: str, seq: int, entry_type: str, key_id: str) -> bytes:
     )
 
 
+def entry_aad_prefix(ledger_id: str, entry_type: str, key_id: str) -> bytes:
+    """`entry_aad(...)` up to the seq: `entry_aad(l, seq, t, k) == entry_aad_prefix(l, t, k) + b"%d}" % seq`.
+
+    "seq" sorts last among the AAD members, so the per-entry part is a suffix and a bulk
+    append encodes the rest once per (type, key) instead of once per entry.
+    """
+    full = entry_aad(ledger_id, 0, entry_type, key_id)
+    return full[:-len(b"0}")]
+
+
+def nonces(count: int) -> bytes:
+    """`count` fresh random 12-byte nonces, concatenated: one getrandom call for a whole batch."""
+    return os.urandom(NONCE_SIZE * count)
+
+
 def blob_aad(ledger_id: str, key_id: str, aad: bytes) -> bytes:
     """Associated data for an archive blob: the caller's AAD, bound to ledger and key."""
     return canonical_bytes(

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from governance.ledger.entry import leaf_bytes
 
 # (seq, entry_type, timestamp, run_id, round, node_id, model_hash, config_hash, key_id, ciphertext, leaf_hash)
 EntryRow = Sequence[Any]
+VERIFY_CHUNK = 65536  # rows hashed per batch: big enough that per-batch tree work vanishes
 
 
 @dataclass(frozen=True)
@@ -88,33 +90,57 @@ def verify_rows(rows: Iterable[EntryRow], checkpoints: Sequence[dict[str, Any]],
     pending = iter(parsed)
     next_cp = next(pending, None)
     frontier = merkle.Frontier()
-    sha = hashlib.sha256
     expected = 0
-    for row in rows:
-        seq = row[0]
-        if seq != expected:
-            raise VerificationError(f"entry seq {expected} is missing (next stored entry is seq {seq})")
-        while next_cp is not None and next_cp[1].size == expected:
+    it = iter(rows)
+    while True:
+        chunk = list(islice(it, VERIFY_CHUNK))
+        if not chunk:
+            break
+        leaves, failure = _leaf_hashes(chunk, expected)
+        # Fold the good leaves in, checking each checkpoint as the tree reaches its size, so
+        # the failure reported is the first one in ledger order.
+        start, pos = frontier.size, 0
+        expected += len(leaves)
+        while next_cp is not None and next_cp[1].size <= expected:
+            cut = next_cp[1].size - start
+            frontier.extend(leaves[pos:cut], keep_nodes=False)
+            pos = cut
             _check_root(next_cp, frontier)
             next_cp = next(pending, None)
-        try:
-            leaf = sha(b"\x00" + leaf_bytes(seq, row[2], row[1], row[3], row[4], row[5], row[6], row[7],
-                                             row[8], bytes(row[9]))).digest()
-        except (TypeError, ValueError) as err:
-            raise VerificationError(f"entry seq {seq}: malformed row ({err})") from err
-        if leaf != bytes(row[10]):
-            raise VerificationError(f"entry seq {seq}: stored fields do not hash to its recorded leaf hash "
-                                    "(entry altered after it was appended)")
-        frontier.append(leaf)
-        expected += 1
-    while next_cp is not None and next_cp[1].size == expected:
-        _check_root(next_cp, frontier)
-        next_cp = next(pending, None)
+        frontier.extend(leaves[pos:], keep_nodes=False)
+        if failure is not None:
+            raise failure
     if next_cp is not None:
         raise VerificationError(f"checkpoint #{next_cp[0]} covers {next_cp[1].size} entries but the ledger holds "
                                 f"only {expected}: entries were removed (truncated tail)")
     last_size = parsed[-1][1].size if parsed else 0
     return VerifyReport(expected, len(parsed), frontier.root().hex(), expected - last_size)
+
+
+def _leaf_hashes(chunk: Sequence[EntryRow], first_seq: int) -> tuple[list[bytes], VerificationError | None]:
+    """Recompute each row's leaf hash and compare it with the stored one.
+
+    Returns the leaves up to the first bad row, and that row's error (or None).
+    """
+    sha = hashlib.sha256
+    leaves: list[bytes] = []
+    append = leaves.append
+    expected = first_seq
+    for row in chunk:
+        seq = row[0]
+        if seq != expected:
+            return leaves, VerificationError(f"entry seq {expected} is missing (next stored entry is seq {seq})")
+        try:
+            leaf = sha(b"\x00" + leaf_bytes(seq, row[2], row[1], row[3], row[4], row[5], row[6], row[7],
+                                             row[8], bytes(row[9]))).digest()
+        except (TypeError, ValueError) as err:
+            return leaves, VerificationError(f"entry seq {seq}: malformed row ({err})")
+        if leaf != row[10]:
+            return leaves, VerificationError(f"entry seq {seq}: stored fields do not hash to its recorded leaf "
+                                             "hash (entry altered after it was appended)")
+        append(leaf)
+        expected += 1
+    return leaves, None
 
 
 def _check_root(item: tuple[int, Checkpoint], frontier: merkle.Frontier) -> None:
@@ -137,7 +163,7 @@ def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None) -> Veri
         with store.read() as conn:
             checkpoints = store.checkpoints(conn)
             return verify_rows(store.iter_entries(conn), checkpoints, keys)
-    except SQLAlchemyError as err:
+    except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as err:
         raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "
                                 f"{type(err).__name__}") from err
     finally:
