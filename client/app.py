@@ -1,7 +1,7 @@
 """fedgov's ClientApp: trains on the node's own partition and replies weights and metrics.
 
-Raw data never goes into a reply: the reply holds the updated weights and a few scalar
-metrics, nothing else.
+Raw data never goes into a reply: it holds the updated weights, a few scalar metrics and
+the node's signed statement (digests and counts only).
 """
 
 from __future__ import annotations
@@ -12,11 +12,15 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client.attestation import attest
 from fedgov.models import build_model
-from fedgov.training import evaluate, resolve_device, train
 from fedgov.settings import RunSettings
-from simulations.faults import apply_fault, parse_faults
+from fedgov.training import evaluate, resolve_device, train
+from governance.fingerprint import fingerprint_arrays
+from governance.identity import NodeKey
+from simulations.faults import SIGNATURE_FAULTS, apply_fault, parse_faults
 from simulations.partition import Partition, load_partition
+from simulations.scenarios import drifted, parse_node_rounds, sim_key_path, sim_node_id
 
 app = ClientApp()
 
@@ -30,6 +34,16 @@ def _node_partition(settings: RunSettings, context: Context) -> Partition:
         settings.alpha,
         settings.seed,
     )
+
+
+def node_identity(settings: RunSettings, context: Context) -> tuple[str, Path]:
+    """This node's pseudonymous id and key file: from its own node config when deployed
+    (`--node-config 'fedgov-node-id=... fedgov-key=...'`), else its simulated identity."""
+    config = context.node_config
+    if "fedgov-node-id" in config:
+        return str(config["fedgov-node-id"]), Path(str(config["fedgov-key"]))
+    node_id = sim_node_id(int(config["partition-id"]))
+    return node_id, sim_key_path(Path(settings.sim_root), node_id)
 
 
 def _trace(settings: RunSettings, partition: Partition, server_round: int, rows: int) -> None:
@@ -47,11 +61,13 @@ def _trace(settings: RunSettings, partition: Partition, server_round: int, rows:
 
 @app.train()
 def train_handler(msg: Message, context: Context) -> Message:
-    """Train the received global model on this node's partition."""
+    """Train the received global model on this node's partition, then sign the reply."""
     settings = RunSettings.from_run_config(context.run_config)
-    partition = _node_partition(settings, context)
+    node_id, key_path = node_identity(settings, context)
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
+    partition = drifted(_node_partition(settings, context), server_round,
+                        parse_node_rounds(settings.drift, "drift"), node_id)
     device = resolve_device(settings.device)
     model = build_model(settings.dataset, settings.seed)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
@@ -71,7 +87,11 @@ def train_handler(msg: Message, context: Context) -> Message:
         "metrics": MetricRecord({"train-loss": loss, "num-examples": len(partition.train)}),
     })
     fault = parse_faults(settings.faults).get(partition.partition_id)
-    if fault:
+    if fault and fault not in SIGNATURE_FAULTS:
+        apply_fault(fault, content)
+    attest(content, NodeKey.load_or_create(key_path), node_id, str(msg.metadata.run_id), server_round,
+           fingerprint_arrays(partition.train.x, partition.train.y))
+    if fault in SIGNATURE_FAULTS:
         apply_fault(fault, content)
     return Message(content, reply_to=msg)
 

@@ -43,6 +43,12 @@ class RunSettings:
     out_dir: str = ""
     faults: str = ""
     trace_dir: str = ""
+    workspace: str = ""
+    purpose: str = "simulation"
+    operator: str = "operator"
+    sim_root: str = ""
+    revoke: str = ""
+    drift: str = ""
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any]) -> "RunSettings":
@@ -97,3 +103,5 @@ class RunSettings:
             raise UsageError("min-valid-replies must be at least 1")
         if self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise UsageError("local-epochs and batch-size must be >= 1 and lr > 0")
+        if not self.purpose.strip():
+            raise UsageError("every run declares a purpose: pass --purpose")

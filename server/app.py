@@ -1,8 +1,11 @@
-"""fedgov's ServerApp: a Flower strategy wrapped by governance, with central evaluation."""
+"""fedgov's ServerApp: any Flower strategy, governed, with central evaluation.
+
+Governed means: consent is checked at every round's selection, every reply's signature
+is verified before aggregation, and every step is written to the encrypted ledger first.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,19 +13,26 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from fedgov.models import build_model
-from governance.selection import draw
-from fedgov.training import evaluate, resolve_device
-from server.governed import GovernedStrategy
-from server.registration import wait_for_nodes
-from server.report import RunReport, write_json_atomic
 from fedgov.settings import RunSettings
-from server.strategies import build_strategy
+from fedgov.training import evaluate, resolve_device
+from governance.ledger import Ledger
+from governance.node_store import load_registry
+from governance.workspace import Workspace
+from server.app_hash import app_code_hash
+from server.governed import GovernedStrategy
+from server.ledger_recorder import LedgerRecorder
+from server.node_binding import bind_nodes
+from server.registration import wait_for_nodes
+from server.replies import GOVERNED_RECORDS
+from server.report import RunReport, write_json_atomic
+from server.strategies import build_strategy, strategy_parameters
 from simulations.datasets import load_split
 
 app = ServerApp()
+APP_DIR = Path(__file__).resolve().parent.parent
 
 
-def _central_evaluator(settings: RunSettings, report: RunReport):
+def _central_evaluator(settings: RunSettings, report: RunReport, recorder: LedgerRecorder):
     """Evaluate the global model on the held-out split after every round."""
     _, held_out = load_split(settings.dataset, settings.seed)
     model = build_model(settings.dataset, settings.seed)
@@ -32,10 +42,21 @@ def _central_evaluator(settings: RunSettings, report: RunReport):
         model.load_state_dict(arrays.to_torch_state_dict())
         loss, accuracy = evaluate(model, held_out, device)
         metrics = {"loss": loss, "accuracy": accuracy}
+        recorder.evaluated(server_round, metrics)
         report.evaluated(server_round, metrics)
         return MetricRecord(metrics)
 
     return evaluate_fn
+
+
+def _quiet_build(settings: RunSettings):
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    flwr_logger.setLevel(logging.ERROR)  # hush "federated evaluation skipped": it is by design
+    try:
+        return build_strategy(settings)
+    finally:
+        flwr_logger.setLevel(level)
 
 
 @app.main()
@@ -46,32 +67,36 @@ def main(grid: Grid, context: Context) -> None:
     if out_dir is not None:
         write_json_atomic(out_dir / "config.json", settings.to_run_config())
     report = RunReport(out_dir, settings.num_server_rounds)
-
-    wait_for_nodes(grid, settings.num_partitions, settings.registration_timeout)
-
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
-    flwr_logger.setLevel(logging.ERROR)  # hush "federated evaluation skipped": it is by design
-    inner = build_strategy(settings)
-    flwr_logger.setLevel(level)
-
-    def select(server_round: int, candidates) -> list[int]:
-        k = settings.sample_size(len(candidates))
-        return [int(n) for n in draw([str(c) for c in candidates], k, settings.seed, server_round)]
-
-    strategy = GovernedStrategy(
-        inner, selector=select, observers=[report], min_valid_replies=settings.min_valid_replies
-    )
-    model = build_model(settings.dataset, settings.seed)
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(model.state_dict()),
-        num_rounds=settings.num_server_rounds,
-        timeout=settings.round_timeout,
-        train_config=ConfigRecord(
-            {"lr": settings.lr, "local-epochs": settings.local_epochs, "batch-size": settings.batch_size}
-        ),
-        evaluate_fn=_central_evaluator(settings, report),
-    )
+    workspace = Workspace.discover(Path(settings.workspace) if settings.workspace else None)
+    with Ledger.open(workspace) as ledger:
+        wait_for_nodes(grid, settings.num_partitions, settings.registration_timeout)
+        binding = bind_nodes(grid, simulated=bool(settings.sim_root))
+        recorder = LedgerRecorder(ledger, str(context.run_id), settings, binding, load_registry(ledger))
+        model = build_model(settings.dataset, settings.seed)
+        initial = ArrayRecord(model.state_dict())
+        recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_parameters(settings))
+        strategy = GovernedStrategy(
+            _quiet_build(settings),
+            selector=recorder.select,
+            observers=[report, recorder],
+            min_valid_replies=settings.min_valid_replies,
+            allowed_records=GOVERNED_RECORDS,
+            reply_checks=[recorder.check_reply],
+        )
+        try:
+            result = strategy.start(
+                grid=grid,
+                initial_arrays=initial,
+                num_rounds=settings.num_server_rounds,
+                timeout=settings.round_timeout,
+                train_config=ConfigRecord(
+                    {"lr": settings.lr, "local-epochs": settings.local_epochs, "batch-size": settings.batch_size}
+                ),
+                evaluate_fn=_central_evaluator(settings, report, recorder),
+            )
+        except Exception as err:  # recorded, then re-raised: a failed run is still audited
+            recorder.run_finished("failed", f"{type(err).__name__}: {err}")
+            raise
+        recorder.run_finished("finished")
     report.save()
-    report.save_model(result.arrays if result.arrays is not None else ArrayRecord(model.state_dict()))
+    report.save_model(result.arrays if result.arrays is not None else initial)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 ARRAYS_KEY = "arrays"
 METRICS_KEY = "metrics"
@@ -25,6 +25,10 @@ ALLOWED_RECORDS: Mapping[str, type] = {
     ARRAYS_KEY: ArrayRecord,
     METRICS_KEY: MetricRecord,
 }
+
+
+# A governed reply also carries the node's signed statement (client.attestation).
+GOVERNED_RECORDS: Mapping[str, type] = {**ALLOWED_RECORDS, "governance": ConfigRecord}
 
 
 @dataclass(frozen=True)

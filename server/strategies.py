@@ -34,3 +34,17 @@ def build_strategy(settings: RunSettings) -> Strategy:
     if name == "fedmedian":
         return FedMedian(**common)
     raise ValueError(f"unknown strategy {name}")  # settings.check() rejects this first
+
+
+def strategy_parameters(settings: RunSettings) -> dict[str, object]:
+    """The strategy and the parameters that shape its aggregation, for the run record."""
+    params: dict[str, dict[str, object]] = {
+        "fedavg": {},
+        "fedprox": {"proximal_mu": settings.proximal_mu},
+        "fedadam": {"eta": settings.fedadam_eta, "eta_l": settings.lr},
+        "fedtrimmedavg": {"beta": settings.trimmed_beta},
+        "krum": {"num_malicious_nodes": settings.krum_byzantine},
+        "fedmedian": {},
+    }
+    return {"name": settings.strategy, "parameters": params[settings.strategy],
+            "fraction_train": settings.fraction_train, "min_nodes": settings.min_nodes()}

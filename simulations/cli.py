@@ -56,27 +56,41 @@ def run(
     faults: str = typer.Option("", "--faults", help="Rehearse faulty nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-metric, extra-record)."),
     min_valid_replies: int = typer.Option(1, "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
     local_epochs: int = typer.Option(2, "--local-epochs", help="Local epochs per round on each node."),
+    purpose: str = typer.Option("simulation", "--purpose", help="The purpose the run declares; only nodes with valid consent for it train."),
+    operator: Optional[str] = typer.Option(None, "--operator", help="Who launches the run (recorded in the ledger); default: the login name."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", help="fedgov workspace (default: $FEDGOV_HOME, else the nearest .fedgov)."),
+    grant_consent: bool = typer.Option(True, "--grant-consent/--no-grant-consent", help="Grant the simulated nodes consent for --purpose where they lack it."),
+    no_consent: str = typer.Option("", "--no-consent", help="Simulated nodes left without consent, e.g. sim-0003,sim-0007."),
+    revoke: str = typer.Option("", "--revoke", help="Rehearse withdrawal: NODE@ROUND withdraws consent before that round, e.g. sim-0002@2."),
+    drift: str = typer.Option("", "--drift", help="Rehearse data change: NODE@ROUND's data shifts from that round on, e.g. sim-0001@2."),
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
 ) -> None:
     """Run a simulated federated training and write its run directory."""
+    import getpass
+
     from fedgov.settings import RunSettings
     from simulations.faults import parse_faults
-    from simulations.runner import Resources, run_simulation
+    from simulations.runner import Governance, Resources, run_simulation
+    from simulations.scenarios import parse_node_rounds, parse_nodes
 
     parse_faults(faults)
+    parse_node_rounds(revoke, "--revoke")
+    parse_node_rounds(drift, "--drift")
     settings = RunSettings(
         num_server_rounds=rounds, dataset=dataset, partition=partition, alpha=alpha,
         num_partitions=nodes, strategy=strategy, fraction_train=fraction, seed=seed,
         device="cuda" if gpus_per_node > 0 else "cpu", faults=faults,
         min_valid_replies=min_valid_replies, local_epochs=local_epochs,
         trace_dir=str(trace_dir.resolve()) if trace_dir else "",
+        purpose=purpose, operator=operator or getpass.getuser(), revoke=revoke, drift=drift,
     )
     if trace_dir:
         trace_dir.mkdir(parents=True, exist_ok=True)
     resources = Resources(cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, ray_address=ray_address)
-    result = run_simulation(settings, resources, out, verbose=verbose)
+    governance = Governance(workspace, grant_consent, tuple(parse_nodes(no_consent)))
+    result = run_simulation(settings, resources, out, verbose=verbose, governance=governance)
     print_summary(result)
     typer.echo(f"run directory: {out}")

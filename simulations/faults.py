@@ -70,6 +70,20 @@ def _extra_record(content: RecordDict) -> None:
     content["rows"] = ConfigRecord({"leaked": "raw data must never leave the node"})
 
 
+def _unsigned(content: RecordDict) -> None:
+    del content["governance"]["signature"]
+
+
+def _forged(content: RecordDict) -> None:
+    """Sign with a key the coordinator never registered for this node."""
+    from governance.identity import NodeKey
+
+    content["governance"]["signature"] = NodeKey.generate().sign(b"forged by an impostor")
+
+
+# Applied after the node signed its reply (the others are applied before).
+SIGNATURE_FAULTS: dict[str, Callable[[RecordDict], None]] = {"unsigned": _unsigned, "forged": _forged}
+
 FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "nan": _nan,
     "shape": _shape,
@@ -79,6 +93,7 @@ FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "missing-num-examples": _missing_num_examples,
     "extra-metric": _extra_metric,
     "extra-record": _extra_record,
+    **SIGNATURE_FAULTS,
 }
 
 

@@ -37,14 +37,14 @@ class Resources:
                 )
 
 
-def flower_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+def flower_environment(workspace: Path) -> dict[str, str]:
     """Environment for Flower: no telemetry, no update check, its home in the workspace."""
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    env.setdefault("FLWR_HOME", str(Path.cwd() / ".fedgov" / "flwr-home"))
+    env.setdefault("FLWR_HOME", str(workspace / "flwr-home"))
     return env
 
 
@@ -60,12 +60,27 @@ def prepare_out_dir(out: Path) -> Path:
     return out.resolve()
 
 
-def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbose: bool = False) -> dict[str, Any]:
-    """Run the federation in a guarded child process; return the parsed `rounds.json`."""
+@dataclass(frozen=True)
+class Governance:
+    """Where the run is recorded, and the consent rehearsal for the simulated nodes."""
+
+    workspace: Path | None = None
+    grant_consent: bool = True
+    no_consent: tuple[str, ...] = ()
+
+
+def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbose: bool = False,
+                   governance: Governance = Governance()) -> dict[str, Any]:
+    """Enroll the simulated nodes, run the federation in a guarded child process, and
+    return the parsed `rounds.json`."""
+    from simulations.enroll import enroll_simulated_nodes, open_workspace
+
     settings.check()
     resources.check()
+    workspace = open_workspace(governance.workspace)
     out_dir = prepare_out_dir(out)
-    settings = replace(settings, out_dir=str(out_dir))
+    settings = enroll_simulated_nodes(replace(settings, out_dir=str(out_dir)), workspace,
+                                      governance.grant_consent, governance.no_consent)
     request = {
         "num_nodes": settings.num_partitions,
         "run_config": settings.to_run_config(),
@@ -74,7 +89,7 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     }
     request_path = out_dir / "request.json"
     request_path.write_text(json.dumps(request, indent=2))
-    env = flower_environment()
+    env = flower_environment(workspace.path)
     Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
     failure_path = out_dir / "failure.json"
     failure_path.unlink(missing_ok=True)

@@ -1,0 +1,39 @@
+"""The node's signed statement on each reply: who it is, what it sent, what data it used.
+
+The node signs (run id, round, update digest, dataset fingerprint, metrics digest) with
+its own Ed25519 key. The statement travels as a `governance` ConfigRecord beside the
+weights and metrics; it holds digests and counts, never rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flwr.app import ConfigRecord, RecordDict
+
+from governance.digests import arrays_digest, metrics_digest
+from governance.fingerprint import DatasetFingerprint
+from governance.identity import NodeKey, reply_signing_payload
+
+GOVERNANCE_KEY = "governance"
+
+
+def update_digest(content: RecordDict) -> str:
+    """SHA-256 over the reply's arrays in their record order (governance.digests layout)."""
+    return arrays_digest([(k, a.numpy()) for k, a in content["arrays"].items()])
+
+
+def reply_metrics_digest(content: RecordDict) -> str:
+    return metrics_digest(dict(content["metrics"]))
+
+
+def attest(content: RecordDict, key: NodeKey, node_id: str, run_id: str, server_round: int,
+           fingerprint: DatasetFingerprint) -> None:
+    """Add the signed governance statement to a train reply, in place."""
+    payload = reply_signing_payload(run_id, server_round, update_digest(content), fingerprint.digest,
+                                    reply_metrics_digest(content))
+    content[GOVERNANCE_KEY] = ConfigRecord({
+        "node-id": node_id,
+        "signature": key.sign(payload),
+        "fingerprint": json.dumps(fingerprint.to_dict(), sort_keys=True),
+    })

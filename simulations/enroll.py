@@ -1,0 +1,70 @@
+"""Before a simulated run: the workspace, the simulated nodes' keys and their consent.
+
+Each simulated node makes its key in its own directory and only its public key is
+registered, as a deployed node would. Consent for the run's purpose is granted to every
+simulated node not listed in `--no-consent` (a rehearsal of the compliance officer's
+`fedgov consent grant`), unless it already holds valid consent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from fedgov.settings import RunSettings
+from governance import consent_store
+from governance.consent import VALID, ConsentRecord, find_valid_consent
+from governance.errors import UsageError
+from governance.identity import NodeKey
+from governance.keystore import ENV_PASSPHRASE
+from governance.ledger import Ledger
+from governance.node_store import register_nodes
+from governance.workspace import Workspace
+from simulations.scenarios import sim_key_path, sim_node_id, sim_team
+
+SIM_NOTICE = "fedgov simulation: simulated nodes train on bundled public datasets (notice v1)"
+
+
+def open_workspace(explicit: Path | None) -> Workspace:
+    """The workspace every command finds; created on first use when a passphrase is set."""
+    ws = Workspace.locate(explicit)
+    if ws.exists:
+        return ws
+    passphrase = os.environ.get(ENV_PASSPHRASE)
+    if not passphrase:
+        raise UsageError(f"no fedgov workspace at {ws.path}: run `fedgov audit init`, "
+                         f"or set {ENV_PASSPHRASE} to create one")
+    return Workspace.init(ws.path, passphrase)
+
+
+def simulation_consent(node_id: str, team: str, purpose: str) -> ConsentRecord:
+    return ConsentRecord(
+        record_id=consent_store.new_record_id(), principal=node_id, team=team, purpose=purpose,
+        data_categories=["bundled-public-dataset"], privacy_notice_version="sim-1",
+        privacy_notice_hash=consent_store.notice_hash(SIM_NOTICE), collection_method="simulation-harness",
+        granted_at=consent_store.utc_iso(),
+    )
+
+
+def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: bool,
+                           no_consent: Sequence[str]) -> RunSettings:
+    """Keys, registry and consent for `settings.num_partitions` simulated nodes."""
+    sim_root = ws.path / "sim-nodes"
+    nodes = []
+    for i in range(settings.num_partitions):
+        node_id = sim_node_id(i)
+        nodes.append((node_id, NodeKey.load_or_create(sim_key_path(sim_root, node_id)).public_bytes(), sim_team(i)))
+    with Ledger.open(ws) as ledger:
+        register_nodes(ledger, nodes, actor=settings.operator)
+        if grant_consent:
+            records = consent_store.load_records(ledger).values()
+            now = datetime.now(timezone.utc)
+            missing = [simulation_consent(node, team, settings.purpose) for node, _, team in nodes
+                       if node not in no_consent
+                       and find_valid_consent(records, node, settings.purpose, now).state != VALID]
+            if missing:
+                consent_store.grant(ledger, missing, actor=settings.operator)
+    return replace(settings, workspace=str(ws.path), sim_root=str(sim_root))
