@@ -14,6 +14,9 @@ import typer
 from governance.errors import FedgovError
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
+from governance.cli.consent import app as consent_app
+from governance.cli.lineage import app as lineage_app
+from governance.cli.model import app as model_app
 
 app = typer.Typer(
     name="fedgov",
@@ -24,6 +27,9 @@ app = typer.Typer(
 )
 app.add_typer(sim_app, name="sim")
 app.add_typer(audit_app, name="audit")
+app.add_typer(consent_app, name="consent")
+app.add_typer(lineage_app, name="lineage")
+app.add_typer(model_app, name="model")
 
 
 @app.command("demo")

@@ -66,7 +66,7 @@ def main(grid: Grid, context: Context) -> None:
     out_dir = Path(settings.out_dir) if settings.out_dir else None
     if out_dir is not None:
         write_json_atomic(out_dir / "config.json", settings.to_run_config())
-    report = RunReport(out_dir, settings.num_server_rounds)
+    report = RunReport(out_dir, settings.num_server_rounds, str(context.run_id))
     workspace = Workspace.discover(Path(settings.workspace) if settings.workspace else None)
     with Ledger.open(workspace) as ledger:
         wait_for_nodes(grid, settings.num_partitions, settings.registration_timeout)

@@ -40,8 +40,10 @@ def _reply_shape(reply) -> dict[str, Any]:
 class RunReport:
     """Collects each round's outcome; prints one progress line per round."""
 
-    def __init__(self, out_dir: Path | None, num_rounds: int, console: Console | None = None) -> None:
+    def __init__(self, out_dir: Path | None, num_rounds: int, run_id: str = "",
+                 console: Console | None = None) -> None:
         self.out_dir = out_dir
+        self.run_id = run_id
         self.num_rounds = num_rounds
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.rounds: dict[int, dict[str, Any]] = {}
@@ -89,6 +91,7 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "run_id": self.run_id,
             "initial_eval": self.initial,
             "rounds": [self.rounds[r] for r in sorted(self.rounds)],
             "wall_seconds": round(time.monotonic() - self._started, 3),

@@ -1,0 +1,103 @@
+"""`fedgov lineage`: which nodes, data versions and consents made each model version."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from governance.cli.listing import emit
+from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_writer
+
+app = typer.Typer(name="lineage", help="Model lineage: show a model's history, export W3C PROV, find affected models.",
+                  no_args_is_help=True, add_completion=False)
+
+
+class ExportFormat(str, Enum):
+    prov_json = "prov-json"
+
+
+def _versions(ledger):
+    from governance.lineage_store import load_versions
+
+    return load_versions(ledger)
+
+
+def _resolve(versions, prefix: str) -> str:
+    from governance.errors import UsageError
+
+    hashes = sorted({v.model_hash for v in versions if v.model_hash.startswith(prefix)})
+    if len(hashes) == 1:
+        return hashes[0]
+    if not hashes:
+        raise UsageError(f"no recorded model version matches {prefix!r}; see `fedgov audit log --type round.aggregated`")
+    raise UsageError(f"{prefix!r} matches {len(hashes)} model versions; give more characters")
+
+
+@app.command("show")
+def show(
+    model: Annotated[str, typer.Argument(help="Model hash (or an unambiguous prefix).")],
+    run: Annotated[Optional[str], typer.Option("--run", help="The run, where several made the same bytes.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tree as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """The tree: model -> round -> parent model, with contributing nodes, fingerprints, consents."""
+    from rich.console import Console
+
+    from governance.lineage import lineage_tree, render_tree
+
+    with open_writer(workspace, passphrase_file) as ledger:
+        versions = _versions(ledger)
+    tree = lineage_tree(versions, _resolve(versions, model), run_id=run)
+    if as_json:
+        typer.echo(json.dumps(tree, indent=2))
+    else:
+        Console().print(render_tree(tree))
+
+
+@app.command("export")
+def export(
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="prov-json: W3C PROV-JSON.")] = ExportFormat.prov_json,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of standard output.")] = None,
+    workspace: WorkspaceOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Every recorded model version as W3C PROV-JSON (entities, activities, agents)."""
+    from governance.lineage import to_prov_json
+    from governance.lineage_store import load_operators
+
+    with open_writer(workspace, passphrase_file) as ledger:
+        versions = _versions(ledger)
+        operators = sorted(set(load_operators(ledger).values()))
+    document = json.dumps(to_prov_json(versions, operator=operators[0] if len(operators) == 1 else None), indent=2)
+    if out is None:
+        typer.echo(document)
+    else:
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(document)
+        tmp.replace(out)
+        typer.echo(f"wrote {len(versions)} model versions to {out}")
+
+
+@app.command("affected")
+def affected(
+    node: Annotated[str, typer.Option("--node", help="The node whose data is in question, e.g. after it withdrew consent.")],
+    fmt: FormatOpt = Format.table,
+    workspace: WorkspaceOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Every model version derived, directly or transitively, from the node's updates."""
+    from governance.lineage import affected_models
+
+    with open_writer(workspace, passphrase_file) as ledger:
+        versions = _versions(ledger)
+    hashes = affected_models(versions, node)
+    where = {}
+    for v in versions:
+        where.setdefault(v.model_hash, []).append(f"{v.run_id}/{v.round}")
+    rows = [{"model_hash": h, "made_in": ", ".join(where[h])} for h in hashes]
+    emit(rows, fmt, ("model_hash", "made_in"), f"{len(rows)} model versions built with {node}'s data")

@@ -1,0 +1,47 @@
+"""`fedgov model`: fetch an archived global model version by its hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from governance.cli.options import PassFileOpt, WorkspaceOpt, open_writer
+
+app = typer.Typer(name="model", help="The encrypted, content-addressed model archive.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command("get")
+def get(
+    model: Annotated[str, typer.Argument(help="Model hash (or an unambiguous prefix).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write it: .npz (numpy) or .pt (torch state dict).")],
+    workspace: WorkspaceOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Decrypt a model version, check it against its hash, and write it out."""
+    import numpy as np
+
+    from governance.archive import load_model, resolve_hash
+    from governance.errors import UsageError
+
+    if out.suffix not in (".npz", ".pt"):
+        raise UsageError(f"--out {out} must end in .npz or .pt")
+    with open_writer(workspace, passphrase_file) as ledger:
+        model_hash = resolve_hash(ledger, model)
+        arrays = load_model(ledger, model_hash)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        if out.suffix == ".npz":
+            with tmp.open("wb") as f:
+                np.savez(f, **dict(arrays))
+        else:
+            import torch
+
+            torch.save({name: torch.from_numpy(a.copy()) for name, a in arrays}, tmp)
+        tmp.replace(out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
+    typer.echo(f"model {model_hash} ({len(arrays)} arrays) written to {out}")

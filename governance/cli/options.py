@@ -1,0 +1,32 @@
+"""Options every governance command shares, and how a command opens the ledger."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: $FEDGOV_HOME, else the nearest .fedgov, like git).")]
+PassFileOpt = Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore passphrase (default: $FEDGOV_PASSPHRASE).")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="table (for people), json or csv (for scripts).")]
+
+
+def open_writer(workspace: Path | None, passphrase_file: Path | None):
+    """The ledger with its keys: needed to append entries or read payloads."""
+    from governance.keystore import passphrase_from
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    ws = Workspace.discover(workspace)
+    return Ledger.open(ws, passphrase_from(passphrase_file, prompt=sys.stdin.isatty()))
