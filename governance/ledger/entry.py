@@ -7,6 +7,7 @@ so hashing needs no secret and crypto-shredding never breaks a proof.
 from __future__ import annotations
 
 import base64
+from base64 import b64encode
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
@@ -73,3 +74,40 @@ def leaf_bytes(seq: int, timestamp: str, entry_type: str, run_id: str, round_: i
            encode_basestring(node_id), "null" if round_ is None else round_, encode_basestring(run_id),
            seq, encode_basestring(timestamp))
     ).encode("utf-8")
+
+
+class LeafEncoder:
+    """`leaf_bytes` for many rows: the members shared by rows with equal index fields are encoded once.
+
+    Rows of one batch (or one ledger) repeat a few (type, run, round, node, hashes, key)
+    combinations, so the per-row work shrinks to base64 of the ciphertext, the seq and a join.
+    """
+
+    MAX_CACHED = 4096  # distinct index-field combinations kept; cleared beyond that
+
+    def __init__(self) -> None:
+        self._middles: dict[tuple, bytes] = {}
+        self._tails: dict[str, bytes] = {}
+
+    def __call__(self, seq: int, timestamp: str, entry_type: str, run_id: str, round_: int | None, node_id: str,
+                 model_hash: str, config_hash: str, key_id: str, ciphertext: bytes) -> bytes:
+        if type(seq) is not int or not (round_ is None or type(round_) is int):
+            raise TypeError("seq and round must be integers")
+        key = (config_hash, entry_type, key_id, model_hash, node_id, round_, run_id)
+        middle = self._middles.get(key)
+        if middle is None:
+            if len(self._middles) >= self.MAX_CACHED:
+                self._middles.clear()
+            middle = self._middles[key] = (
+                '","config_hash":%s,"entry_type":%s,"key_id":%s,"model_hash":%s,"node_id":%s,"round":%s,'
+                '"run_id":%s,"seq":'
+                % (encode_basestring(config_hash), encode_basestring(entry_type), encode_basestring(key_id),
+                   encode_basestring(model_hash), encode_basestring(node_id), "null" if round_ is None else round_,
+                   encode_basestring(run_id))
+            ).encode("utf-8")
+        tail = self._tails.get(timestamp)
+        if tail is None:
+            if len(self._tails) >= self.MAX_CACHED:
+                self._tails.clear()
+            tail = self._tails[timestamp] = (',"timestamp":%s}' % encode_basestring(timestamp)).encode("utf-8")
+        return b'{"ciphertext":"' + b64encode(ciphertext) + middle + b"%d" % seq + tail

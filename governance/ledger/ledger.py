@@ -23,7 +23,7 @@ from governance.keystore import (ENV_PASSPHRASE, KeyMaterial, keys_from_env, rea
 from governance.ledger import envelope, merkle
 from governance.ledger.canonical import fast_canonical_bytes
 from governance.ledger.checkpoint import VerifierKey, public_key_bytes, sign_checkpoint, verify_checkpoint
-from governance.ledger.entry import Entry, EntryDraft, leaf_bytes
+from governance.ledger.entry import Entry, EntryDraft, LeafEncoder
 from governance.ledger.store import LedgerStore
 from governance.workspace import Workspace
 
@@ -164,6 +164,7 @@ class Ledger:
         sealers: dict[tuple[str, str], tuple[str, Any, bytes]] = {}
         nonces = envelope.nonces(len(drafts))
         encode, sha, nonce_size = fast_canonical_bytes, hashlib.sha256, envelope.NONCE_SIZE
+        encode_leaf = LeafEncoder()
         rows: list[tuple] = []
         leaves: list[bytes] = []
         for i, draft in enumerate(drafts):
@@ -177,7 +178,7 @@ class Ledger:
             key_id, encrypt, aad_prefix = sealer
             nonce = nonces[i * nonce_size:(i + 1) * nonce_size]
             ciphertext = nonce + encrypt(nonce, encode(draft.payload), aad_prefix + b"%d}" % seq)
-            leaf = sha(b"\x00" + leaf_bytes(seq, timestamp, entry_type, draft.run_id, draft.round, draft.node_id,
+            leaf = sha(b"\x00" + encode_leaf(seq, timestamp, entry_type, draft.run_id, draft.round, draft.node_id,
                                             draft.model_hash, draft.config_hash, key_id, ciphertext)).digest()
             rows.append((seq, entry_type, timestamp, draft.run_id, draft.round, draft.node_id, draft.model_hash,
                          draft.config_hash, key_id, ciphertext, leaf))

@@ -21,7 +21,7 @@ from typing import Any
 from governance.errors import UsageError, VerificationError
 from governance.ledger import merkle
 from governance.ledger.checkpoint import Checkpoint, CheckpointError, VerifierKey, verify_checkpoint
-from governance.ledger.entry import leaf_bytes
+from governance.ledger.entry import LeafEncoder
 
 # (seq, entry_type, timestamp, run_id, round, node_id, model_hash, config_hash, key_id, ciphertext, leaf_hash)
 EntryRow = Sequence[Any]
@@ -92,11 +92,12 @@ def verify_rows(rows: Iterable[EntryRow], checkpoints: Sequence[dict[str, Any]],
     frontier = merkle.Frontier()
     expected = 0
     it = iter(rows)
+    encode_leaf = LeafEncoder()
     while True:
         chunk = list(islice(it, VERIFY_CHUNK))
         if not chunk:
             break
-        leaves, failure = _leaf_hashes(chunk, expected)
+        leaves, failure = _leaf_hashes(chunk, expected, encode_leaf)
         # Fold the good leaves in, checking each checkpoint as the tree reaches its size, so
         # the failure reported is the first one in ledger order.
         start, pos = frontier.size, 0
@@ -117,7 +118,7 @@ def verify_rows(rows: Iterable[EntryRow], checkpoints: Sequence[dict[str, Any]],
     return VerifyReport(expected, len(parsed), frontier.root().hex(), expected - last_size)
 
 
-def _leaf_hashes(chunk: Sequence[EntryRow], first_seq: int) -> tuple[list[bytes], VerificationError | None]:
+def _leaf_hashes(chunk: Sequence[EntryRow], first_seq: int, encode_leaf: LeafEncoder) -> tuple[list[bytes], VerificationError | None]:
     """Recompute each row's leaf hash and compare it with the stored one.
 
     Returns the leaves up to the first bad row, and that row's error (or None).
@@ -131,7 +132,7 @@ def _leaf_hashes(chunk: Sequence[EntryRow], first_seq: int) -> tuple[list[bytes]
         if seq != expected:
             return leaves, VerificationError(f"entry seq {expected} is missing (next stored entry is seq {seq})")
         try:
-            leaf = sha(b"\x00" + leaf_bytes(seq, row[2], row[1], row[3], row[4], row[5], row[6], row[7],
+            leaf = sha(b"\x00" + encode_leaf(seq, row[2], row[1], row[3], row[4], row[5], row[6], row[7],
                                              row[8], bytes(row[9]))).digest()
         except (TypeError, ValueError) as err:
             return leaves, VerificationError(f"entry seq {seq}: malformed row ({err})")

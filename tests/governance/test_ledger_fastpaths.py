@@ -1,0 +1,102 @@
+"""The fast encoders and batch tree code must give byte-identical results to the reference ones."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import pytest
+
+from governance.ledger import merkle
+from governance.ledger.canonical import CanonicalError, canonical_bytes, fast_canonical_bytes
+from governance.ledger.entry import LeafEncoder, leaf_bytes
+from governance.ledger.envelope import entry_aad, entry_aad_prefix
+
+EDGE_FLOATS = [0.0, -0.0, 1.0, -3.0, 0.1, 1e-4, 9.999e-5, 1e-7, 1e16, 9999999999999998.0, 1e21, 1e22,
+               123456789012345.67, 5e-324, 1.7976931348623157e308, 0.1234]
+
+
+def _random_string(rng: random.Random) -> str:
+    ranges = [(0, 0x7F), (0x80, 0xD7FF), (0xE000, 0xFFFF), (0x10000, 0x10FFFF)]
+    return "".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randint(0, 5)))
+
+
+def _random_value(rng: random.Random, depth: int = 0):
+    kind = rng.randint(0, 7 if depth < 3 else 5)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([rng.randint(-99999, 99999), rng.randint(-2**54, 2**54)])
+    if kind == 2:
+        return rng.choice([rng.uniform(-1e3, 1e3), float(rng.randint(-9, 9)), rng.choice(EDGE_FLOATS),
+                           math.ldexp(rng.random(), rng.randint(-80, 80))])
+    if kind in (3, 4, 5):
+        return _random_string(rng)
+    if kind == 6:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {(_random_string(rng) if rng.random() < 0.3 else f"k{rng.randint(0, 40)}"): _random_value(rng, depth + 1)
+            for _ in range(rng.randint(0, 4))}
+
+
+def _encoded_or_error(encode, value) -> bytes | str:
+    try:
+        return encode(value)
+    except CanonicalError:
+        return "rejected"
+
+
+def test_fast_canonical_bytes_equal_jcs_for_random_payloads() -> None:
+    rng = random.Random(8785)
+    for _ in range(20000):
+        value = {"payload": _random_value(rng)}
+        assert _encoded_or_error(fast_canonical_bytes, value) == _encoded_or_error(canonical_bytes, value), value
+
+
+@pytest.mark.parametrize("value", EDGE_FLOATS + [math.nan, math.inf, 2**53, -(2**53), "\u007f\u2028\x1f"])
+def test_fast_canonical_bytes_equal_jcs_at_number_and_string_edges(value: object) -> None:
+    assert _encoded_or_error(fast_canonical_bytes, [value]) == _encoded_or_error(canonical_bytes, [value])
+
+
+def test_fast_canonical_bytes_sort_astral_keys_by_utf16_units() -> None:
+    value = {"\ufb01": 1, "\U0001f600": 2}
+    assert fast_canonical_bytes(value) == canonical_bytes(value) == '{"\U0001f600":2,"\ufb01":1}'.encode()
+
+
+def test_leaf_encoder_equals_leaf_bytes_for_random_rows() -> None:
+    rng = random.Random(9162)
+    encode = LeafEncoder()
+    for _ in range(5000):
+        row = (rng.randint(0, 2**40), _random_string(rng), rng.choice(["t", _random_string(rng)]), _random_string(rng),
+               rng.choice([None, 0, 7, -1]), rng.choice(["n1", _random_string(rng)]), _random_string(rng), "",
+               os.urandom(16).hex(), os.urandom(rng.randint(0, 90)))
+        assert encode(*row) == leaf_bytes(*row)
+
+
+def test_leaf_encoder_rejects_a_non_integer_round_even_when_an_equal_int_is_cached() -> None:
+    encode = LeafEncoder()
+    encode(1, "ts", "t", "r", 1, "n", "", "", "k", b"")
+    with pytest.raises(TypeError):
+        encode(2, "ts", "t", "r", 1.0, "n", "", "", "k", b"")
+
+
+def test_entry_aad_prefix_plus_seq_is_the_entry_aad() -> None:
+    for seq in (0, 7, 10**12):
+        assert entry_aad_prefix("lid", "update_received", "ab" * 16) + b"%d}" % seq \
+            == entry_aad("lid", seq, "update_received", "ab" * 16)
+
+
+def test_frontier_extend_matches_leaf_by_leaf_append_from_any_start() -> None:
+    rng = random.Random(2)
+    for _ in range(200):
+        leaves = [os.urandom(32) for _ in range(rng.randint(0, 300))]
+        start = rng.randint(0, len(leaves))
+        one, batch = merkle.Frontier(), merkle.Frontier()
+        one_nodes = [n for leaf in leaves for n in one.append(leaf)]
+        batch_nodes = [n for leaf in leaves[:start] for n in batch.append(leaf)]
+        cut = start
+        while cut < len(leaves):
+            step = rng.randint(1, 70)
+            batch_nodes += batch.extend(leaves[cut:cut + step])
+            cut += step
+        assert (batch.size, batch.root(), sorted(batch_nodes)) == (one.size, one.root(), sorted(one_nodes))
