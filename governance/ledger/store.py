@@ -34,7 +34,8 @@ meta_table = sa.Table(
 )
 entries_table = sa.Table(
     "fedgov_entries", metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite `INTEGER PRIMARY KEY` makes seq the rowid itself: one B-tree fewer to update per append.
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False),
     sa.Column("entry_type", sa.String(64), nullable=False),
     sa.Column("timestamp", sa.String(32), nullable=False),
     sa.Column("run_id", sa.String(128), nullable=False),
@@ -54,6 +55,7 @@ nodes_table = sa.Table(
     sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("hash", sa.LargeBinary, nullable=False),
+    sqlite_with_rowid=False,  # rows live in the (level, idx) key B-tree itself: no separate rowid tree
 )
 checkpoints_table = sa.Table(
     "fedgov_checkpoints", metadata,
