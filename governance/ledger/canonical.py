@@ -134,20 +134,39 @@ def fast_canonical_bytes(value: Any) -> bytes:
 
 def _json_is_jcs(value: Any) -> bool:
     t = type(value)
-    if t is str or value is None or t is bool:
+    if t is dict:
+        try:
+            if not "".join(value).isascii():  # also rejects non-str keys (TypeError)
+                return False
+        except TypeError:
+            return False
+        items = value.values()
+    elif t is list or t is tuple:
+        items = value
+    else:
+        return _scalar_is_jcs(value, t)
+    for item in items:  # scalars inline: this runs once per payload member on every append
+        t = type(item)
+        if t is str or t is bool or item is None:
+            continue
+        if t is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if t is float:
+            if 1e-4 <= abs(item) < 1e16 and not item.is_integer():
+                continue
+            return False
+        if not _json_is_jcs(item):
+            return False
+    return True
+
+
+def _scalar_is_jcs(value: Any, t: type) -> bool:
+    if t is str or t is bool or value is None:
         return True
     if t is int:
         return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
     if t is float:
         return 1e-4 <= abs(value) < 1e16 and not value.is_integer()
-    if t is dict:
-        for key, item in value.items():
-            if type(key) is not str or not key.isascii() or not _json_is_jcs(item):
-                return False
-        return True
-    if t is list or t is tuple:
-        for item in value:
-            if not _json_is_jcs(item):
-                return False
-        return True
     return False
