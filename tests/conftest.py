@@ -46,9 +46,16 @@ def fedgov():
     return run_fedgov
 
 
+TEST_PASSPHRASE = "test-passphrase"
+os.environ.setdefault("FEDGOV_PASSPHRASE", TEST_PASSPHRASE)
+
+
 @pytest.fixture(autouse=True)
-def _flower_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own Flower home and fedgov workspace, never the repo's."""
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr-home"))
+    monkeypatch.setenv("FEDGOV_HOME", str(tmp_path / "workspace"))
+    monkeypatch.setenv("FEDGOV_PASSPHRASE", TEST_PASSPHRASE)
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ def sim_run(tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Pa
     out, trace = tmp / "run", tmp / "trace"
     result = subprocess.run(
         [sys.executable, "-m", "fedgov", "sim", "run", "--out", str(out), "--trace-dir", str(trace), *args],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "FLWR_HOME": str(tmp / "flwr")},
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace")},
     )
     return result, out, trace
 

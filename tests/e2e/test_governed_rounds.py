@@ -1,0 +1,236 @@
+"""Governed rounds end to end: real Flower simulations, then what the ledger holds."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from governance import entry_types as et
+from governance.identity import reply_signing_payload
+from governance.ledger import Ledger
+from governance.ledger.canonical import canonical_bytes
+from governance.node_store import load_registry
+from governance.selection import verify_selection
+from governance.workspace import Workspace
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def fedgov(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace"),
+           "FEDGOV_PASSPHRASE": "test-passphrase"}
+    result = subprocess.run([sys.executable, "-m", "fedgov", *args], capture_output=True, text=True,
+                            timeout=600, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+class Run:
+    """One governed run and read access to its ledger."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.tmp = tmp
+        self.result = fedgov(tmp, "sim", "run", "--out", str(tmp / "run"), "--trace-dir", str(tmp / "trace"),
+                             "--purpose", "cancer-screening", "--operator", "alice", *args)
+        self.rounds = json.loads((tmp / "run" / "rounds.json").read_text())
+        self.run_id = self.rounds["run_id"]
+        os.environ["FEDGOV_PASSPHRASE"] = "test-passphrase"
+        with Ledger.open(Workspace.discover(tmp / "workspace")) as ledger:
+            self.entries = [(e, ledger.read_payload(e)) for e in ledger.query(run_id=self.run_id)]
+            self.registry = load_registry(ledger)
+            self.all_types = [e.entry_type for e in ledger.query()]
+
+    def of(self, entry_type: str, round_: int | None = None) -> list[tuple]:
+        return [(e, p) for e, p in self.entries if e.entry_type == entry_type and (round_ is None or e.round == round_)]
+
+
+@pytest.fixture(scope="module")
+def ten(tmp_path_factory) -> Run:
+    """10 nodes x 3 rounds, FedAvg, every node consenting."""
+    return Run(tmp_path_factory.mktemp("ten"), "--nodes", "10", "--rounds", "3")
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory) -> Run:
+    """5 nodes x 3 rounds: sim-0001 unsigned, sim-0002 withdraws before round 2,
+    sim-0003 never consented, sim-0004 forges signatures, sim-0000's data drifts at round 2."""
+    return Run(tmp_path_factory.mktemp("scenarios"), "--nodes", "5", "--rounds", "3",
+               "--faults", "1:unsigned,4:forged", "--revoke", "sim-0002@2", "--no-consent", "sim-0003",
+               "--drift", "sim-0000@2")
+
+
+# -- the record of a 10 x 3 run ----------------------------------------------------------
+
+
+def test_run_start_records_operator_purpose_code_config_strategy_and_seed(ten):
+    [(entry, start)] = ten.of(et.RUN_STARTED)
+    assert start["operator"] == "alice" and start["purpose"] == "cancer-screening"
+    assert start["config_hash"] == hashlib.sha256(canonical_bytes(start["config"])).hexdigest()
+    assert entry.config_hash == start["config_hash"]
+    assert len(start["app_hash"]) == 64
+    assert start["strategy"]["name"] == "fedavg" and start["seed"] == 42
+
+
+def test_every_round_has_selection_replies_aggregation_evaluation(ten):
+    for r in (1, 2, 3):
+        assert len(ten.of(et.ROUND_SELECTION, r)) == 1
+        assert len(ten.of(et.ROUND_REPLY, r)) == 10
+        assert len(ten.of(et.ROUND_AGGREGATED, r)) == 1
+        assert len(ten.of(et.ROUND_EVALUATED, r)) == 1
+    [(_, end)] = ten.of(et.RUN_FINISHED)
+    assert end["status"] == "finished"
+
+
+def test_selection_records_can_be_recomputed_by_anyone(ten):
+    for _, selection in ten.of(et.ROUND_SELECTION):
+        verify_selection(selection)  # raises on any mismatch
+        assert selection["seed"] == 42 and len(selection["selected"]) == 10
+        assert all(check["state"] == "valid" for check in selection["checks"].values())
+
+
+def test_every_reply_signature_verifies_offline_with_the_registered_key(ten):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    for entry, reply in ten.of(et.ROUND_REPLY):
+        payload = reply_signing_payload(ten.run_id, entry.round, reply["update_digest"],
+                                        reply["dataset_fingerprint"]["digest"], reply["metrics_digest"])
+        key = Ed25519PublicKey.from_public_bytes(ten.registry.get(reply["node_id"]).public_key)
+        key.verify(base64.b64decode(reply["signature"]), payload)
+        assert reply["num_examples"] == reply["dataset_fingerprint"]["rows"]
+        assert reply["consent_record_id"].startswith("consent-")
+
+
+def test_aggregations_chain_each_round_to_the_previous_model(ten):
+    [(_, start)] = ten.of(et.RUN_STARTED)
+    parent = start["initial_model_hash"]
+    for r in (1, 2, 3):
+        [(entry, agg)] = ten.of(et.ROUND_AGGREGATED, r)
+        assert agg["input_model_hash"] == parent and entry.model_hash == agg["output_model_hash"]
+        assert len(agg["contributors"]) == 10
+        parent = agg["output_model_hash"]
+
+
+def test_a_checkpoint_is_signed_at_the_end_of_every_round(ten):
+    result = fedgov(ten.tmp, "audit", "verify")
+    checkpoints = int(result.stdout.split(" entries, ")[1].split(" checkpoints")[0])
+    assert checkpoints >= 1 + 4 + 1  # genesis, rounds 0..3, run end
+
+
+def test_audit_verify_passes_after_the_run(ten):
+    assert fedgov(ten.tmp, "audit", "verify").stdout.startswith("checked ")
+
+
+def test_the_archived_final_model_is_fetched_and_matches_its_hash(ten, tmp_path):
+    from governance.digests import arrays_digest
+
+    [(_, agg)] = ten.of(et.ROUND_AGGREGATED, 3)
+    fedgov(ten.tmp, "model", "get", agg["output_model_hash"][:10], "--out", str(tmp_path / "m.npz"))
+    import numpy as np
+
+    with np.load(tmp_path / "m.npz") as f:
+        assert arrays_digest([(k, f[k]) for k in f.files]) == agg["output_model_hash"]
+
+
+def test_lineage_affected_lists_every_model_from_the_first_contribution(ten):
+    result = fedgov(ten.tmp, "lineage", "affected", "--node", "sim-0004", "--format", "json")
+    outputs = [p["output_model_hash"] for _, p in sorted(ten.of(et.ROUND_AGGREGATED), key=lambda ep: ep[0].round)]
+    assert [row["model_hash"] for row in json.loads(result.stdout)] == outputs  # not the initial model
+
+
+def test_prov_json_export_is_read_by_the_prov_package(ten, tmp_path):
+    from prov.model import ProvDocument
+
+    fedgov(ten.tmp, "lineage", "export", "--format", "prov-json", "--out", str(tmp_path / "prov.json"))
+    doc = ProvDocument.deserialize(content=(tmp_path / "prov.json").read_text(), format="json")
+    kinds = [type(r).__name__ for r in doc.get_records()]
+    assert kinds.count("ProvGeneration") == 4  # initial model and three rounds
+    assert kinds.count("ProvAttribution") == 30  # every update, to its node
+
+
+def test_lineage_show_prints_the_tree_with_contributors(ten):
+    [(_, agg)] = ten.of(et.ROUND_AGGREGATED, 2)
+    tree = json.loads(fedgov(ten.tmp, "lineage", "show", agg["output_model_hash"], "--json").stdout)
+    assert tree["round"] == 2 and len(tree["contributors"]) == 10
+    assert tree["parent"]["round"] == 1 and tree["parent"]["parent"]["round"] == 0
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+
+def test_a_node_without_consent_is_never_contacted(scenarios):
+    for _, selection in scenarios.of(et.ROUND_SELECTION):
+        assert "sim-0003" not in selection["selected"]
+        assert selection["excluded"]["sim-0003"] == "no-consent"
+    assert not [1 for _, p in scenarios.entries if p.get("node_id") == "sim-0003"]
+    assert not list((scenarios.tmp / "trace").glob("node-3-*"))  # partition 3 never trained
+
+
+def test_consent_withdrawn_mid_run_excludes_the_node_from_the_next_round_on(scenarios):
+    selections = {e.round: p for e, p in scenarios.of(et.ROUND_SELECTION)}
+    assert "sim-0002" in selections[1]["selected"]
+    for r in (2, 3):
+        assert "sim-0002" not in selections[r]["selected"]
+        assert selections[r]["excluded"]["sim-0002"] == "withdrawn"
+    assert et.CONSENT_WITHDRAWN in scenarios.all_types
+    assert {e.round for e, p in scenarios.of(et.ROUND_REPLY) if p["node_id"] == "sim-0002"} == {1}
+
+
+def test_unsigned_and_forged_updates_are_rejected_and_named(scenarios):
+    rejected = {(e.round, p["node_id"]): p["reason"] for e, p in scenarios.of(et.ROUND_REJECTED)}
+    for r in (1, 2, 3):
+        assert rejected[(r, "sim-0001")].startswith("unsigned")
+        assert rejected[(r, "sim-0004")].startswith("bad-signature")
+    for _, agg in scenarios.of(et.ROUND_AGGREGATED):
+        assert not {"sim-0001", "sim-0004"} & set(agg["contributors"])
+
+
+def test_a_node_whose_data_changes_records_a_new_fingerprint(scenarios):
+    prints = {(e.round, p["node_id"]): p["dataset_fingerprint"]["digest"] for e, p in scenarios.of(et.ROUND_REPLY)}
+    assert prints[(1, "sim-0000")] != prints[(2, "sim-0000")] == prints[(3, "sim-0000")]
+    assert prints[(1, "sim-0002")] is not None
+    assert prints[(1, "sim-0000")] != prints[(1, "sim-0002")]
+
+
+def test_unchanged_data_keeps_its_fingerprint(ten):
+    prints = {}
+    for e, p in ten.of(et.ROUND_REPLY):
+        prints.setdefault(p["node_id"], set()).add(p["dataset_fingerprint"]["digest"])
+    assert all(len(digests) == 1 for digests in prints.values())
+
+
+def test_lineage_affected_is_empty_for_a_node_that_never_contributed(scenarios):
+    result = fedgov(scenarios.tmp, "lineage", "affected", "--node", "sim-0001", "--format", "json")
+    assert json.loads(result.stdout) == []
+
+
+def test_audit_verify_passes_after_the_scenarios(scenarios):
+    fedgov(scenarios.tmp, "audit", "verify")
+
+
+def test_governance_wraps_krum_unchanged(tmp_path):
+    run = Run(tmp_path, "--nodes", "4", "--rounds", "2", "--strategy", "krum")
+    [(_, start)] = run.of(et.RUN_STARTED)
+    assert start["strategy"]["name"] == "krum"
+    assert len(run.of(et.ROUND_AGGREGATED)) == 2 and len(run.of(et.ROUND_REPLY)) == 8
+    fedgov(tmp_path, "audit", "verify")
+
+
+def test_a_run_where_too_few_nodes_consent_fails_recorded(tmp_path):
+    result = fedgov(tmp_path, "sim", "run", "--out", str(tmp_path / "run"), "--nodes", "3", "--rounds", "1",
+                    "--no-consent", "sim-0000,sim-0001", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: round 1: 1 of 3 candidate nodes have valid consent")
+    assert "Traceback" not in result.stderr
+    with Ledger.open(Workspace.discover(tmp_path / "workspace")) as ledger:
+        types = [e.entry_type for e in ledger.query()]
+        [end] = [ledger.read_payload(e) for e in ledger.query(entry_type=et.RUN_FINISHED)]
+    assert et.ROUND_FAILED in types and et.ROUND_REPLY not in types
+    assert end["status"] == "failed"
