@@ -6,20 +6,20 @@ meaningful exit code: 0 ok, 1 verification failure, 2 usage error.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from governance.errors import UsageError
-from governance.keystore import passphrase_from
-from governance.ledger.checkpoint import VerifierKey
 from governance.workspace import Workspace
+
+# Everything heavy (SQLAlchemy, cryptography, the ledger) is imported inside the commands:
+# `fedgov` imports this module on every start-up, whatever the command.
+if TYPE_CHECKING:
+    from governance.ledger import Ledger
 
 app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance ledger.",
                   no_args_is_help=True, add_completion=False)
@@ -34,7 +34,8 @@ class Format(str, Enum):
     csv = "csv"
 
 
-def _writer(workspace: Path | None, passphrase_file: Path | None):
+def _writer(workspace: Path | None, passphrase_file: Path | None) -> Ledger:
+    from governance.keystore import passphrase_from
     from governance.ledger import Ledger
 
     ws = Workspace.discover(workspace)
@@ -47,6 +48,8 @@ def init(workspace: WorkspaceOpt = None,
          db_url: Annotated[Optional[str], typer.Option("--db-url", help="SQLAlchemy URL (default: SQLite in the workspace).")] = None,
          passphrase_file: PassFileOpt = None) -> None:
     """Create a workspace: keystore, ledger database, trust file, first checkpoint."""
+    from governance.keystore import passphrase_from
+
     ws = Workspace.locate(workspace) if workspace else Workspace.discover(None, must_exist=False)
     if ws.exists:
         raise UsageError(f"a fedgov workspace already exists at {ws.path}")
@@ -62,6 +65,7 @@ def init(workspace: WorkspaceOpt = None,
 def verify(workspace: WorkspaceOpt = None,
            trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file).")] = None) -> None:
     """Recompute every leaf and the tree; check every checkpoint against the pinned key. Needs no secret."""
+    from governance.ledger.checkpoint import VerifierKey
     from governance.ledger.verify import load_trusted_keys, verify_ledger
 
     ws = Workspace.discover(workspace)
@@ -93,6 +97,10 @@ def log(workspace: WorkspaceOpt = None,
         limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.")] = None,
         passphrase_file: PassFileOpt = None) -> None:
     """List entries by their plaintext index fields; --decrypt adds payloads."""
+    import csv
+    import io
+    import json
+
     from governance.ledger import KeyDestroyedError, Ledger
 
     if decrypt:
