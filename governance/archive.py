@@ -56,7 +56,7 @@ def resolve_hash(ledger: Ledger, prefix: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ModelNotArchivedError(f"no archived model matches {prefix!r}; list them with `fedgov lineage show`")
+        raise ModelNotArchivedError(f"no archived model matches {prefix!r}; model hashes are in `fedgov audit log --type round.aggregated`")
     raise ModelNotArchivedError(f"{prefix!r} matches {len(matches)} models; give more characters")
 
 
