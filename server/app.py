@@ -43,7 +43,7 @@ def _central_evaluator(settings: RunSettings, report: RunReport, recorder: Ledge
         loss, accuracy = evaluate(model, held_out, device)
         metrics = {"loss": loss, "accuracy": accuracy}
         recorder.evaluated(server_round, metrics)
-        report.evaluated(server_round, metrics)
+        report.evaluated(server_round, metrics, overhead=dict(recorder.overhead.pop(server_round, {})))
         return MetricRecord(metrics)
 
     return evaluate_fn

@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from flwr.app import ArrayRecord, Message
 
@@ -54,6 +57,16 @@ class LedgerRecorder:
         self._consent_used: dict[str, str | None] = {}
         self._verified: dict[int, dict[str, Any]] = {}
         self._model_hash = ""
+        self.overhead: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    @contextmanager
+    def _timed(self, server_round: int, what: str) -> Iterator[None]:
+        """Accumulate where governance spends its time, per round, for the benchmark."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.overhead[server_round][what] += time.perf_counter() - start
 
     def _draft(self, entry_type: str, payload: dict[str, Any], *, round_: int | None = None,
                node_id: str = "", model: str = "", scope: str | None = None) -> EntryDraft:
@@ -92,6 +105,10 @@ class LedgerRecorder:
 
     def select(self, server_round: int, candidates: Sequence[int]) -> list[int]:
         """Only nodes with valid consent for the run's purpose may be sent this round."""
+        with self._timed(server_round, "consent selection (read, draw, write)"):
+            return self._select(server_round, candidates)
+
+    def _select(self, server_round: int, candidates: Sequence[int]) -> list[int]:
         self._apply_scheduled_revocations(server_round, consent_store.load_records(self.ledger))
         records = consent_store.load_records(self.ledger)
         now = datetime.now(timezone.utc)
@@ -118,6 +135,10 @@ class LedgerRecorder:
 
     def check_reply(self, server_round: int, reply: Message) -> str | None:
         """Verify the node's signed statement; the reason when it fails, else None."""
+        with self._timed(server_round, "reply digests and signature checks"):
+            return self._check_reply(server_round, reply)
+
+    def _check_reply(self, server_round: int, reply: Message) -> str | None:
         src = reply.metadata.src_node_id
         expected = self.binding.get(src, "")
         statement = reply.content.get(GOVERNANCE_KEY)
@@ -146,6 +167,10 @@ class LedgerRecorder:
         """Selection is recorded by `select`, before any instruction is built."""
 
     def round_aggregated(self, facts: RoundFacts) -> None:
+        with self._timed(facts.server_round, "round record and model archive"):
+            self._record_round(facts)
+
+    def _record_round(self, facts: RoundFacts) -> None:
         r = facts.server_round
         input_hash = model_hash(named_arrays(facts.input_arrays))
         drafts = []
@@ -182,6 +207,7 @@ class LedgerRecorder:
 
     def evaluated(self, server_round: int, metrics: dict[str, float]) -> None:
         """The round's central evaluation, then a signed checkpoint closes the round."""
-        self.ledger.append([self._draft(et.ROUND_EVALUATED, {"model_hash": self._model_hash, "metrics": metrics},
-                                        round_=server_round, model=self._model_hash)])
-        self.ledger.checkpoint()
+        with self._timed(server_round, "evaluation record and signed checkpoint"):
+            self.ledger.append([self._draft(et.ROUND_EVALUATED, {"model_hash": self._model_hash, "metrics": metrics},
+                                            round_=server_round, model=self._model_hash)])
+            self.ledger.checkpoint()

@@ -71,8 +71,10 @@ class RunReport:
         if facts.failure:
             self.console.print(f"  [red]{facts.failure}[/]")
 
-    def evaluated(self, server_round: int, metrics: dict[str, float]) -> None:
-        """Record the central evaluation; round 0 is the initial model."""
+    def evaluated(self, server_round: int, metrics: dict[str, float],
+                  overhead: dict[str, float] | None = None) -> None:
+        """Record the central evaluation; round 0 is the initial model. `overhead` is the
+        time governance spent in the round, by step."""
         if server_round == 0:
             self.initial = metrics
             self.console.print(
@@ -81,6 +83,7 @@ class RunReport:
             return
         entry = self.rounds[server_round]
         entry["eval"] = metrics
+        entry["governance_seconds"] = {k: round(v, 6) for k, v in (overhead or {}).items()}
         entry["seconds"] = round(time.monotonic() - self._round_started, 3)
         self.console.print(
             f"round {server_round}/{self.num_rounds}: {len(entry['replies'])}/{len(entry['selected'])} "
