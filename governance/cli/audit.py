@@ -63,20 +63,35 @@ def init(workspace: WorkspaceOpt = None,
 
 @app.command("verify")
 def verify(workspace: WorkspaceOpt = None,
-           trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file).")] = None) -> None:
+           trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file, or the bundle's).")] = None,
+           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an exported evidence bundle directory instead of a database.")] = None) -> None:
     """Recompute every leaf and the tree; check every checkpoint against the pinned key. Needs no secret."""
     from governance.ledger.checkpoint import VerifierKey
-    from governance.ledger.verify import load_trusted_keys, verify_ledger
+    from governance.ledger.verify import load_trusted_keys, verify_bundle, verify_ledger
 
-    ws = Workspace.discover(workspace)
     keys = None
     if trusted_key:
         path = Path(trusted_key)
         keys = load_trusted_keys(path) if path.is_file() else [VerifierKey.from_text(trusted_key)]
-    report = verify_ledger(ws, keys)
+    if bundle is not None:
+        report = verify_bundle(bundle, keys)
+        if keys is None:
+            typer.echo("note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
+    else:
+        report = verify_ledger(Workspace.discover(workspace), keys)
     typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
     if report.unsigned_tail:
         typer.echo(f"note: {report.unsigned_tail} entries after the last checkpoint are not yet signed", err=True)
+
+
+@app.command("export")
+def export(out: Annotated[Path, typer.Option("--out", help="New or empty directory for the bundle.")],
+           workspace: WorkspaceOpt = None) -> None:
+    """Write an offline evidence bundle: every entry (ciphertext included), checkpoints, pinned key. No secret."""
+    from governance.ledger.bundle import export_bundle
+
+    entries, checkpoints = export_bundle(Workspace.discover(workspace), out)
+    typer.echo(f"exported {entries} entries and {checkpoints} checkpoints to {out}")
 
 
 @app.command("checkpoint")

@@ -41,12 +41,17 @@ class VerifyReport:
 def load_trusted_keys(path: Path) -> list[VerifierKey]:
     """Read a trust file: one signed-note verifier key per line, `#` comments allowed."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise UsageError(f"no trusted key file at {path}: pass --trusted-key") from err
-    keys = [VerifierKey.from_text(line) for line in lines if line.strip() and not line.startswith("#")]
+    return parse_trusted_keys(text, str(path))
+
+
+def parse_trusted_keys(text: str, source: str) -> list[VerifierKey]:
+    """Verifier keys from trust-file text; `source` names it in errors."""
+    keys = [VerifierKey.from_text(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not keys:
-        raise UsageError(f"{path} names no trusted key")
+        raise UsageError(f"{source} names no trusted key")
     return keys
 
 
@@ -169,3 +174,27 @@ def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None) -> Veri
                                 f"{type(err).__name__}") from err
     finally:
         store.close()
+
+
+def verify_bundle(path: Path, trusted: Sequence[VerifierKey] | None = None) -> VerifyReport:
+    """Verify an offline evidence bundle (`fedgov audit export`): the checks of `verify_rows`, from files.
+
+    Trusts `trusted`, else the key file shipped in the bundle (whose worth is only as good
+    as the channel the bundle came by). After the signed checks, every file's SHA-256 must
+    match the manifest, so a change to an unsigned field (e.g. a checkpoint's `created`) is
+    named too.
+    """
+    from governance.ledger.bundle import TRUST_FILE, BundleError, BundleReader
+
+    reader = BundleReader(path)
+    shipped = reader.read_text(TRUST_FILE)
+    if trusted:
+        keys = list(trusted)
+    else:
+        try:
+            keys = parse_trusted_keys(shipped, f"bundle file {TRUST_FILE}")
+        except CheckpointError as err:
+            raise BundleError(f"{TRUST_FILE}: {err}") from err
+    report = verify_rows(reader.entries(), reader.checkpoints(), keys)
+    reader.check_manifest()
+    return report
