@@ -48,13 +48,21 @@ def flower_environment(workspace: Path) -> dict[str, str]:
     return env
 
 
+def check_out_dir(out: Path) -> None:
+    """Fail in one line, before anything is written, when --out cannot become a directory."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"cannot write to --out {out}: {probe} is not a directory; choose a writable directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to --out {out}: {probe} is not writable; choose a writable directory")
+
+
 def prepare_out_dir(out: Path) -> Path:
-    """Create the run directory, or fail in one line when it cannot be written."""
+    """Create the run directory (checked writable beforehand)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
     except OSError as err:
         raise UsageError(f"cannot write to --out {out}: {err.strerror or err}; choose a writable directory") from None
     return out.resolve()
@@ -77,10 +85,11 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
 
     settings.check()
     resources.check()
+    check_out_dir(out)
     workspace = open_workspace(governance.workspace)
+    settings = enroll_simulated_nodes(settings, workspace, governance.grant_consent, governance.no_consent)
     out_dir = prepare_out_dir(out)
-    settings = enroll_simulated_nodes(replace(settings, out_dir=str(out_dir)), workspace,
-                                      governance.grant_consent, governance.no_consent)
+    settings = replace(settings, out_dir=str(out_dir))
     request = {
         "num_nodes": settings.num_partitions,
         "run_config": settings.to_run_config(),

@@ -63,9 +63,12 @@ def test_no_reply_carried_anything_but_weights_and_metrics(four_nodes):
     assert len(replies) == 8
     model_keys = sorted(rounds["rounds"][0]["replies"][0]["records"]["arrays"])
     for reply in replies:
-        assert reply["record_types"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord"}
+        # weights, metrics, and the node's signed statement (digests and counts, never rows)
+        assert reply["record_types"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord",
+                                         "governance": "ConfigRecord"}
         assert sorted(reply["records"]["arrays"]) == model_keys
         assert set(reply["records"]["metrics"]) == {"num-examples", "train-loss"}
+        assert set(reply["records"]["governance"]) == {"node-id", "signature", "fingerprint"}
 
 
 def test_every_round_trains_every_node_when_fraction_is_one(four_nodes):
@@ -124,15 +127,21 @@ def test_a_round_below_min_valid_replies_fails_and_keeps_the_model(tmp_path):
     assert rnd["eval"]["accuracy"] == pytest.approx(data["initial_eval"]["accuracy"])
 
 
-def test_seeded_sampling_reproduces_the_same_selection(tmp_path):
-    first, out1, _ = sim_run(tmp_path / "a", "--nodes", "6", "--rounds", "2", "--fraction", "0.5", "--seed", "3",
-                             "--local-epochs", "1")
+def test_seeded_sampling_is_recomputable_from_seed_round_and_candidates(tmp_path):
+    first, out, _ = sim_run(tmp_path, "--nodes", "6", "--rounds", "2", "--fraction", "0.5", "--seed", "3",
+                            "--local-epochs", "1")
     assert first.returncode == 0, first.stderr[-3000:]
-    rounds = json.loads((out1 / "rounds.json").read_text())["rounds"]
-    assert [len(r["selected"]) for r in rounds] == [3, 3]
+    rounds = json.loads((out / "rounds.json").read_text())
+    from governance import entry_types as et
+    from governance.ledger import Ledger
     from governance.selection import draw
+    from governance.workspace import Workspace
 
-    for rnd in rounds:
-        # Flower's node ids are random per run; the record lets anyone redo the draw.
-        candidates = [str(n) for n in rnd["candidates"]]
-        assert draw(candidates, 3, 3, rnd["round"]) == [str(n) for n in rnd["selected"]]
+    with Ledger.open(Workspace.discover(tmp_path / "workspace")) as ledger:
+        selections = {e.round: ledger.read_payload(e)
+                      for e in ledger.query(run_id=rounds["run_id"], entry_type=et.ROUND_SELECTION)}
+    nodes = [f"sim-{i:04d}" for i in range(6)]
+    for rnd in rounds["rounds"]:
+        selection = selections[rnd["round"]]
+        assert selection["selected"] == draw(nodes, 3, 3, rnd["round"])  # seed 3, k = 6 * 0.5
+        assert sorted(int(selection["flower_node_ids"][n]) for n in selection["selected"]) == rnd["selected"]

@@ -54,3 +54,17 @@ def test_root_help_lists_the_groups(fedgov):
     result = fedgov("--help")
     assert result.returncode == 0
     assert "sim" in result.stdout and "demo" in result.stdout
+
+
+def test_a_run_without_workspace_or_passphrase_is_one_clear_line(fedgov, tmp_path):
+    result = fedgov("sim", "run", "--out", str(tmp_path / "run"), env={"FEDGOV_PASSPHRASE": ""})
+    assert result.returncode == 2
+    assert_one_line_error(result, "no fedgov workspace at", "run `fedgov audit init`, or set FEDGOV_PASSPHRASE")
+
+
+def test_a_run_with_a_wrong_passphrase_is_one_clear_line_and_writes_nothing(fedgov, tmp_path):
+    assert fedgov("audit", "init").returncode == 0  # the workspace of this test, under the test passphrase
+    result = fedgov("sim", "run", "--out", str(tmp_path / "run"), env={"FEDGOV_PASSPHRASE": "not it"})
+    assert result.returncode == 2
+    assert_one_line_error(result, "passphrase")
+    assert not (tmp_path / "run").exists()
