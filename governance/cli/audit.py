@@ -7,40 +7,21 @@ meaningful exit code: 0 ok, 1 verification failure, 2 usage error.
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_writer
 from governance.errors import UsageError
 from governance.workspace import Workspace
 
 # Everything heavy (SQLAlchemy, cryptography, the ledger) is imported inside the commands:
 # `fedgov` imports this module on every start-up, whatever the command.
-if TYPE_CHECKING:
-    from governance.ledger import Ledger
 
 app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance ledger.",
                   no_args_is_help=True, add_completion=False)
 
-WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: discovered, like git).")]
-PassFileOpt = Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore passphrase.")]
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-def _writer(workspace: Path | None, passphrase_file: Path | None) -> Ledger:
-    from governance.keystore import passphrase_from
-    from governance.ledger import Ledger
-
-    ws = Workspace.discover(workspace)
-    passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty())
-    return Ledger.open(ws, passphrase)
 
 
 @app.command("init")
@@ -97,7 +78,7 @@ def export(out: Annotated[Path, typer.Option("--out", help="New or empty directo
 @app.command("checkpoint")
 def checkpoint(workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
     """Sign a checkpoint of the current tree (after proving it consistent with the last one)."""
-    with _writer(workspace, passphrase_file) as ledger:
+    with open_writer(workspace, passphrase_file) as ledger:
         typer.echo(ledger.checkpoint(), nl=False)
 
 
@@ -119,7 +100,7 @@ def log(workspace: WorkspaceOpt = None,
     from governance.ledger import KeyDestroyedError, Ledger
 
     if decrypt:
-        ledger = _writer(workspace, passphrase_file)
+        ledger = open_writer(workspace, passphrase_file)
     else:
         ledger = Ledger.open_readonly(Workspace.discover(workspace))
     with ledger:
@@ -164,7 +145,7 @@ def shred(scope: Annotated[str, typer.Argument(help="Scope whose data key to des
           reason: Annotated[str, typer.Option("--reason", help="Why (e.g. GDPR Art. 17 request id).")],
           workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
     """Crypto-shred a scope: its payloads become unreadable for good; the ledger still verifies."""
-    with _writer(workspace, passphrase_file) as ledger:
+    with open_writer(workspace, passphrase_file) as ledger:
         seq = ledger.shred(scope, actor, reason)
     typer.echo(f"destroyed the data key of scope {scope!r}; recorded as entry seq {seq}")
 
@@ -173,6 +154,6 @@ def shred(scope: Annotated[str, typer.Argument(help="Scope whose data key to des
 def rotate_kek(actor: Annotated[str, typer.Option("--actor", help="Who rotates the key.")],
                workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
     """Replace the key-encryption key: data keys are re-wrapped, entries untouched."""
-    with _writer(workspace, passphrase_file) as ledger:
+    with open_writer(workspace, passphrase_file) as ledger:
         seq = ledger.rotate_kek(actor)
     typer.echo(f"rotated the key-encryption key; recorded as entry seq {seq}")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy, cryptography) loads inside commands only
+    from governance.ledger import Ledger
 
 WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: $FEDGOV_HOME, else the nearest .fedgov, like git).")]
 PassFileOpt = Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore passphrase (default: $FEDGOV_PASSPHRASE).")]
@@ -22,7 +25,7 @@ class Format(str, Enum):
 FormatOpt = Annotated[Format, typer.Option("--format", help="table (for people), json or csv (for scripts).")]
 
 
-def open_writer(workspace: Path | None, passphrase_file: Path | None):
+def open_writer(workspace: Path | None, passphrase_file: Path | None) -> "Ledger":
     """The ledger with its keys: needed to append entries or read payloads."""
     from governance.keystore import passphrase_from
     from governance.ledger import Ledger
