@@ -7,14 +7,17 @@ is verified before aggregation, and every step is written to the encrypted ledge
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
+from sqlalchemy.exc import SQLAlchemyError
 
 from fedgov.models import build_model
 from fedgov.settings import RunSettings
 from fedgov.training import evaluate, resolve_device
+from governance.errors import FedgovError
 from governance.ledger import Ledger
 from governance.node_store import load_registry
 from governance.workspace import Workspace
@@ -47,6 +50,13 @@ def _central_evaluator(settings: RunSettings, report: RunReport, recorder: Ledge
         return MetricRecord(metrics)
 
     return evaluate_fn
+
+
+def _record_failure(recorder: LedgerRecorder, err: Exception) -> None:
+    """Write `run.finished: failed`; if the ledger itself is what failed, the original
+    error is the one the operator must see, so a second failure here is not raised."""
+    with suppress(FedgovError, OSError, SQLAlchemyError):
+        recorder.run_finished("failed", f"{type(err).__name__}: {err}")
 
 
 def _quiet_build(settings: RunSettings):
@@ -95,7 +105,7 @@ def main(grid: Grid, context: Context) -> None:
                 evaluate_fn=_central_evaluator(settings, report, recorder),
             )
         except Exception as err:  # recorded, then re-raised: a failed run is still audited
-            recorder.run_finished("failed", f"{type(err).__name__}: {err}")
+            _record_failure(recorder, err)
             raise
         recorder.run_finished("finished")
     report.save()
