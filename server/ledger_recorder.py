@@ -114,7 +114,10 @@ class LedgerRecorder:
         now = datetime.now(timezone.utc)
         flower_of = {self.binding[c]: c for c in candidates if c in self.binding}
         unbound = sorted(c for c in candidates if c not in self.binding)
-        checks = {p: find_valid_consent(records.values(), p, self.settings.purpose, now) for p in flower_of}
+        by_principal: dict[str, list] = defaultdict(list)  # one pass, not one scan per node
+        for consent in records.values():
+            by_principal[consent.principal].append(consent)
+        checks = {p: find_valid_consent(by_principal[p], p, self.settings.purpose, now) for p in flower_of}
         try:
             record = select_nodes(sorted(flower_of), checks, self.settings.fraction_train,
                                   self.settings.min_nodes(), self.settings.seed, server_round)
