@@ -284,3 +284,11 @@ def find_valid_consent(
         if state != WRONG_PURPOSE:
             return ConsentCheck(principal, state, record.record_id)
     return ConsentCheck(principal, WRONG_PURPOSE, mine[0].record_id)
+
+
+def records_by_principal(records: Iterable[ConsentRecord]) -> dict[str, list[ConsentRecord]]:
+    """Group records by node once, so checking N nodes costs O(records), not O(N x records)."""
+    grouped: dict[str, list[ConsentRecord]] = {}
+    for record in records:
+        grouped.setdefault(record.principal, []).append(record)
+    return grouped

@@ -22,7 +22,7 @@ from client.attestation import GOVERNANCE_KEY, reply_metrics_digest, update_dige
 from fedgov.settings import RunSettings
 from governance import consent_store, entry_types as et
 from governance.archive import archive_model
-from governance.consent import VALID, find_valid_consent
+from governance.consent import VALID, find_valid_consent, records_by_principal
 from governance.digests import model_hash
 from governance.errors import FedgovError
 from governance.fingerprint import DatasetFingerprint
@@ -114,10 +114,8 @@ class LedgerRecorder:
         now = datetime.now(timezone.utc)
         flower_of = {self.binding[c]: c for c in candidates if c in self.binding}
         unbound = sorted(c for c in candidates if c not in self.binding)
-        by_principal: dict[str, list] = defaultdict(list)  # one pass, not one scan per node
-        for consent in records.values():
-            by_principal[consent.principal].append(consent)
-        checks = {p: find_valid_consent(by_principal[p], p, self.settings.purpose, now) for p in flower_of}
+        by_principal = records_by_principal(records.values())
+        checks = {p: find_valid_consent(by_principal.get(p, []), p, self.settings.purpose, now) for p in flower_of}
         try:
             record = select_nodes(sorted(flower_of), checks, self.settings.fraction_train,
                                   self.settings.min_nodes(), self.settings.seed, server_round)

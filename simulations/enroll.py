@@ -9,7 +9,6 @@ simulated node not listed in `--no-consent` (a rehearsal of the compliance offic
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Sequence
 
 from fedgov.settings import RunSettings
 from governance import consent_store
-from governance.consent import VALID, ConsentRecord, find_valid_consent
+from governance.consent import VALID, ConsentRecord, find_valid_consent, records_by_principal
 from governance.errors import UsageError
 from governance.identity import NodeKey
 from governance.keystore import ENV_PASSPHRASE
@@ -61,13 +60,11 @@ def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: 
     with Ledger.open(ws) as ledger:
         register_nodes(ledger, nodes, actor=settings.operator)
         if grant_consent:
-            by_principal: dict[str, list[ConsentRecord]] = defaultdict(list)
-            for record in consent_store.load_records(ledger).values():
-                by_principal[record.principal].append(record)
+            by_principal = records_by_principal(consent_store.load_records(ledger).values())
             now = datetime.now(timezone.utc)
             missing = [simulation_consent(node, team, settings.purpose) for node, _, team in nodes
                        if node not in no_consent
-                       and find_valid_consent(by_principal[node], node, settings.purpose, now).state != VALID]
+                       and find_valid_consent(by_principal.get(node, []), node, settings.purpose, now).state != VALID]
             if missing:
                 consent_store.grant(ledger, missing, actor=settings.operator)
     return replace(settings, workspace=str(ws.path), sim_root=str(sim_root))

@@ -188,3 +188,11 @@ def test_find_reports_wrong_purpose_when_only_other_purposes_exist():
 def test_find_refuses_an_empty_purpose():
     with pytest.raises(UsageError, match="purpose"):
         find_valid_consent([record()], "n1", "", datetime(2025, 3, 1, tzinfo=timezone.utc))
+
+
+def test_records_by_principal_groups_every_record_under_its_node():
+    from governance.consent import records_by_principal
+
+    a1, a2, b1 = (record(record_id=i, principal=p) for i, p in (("a1", "node-a"), ("a2", "node-a"), ("b1", "node-b")))
+    grouped = records_by_principal([a1, b1, a2])
+    assert {k: [r.record_id for r in v] for k, v in grouped.items()} == {"node-a": ["a1", "a2"], "node-b": ["b1"]}
