@@ -57,22 +57,28 @@ def withdraw(ledger: Ledger, record_id: str, reason: str, actor: str,
                                      scope=node_scope(principal), node_id=principal)])[0]
 
 
-def load_events(ledger: Ledger) -> list[ConsentEvent]:
-    """Every consent event in ledger order (grants and withdrawals interleaved)."""
+def load_events(ledger: Ledger, cache: dict[int, ConsentEvent | None] | None = None) -> list[ConsentEvent]:
+    """Every consent event in ledger order (grants and withdrawals interleaved).
+
+    `cache` (seq -> event, None for an erased one) lets a long-lived reader such as the
+    coordinator decrypt each event once, however many rounds re-read consent.
+    """
+    cache = {} if cache is None else cache
     entries = [*ledger.query(entry_type=CONSENT_GRANTED), *ledger.query(entry_type=CONSENT_WITHDRAWN)]
     entries.sort(key=lambda e: e.seq)
-    events = []
-    for entry in entries:
+    new = [e for e in entries if e.seq not in cache]
+    ledger.prefetch_keys(new)
+    for entry in new:
         try:
             payload = dict(ledger.read_payload(entry))
         except KeyDestroyedError:
-            continue  # an erased node's consent is unreadable, so it counts as no consent
-
+            cache[entry.seq] = None  # an erased node's consent is unreadable: it counts as no consent
+            continue
         payload.pop("actor", None)
-        events.append(consent_event_from_dict(payload))
-    return events
+        cache[entry.seq] = consent_event_from_dict(payload)
+    return [event for e in entries if (event := cache[e.seq]) is not None]
 
 
-def load_records(ledger: Ledger) -> dict[str, ConsentRecord]:
+def load_records(ledger: Ledger, cache: dict[int, ConsentEvent | None] | None = None) -> dict[str, ConsentRecord]:
     """Current state of every consent record, withdrawals folded in."""
-    return fold_consent(load_events(ledger))
+    return fold_consent(load_events(ledger, cache))

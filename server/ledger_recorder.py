@@ -55,6 +55,7 @@ class LedgerRecorder:
         self.config_hash = config_hash(settings.to_run_config())
         self._revocations = parse_node_rounds(settings.revoke, "revoke")
         self._consent_used: dict[str, str | None] = {}
+        self._consent_cache: dict[int, Any] = {}  # seq -> decrypted consent event
         self._verified: dict[int, dict[str, Any]] = {}
         self._model_hash = ""
         self.overhead: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -92,13 +93,15 @@ class LedgerRecorder:
 
     # -- selection -----------------------------------------------------------------------
 
-    def _apply_scheduled_revocations(self, server_round: int, records: dict) -> None:
+    def _apply_scheduled_revocations(self, server_round: int) -> None:
         """Rehearsal: a node withdraws consent before this round (`--revoke NODE@ROUND`)."""
+        due = [node for node, at_round in self._revocations.items() if at_round == server_round]
+        if not due:
+            return
+        records = records_by_principal(consent_store.load_records(self.ledger, self._consent_cache).values())
         now = datetime.now(timezone.utc)
-        for node, at_round in self._revocations.items():
-            if at_round != server_round:
-                continue
-            check = find_valid_consent(records.values(), node, self.settings.purpose, now)
+        for node in due:
+            check = find_valid_consent(records.get(node, []), node, self.settings.purpose, now)
             if check.state == VALID:
                 consent_store.withdraw(self.ledger, check.record_id, "consent withdrawn mid-run (scenario)",
                                        actor=f"node:{node}")
@@ -109,8 +112,8 @@ class LedgerRecorder:
             return self._select(server_round, candidates)
 
     def _select(self, server_round: int, candidates: Sequence[int]) -> list[int]:
-        self._apply_scheduled_revocations(server_round, consent_store.load_records(self.ledger))
-        records = consent_store.load_records(self.ledger)
+        self._apply_scheduled_revocations(server_round)
+        records = consent_store.load_records(self.ledger, self._consent_cache)
         now = datetime.now(timezone.utc)
         flower_of = {self.binding[c]: c for c in candidates if c in self.binding}
         unbound = sorted(c for c in candidates if c not in self.binding)

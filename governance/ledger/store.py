@@ -339,6 +339,15 @@ class LedgerStore:
         c = data_keys_table.c
         return conn.execute(sa.select(data_keys_table).where(c.key_id == key_id)).first()
 
+    def data_keys(self, conn: Connection, key_ids: Sequence[str]) -> list[Any]:
+        """Several data-key rows in one query (chunked under the driver's parameter limit)."""
+        c = data_keys_table.c
+        rows: list[Any] = []
+        for start in range(0, len(key_ids), 500):
+            chunk = list(key_ids[start:start + 500])
+            rows.extend(conn.execute(sa.select(data_keys_table).where(c.key_id.in_(chunk))))
+        return rows
+
     def all_live_keys(self, conn: Connection) -> list[Any]:
         c = data_keys_table.c
         return list(conn.execute(sa.select(c.key_id, c.wrapped_key, c.kek_id).where(c.wrapped_key.is_not(None))))

@@ -156,3 +156,16 @@ def test_checkpoint_refuses_to_sign_when_history_was_rewritten(ledger: Ledger) -
         other.append(_drafts(1))
         with pytest.raises(VerificationError, match="refusing to sign"):
             other.checkpoint()
+
+
+def test_prefetched_keys_read_every_scope_and_shredded_ones_still_refuse(workspace):
+    with Ledger.open(workspace) as writer:
+        writer.append([EntryDraft("note", {"n": i}, scope=f"node:{i}") for i in range(20)])
+        writer.shred("node:3", actor="dpo", reason="erasure")
+    with Ledger.open(workspace) as reader:
+        entries = reader.query(entry_type="note")
+        reader.prefetch_keys(entries)
+        readable = [e for e in entries if e.seq != entries[3].seq]
+        assert [reader.read_payload(e)["n"] for e in readable] == [i for i in range(20) if i != 3]
+        with pytest.raises(KeyDestroyedError, match="key destroyed"):
+            reader.read_payload(entries[3])
