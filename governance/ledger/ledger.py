@@ -183,7 +183,7 @@ class Ledger:
             rows.append((seq, entry_type, timestamp, draft.run_id, draft.round, draft.node_id, draft.model_hash,
                          draft.config_hash, key_id, ciphertext, leaf))
             leaves.append(leaf)
-        nodes = frontier.extend(leaves)
+        nodes = frontier.extend(leaves, min_level=self.store.min_stored_level)
         self.store.insert_entries(conn, rows)
         self.store.insert_nodes(conn, nodes)
         self._frontier = (frontier, leaves[-1])
@@ -368,8 +368,8 @@ def _checked(draft: EntryDraft) -> dict[str, Any]:
         raise UsageError("scope must be a non-empty string")
     if draft.round is not None and type(draft.round) is not int:
         raise UsageError("round must be an integer or None")
-    for name in ("run_id", "node_id", "model_hash", "config_hash"):
-        value = getattr(draft, name)
+    for name, value in (("run_id", draft.run_id), ("node_id", draft.node_id), ("model_hash", draft.model_hash),
+                        ("config_hash", draft.config_hash)):
         if not isinstance(value, str) or len(value) > 128:
             raise UsageError(f"{name} must be a string of at most 128 characters")
     if not isinstance(draft.payload, dict):

@@ -79,8 +79,11 @@ class Frontier:
             completed.append((level, (self.size >> level) - 1, node))
         return completed
 
-    def extend(self, leaf_hashes: Sequence[bytes], keep_nodes: bool = True) -> list[tuple[int, int, bytes]]:
+    def extend(self, leaf_hashes: Sequence[bytes], keep_nodes: bool = True,
+               min_level: int = 1) -> list[tuple[int, int, bytes]]:
         """Add many leaves; same tree and nodes as `append` on each, hashed level by level.
+
+        Returns the completed nodes of level >= `min_level` (none unless `keep_nodes`).
 
         The leaves are cut into aligned power-of-two runs, and each run is reduced pairwise
         in a comprehension: one SHA-256 per interior node and no per-leaf list juggling,
@@ -99,7 +102,7 @@ class Frontier:
             while len(run) > 1:
                 run = [sha(b"\x01" + a + b).digest() for a, b in zip(run[::2], run[1::2])]
                 level += 1
-                if keep_nodes:
+                if keep_nodes and level >= min_level:
                     base = size >> level
                     completed.extend([(level, base + i, h) for i, h in enumerate(run)])
             self.levels.append(k)
@@ -113,7 +116,7 @@ class Frontier:
                 node = hash_children(left, right)
                 self.levels.append(level)
                 self.hashes.append(node)
-                if keep_nodes:
+                if keep_nodes and level >= min_level:
                     completed.append((level, (self.size >> level) - 1, node))
         return completed
 

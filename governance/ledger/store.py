@@ -21,9 +21,13 @@ from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
 from governance.errors import UsageError
 from governance.ledger.entry import Entry
-from governance.ledger.merkle import NodeKey
+from governance.ledger.merkle import NodeKey, hash_children
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # written by new ledgers
+SUPPORTED_SCHEMA_VERSIONS = ("1", "2")
+# Lowest tree level kept in fedgov_tree_nodes, by schema version. Version 2 leaves out levels
+# 1..3 (7 of every 8 interior nodes); they are rehashed from at most 8 stored leaf hashes when read.
+MIN_STORED_LEVEL = {"1": 1, "2": 4}
 PG_LOCK_KEY = 0x66656467  # "fedg": the advisory lock all ledger writers take
 
 metadata = sa.MetaData()
@@ -131,6 +135,11 @@ class LedgerStore:
         self.engine = engine
         self.is_sqlite = _is_sqlite(url)
         self.meta: dict[str, str] = {}
+        self.min_stored_level = 1  # set from the schema version on create/open
+
+    def _set_meta(self, meta: dict[str, str]) -> None:
+        self.meta = meta
+        self.min_stored_level = MIN_STORED_LEVEL.get(meta.get("schema_version", ""), 1)
 
     @classmethod
     def create(cls, url: str, meta: dict[str, str]) -> LedgerStore:
@@ -148,7 +157,7 @@ class LedgerStore:
                     store._protect(conn, table)
                 conn.execute(meta_table.insert(), [{"key": k, "value": v} for k, v in
                                                     {**meta, "schema_version": str(SCHEMA_VERSION)}.items()])
-        store.meta = {**meta, "schema_version": str(SCHEMA_VERSION)}
+        store._set_meta({**meta, "schema_version": str(SCHEMA_VERSION)})
         return store
 
     def _protect(self, conn: Connection, table: str) -> None:
@@ -178,16 +187,16 @@ class LedgerStore:
             with store.engine.connect() as conn:
                 if not sa.inspect(conn).has_table("fedgov_meta"):
                     raise StoreError(f"{store.display_url} is not a fedgov ledger (no meta table)")
-                store.meta = {r.key: r.value for r in conn.execute(sa.select(meta_table))}
+                store._set_meta({r.key: r.value for r in conn.execute(sa.select(meta_table))})
         except (DatabaseError, OperationalError, ProgrammingError) as err:
             store.engine.dispose()
             raise StoreError(f"cannot read ledger database {store.display_url}: it is corrupt or unreachable "
                              f"({type(err.orig).__name__})") from err
         version = store.meta.get("schema_version")
-        if version != str(SCHEMA_VERSION):
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
             store.engine.dispose()
             raise UnsupportedSchemaError(f"ledger schema version {version} is not supported "
-                                         f"(this fedgov reads version {SCHEMA_VERSION})")
+                                         f"(this fedgov reads versions {', '.join(SUPPORTED_SCHEMA_VERSIONS)})")
         return store
 
     @property
@@ -233,7 +242,7 @@ class LedgerStore:
         self._bulk_insert(conn, "fedgov_entries", ENTRY_COLUMNS, rows)
 
     def insert_nodes(self, conn: Connection, rows: Sequence[tuple[int, int, bytes]]) -> None:
-        """Insert (level, idx, hash) tree nodes in one driver call."""
+        """Insert (level, idx, hash) tree nodes in one driver call (callers pass only levels >= min_stored_level)."""
         self._bulk_insert(conn, "fedgov_tree_nodes", ("level", "idx", "hash"), rows)
 
     def _bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
@@ -253,8 +262,12 @@ class LedgerStore:
 
     def fetch_nodes(self, conn: Connection, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
         """Stored hashes of perfect subtrees in one indexed query; level 0 comes from the entries' leaf hashes."""
-        leaves = sorted({idx for lvl, idx in keys if lvl == 0})
-        inner = sorted({(lvl, idx) for lvl, idx in keys if lvl > 0})
+        low = self.min_stored_level
+        # Unstored low levels (schema 2): the aligned run of leaves under the node, rehashed below.
+        derived = sorted({(lvl, idx) for lvl, idx in keys if 0 < lvl < low})
+        leaves = sorted({idx for lvl, idx in keys if lvl == 0}
+                        | {i for lvl, idx in derived for i in range(idx << lvl, (idx + 1) << lvl)})
+        inner = sorted({(lvl, idx) for lvl, idx in keys if lvl >= low})
         mark = "?" if self.is_sqlite else "%s"
         parts: list[str] = []
         params: list[int] = []
@@ -274,6 +287,13 @@ class LedgerStore:
                 found = {(int(lv), int(ix)): bytes(h) for lv, ix, h in cur.fetchall()}
             finally:
                 cur.close()
+        for lvl, idx in derived:
+            run = [found.get((0, i)) for i in range(idx << lvl, (idx + 1) << lvl)]
+            if None in run:
+                continue  # reported as missing below
+            while len(run) > 1:
+                run = [hash_children(a, b) for a, b in zip(run[::2], run[1::2])]
+            found[(lvl, idx)] = run[0]
         missing = [k for k in keys if k not in found]
         if missing:
             raise StoreError(f"stored tree is missing node {missing[0]}: run `fedgov audit verify`")

@@ -14,6 +14,7 @@ from governance.ledger.checkpoint import parse_checkpoint, verify_checkpoint
 from governance.ledger.envelope import DecryptionError
 from governance.ledger.verify import verify_ledger
 from governance.workspace import Workspace
+from tests.governance.conftest import PASSPHRASE
 
 
 def _drafts(n: int, scope: str = "run:r1", run_id: str = "r1", node: str = "n1") -> list[EntryDraft]:
@@ -146,12 +147,19 @@ def test_key_material_repr_shows_no_key_bytes() -> None:
     assert keys.kek.hex() not in repr(keys) and "kek=" not in repr(keys)
 
 
-def test_checkpoint_refuses_to_sign_when_history_was_rewritten(ledger: Ledger) -> None:
-    ledger.append(_drafts(3))
+@pytest.mark.parametrize("n, table, statement", [
+    # a stored interior node (schema 2 keeps levels >= 4; 16 leaves complete node (4, 0)) ...
+    (15, "fedgov_tree_nodes", "UPDATE fedgov_tree_nodes SET hash = randomblob(32) WHERE level = 4 AND idx = 0"),
+    # ... and a leaf hash under the unstored node (3, 0) of a 14-leaf tree, rehashed from leaves when read
+    (13, "fedgov_entries", "UPDATE fedgov_entries SET leaf_hash = randomblob(32) WHERE seq = 5"),
+])
+def test_checkpoint_refuses_to_sign_when_history_was_rewritten(ledger: Ledger, n: int, table: str,
+                                                                statement: str) -> None:
+    ledger.append(_drafts(n))
     ledger.checkpoint()
     with ledger.store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER fedgov_tree_nodes_no_update")
-        conn.exec_driver_sql("UPDATE fedgov_tree_nodes SET hash = randomblob(32) WHERE level = 2 AND idx = 0")
+        conn.exec_driver_sql(f"DROP TRIGGER {table}_no_update")
+        assert conn.exec_driver_sql(statement).rowcount == 1
     with Ledger.open(ledger.workspace) as other:
         other.append(_drafts(1))
         with pytest.raises(VerificationError, match="refusing to sign"):
@@ -169,3 +177,35 @@ def test_prefetched_keys_read_every_scope_and_shredded_ones_still_refuse(workspa
         assert [reader.read_payload(e)["n"] for e in readable] == [i for i in range(20) if i != 3]
         with pytest.raises(KeyDestroyedError, match="key destroyed"):
             reader.read_payload(entries[3])
+
+
+def test_schema_1_ledger_keeps_every_tree_level_and_stays_readable_by_older_fedgov(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from governance.ledger import store as store_module
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE)  # as an older fedgov created it
+    monkeypatch.undo()
+    with Ledger.open(ws, PASSPHRASE) as old:
+        assert old.store.meta["schema_version"] == "1" and old.store.min_stored_level == 1
+        old.append(_drafts(40))
+        note = parse_checkpoint(old.checkpoint())
+        with old.store.engine.connect() as conn:
+            levels = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT level FROM fedgov_tree_nodes")}
+        assert levels == {1, 2, 3, 4, 5}  # every level, as schema 1 readers expect
+        for seq in (0, 7, 33, 40):
+            merkle.verify_inclusion(seq, note.size, old.get(seq).leaf_hash, old.inclusion_proof(seq), note.root)
+    assert verify_ledger(ws).entries == 41
+
+
+def test_schema_2_ledger_stores_levels_from_4_and_proves_every_entry(ledger: Ledger) -> None:
+    assert ledger.store.meta["schema_version"] == "2"
+    ledger.append(_drafts(40))
+    note = parse_checkpoint(ledger.checkpoint())
+    with ledger.store.engine.connect() as conn:
+        levels = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT level FROM fedgov_tree_nodes")}
+    assert levels == {4, 5}
+    for seq in range(note.size):
+        merkle.verify_inclusion(seq, note.size, ledger.get(seq).leaf_hash, ledger.inclusion_proof(seq), note.root)
+    for size1 in (1, 3, 8, 17, 30):
+        merkle.verify_consistency(size1, note.size, ledger.consistency_proof(size1, note.size),
+                                  ledger.root(size1), note.root)

@@ -59,7 +59,7 @@ def test_parallel_writer_processes_keep_sqlite_gapless_and_consistent(workspace:
                                        "DELETE FROM fedgov_checkpoints",
                                        "UPDATE fedgov_tree_nodes SET hash = x'00'"])
 def test_sqlite_triggers_reject_update_and_delete(ledger: Ledger, statement: str) -> None:
-    ledger.append([EntryDraft("t", {}, "s") for _ in range(3)])
+    ledger.append([EntryDraft("t", {}, "s") for _ in range(15)])  # 16 leaves: a stored level-4 node
     db = sqlite3.connect(ledger.workspace.sqlite_path)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute(statement)
