@@ -145,9 +145,11 @@ class BundleReader:
                            base64.b64decode(row["ciphertext"], validate=True),
                            base64.b64decode(row["leaf_hash"], validate=True))
                 except KeyError as err:
-                    raise BundleError(f"{ENTRIES_FILE} line {number}: field {err.args[0]!r} is missing") from err
+                    raise BundleError(f"{ENTRIES_FILE} line {number} (entry seq {row.get('seq')}): "
+                                      f"field {err.args[0]!r} is missing") from err
                 except (TypeError, binascii.Error) as err:
-                    raise BundleError(f"{ENTRIES_FILE} line {number}: ciphertext or leaf_hash is not base64") from err
+                    raise BundleError(f"{ENTRIES_FILE} line {number} (entry seq {row.get('seq')}): "
+                                      "ciphertext or leaf_hash is not base64") from err
         self.seen[ENTRIES_FILE] = digest.hexdigest()
 
     def check_manifest(self) -> None:

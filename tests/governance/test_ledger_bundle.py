@@ -56,10 +56,13 @@ def test_export_refuses_a_non_empty_directory(workspace: Workspace, bundle: Path
         export_bundle(workspace, bundle)
 
 
-def test_flipped_ciphertext_byte_in_the_bundle_names_the_entry(bundle: Path) -> None:
+@pytest.mark.parametrize("position", range(16, 48))
+def test_flipped_ciphertext_byte_in_the_bundle_names_the_entry(bundle: Path, position: int) -> None:
+    # Wherever the bit lands, the failure names the entry: a changed ciphertext fails its
+    # leaf hash, and a character that is no longer base64 fails decoding.
     lines = (bundle / "entries.jsonl").read_bytes().splitlines(keepends=True)
     line = bytearray(lines[5])
-    line[20] ^= 0x01  # inside the base64 ciphertext of seq 5
+    line[position] ^= 0x01  # inside the base64 ciphertext of seq 5
     lines[5] = bytes(line)
     (bundle / "entries.jsonl").write_bytes(b"".join(lines))
     with pytest.raises(VerificationError, match="entry seq 5"):
