@@ -49,6 +49,7 @@ class RunSettings:
     sim_root: str = ""
     revoke: str = ""
     drift: str = ""
+    enrollment_gate: str = ""
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any]) -> "RunSettings":

@@ -25,7 +25,7 @@ from server.app_hash import app_code_hash
 from server.governed import GovernedStrategy
 from server.ledger_recorder import LedgerRecorder
 from server.node_binding import bind_nodes
-from server.registration import wait_for_nodes
+from server.registration import wait_for_gate, wait_for_nodes
 from server.replies import GOVERNED_RECORDS
 from server.report import RunReport, write_json_atomic
 from server.strategies import build_strategy, strategy_parameters
@@ -73,8 +73,10 @@ def _quiet_build(settings: RunSettings):
 def main(grid: Grid, context: Context) -> None:
     """Run the configured strategy for the configured rounds, governed."""
     settings = RunSettings.from_run_config(context.run_config)
+    wait_for_gate(settings.enrollment_gate, settings.registration_timeout)
     out_dir = Path(settings.out_dir) if settings.out_dir else None
     if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "config.json", settings.to_run_config())
     report = RunReport(out_dir, settings.num_server_rounds, str(context.run_id))
     workspace = Workspace.discover(Path(settings.workspace) if settings.workspace else None)

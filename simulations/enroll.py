@@ -9,7 +9,6 @@ simulated node not listed in `--no-consent` (a rehearsal of the compliance offic
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -50,13 +49,13 @@ def simulation_consent(node_id: str, team: str, purpose: str) -> ConsentRecord:
 
 
 def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: bool,
-                           no_consent: Sequence[str]) -> RunSettings:
-    """Keys, registry and consent for `settings.num_partitions` simulated nodes."""
-    sim_root = ws.path / "sim-nodes"
+                           no_consent: Sequence[str]) -> None:
+    """Keys (under `settings.sim_root`), registry and consent for the simulated nodes."""
     nodes = []
     for i in range(settings.num_partitions):
         node_id = sim_node_id(i)
-        nodes.append((node_id, NodeKey.load_or_create(sim_key_path(sim_root, node_id)).public_bytes(), sim_team(i)))
+        key = NodeKey.load_or_create(sim_key_path(Path(settings.sim_root), node_id))
+        nodes.append((node_id, key.public_bytes(), sim_team(i)))
     with Ledger.open(ws) as ledger:
         register_nodes(ledger, nodes, actor=settings.operator)
         if grant_consent:
@@ -67,4 +66,3 @@ def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: 
                        and find_valid_consent(by_principal.get(node, []), node, settings.purpose, now).state != VALID]
             if missing:
                 consent_store.grant(ledger, missing, actor=settings.operator)
-    return replace(settings, workspace=str(ws.path), sim_root=str(sim_root))

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import Callable
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -93,11 +94,14 @@ def _end_trees(roots: set[int], grace: float) -> None:
     reap()
 
 
-def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 5.0) -> int:
+def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 5.0,
+                meanwhile: Callable[[], None] | None = None) -> int:
     """Run `cmd` and return its exit code; afterwards end everything it started.
 
-    Ctrl-C is forwarded to the child as SIGINT; after `grace` seconds it is ended anyway.
-    Processes that existed before (a Ray head the user started, say) are left alone.
+    `meanwhile` runs here while the child starts; if it raises, the child is ended and the
+    error propagates. Ctrl-C is forwarded to the child as SIGINT; after `grace` seconds it
+    is ended anyway. Processes that existed before (a Ray head the user started, say) are
+    left alone.
     """
     become_subreaper()
     me = os.getpid()
@@ -106,6 +110,8 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
     interrupted = False
     try:
         try:
+            if meanwhile is not None:
+                meanwhile()
             code = child.wait()
         except KeyboardInterrupt:
             interrupted = True

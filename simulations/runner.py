@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,15 +61,6 @@ def check_out_dir(out: Path) -> None:
         raise UsageError(f"cannot write to --out {out}: {probe} is not writable; choose a writable directory")
 
 
-def prepare_out_dir(out: Path) -> Path:
-    """Create the run directory (checked writable beforehand)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot write to --out {out}: {err.strerror or err}; choose a writable directory") from None
-    return out.resolve()
-
-
 @dataclass(frozen=True)
 class Governance:
     """Where the run is recorded, and the consent rehearsal for the simulated nodes."""
@@ -79,36 +72,49 @@ class Governance:
 
 def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbose: bool = False,
                    governance: Governance = Governance()) -> dict[str, Any]:
-    """Enroll the simulated nodes, run the federation in a guarded child process, and
-    return the parsed `rounds.json`."""
-    from simulations.enroll import enroll_simulated_nodes, open_workspace
+    """Run the federation in a guarded child process; return the parsed `rounds.json`.
+
+    The simulated nodes are enrolled (workspace, keys, registry, consent) by this process
+    while the child imports Flower and starts Ray; the ServerApp waits at the enrollment gate
+    before it touches the ledger. If enrollment fails, the child is ended and nothing of
+    the run is written.
+    """
+    from governance.workspace import Workspace
 
     settings.check()
     resources.check()
     check_out_dir(out)
-    workspace = open_workspace(governance.workspace)
-    settings = enroll_simulated_nodes(settings, workspace, governance.grant_consent, governance.no_consent)
-    out_dir = prepare_out_dir(out)
-    settings = replace(settings, out_dir=str(out_dir))
-    request = {
-        "num_nodes": settings.num_partitions,
-        "run_config": settings.to_run_config(),
-        **asdict(resources),
-        "verbose": verbose,
-    }
-    request_path = out_dir / "request.json"
+    workspace = Workspace.locate(governance.workspace)
+    scratch = Path(tempfile.mkdtemp(prefix="fedgov-run-"))
+    gate = scratch / "enrolled"
+    settings = replace(settings, out_dir=str(out.resolve()), workspace=str(workspace.path),
+                       sim_root=str(workspace.path / "sim-nodes"), enrollment_gate=str(gate))
+    request = {"num_nodes": settings.num_partitions, "run_config": settings.to_run_config(),
+               **asdict(resources), "verbose": verbose}
+    request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request, indent=2))
     env = flower_environment(workspace.path)
-    Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
-    failure_path = out_dir / "failure.json"
-    failure_path.unlink(missing_ok=True)
-    code = run_guarded([sys.executable, "-m", "simulations.engine", str(request_path)], env=env)
-    if code != 0:
-        raise _failure(code, failure_path)
-    rounds = out_dir / "rounds.json"
-    if not rounds.exists():
-        raise PolicyError(f"the simulation ended without writing {rounds}")
-    return json.loads(rounds.read_text())
+
+    def enroll() -> None:
+        from simulations.enroll import enroll_simulated_nodes, open_workspace
+
+        enroll_simulated_nodes(settings, open_workspace(governance.workspace), governance.grant_consent,
+                               governance.no_consent)
+        Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
+        gate.write_text("enrolled")
+
+    try:
+        code = run_guarded([sys.executable, "-m", "simulations.engine", str(request_path)], env=env,
+                           meanwhile=enroll)
+        if code != 0:
+            raise _failure(code, scratch / "failure.json")
+        rounds = out / "rounds.json"
+        if not rounds.exists():
+            raise PolicyError(f"the simulation ended without writing {rounds}")
+        shutil.copy(request_path, out / "request.json")
+        return json.loads(rounds.read_text())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _failure(code: int, failure_path: Path) -> FedgovError:
