@@ -15,10 +15,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from server.grid_view import SelectedGrid
-from server.replies import ALLOWED_RECORDS, ArraySpec, Rejection, model_spec, split_replies
+from server.replies import ALLOWED_RECORDS, ArraySpec, NamedArrays, Rejection, model_spec, split_replies
 
 Selector = Callable[[int, Sequence[int]], Sequence[int]]
-ReplyCheck = Callable[[int, Message], "str | None"]
+ReplyCheck = Callable[[int, Message, NamedArrays], "str | None"]
 
 
 @dataclass
@@ -60,7 +60,8 @@ class GovernedStrategy(Strategy):
     allowed_records : Mapping[str, type]
         The records a reply may carry; anything else is rejected.
     reply_checks : Sequence[ReplyCheck]
-        Further checks on well-formed replies (signatures); a returned reason rejects.
+        Further checks on well-formed replies (signatures), given each reply with its
+        arrays already decoded; a returned reason rejects.
     """
 
     def __init__(
@@ -98,16 +99,17 @@ class GovernedStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         facts = self._facts
         assert facts is not None and facts.server_round == server_round
-        valid, rejected = split_replies(replies, self._spec, self.allowed_records)
+        checked, rejected = split_replies(replies, self._spec, self.allowed_records)
         for check in self.reply_checks:
             still_valid = []
-            for reply in valid:
-                reason = check(server_round, reply)
+            for reply, arrays in checked:
+                reason = check(server_round, reply, arrays)
                 if reason is None:
-                    still_valid.append(reply)
+                    still_valid.append((reply, arrays))
                 else:
                     rejected.append(Rejection(reply.metadata.src_node_id, reason))
-            valid = still_valid
+            checked = still_valid
+        valid = [reply for reply, _ in checked]
         facts.valid, facts.rejected = valid, rejected
         if len(valid) < self.min_valid_replies:
             facts.failure = (

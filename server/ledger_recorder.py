@@ -18,12 +18,12 @@ from typing import Any, Iterator, Sequence
 
 from flwr.app import ArrayRecord, Message
 
-from client.attestation import GOVERNANCE_KEY, reply_metrics_digest, update_digest
+from client.attestation import GOVERNANCE_KEY, reply_metrics_digest
 from fedgov.settings import RunSettings
 from governance import consent_store, entry_types as et
 from governance.archive import archive_model
 from governance.consent import VALID, find_valid_consent, records_by_principal
-from governance.digests import model_hash
+from governance.digests import arrays_digest, model_hash
 from governance.errors import FedgovError
 from governance.fingerprint import DatasetFingerprint
 from governance.identity import NodeRegistry, ReplyRejected, reply_signing_payload, verify_reply
@@ -31,6 +31,7 @@ from governance.ledger import EntryDraft, Ledger
 from governance.ledger.canonical import canonical_bytes
 from governance.selection import SelectionError, select_nodes
 from server.governed import RoundFacts
+from server.replies import NamedArrays
 from simulations.scenarios import parse_node_rounds
 
 
@@ -137,12 +138,12 @@ class LedgerRecorder:
 
     # -- replies -------------------------------------------------------------------------
 
-    def check_reply(self, server_round: int, reply: Message) -> str | None:
+    def check_reply(self, server_round: int, reply: Message, arrays: NamedArrays) -> str | None:
         """Verify the node's signed statement; the reason when it fails, else None."""
         with self._timed(server_round, "reply digests and signature checks"):
-            return self._check_reply(server_round, reply)
+            return self._check_reply(server_round, reply, arrays)
 
-    def _check_reply(self, server_round: int, reply: Message) -> str | None:
+    def _check_reply(self, server_round: int, reply: Message, arrays: NamedArrays) -> str | None:
         src = reply.metadata.src_node_id
         expected = self.binding.get(src, "")
         statement = reply.content.get(GOVERNANCE_KEY)
@@ -152,7 +153,7 @@ class LedgerRecorder:
             return f"node id mismatch: signed as {statement.get('node-id')!r}, bound to {expected!r}"
         try:
             fingerprint = DatasetFingerprint.from_dict(json.loads(str(statement.get("fingerprint", "{}"))))
-            update, metrics = update_digest(reply.content), reply_metrics_digest(reply.content)
+            update, metrics = arrays_digest(arrays), reply_metrics_digest(reply.content)
             payload = reply_signing_payload(self.run_id, server_round, update, fingerprint.digest, metrics)
             signature = statement.get("signature")
             verify_reply(self.registry, expected, signature if isinstance(signature, bytes) else None, payload)

@@ -52,25 +52,34 @@ def model_spec(arrays: ArrayRecord) -> dict[str, ArraySpec]:
     return {k: ArraySpec(tuple(a.shape), str(a.dtype)) for k, a in arrays.items()}
 
 
+NamedArrays = list[tuple[str, np.ndarray]]
+
+
 def reply_problem(
     reply: Message,
     spec: Mapping[str, ArraySpec],
     allowed: Mapping[str, type] = ALLOWED_RECORDS,
+    decoded: NamedArrays | None = None,
 ) -> str | None:
     """Return why a train reply is unusable, or None when it is well formed."""
     if reply.has_error():
         return f"node error {reply.error.code}: {reply.error.reason}"
     if not reply.has_content():
         return "empty reply"
-    return content_problem(reply.content, spec, allowed)
+    return content_problem(reply.content, spec, allowed, decoded)
 
 
 def content_problem(
     content: RecordDict,
     spec: Mapping[str, ArraySpec],
     allowed: Mapping[str, type] = ALLOWED_RECORDS,
+    decoded: NamedArrays | None = None,
 ) -> str | None:
-    """Return why a train reply's content is unusable, or None when it is well formed."""
+    """Return why a train reply's content is unusable, or None when it is well formed.
+
+    `decoded`, when given, receives the reply's arrays as numpy, so later checks (the
+    signature's update digest) need not deserialize them again.
+    """
     for key in content.keys():
         if key not in allowed:
             return f"unexpected record {key!r} (a reply may hold only {', '.join(allowed)})"
@@ -80,11 +89,11 @@ def content_problem(
         return "missing arrays"
     if METRICS_KEY not in content:
         return "missing metrics"
-    problem = _arrays_problem(content[ARRAYS_KEY], spec)
+    problem = _arrays_problem(content[ARRAYS_KEY], spec, [] if decoded is None else decoded)
     return problem or _metrics_problem(content[METRICS_KEY])
 
 
-def _arrays_problem(arrays: ArrayRecord, spec: Mapping[str, ArraySpec]) -> str | None:
+def _arrays_problem(arrays: ArrayRecord, spec: Mapping[str, ArraySpec], decoded: NamedArrays) -> str | None:
     got, want = set(arrays.keys()), set(spec)
     if got - want:
         return f"extra arrays {sorted(got - want)}"
@@ -96,9 +105,11 @@ def _arrays_problem(arrays: ArrayRecord, spec: Mapping[str, ArraySpec]) -> str |
             return f"array {key!r} has shape {tuple(array.shape)}, expected {expected.shape}"
         if str(array.dtype) != expected.dtype:
             return f"array {key!r} has dtype {array.dtype}, expected {expected.dtype}"
+    for key, array in arrays.items():  # the reply's own order, which its digest follows
         values = array.numpy()
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             return f"array {key!r} holds NaN or Inf values"
+        decoded.append((key, values))
     return None
 
 
@@ -119,26 +130,27 @@ def split_replies(
     replies: Iterable[Message],
     spec: Mapping[str, ArraySpec],
     allowed: Mapping[str, type] = ALLOWED_RECORDS,
-) -> tuple[list[Message], list[Rejection]]:
-    """Partition replies into well-formed ones and named rejections."""
-    valid: list[Message] = []
+) -> tuple[list[tuple[Message, NamedArrays]], list[Rejection]]:
+    """Partition replies into well-formed ones (with their decoded arrays) and named rejections."""
+    valid: list[tuple[Message, NamedArrays]] = []
     rejected: list[Rejection] = []
     for reply in replies:
-        problem = reply_problem(reply, spec, allowed)
+        decoded: NamedArrays = []
+        problem = reply_problem(reply, spec, allowed, decoded)
         if problem is None:
-            valid.append(reply)
+            valid.append((reply, decoded))
         else:
             rejected.append(Rejection(reply.metadata.src_node_id, problem))
     # Flower's strategies also abort when metric keys differ between replies: keep the
     # most common key set and name the odd ones out.
-    key_sets = Counter(frozenset(r.content[METRICS_KEY].keys()) for r in valid)
+    key_sets = Counter(frozenset(r.content[METRICS_KEY].keys()) for r, _ in valid)
     if len(key_sets) > 1:
         usual = max(key_sets.items(), key=lambda kv: (kv[1], sorted(kv[0])))[0]
-        odd = [r for r in valid if frozenset(r.content[METRICS_KEY].keys()) != usual]
-        for reply in odd:
-            keys = sorted(reply.content[METRICS_KEY].keys())
-            rejected.append(Rejection(reply.metadata.src_node_id,
-                                      f"metric keys {keys} differ from the other replies' {sorted(usual)}"))
-        valid = [r for r in valid if frozenset(r.content[METRICS_KEY].keys()) == usual]
+        for reply, _ in valid:
+            keys = frozenset(reply.content[METRICS_KEY].keys())
+            if keys != usual:
+                rejected.append(Rejection(reply.metadata.src_node_id,
+                                          f"metric keys {sorted(keys)} differ from the other replies' {sorted(usual)}"))
+        valid = [(r, a) for r, a in valid if frozenset(r.content[METRICS_KEY].keys()) == usual]
     return valid, rejected
 
