@@ -7,9 +7,11 @@ is verified before aggregation, and every step is written to the encrypted ledge
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import suppress
 from pathlib import Path
 
+import psycopg
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,7 +57,7 @@ def _central_evaluator(settings: RunSettings, report: RunReport, recorder: Ledge
 def _record_failure(recorder: LedgerRecorder, err: Exception) -> None:
     """Write `run.finished: failed`; if the ledger itself is what failed, the original
     error is the one the operator must see, so a second failure here is not raised."""
-    with suppress(FedgovError, OSError, SQLAlchemyError):
+    with suppress(FedgovError, OSError, SQLAlchemyError, sqlite3.Error, psycopg.Error):
         recorder.run_finished("failed", f"{type(err).__name__}: {err}")
 
 

@@ -97,3 +97,38 @@ def test_a_strategy_shown_a_selected_grid_trains_exactly_those_nodes(monkeypatch
     messages = build_strategy(RunSettings()).configure_train(
         1, ArrayRecord(build_model("breast-cancer").state_dict()), ConfigRecord({}), SelectedGrid(grid, chosen))
     assert sorted(m.metadata.dst_node_id for m in messages) == chosen
+
+
+def test_a_round_whose_selection_cannot_be_written_sends_no_instruction(tmp_path, monkeypatch):
+    """Governance fails closed: if the ledger refuses the selection entry, the strategy
+    never builds a training message."""
+    import sqlite3
+
+    from flwr.app import ArrayRecord, ConfigRecord
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fedgov.models import build_model
+    from governance import consent_store
+    from governance.identity import NodeRegistry
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+    from server.governed import GovernedStrategy
+    from server.ledger_recorder import LedgerRecorder
+    from simulations.enroll import simulation_consent
+
+    grid, _ = grid_with_nodes(3)
+    binding = bind_simulated(grid)
+    workspace = Workspace.init(tmp_path / ".fedgov", "pw")
+    with Ledger.open(workspace, "pw") as ledger:
+        consent_store.grant(ledger, [simulation_consent(n, "team", "simulation") for n in binding.values()], "test")
+    with sqlite3.connect(workspace.sqlite_path) as db:  # the database starts refusing writes
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON fedgov_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    built = []
+    with Ledger.open(workspace, "pw") as ledger:
+        recorder = LedgerRecorder(ledger, "7", RunSettings(num_partitions=3), binding, NodeRegistry())
+        inner = build_strategy(RunSettings())
+        monkeypatch.setattr(inner, "configure_train", lambda *a: built.append(a) or [])
+        strategy = GovernedStrategy(inner, selector=recorder.select)
+        with pytest.raises((SQLAlchemyError, sqlite3.Error), match="disk full"):
+            strategy.configure_train(1, ArrayRecord(build_model("breast-cancer").state_dict()), ConfigRecord({}), grid)
+    assert built == []
