@@ -7,6 +7,7 @@ the node's signed statement (digests and counts only).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
@@ -36,14 +37,18 @@ def _node_partition(settings: RunSettings, context: Context) -> Partition:
     )
 
 
-def node_identity(settings: RunSettings, context: Context) -> tuple[str, Path]:
-    """This node's pseudonymous id and key file: from its own node config when deployed
-    (`--node-config 'fedgov-node-id=... fedgov-key=...'`), else its simulated identity."""
+def node_identity(settings: RunSettings, context: Context) -> tuple[str, NodeKey, bool]:
+    """This node's pseudonymous id, its key, and whether it is simulated.
+
+    Deployed, both come from the node's own config (`--node-config 'fedgov-node-id=...
+    fedgov-key=PATH'`) and the key must already exist: a node never signs with a key it
+    has just made up. Simulated, they follow from the partition id.
+    """
     config = context.node_config
     if "fedgov-node-id" in config:
-        return str(config["fedgov-node-id"]), Path(str(config["fedgov-key"]))
+        return str(config["fedgov-node-id"]), NodeKey.load(Path(str(config.get("fedgov-key", "")))), False
     node_id = sim_node_id(int(config["partition-id"]))
-    return node_id, sim_key_path(Path(settings.sim_root), node_id)
+    return node_id, NodeKey.load_or_create(sim_key_path(Path(settings.sim_root), node_id)), True
 
 
 def _trace(settings: RunSettings, partition: Partition, server_round: int, rows: int) -> None:
@@ -63,11 +68,14 @@ def _trace(settings: RunSettings, partition: Partition, server_round: int, rows:
 def train_handler(msg: Message, context: Context) -> Message:
     """Train the received global model on this node's partition, then sign the reply."""
     settings = RunSettings.from_run_config(context.run_config)
-    node_id, key_path = node_identity(settings, context)
+    node_id, key, simulated = node_identity(settings, context)
+    # Rehearsal controls (drift, faults, traces) come from the coordinator's run config:
+    # only simulated nodes obey them, a real node never lets the coordinator change its data.
+    rehearsal = settings if simulated else replace(settings, drift="", faults="", trace_dir="")
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
     partition = drifted(_node_partition(settings, context), server_round,
-                        parse_node_rounds(settings.drift, "drift"), node_id)
+                        parse_node_rounds(rehearsal.drift, "drift"), node_id)
     device = resolve_device(settings.device)
     model = build_model(settings.dataset, settings.seed)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
@@ -81,15 +89,15 @@ def train_handler(msg: Message, context: Context) -> Message:
         seed=settings.seed + partition.partition_id * 1000 + server_round,
         proximal_mu=float(config.get("proximal-mu", 0.0)),
     )
-    _trace(settings, partition, server_round, len(partition.train))
+    _trace(rehearsal, partition, server_round, len(partition.train))
     content = RecordDict({
         "arrays": ArrayRecord(model.state_dict()),
         "metrics": MetricRecord({"train-loss": loss, "num-examples": len(partition.train)}),
     })
-    fault = parse_faults(settings.faults).get(partition.partition_id)
+    fault = parse_faults(rehearsal.faults).get(partition.partition_id)
     if fault and fault not in SIGNATURE_FAULTS:
         apply_fault(fault, content)
-    attest(content, NodeKey.load_or_create(key_path), node_id, str(msg.metadata.run_id), server_round,
+    attest(content, key, node_id, str(msg.metadata.run_id), server_round,
            fingerprint_arrays(partition.train.x, partition.train.y))
     if fault in SIGNATURE_FAULTS:
         apply_fault(fault, content)

@@ -58,7 +58,13 @@ class RunSettings:
         for f in fields(cls):
             key = f.name.replace("_", "-")
             if key in config:
-                values[f.name] = type(f.default)(config[key])
+                kind, value = type(f.default), config[key]
+                if kind is int and isinstance(value, float) and not value.is_integer():
+                    raise UsageError(f"run config {key} must be a whole number, got {value}")
+                try:
+                    values[f.name] = kind(value)
+                except (TypeError, ValueError):
+                    raise UsageError(f"run config {key} must be a {kind.__name__}, got {value!r}") from None
         settings = cls(**values)
         settings.check()
         return settings
@@ -75,9 +81,12 @@ class RunSettings:
             return 3
         return 2
 
-    def sample_size(self, available: int) -> int:
-        """How many nodes one round trains: fraction of the pool, at least the minimum."""
-        return min(available, max(self.min_nodes(), int(available * self.fraction_train)))
+    def aggregation_minimum(self) -> int:
+        """Valid replies a round needs: robust aggregators (Krum, trimmed mean) keep their
+        guarantee only with their minimum; averaging needs `min-valid-replies`."""
+        if self.strategy in ("krum", "fedtrimmedavg"):
+            return max(self.min_valid_replies, self.min_nodes())
+        return self.min_valid_replies
 
     def check(self) -> None:
         """Raise UsageError naming the first bad setting and how to fix it."""
@@ -102,6 +111,8 @@ class RunSettings:
             raise UsageError(f"unknown device {self.device!r}: choose cpu or cuda")
         if self.min_valid_replies < 1:
             raise UsageError("min-valid-replies must be at least 1")
+        if not (self.registration_timeout > 0 and self.round_timeout > 0):
+            raise UsageError("registration-timeout and round-timeout must be > 0 seconds")
         if self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise UsageError("local-epochs and batch-size must be >= 1 and lr > 0")
         if not self.purpose.strip():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -69,8 +68,3 @@ def evaluate(model: nn.Module, data: Dataset, device: torch.device) -> tuple[flo
     loss = float(nn.functional.cross_entropy(logits, y))
     accuracy = float((logits.argmax(1) == y).float().mean())
     return loss, accuracy
-
-
-def state_to_numpy(model: nn.Module) -> list[tuple[str, np.ndarray]]:
-    """Named weights as numpy arrays, in the model's own order."""
-    return [(k, v.detach().cpu().numpy()) for k, v in model.state_dict().items()]

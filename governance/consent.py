@@ -190,13 +190,21 @@ def consent_event_from_dict(data: Mapping[str, Any]) -> ConsentEvent:
     raise ConsentUsageError(f"unknown consent event type {kind!r}")
 
 
-def fold_consent(events: Iterable[ConsentEvent]) -> dict[str, ConsentRecord]:
-    """Replay events in order into the current record per record id."""
+def fold_consent(events: Iterable[ConsentEvent], strict: bool = True) -> dict[str, ConsentRecord]:
+    """Replay events in order into the current record per record id.
+
+    `strict` refuses a repeated grant or withdrawal: what a command checks before it
+    appends. Reading what is already in the append-only ledger is not strict: if two
+    processes raced and both appended, the first event stands and the repeat is ignored,
+    so one race can never make consent unreadable for good.
+    """
     records: dict[str, ConsentRecord] = {}
     for event in events:
         if isinstance(event, ConsentGranted):
             record_id = event.record.record_id
             if record_id in records:
+                if not strict:
+                    continue
                 raise DuplicateConsentRecordError(f"consent record {record_id!r} is already granted")
             records[record_id] = event.record
         elif isinstance(event, ConsentWithdrawn):
@@ -206,6 +214,8 @@ def fold_consent(events: Iterable[ConsentEvent]) -> dict[str, ConsentRecord]:
                     f"cannot withdraw consent {event.record_id!r}: no such record was granted"
                 )
             if current.withdrawn_at is not None:
+                if not strict:
+                    continue
                 raise ConsentAlreadyWithdrawnError(
                     f"consent {event.record_id!r} was already withdrawn at {current.withdrawn_at}"
                 )

@@ -37,21 +37,21 @@ def grant_drafts(records: Sequence[ConsentRecord], actor: str) -> list[EntryDraf
 
 
 def grant(ledger: Ledger, records: Sequence[ConsentRecord], actor: str) -> list[int]:
-    """Record grants; a record id already in the ledger is refused by `fold_consent`."""
-    fold_consent([*load_events(ledger), *(ConsentGranted(r) for r in records)])
+    """Record grants; a record id already in the ledger, or twice in `records`, is refused."""
+    current = load_records(ledger)
+    fold_consent([*(ConsentGranted(r) for r in current.values()), *(ConsentGranted(r) for r in records)])
     return ledger.append(grant_drafts(records, actor))
 
 
 def withdraw(ledger: Ledger, record_id: str, reason: str, actor: str,
              at: datetime | None = None) -> int:
     """Record a withdrawal; it takes effect from the next selection that reads the ledger."""
-    events = load_events(ledger)
-    records = fold_consent(events)
+    records = load_records(ledger)
     if record_id not in records:
         raise UnknownConsentRecordError(
             f"no consent record {record_id!r}; list them with `fedgov consent list`")
     event = ConsentWithdrawn(record_id, utc_iso(at), reason)
-    fold_consent([*events, event])  # refuses a second withdrawal with one clear line
+    fold_consent([ConsentGranted(records[record_id]), event])  # refuses a second withdrawal in one line
     principal = records[record_id].principal
     return ledger.append([EntryDraft(CONSENT_WITHDRAWN, {**event.to_dict(), "actor": actor},
                                      scope=node_scope(principal), node_id=principal)])[0]
@@ -80,5 +80,5 @@ def load_events(ledger: Ledger, cache: dict[int, ConsentEvent | None] | None = N
 
 
 def load_records(ledger: Ledger, cache: dict[int, ConsentEvent | None] | None = None) -> dict[str, ConsentRecord]:
-    """Current state of every consent record, withdrawals folded in."""
-    return fold_consent(load_events(ledger, cache))
+    """Current state of every consent record, withdrawals folded in (first event wins)."""
+    return fold_consent(load_events(ledger, cache), strict=False)

@@ -91,6 +91,14 @@ class NodeKey:
         return key
 
     @classmethod
+    def load(cls, path: Path) -> NodeKey:
+        """Load an existing key; a missing one is one clear error, never silently replaced."""
+        path = Path(path)
+        if not path.is_file():
+            raise IdentityError(f"node key {path} does not exist: set fedgov-key in --node-config to the node's key file")
+        return cls._load(path)
+
+    @classmethod
     def _load(cls, path: Path) -> NodeKey:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:

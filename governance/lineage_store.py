@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from governance import entry_types as et
-from governance.ledger import Ledger
+from governance.ledger import KeyDestroyedError, Ledger
+
+ERASED = "erased"  # what lineage shows of a contributor whose data key was destroyed
 from governance.lineage import Contribution, ModelVersion
 
 
@@ -16,8 +18,14 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
     Krum-like strategies too: every valid update was an input to the choice).
     """
     replies: dict[tuple[str, int], dict[str, dict]] = defaultdict(dict)
-    for entry in ledger.query(entry_type=et.ROUND_REPLY):
-        payload = ledger.read_payload(entry)
+    reply_entries = ledger.query(entry_type=et.ROUND_REPLY)
+    ledger.prefetch_keys(reply_entries)
+    for entry in reply_entries:
+        try:
+            payload = ledger.read_payload(entry)
+        except KeyDestroyedError:  # the node was crypto-shredded: it still counts as a contributor
+            payload = {"node_id": entry.node_id, "team": ERASED, "consent_record_id": ERASED,
+                       "update_digest": ERASED, "dataset_fingerprint": {"digest": ERASED}}
         replies[(entry.run_id, entry.round)][payload["node_id"]] = payload
     versions = []
     for entry in ledger.query(entry_type=et.RUN_STARTED):

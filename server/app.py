@@ -88,15 +88,15 @@ def main(grid: Grid, context: Context) -> None:
         recorder = LedgerRecorder(ledger, str(context.run_id), settings, binding, load_registry(ledger))
         model = build_model(settings.dataset, settings.seed)
         initial = ArrayRecord(model.state_dict())
-        recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_parameters(settings))
         strategy = GovernedStrategy(
             _quiet_build(settings),
             selector=recorder.select,
             observers=[report, recorder],
-            min_valid_replies=settings.min_valid_replies,
+            min_valid_replies=settings.aggregation_minimum(),
             allowed_records=GOVERNED_RECORDS,
             reply_checks=[recorder.check_reply],
         )
+        recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_parameters(settings))
         try:
             result = strategy.start(
                 grid=grid,

@@ -41,6 +41,10 @@ class RoundObserver(Protocol):
 
     def round_selected(self, facts: RoundFacts) -> None: ...
 
+    def round_checked(self, facts: RoundFacts) -> None:
+        """Replies are sorted into valid and rejected; the inner strategy has not yet
+        aggregated (some Flower strategies consume the replies' arrays when they do)."""
+
     def round_aggregated(self, facts: RoundFacts) -> None: ...
 
 
@@ -111,6 +115,8 @@ class GovernedStrategy(Strategy):
             checked = still_valid
         valid = [reply for reply, _ in checked]
         facts.valid, facts.rejected = valid, rejected
+        for observer in self.observers:
+            observer.round_checked(facts)
         if len(valid) < self.min_valid_replies:
             facts.failure = (
                 f"round {server_round} failed: {len(valid)} valid replies, "
@@ -125,7 +131,10 @@ class GovernedStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        # Federated evaluation, where an inner strategy does it, reaches only this round's
+        # selected (consenting) nodes too.
+        selected = self._facts.selected if self._facts is not None else []
+        return self.inner.configure_evaluate(server_round, arrays, config, SelectedGrid(grid, selected))
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         return self.inner.aggregate_evaluate(server_round, replies)

@@ -159,8 +159,8 @@ class LedgerRecorder:
             verify_reply(self.registry, expected, signature if isinstance(signature, bytes) else None, payload)
         except ReplyRejected as err:
             return f"{err.reason}: {err}"
-        except (FedgovError, json.JSONDecodeError) as err:
-            return f"bad governance statement: {err}"
+        except (FedgovError, ValueError, TypeError, OverflowError) as err:  # JSONDecodeError is a ValueError
+            return f"bad governance statement: {type(err).__name__}: {err}"
         self._verified[src] = {"update_digest": update, "metrics_digest": metrics,
                                "signature": base64.b64encode(signature).decode(),
                                "dataset_fingerprint": fingerprint.to_dict()}
@@ -171,13 +171,16 @@ class LedgerRecorder:
     def round_selected(self, facts: RoundFacts) -> None:
         """Selection is recorded by `select`, before any instruction is built."""
 
+    def round_checked(self, facts: RoundFacts) -> None:
+        """Replies are recorded with the aggregation, in one batch."""
+
     def round_aggregated(self, facts: RoundFacts) -> None:
         with self._timed(facts.server_round, "round record and model archive"):
             self._record_round(facts)
 
     def _record_round(self, facts: RoundFacts) -> None:
         r = facts.server_round
-        input_hash = model_hash(named_arrays(facts.input_arrays))
+        input_hash = self._model_hash  # the model sent this round: the last one archived
         drafts = []
         contributors = []
         for reply in facts.valid:
@@ -194,7 +197,7 @@ class LedgerRecorder:
             node = self.binding.get(rejection.node_id, "")
             drafts.append(self._draft(et.ROUND_REJECTED, {
                 "node_id": node, "flower_node_id": str(rejection.node_id), "reason": rejection.reason,
-            }, round_=r, node_id=node, model=input_hash))
+            }, round_=r, node_id=node, model=input_hash, scope=et.node_scope(node) if node else None))
         if facts.failure or facts.output_arrays is None:
             drafts.append(self._draft(et.ROUND_FAILED, {
                 "reason": facts.failure or "the strategy returned no model", "input_model_hash": input_hash,

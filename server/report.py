@@ -59,9 +59,12 @@ class RunReport:
             "selected": facts.selected,
         }
 
+    def round_checked(self, facts: RoundFacts) -> None:
+        # Before aggregation: FedTrimmedAvg and FedMedian pop the arrays out of replies.
+        self.rounds[facts.server_round]["replies"] = [_reply_shape(r) for r in facts.valid]
+
     def round_aggregated(self, facts: RoundFacts) -> None:
         entry = self.rounds[facts.server_round]
-        entry["replies"] = [_reply_shape(r) for r in facts.valid]
         entry["rejected"] = [{"node_id": r.node_id, "reason": r.reason} for r in facts.rejected]
         entry["status"] = "failed" if facts.failure else "ok"
         entry["failure"] = facts.failure

@@ -88,7 +88,12 @@ def run(
         purpose=purpose, operator=operator or getpass.getuser(), revoke=revoke, drift=drift,
     )
     if trace_dir:
-        trace_dir.mkdir(parents=True, exist_ok=True)
+        from governance.errors import UsageError
+
+        try:
+            trace_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create --trace-dir {trace_dir}: {err.strerror}") from None
     resources = Resources(cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, ray_address=ray_address)
     governance = Governance(workspace, grant_consent, tuple(parse_nodes(no_consent)))
     result = run_simulation(settings, resources, out, verbose=verbose, governance=governance)

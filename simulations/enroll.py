@@ -57,10 +57,16 @@ def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: 
         key = NodeKey.load_or_create(sim_key_path(Path(settings.sim_root), node_id))
         nodes.append((node_id, key.public_bytes(), sim_team(i)))
     with Ledger.open(ws) as ledger:
+        by_principal = records_by_principal(consent_store.load_records(ledger).values())
+        now = datetime.now(timezone.utc)
+        for node in no_consent:  # checked before anything is written
+            check = find_valid_consent(by_principal.get(node, []), node, settings.purpose, now)
+            if check.state == VALID:
+                raise UsageError(f"--no-consent {node}: it already holds valid consent {check.record_id} for "
+                                 f"{settings.purpose!r} in this workspace; revoke it with `fedgov consent revoke "
+                                 f"{check.record_id}` or use another --workspace")
         register_nodes(ledger, nodes, actor=settings.operator)
         if grant_consent:
-            by_principal = records_by_principal(consent_store.load_records(ledger).values())
-            now = datetime.now(timezone.utc)
             missing = [simulation_consent(node, team, settings.purpose) for node, _, team in nodes
                        if node not in no_consent
                        and find_valid_consent(by_principal.get(node, []), node, settings.purpose, now).state != VALID]

@@ -38,18 +38,6 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid`, read from /proc."""
-    tree = _children_map()
-    found: list[int] = []
-    stack = list(tree.get(pid, []))
-    while stack:
-        child = stack.pop()
-        found.append(child)
-        stack.extend(tree.get(child, []))
-    return found
-
-
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:

@@ -77,9 +77,15 @@ def export(
     if out is None:
         typer.echo(document)
     else:
+        from governance.errors import UsageError
+
         tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(document)
-        tmp.replace(out)
+        try:
+            tmp.write_text(document)
+            tmp.replace(out)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
         typer.echo(f"wrote {len(versions)} model versions to {out}")
 
 

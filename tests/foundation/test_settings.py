@@ -42,7 +42,16 @@ def test_bad_settings_are_refused_with_one_clear_message(change, message):
         replace(RunSettings(), **change).check()
 
 
-def test_sample_size_is_the_fraction_but_at_least_the_strategy_minimum():
-    assert RunSettings(fraction_train=0.1).sample_size(1000) == 100
-    assert RunSettings(fraction_train=0.1).sample_size(10) == 2
-    assert RunSettings(strategy="krum", krum_byzantine=1, fraction_train=0.1).sample_size(10) == 5
+def test_robust_aggregators_need_their_minimum_of_valid_replies():
+    assert RunSettings(min_valid_replies=1).aggregation_minimum() == 1
+    assert RunSettings(strategy="krum", krum_byzantine=1).aggregation_minimum() == 5
+    assert RunSettings(strategy="fedtrimmedavg").aggregation_minimum() == 3
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"num-server-rounds": "three"}, "num-server-rounds must be a int"),
+    ({"seed": 2.7}, "seed must be a whole number"),
+])
+def test_a_mistyped_run_config_value_is_one_clear_error(config, message):
+    with pytest.raises(UsageError, match=message):
+        RunSettings.from_run_config(config)

@@ -196,3 +196,11 @@ def test_records_by_principal_groups_every_record_under_its_node():
     a1, a2, b1 = (record(record_id=i, principal=p) for i, p in (("a1", "node-a"), ("a2", "node-a"), ("b1", "node-b")))
     grouped = records_by_principal([a1, b1, a2])
     assert {k: [r.record_id for r in v] for k, v in grouped.items()} == {"node-a": ["a1", "a2"], "node-b": ["b1"]}
+
+
+def test_reading_a_ledger_where_a_withdrawal_raced_keeps_the_first():
+    from governance.consent import ConsentGranted, ConsentWithdrawn, fold_consent
+
+    events = [ConsentGranted(record()), ConsentWithdrawn("c1", "2025-02-01T00:00:00Z", "first"),
+              ConsentWithdrawn("c1", "2025-03-01T00:00:00Z", "raced")]
+    assert fold_consent(events, strict=False)["c1"].withdrawn_at == "2025-02-01T00:00:00Z"

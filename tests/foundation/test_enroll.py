@@ -1,0 +1,49 @@
+"""Simulated-node enrollment: keys, registry and consent before a run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from fedgov.settings import RunSettings
+from governance import consent_store
+from governance.errors import UsageError
+from governance.identity import IdentityError, NodeKey
+from governance.ledger import Ledger
+from governance.node_store import load_registry
+from governance.workspace import Workspace
+from simulations.enroll import enroll_simulated_nodes
+
+
+@pytest.fixture
+def setup(tmp_path):
+    ws = Workspace.init(tmp_path / ".fedgov", "test-passphrase")
+    settings = RunSettings(num_partitions=3, sim_root=str(ws.path / "sim-nodes"))
+    return ws, settings
+
+
+def test_enrollment_registers_every_node_and_grants_consent_once(setup):
+    ws, settings = setup
+    enroll_simulated_nodes(settings, ws, grant_consent=True, no_consent=["sim-0002"])
+    enroll_simulated_nodes(settings, ws, grant_consent=True, no_consent=["sim-0002"])  # idempotent
+    with Ledger.open(ws) as ledger:
+        assert sorted(load_registry(ledger).node_ids()) == ["sim-0000", "sim-0001", "sim-0002"]
+        assert sorted(r.principal for r in consent_store.load_records(ledger).values()) == ["sim-0000", "sim-0001"]
+
+
+def test_no_consent_for_a_node_that_already_consented_is_refused_before_writing(setup):
+    ws, settings = setup
+    enroll_simulated_nodes(settings, ws, grant_consent=True, no_consent=[])
+    with Ledger.open(ws) as ledger:
+        size = ledger.size()
+    with pytest.raises(UsageError, match="--no-consent sim-0001: it already holds valid consent"):
+        enroll_simulated_nodes(replace(settings, num_partitions=4), ws, grant_consent=True, no_consent=["sim-0001"])
+    with Ledger.open(ws) as ledger:
+        assert ledger.size() == size
+
+
+def test_a_deployed_node_never_signs_with_a_key_it_just_made_up(tmp_path):
+    with pytest.raises(IdentityError, match="does not exist: set fedgov-key"):
+        NodeKey.load(tmp_path / "missing.key")
+    assert not (tmp_path / "missing.key").exists()
