@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from flwr.app import ConfigRecord, RecordDict
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
 from governance.digests import arrays_digest, metrics_digest
 from governance.fingerprint import DatasetFingerprint
@@ -18,9 +19,14 @@ from governance.identity import NodeKey, reply_signing_payload
 GOVERNANCE_KEY = "governance"
 
 
+def named_arrays(arrays: ArrayRecord) -> list[tuple[str, np.ndarray]]:
+    """An ArrayRecord as (name, numpy array) pairs, in record order: what digests hash."""
+    return [(k, a.numpy()) for k, a in arrays.items()]
+
+
 def update_digest(content: RecordDict) -> str:
     """SHA-256 over the reply's arrays in their record order (governance.digests layout)."""
-    return arrays_digest([(k, a.numpy()) for k, a in content["arrays"].items()])
+    return arrays_digest(named_arrays(content["arrays"]))
 
 
 def reply_metrics_digest(content: RecordDict) -> str:

@@ -18,12 +18,12 @@ from typing import Any, Iterator, Sequence
 
 from flwr.app import ArrayRecord, Message
 
-from client.attestation import GOVERNANCE_KEY, reply_metrics_digest
+from client.attestation import GOVERNANCE_KEY, named_arrays, reply_metrics_digest
 from fedgov.settings import RunSettings
 from governance import consent_store, entry_types as et
 from governance.archive import archive_model
 from governance.consent import VALID, find_valid_consent, records_by_principal
-from governance.digests import arrays_digest, model_hash
+from governance.digests import arrays_digest
 from governance.errors import FedgovError
 from governance.fingerprint import DatasetFingerprint
 from governance.identity import NodeRegistry, ReplyRejected, reply_signing_payload, verify_reply
@@ -33,10 +33,6 @@ from governance.selection import SelectionError, select_nodes
 from server.governed import RoundFacts
 from server.replies import NamedArrays
 from simulations.scenarios import parse_node_rounds
-
-
-def named_arrays(arrays: ArrayRecord) -> list[tuple[str, Any]]:
-    return [(k, a.numpy()) for k, a in arrays.items()]
 
 
 def config_hash(run_config: dict[str, Any]) -> str:

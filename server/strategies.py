@@ -11,40 +11,37 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian, FedProx, FedTrim
 from fedgov.settings import RunSettings
 
 
-def build_strategy(settings: RunSettings) -> Strategy:
-    """The named Flower strategy with its parameters from the run config."""
-    common = dict(
-        fraction_train=1.0,  # the governed wrapper has already sampled the round
-        fraction_evaluate=0.0,  # evaluation is central, on the held-out split
-        min_train_nodes=1,
-        min_evaluate_nodes=0,
-        min_available_nodes=1,
-    )
-    name = settings.strategy
-    if name == "fedavg":
-        return FedAvg(**common)
-    if name == "fedprox":
-        return FedProx(**common, proximal_mu=settings.proximal_mu)
-    if name == "fedadam":
-        return FedAdam(**common, eta=settings.fedadam_eta, eta_l=settings.lr)
-    if name == "fedtrimmedavg":
-        return FedTrimmedAvg(**common, beta=settings.trimmed_beta)
-    if name == "krum":
-        return Krum(**common, num_malicious_nodes=settings.krum_byzantine)
-    if name == "fedmedian":
-        return FedMedian(**common)
-    raise ValueError(f"unknown strategy {name}")  # settings.check() rejects this first
-
-
-def strategy_parameters(settings: RunSettings) -> dict[str, object]:
-    """The strategy and the parameters that shape its aggregation, for the run record."""
-    params: dict[str, dict[str, object]] = {
+def _parameters(settings: RunSettings) -> dict[str, object]:
+    """The parameters that shape each strategy's aggregation, from the run config."""
+    return {
         "fedavg": {},
         "fedprox": {"proximal_mu": settings.proximal_mu},
         "fedadam": {"eta": settings.fedadam_eta, "eta_l": settings.lr},
         "fedtrimmedavg": {"beta": settings.trimmed_beta},
         "krum": {"num_malicious_nodes": settings.krum_byzantine},
         "fedmedian": {},
-    }
-    return {"name": settings.strategy, "parameters": params[settings.strategy],
+    }[settings.strategy]
+
+
+STRATEGY_CLASSES: dict[str, type[Strategy]] = {
+    "fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam,
+    "fedtrimmedavg": FedTrimmedAvg, "krum": Krum, "fedmedian": FedMedian,
+}
+
+
+def build_strategy(settings: RunSettings) -> Strategy:
+    """The named Flower strategy with its parameters from the run config."""
+    return STRATEGY_CLASSES[settings.strategy](
+        fraction_train=1.0,  # the governed wrapper has already sampled the round
+        fraction_evaluate=0.0,  # evaluation is central, on the held-out split
+        min_train_nodes=1,
+        min_evaluate_nodes=0,
+        min_available_nodes=1,
+        **_parameters(settings),
+    )
+
+
+def strategy_parameters(settings: RunSettings) -> dict[str, object]:
+    """The strategy and the parameters that shape its aggregation, for the run record."""
+    return {"name": settings.strategy, "parameters": _parameters(settings),
             "fraction_train": settings.fraction_train, "min_nodes": settings.min_nodes()}

@@ -9,7 +9,6 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from simulations.partition import load_partition
