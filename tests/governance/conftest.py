@@ -16,7 +16,7 @@ from governance.workspace import Workspace
 
 PASSPHRASE = "correct horse battery staple"
 PG_ADMIN_URL = os.environ.get("FEDGOV_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "rfc9162-merkle"
+VECTORS = Path(__file__).resolve().parents[1] / "data" / "rfc9162-merkle"  # vendored: see its README and LICENSE
 FEDGOV = Path(sys.executable).parent / "fedgov"
 
 
