@@ -8,7 +8,6 @@ whoever fetches a version can check it is the one the ledger names.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,7 @@ import numpy as np
 from governance.digests import decode_arrays, encode_arrays
 from governance.errors import UsageError, VerificationError
 from governance.ledger import Ledger
+from governance.private_files import make_private_dir, write_atomic
 
 ARCHIVE_SCOPE = "models"
 
@@ -43,10 +43,8 @@ def archive_model(ledger: Ledger, named_arrays: Sequence[tuple[str, np.ndarray]]
     model_hash = hashlib.sha256(data).hexdigest()
     path = archive_path(ledger, model_hash)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(ledger.encrypt_blob(ARCHIVE_SCOPE, data, _aad(model_hash)))
-        os.replace(tmp, path)
+        make_private_dir(path.parent)
+        write_atomic(path, ledger.encrypt_blob(ARCHIVE_SCOPE, data, _aad(model_hash)))
     return model_hash
 
 

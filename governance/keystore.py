@@ -21,10 +21,15 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from governance.errors import UsageError
+from governance.private_files import write_atomic
 
 FORMAT = "fedgov-keystore"
 VERSION = 1
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# What a keystore may ask of the reader: a crafted file must not cost gigabytes or minutes.
+# scrypt needs 128 * n * r bytes; fedgov writes 32 MiB and reads at most 256 MiB.
+MAX_SCRYPT_MEMORY = 256 * 2**20
+MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 2**18, 16, 4
 ENV_PASSPHRASE = "FEDGOV_PASSPHRASE"
 ENV_KEK = "FEDGOV_KEK"
 ENV_SIGNING_KEY = "FEDGOV_SIGNING_KEY"
@@ -90,39 +95,65 @@ def write_keystore(path: Path, keys: KeyMaterial, passphrase: str) -> None:
     aad = canonical_bytes(header)
     ciphertext = AESGCM(_derive(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)).encrypt(nonce, secret, aad)
     document = dict(header, ciphertext=base64.b64encode(ciphertext).decode())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(document, indent=2).encode("utf-8"))
+
+
+def _kdf_parameters(kdf: object, path: Path) -> tuple[bytes, int, int, int]:
+    """Salt and scrypt (n, r, p) from a keystore, refused beyond the bounds a reader accepts."""
+    if not isinstance(kdf, dict) or kdf.get("name") != "scrypt":
+        raise KeystoreFormatError(f"{path}: the key derivation is not scrypt")
+    n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
+    if not all(type(v) is int for v in (n, r, p)):
+        raise KeystoreFormatError(f"{path}: scrypt n, r and p must be integers")
+    if not (2 <= n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 1 <= r <= MAX_SCRYPT_R and 1 <= p <= MAX_SCRYPT_P
+            and 128 * n * r <= MAX_SCRYPT_MEMORY):
+        raise KeystoreFormatError(
+            f"{path}: scrypt parameters n={n}, r={r}, p={p} are out of bounds (fedgov reads n a power of two up to "
+            f"2^18, r up to {MAX_SCRYPT_R}, p up to {MAX_SCRYPT_P}, at most {MAX_SCRYPT_MEMORY >> 20} MiB)")
+    salt = base64.b64decode(kdf["salt"], validate=True)
+    if len(salt) < 16:
+        raise KeystoreFormatError(f"{path}: the scrypt salt is shorter than 16 bytes")
+    return salt, n, r, p
 
 
 def read_keystore(path: Path, passphrase: str) -> KeyMaterial:
     """Decrypt the keystore; raise KeystoreMissingError / WrongPassphraseError / KeystoreFormatError."""
-    if not path.is_file():
+    if not path.exists():
         raise KeystoreMissingError(f"no keystore at {path}: run `fedgov audit init` or set {ENV_KEK}/{ENV_SIGNING_KEY}")
+    if not path.is_file():
+        raise KeystoreFormatError(f"{path} is not a file")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("format") != FORMAT or document.get("version") != VERSION:
+        if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
             raise KeystoreFormatError(f"{path} is not a fedgov keystore of version {VERSION}")
-        kdf = document["kdf"]
         header = {k: document[k] for k in ("format", "version", "kdf", "cipher", "nonce")}
-        key = _derive(passphrase, base64.b64decode(kdf["salt"]), int(kdf["n"]), int(kdf["r"]), int(kdf["p"]))
-        ciphertext = base64.b64decode(document["ciphertext"])
-        nonce = base64.b64decode(document["nonce"])
-    except (ValueError, KeyError, TypeError, binascii.Error) as err:
+        salt, n, r, p = _kdf_parameters(document["kdf"], path)
+        ciphertext = base64.b64decode(document["ciphertext"], validate=True)
+        nonce = base64.b64decode(document["nonce"], validate=True)
+        if len(nonce) != 12:
+            raise KeystoreFormatError(f"{path}: the nonce is not 12 bytes")
+    except (ValueError, KeyError, TypeError, OSError) as err:
         raise KeystoreFormatError(f"{path} is not a readable fedgov keystore") from err
+    key = _derive(passphrase, salt, n, r, p)
     try:
-        secret = json.loads(AESGCM(key).decrypt(nonce, ciphertext, canonical_bytes(header)))
+        secret = AESGCM(key).decrypt(nonce, ciphertext, canonical_bytes(header))
     except InvalidTag as err:
-        raise WrongPassphraseError(f"wrong passphrase for keystore {path}") from err
-    return KeyMaterial(
-        kek=base64.b64decode(secret["kek"]),
-        signing_seed=base64.b64decode(secret["signing_key"]),
-        old_keks=tuple(base64.b64decode(k) for k in secret["old_keks"]),
-    )
+        raise WrongPassphraseError(f"wrong passphrase for keystore {path} (or the file was altered)") from err
+    try:
+        return _key_material(json.loads(secret))
+    except (ValueError, KeyError, TypeError) as err:
+        raise KeystoreFormatError(f"{path} opens with this passphrase but does not hold fedgov keys") from err
+
+
+def _key_material(secret: dict) -> KeyMaterial:
+    """The decrypted keystore content, each key 32 bytes; ValueError/KeyError/TypeError when it is not."""
+    if not isinstance(secret, dict) or not isinstance(secret["old_keks"], list):
+        raise TypeError("keystore content is not an object with an old_keks list")
+    keys = [base64.b64decode(secret["kek"], validate=True), base64.b64decode(secret["signing_key"], validate=True),
+            *(base64.b64decode(k, validate=True) for k in secret["old_keks"])]
+    if any(len(k) != 32 for k in keys):
+        raise ValueError("every key in a keystore is 32 bytes")
+    return KeyMaterial(kek=keys[0], signing_seed=keys[1], old_keks=tuple(keys[2:]))
 
 
 def _env_key(name: str) -> bytes:

@@ -6,12 +6,17 @@ nearest `.fedgov/` walking up from the current directory, else `./.fedgov`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from governance.errors import UsageError
+from governance.private_files import tighten, write_atomic
 
 DIR_NAME = ".fedgov"
 ENV_HOME = "FEDGOV_HOME"
@@ -38,6 +43,11 @@ class Workspace:
     def trust_path(self) -> Path:
         """Public keys trusted to sign checkpoints, one signed-note verifier key per line."""
         return self.path / "trusted_keys"
+
+    @property
+    def head_path(self) -> Path:
+        """The latest checkpoint this workspace signed, kept outside the database (signed_head.py)."""
+        return self.path / "latest_checkpoint"
 
     @property
     def archive_dir(self) -> Path:
@@ -109,4 +119,58 @@ class Workspace:
         return cls(ws.path)
 
     def write_config(self, config: dict) -> None:
-        self.config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_atomic(self.config_path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+    def tighten(self) -> None:
+        """Bring a workspace made by an earlier fedgov to 0700 / 0600."""
+        tighten(self.path)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock on the workspace's files (keystore, signed head) across processes.
+
+        Re-entrant within a process: a shred that rewrites the keystore also advances the
+        signed head, under the one lock. Taken after, never while holding, the database's
+        writer lock, except by key rotation, which holds it around its whole transaction.
+        """
+        with _dir_lock(self.path):
+            yield
+
+
+class _DirLock:
+    """flock(2) on a directory, counted so one process can re-enter it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.guard = threading.RLock()
+        self.depth = 0
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.guard.acquire()
+        if self.depth == 0:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as err:
+                self.guard.release()
+                raise UsageError(f"cannot lock workspace {self.path}: {err.strerror}") from err
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.fd = fd
+        self.depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+        self.guard.release()
+
+
+_DIR_LOCKS: dict[Path, _DirLock] = {}
+_DIR_LOCKS_GUARD = threading.Lock()
+
+
+def _dir_lock(path: Path) -> _DirLock:
+    with _DIR_LOCKS_GUARD:
+        return _DIR_LOCKS.setdefault(path, _DirLock(path))
