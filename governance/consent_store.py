@@ -37,15 +37,15 @@ def grant_drafts(records: Sequence[ConsentRecord], actor: str) -> list[EntryDraf
 
 
 def grant(ledger: Ledger, records: Sequence[ConsentRecord], actor: str) -> list[int]:
-    """Record grants; a record id already in the ledger, or twice in `records`, is refused."""
+    """Record grants, signed in the same transaction; a record id already in the ledger, or twice in `records`, is refused."""
     current = load_records(ledger)
     fold_consent([*(ConsentGranted(r) for r in current.values()), *(ConsentGranted(r) for r in records)])
-    return ledger.append(grant_drafts(records, actor))
+    return ledger.append(grant_drafts(records, actor), sign=True)
 
 
 def withdraw(ledger: Ledger, record_id: str, reason: str, actor: str,
              at: datetime | None = None) -> int:
-    """Record a withdrawal; it takes effect from the next selection that reads the ledger."""
+    """Record a withdrawal, signed in the same transaction; it takes effect from the next selection."""
     records = load_records(ledger)
     if record_id not in records:
         raise UnknownConsentRecordError(
@@ -54,7 +54,7 @@ def withdraw(ledger: Ledger, record_id: str, reason: str, actor: str,
     fold_consent([ConsentGranted(records[record_id]), event])  # refuses a second withdrawal in one line
     principal = records[record_id].principal
     return ledger.append([EntryDraft(CONSENT_WITHDRAWN, {**event.to_dict(), "actor": actor},
-                                     scope=node_scope(principal), node_id=principal)])[0]
+                                     scope=node_scope(principal), node_id=principal)], sign=True)[0]
 
 
 def load_events(ledger: Ledger, cache: dict[int, ConsentEvent | None] | None = None) -> list[ConsentEvent]:

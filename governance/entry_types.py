@@ -1,9 +1,19 @@
 """The entry types fedgov writes to the ledger, and the scope each payload is encrypted under.
 
+Every type is dotted, `<subject>.<event>`. Ledgers written before fedgov 0.2 hold three
+types in an older underscore style (`ledger_created`, `key_destroyed`, `kek_rotated`): the
+signed rows keep them, and a query by the dotted name also finds them (`stored_names`).
+
 Scopes decide what one crypto-shred erases: `node:<id>` holds what a node said or
-consented to; `run:<id>` what the coordinator decided; `registry` the node keys.
+consented to; `run:<id>` what the coordinator decided; `registry` the node keys;
+`ledger:system` the ledger's own records.
 """
 
+LEDGER_CREATED = "ledger.created"
+KEY_DESTROYED = "key.destroyed"
+KEK_ROTATED = "kek.rotated"
+HEAD_ADOPTED = "ledger.head_adopted"
+CACHE_REPAIRED = "ledger.cache_repaired"
 NODE_REGISTERED = "node.registered"
 CONSENT_GRANTED = "consent.granted"
 CONSENT_WITHDRAWN = "consent.withdrawn"
@@ -16,7 +26,17 @@ ROUND_FAILED = "round.failed"
 ROUND_EVALUATED = "round.evaluated"
 RUN_FINISHED = "run.finished"
 
+# Old name -> dotted name, for ledgers written before every type was dotted.
+LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}
+
 REGISTRY_SCOPE = "registry"
+SYSTEM_SCOPE = "ledger:system"
+
+
+def stored_names(entry_type: str) -> tuple[str, ...]:
+    """Every name under which entries of this type may be stored: the dotted one and its old spelling."""
+    dotted = LEGACY_NAMES.get(entry_type, entry_type)
+    return (dotted, *(old for old, new in LEGACY_NAMES.items() if new == dotted))
 
 
 def node_scope(node_id: str) -> str:

@@ -37,5 +37,5 @@ def register_nodes(ledger: Ledger, nodes: Iterable[tuple[str, bytes, str]], acto
                                                        "team": team, "actor": actor},
                                      scope=REGISTRY_SCOPE, node_id=node_id))
     if drafts:
-        ledger.append(drafts)
+        ledger.append(drafts, sign=True)
     return len(drafts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -44,17 +45,33 @@ class VerifierKey:
     @classmethod
     def from_text(cls, text: str) -> VerifierKey:
         """Parse a verifier key string; raise CheckpointError when malformed."""
+        text = text.strip(" \t\r\n")
         try:
-            name, hex_id, b64 = text.strip().split("+", 2)  # base64 may hold "+", the name may not
-            raw = base64.b64decode(b64, validate=True)
+            name, hex_id, b64 = text.split("+", 2)  # base64 may hold "+", the name may not
+            raw = b64decode_exact(b64)
         except (ValueError, binascii.Error) as err:
-            raise CheckpointError(f"malformed verifier key {text.strip()[:40]!r}") from err
+            raise CheckpointError(f"malformed verifier key {text[:40]!r}") from err
+        if not is_key_name(name):
+            raise CheckpointError(f"verifier key name {name[:40]!r} is not a signed-note key name")
         if len(raw) != 33 or raw[:1] != ED25519_ALG:
             raise CheckpointError("verifier key is not an Ed25519 key")
         key = cls(name, raw[1:])
         if key.key_id.hex() != hex_id:
             raise CheckpointError(f"verifier key {name!r}: key id does not match the key")
         return key
+
+
+def is_key_name(name: str) -> bool:
+    """A signed-note key name: non-empty, no white space, no `+`."""
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+def b64decode_exact(text: str) -> bytes:
+    """Standard padded base64 with one spelling only: unused padding bits must be zero (re-encoding gives `text`)."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise binascii.Error("not the canonical base64 spelling of its bytes")
+    return raw
 
 
 def key_id(name: str, public_key: bytes) -> bytes:
@@ -93,6 +110,8 @@ def sign_checkpoint(origin: str, size: int, root: bytes, name: str, private_key:
 
 def parse_checkpoint(text: str) -> Checkpoint:
     """Parse signed-note text into a Checkpoint; raise CheckpointError when malformed."""
+    if not isinstance(text, str):
+        raise CheckpointError(f"checkpoint note is {type(text).__name__}, not text")
     body, sep, sigs = text.partition("\n\n")
     if not sep:
         raise CheckpointError("checkpoint has no blank line before its signatures")
@@ -101,10 +120,10 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(lines) < 4 or not lines[0]:
         raise CheckpointError("checkpoint body needs origin, tree size and root lines")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+    if not (size_text.isascii() and size_text.isdigit()) or (size_text != "0" and size_text.startswith("0")):
         raise CheckpointError(f"checkpoint tree size {size_text!r} is not a decimal number")
     try:
-        root = base64.b64decode(root_text, validate=True)
+        root = b64decode_exact(root_text)
     except binascii.Error as err:
         raise CheckpointError("checkpoint root is not base64") from err
     if len(root) != 32:
@@ -117,10 +136,10 @@ def parse_checkpoint(text: str) -> Checkpoint:
             raise CheckpointError(f"malformed signature line {line[:40]!r}")
         name, _, b64 = line[len(SIG_PREFIX):].rpartition(" ")
         try:
-            raw = base64.b64decode(b64, validate=True)
+            raw = b64decode_exact(b64)
         except binascii.Error as err:
-            raise CheckpointError("signature is not base64") from err
-        if not name or len(raw) < 5:
+            raise CheckpointError("signature is not base64 (in its one spelling)") from err
+        if not is_key_name(name) or len(raw) < 5:
             raise CheckpointError(f"malformed signature line {line[:40]!r}")
         signatures.append((name, raw))
     return Checkpoint(origin, int(size_text), root, body, tuple(signatures))
@@ -140,3 +159,27 @@ def verify_checkpoint(text: str, trusted: VerifierKey, origin: str | None = None
                 raise CheckpointError(f"signature by trusted key {trusted.name!r} is invalid") from err
             return cp
     raise CheckpointError(f"no signature by the trusted key {trusted.name!r} (key id {trusted.key_id.hex()})")
+
+
+def verify_trusted(text: str, trusted: Sequence[VerifierKey]) -> Checkpoint:
+    """Check a note against a set of trusted keys, as C2SP signed-note verifiers do.
+
+    Lines by unknown keys (a witness's cosignature, say) are ignored. Every line whose name
+    and key id are a trusted key's must verify; at least one of them must be by a key named
+    like the checkpoint's origin. Raises CheckpointError otherwise.
+    """
+    cp = parse_checkpoint(text)
+    body = cp.body.encode("utf-8")
+    signed_by_origin = False
+    for name, raw in cp.signatures:
+        for key in trusted:
+            if key.name != name or raw[:4] != key.key_id:
+                continue
+            try:
+                Ed25519PublicKey.from_public_bytes(key.public_key).verify(raw[4:], body)
+            except InvalidSignature as err:
+                raise CheckpointError(f"signature by trusted key {name!r} is invalid") from err
+            signed_by_origin = signed_by_origin or name == cp.origin
+    if not signed_by_origin:
+        raise CheckpointError(f"no signature by a trusted key named {cp.origin!r}")
+    return cp

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
+MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 / I-JSON: seq and round must stay within ±(2^53-1)
+
 LEAF_FIELDS = ("ciphertext", "config_hash", "entry_type", "key_id", "model_hash",
                "node_id", "round", "run_id", "seq", "timestamp")
 
@@ -66,6 +68,8 @@ def leaf_bytes(seq: int, timestamp: str, entry_type: str, run_id: str, round_: i
     """
     if type(seq) is not int or not (round_ is None or type(round_) is int):
         raise TypeError("seq and round must be integers")
+    if not 0 <= seq <= MAX_SAFE_INTEGER or not (round_ is None or -MAX_SAFE_INTEGER <= round_ <= MAX_SAFE_INTEGER):
+        raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
     return (
         '{"ciphertext":"%s","config_hash":%s,"entry_type":%s,"key_id":%s,"model_hash":%s,'
         '"node_id":%s,"round":%s,"run_id":%s,"seq":%d,"timestamp":%s}'
@@ -93,6 +97,8 @@ class LeafEncoder:
                  model_hash: str, config_hash: str, key_id: str, ciphertext: bytes) -> bytes:
         if type(seq) is not int or not (round_ is None or type(round_) is int):
             raise TypeError("seq and round must be integers")
+        if not 0 <= seq <= MAX_SAFE_INTEGER or not (round_ is None or -MAX_SAFE_INTEGER <= round_ <= MAX_SAFE_INTEGER):
+            raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
         key = (config_hash, entry_type, key_id, model_hash, node_id, round_, run_id)
         middle = self._middles.get(key)
         if middle is None:

@@ -26,6 +26,10 @@ class KeyDestroyedError(FedgovError):
     """The data key for a scope was crypto-shredded: its payloads are gone for good."""
 
 
+class UnknownDataKeyError(KeyDestroyedError):
+    """An entry names a data key the ledger never had: the row was not written by fedgov."""
+
+
 class DecryptionError(VerificationError):
     """A ciphertext failed authentication: altered, or moved to another place."""
 

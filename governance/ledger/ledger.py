@@ -10,24 +10,35 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
-from governance.errors import UsageError, VerificationError
+from governance import entry_types as et
+from governance.deferred_signals import signals_deferred
+from governance.entry_types import SYSTEM_SCOPE
+from governance.errors import UsageError
 from governance.keystore import (ENV_PASSPHRASE, KeyMaterial, keys_from_env, read_keystore,
                                  write_keystore)
 from governance.ledger import envelope, merkle
 from governance.ledger.canonical import fast_canonical_bytes
-from governance.ledger.checkpoint import VerifierKey, public_key_bytes, sign_checkpoint, verify_checkpoint
-from governance.ledger.entry import Entry, EntryDraft, LeafEncoder
-from governance.ledger.store import LedgerStore
+from governance.ledger.checkpoint import (Checkpoint, CheckpointError, VerifierKey, public_key_bytes, sign_checkpoint,
+                                          verify_checkpoint)
+from governance.ledger.entry import MAX_SAFE_INTEGER, Entry, EntryDraft, LeafEncoder
+from governance.ledger.signed_head import (SigningRefusedError, advance_head, check_before_signing, parse_head,
+                                          read_head)
+from governance.ledger.store import LedgerStore, StoreError
+from governance.ledger.tree_cache import CacheDiff, compare, node_order, repair_rows
+from governance.ledger.unsigned_tail import OwnBatch, check_unsigned_tail
+from governance.private_files import make_private_dir, write_atomic
 from governance.workspace import Workspace
 
-SYSTEM_SCOPE = "ledger:system"
+__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "utc_now"]
 
 
 def utc_now() -> str:
@@ -49,6 +60,9 @@ class Ledger:
         self._scope_keys: dict[str, tuple[str, AESGCM]] = {}
         self._aeads: dict[str, AESGCM] = {}
         self._frontier: tuple[merkle.Frontier, bytes] | None = None
+        self._own: list[OwnBatch] = []  # batches this process committed and no checkpoint covers yet
+        self._pending: list[OwnBatch] = []  # batches of the open transaction
+        self._shredding: dict[str, AESGCM] = {}  # keys destroyed in the open transaction, for the tail check
 
     def __repr__(self) -> str:
         return f"Ledger({self.origin!r}, writer={self._keys is not None})"
@@ -56,8 +70,13 @@ class Ledger:
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, ws: Workspace, passphrase: str | None = None) -> Ledger:
-        """Open for writing. Keys: `passphrase` > FEDGOV_KEK/FEDGOV_SIGNING_KEY > FEDGOV_PASSPHRASE."""
+    def open(cls, ws: Workspace, passphrase: str | None = None, *, write: bool = True) -> Ledger:
+        """Open with the keys. Keys: `passphrase` > FEDGOV_KEK/FEDGOV_SIGNING_KEY > FEDGOV_PASSPHRASE.
+
+        `write=False` opens the database read-only: payloads can be read, nothing appended,
+        and a read-only workspace or database is enough. A writer reads the keystore under
+        the workspace lock and first finishes any KEK replacement a crash interrupted.
+        """
         import os
 
         keys = None if passphrase else keys_from_env()
@@ -66,8 +85,22 @@ class Ledger:
             if not passphrase:
                 raise UsageError(f"no passphrase: set {ENV_PASSPHRASE}, pass --passphrase-file, "
                                  "or set FEDGOV_KEK and FEDGOV_SIGNING_KEY")
-            keys = read_keystore(ws.keystore_path, passphrase)
-        store = LedgerStore.open(ws.db_url)
+        if not write or keys is not None:
+            keys = keys or read_keystore(ws.keystore_path, passphrase or "")
+            return cls._with_store(ws, keys, passphrase, write)
+        with ws.lock():
+            ledger = cls._with_store(ws, read_keystore(ws.keystore_path, passphrase or ""), passphrase, write)
+            try:
+                ws.tighten()
+                ledger._reconcile_keystore(ledger._require_keys())
+            except BaseException:
+                ledger.close()
+                raise
+        return ledger
+
+    @classmethod
+    def _with_store(cls, ws: Workspace, keys: KeyMaterial, passphrase: str | None, write: bool) -> Ledger:
+        store = LedgerStore.open(ws.db_url, readonly=not write)
         if store.meta["public_key"] != base64.b64encode(public_key_bytes(keys.signing_key)).decode():
             store.close()
             raise UsageError("these keys do not belong to this ledger (signing key differs)")
@@ -75,8 +108,8 @@ class Ledger:
 
     @classmethod
     def open_readonly(cls, ws: Workspace) -> Ledger:
-        """Open without any secret: for verification, listing and proofs."""
-        return cls(ws, LedgerStore.open(ws.db_url), None)
+        """Open without any secret, read-only: for verification, listing and proofs."""
+        return cls(ws, LedgerStore.open(ws.db_url, readonly=True), None)
 
     def close(self) -> None:
         self.store.close()
@@ -97,18 +130,72 @@ class Ledger:
         """The ledger's own public key as recorded in the DB (verify trusts the pinned one instead)."""
         return VerifierKey(self.origin, base64.b64decode(self.store.meta["public_key"]))
 
+    def _own_key(self) -> VerifierKey:
+        """The verifier key of the signing key this writer holds: what the signer trusts."""
+        return VerifierKey(self.origin, public_key_bytes(self._require_keys().signing_key))
+
     # -- keys ----------------------------------------------------------------------------------
 
     def _kek_for(self, kek_id: str) -> bytes:
-        keys = self._require_keys()
-        for kek in (keys.kek, *keys.old_keks):
-            if envelope.kek_id(kek) == kek_id:
-                return kek
+        for attempt in range(2):
+            keys = self._require_keys()
+            for kek in (keys.kek, *keys.old_keks):
+                if envelope.kek_id(kek) == kek_id:
+                    return kek
+            if attempt == 0 and not self._reload_keys():
+                break
         raise envelope.KeyUnwrapError(f"no key-encryption key with id {kek_id} in the keystore")
+
+    def _reload_keys(self) -> bool:
+        """Re-read the keystore (another process rotated the KEK); False when keys came from the env."""
+        if self._passphrase is None or (self._keys is not None and self._keys.from_env):
+            return False
+        self._keys = read_keystore(self.workspace.keystore_path, self._passphrase)
+        return True
+
+    def _current_kek(self, conn: Connection) -> bytes:
+        """The KEK new data keys are wrapped under: the one the database names, never a rotated-away one."""
+        keys = self._require_keys()
+        wanted = self.store.meta_value(conn, "kek_id")
+        if wanted is None or envelope.kek_id(keys.kek) == wanted:
+            return keys.kek
+        if self._reload_keys() and envelope.kek_id(self._require_keys().kek) == wanted:
+            return self._require_keys().kek
+        raise UsageError(f"the key-encryption key was rotated (now {wanted}) and this process cannot load it: "
+                         "restart it with the current keystore, or the current FEDGOV_KEK")
+
+    def _reconcile_keystore(self, keys: KeyMaterial) -> None:
+        """Make the keystore hold exactly the KEKs the database uses; call under the workspace lock.
+
+        `keys` is the keystore as just read under that lock. A KEK replacement writes the
+        keystore twice, with the old KEK beside the new one until the database commits. If it
+        died in between, the old KEK would still open copies of the data keys it wrapped,
+        shredded ones included: drop it. If the database never committed, the new KEK wraps
+        nothing yet: go back to the old one. Temp files a crash left behind go too, since a
+        temp keystore holds KEKs as well.
+        """
+        for leftover in (*self.workspace.path.glob("keystore.json.*.tmp"),
+                         *self.workspace.path.glob("latest_checkpoint.*.tmp")):
+            leftover.unlink(missing_ok=True)
+        self._keys = keys
+        if keys.from_env or self._passphrase is None:
+            return
+        with self.store.read() as conn:
+            in_use = self.store.kek_ids_in_use(conn)
+            wanted = self.store.meta_value(conn, "kek_id")
+        every = (keys.kek, *keys.old_keks)
+        current = next((k for k in every if envelope.kek_id(k) == wanted), None) if wanted else keys.kek
+        if current is None:
+            raise UsageError(f"the keystore does not hold the key-encryption key the ledger uses (kek_id {wanted}): "
+                             "restore keystore.json from a backup made after the last rotation or shred")
+        kept = tuple(k for k in every if k != current and envelope.kek_id(k) in in_use)
+        if current != keys.kek or kept != keys.old_keks:
+            keys = KeyMaterial(kek=current, signing_seed=keys.signing_seed, old_keks=kept)
+            write_keystore(self.workspace.keystore_path, keys, self._passphrase)
+            self._keys = keys
 
     def _keys_for_scopes(self, conn: Connection, scopes: set[str]) -> dict[str, tuple[str, AESGCM]]:
         """Live data key per scope, creating missing ones; checked against the DB in each batch."""
-        keys = self._require_keys()
         found: dict[str, tuple[str, AESGCM]] = {}
         for row in self.store.live_keys_for(conn, sorted(scopes)):
             cached = self._scope_keys.get(row.scope)
@@ -117,11 +204,13 @@ class Ledger:
             else:
                 aead = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key)))
                 found[row.scope] = (row.key_id, aead)
-        for scope in scopes - found.keys():
+        missing = scopes - found.keys()
+        kek = self._current_kek(conn) if missing else b""
+        for scope in missing:
             data_key, key_id = envelope.new_key(), envelope.new_key_id()
             self.store.insert_data_key(conn, {
-                "key_id": key_id, "scope": scope, "wrapped_key": envelope.wrap(keys.kek, data_key),
-                "kek_id": envelope.kek_id(keys.kek), "created": utc_now()})
+                "key_id": key_id, "scope": scope, "wrapped_key": envelope.wrap(kek, data_key),
+                "kek_id": envelope.kek_id(kek), "created": utc_now()})
             found[scope] = (key_id, AESGCM(data_key))
         self._scope_keys.update(found)
         return found
@@ -133,7 +222,8 @@ class Ledger:
         with self.store.read() as conn:
             row = self.store.data_key(conn, key_id)
         if row is None:
-            raise envelope.KeyDestroyedError(f"{what}: data key {key_id} is unknown (key destroyed or never existed)")
+            raise envelope.UnknownDataKeyError(f"{what}: data key {key_id} is unknown to this ledger (the row was not "
+                                               "written by fedgov)")
         if row.wrapped_key is None:
             raise envelope.KeyDestroyedError(
                 f"{what}: payload unreadable, key destroyed (data key {key_id} was crypto-shredded "
@@ -142,15 +232,51 @@ class Ledger:
         self._aeads[key_id] = aead
         return aead
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A writer transaction; the batches it appends count as this process's own once it commits."""
+        self._pending, self._shredding = [], {}
+        try:
+            with self.store.write() as conn:
+                yield conn
+        except BaseException:
+            self._pending, self._shredding = [], {}
+            raise
+        self._own.extend(self._pending)
+        self._pending, self._shredding = [], {}
+
+    def _tail_aead(self, conn: Connection) -> Callable[[str], AESGCM | None]:
+        """The data key (as an AESGCM) for a key id, for checking the unsigned tail; None if the ledger lacks it."""
+        by_id = {key_id: aead for key_id, aead in self._scope_keys.values()}
+
+        def find(key_id: str) -> AESGCM | None:
+            aead = self._shredding.get(key_id) or self._aeads.get(key_id) or by_id.get(key_id)
+            if aead is None:
+                row = self.store.data_key(conn, key_id)
+                if row is None or row.wrapped_key is None:
+                    return None
+                aead = self._aeads[key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id),
+                                                                    bytes(row.wrapped_key)))
+            return aead
+        return find
+
     # -- appending -----------------------------------------------------------------------------
 
-    def append(self, drafts: Sequence[EntryDraft]) -> list[int]:
-        """Append a batch in one transaction; durable on return. Returns the new seqs."""
+    def append(self, drafts: Sequence[EntryDraft], *, sign: bool = False) -> list[int]:
+        """Append a batch in one transaction; durable on return. Returns the new seqs.
+
+        `sign=True` signs a checkpoint over the new tree in the same transaction, so the
+        entries are never stored unsigned: what every command that writes uses.
+        """
         self._require_keys()
         if not drafts:
             return []
-        with self.store.write() as conn:
-            return self._append_in(conn, drafts)
+        with self._transaction() as conn:
+            seqs = self._append_in(conn, drafts)
+            note = self._checkpoint_in(conn) if sign else None
+        if note is not None:
+            advance_head(self.workspace, note)
+        return seqs
 
     def _append_in(self, conn: Connection, drafts: Sequence[EntryDraft]) -> list[int]:
         # The hot path of a bulk append: per entry one C-encoded payload, one AES-GCM call,
@@ -184,6 +310,7 @@ class Ledger:
                          draft.config_hash, key_id, ciphertext, leaf))
             leaves.append(leaf)
         nodes = frontier.extend(leaves, min_level=self.store.min_stored_level)
+        self._pending.append(OwnBatch.of(size, leaves))
         self.store.insert_entries(conn, rows)
         self.store.insert_nodes(conn, nodes)
         self._frontier = (frontier, leaves[-1])
@@ -223,36 +350,130 @@ class Ledger:
             return merkle.consistency_proof(size1, size2, lambda k: self.store.fetch_nodes(conn, k))
 
     def checkpoint(self) -> str:
-        """Sign a checkpoint of the current tree, after proving it consistent with the last one."""
+        """Sign a checkpoint of the current tree, after proving it extends every one signed before."""
+        self._require_keys()
+        with self._transaction() as conn:
+            note = self._checkpoint_in(conn)
+        advance_head(self.workspace, note)
+        return note
+
+    def _checkpoint_in(self, conn: Connection, genesis: bool = False, head: str | None = None) -> str:
+        """Sign the tree inside the caller's write transaction; the caller advances the signed head after commit.
+
+        Refuses (SigningRefusedError) unless the tree extends both the database's latest
+        checkpoint and the workspace's own record of the last one it signed (signed_head.py),
+        or `head` in its place (adoption). Only the genesis checkpoint of `create_ledger` is
+        signed with neither.
+        """
         keys = self._require_keys()
-        with self.store.write() as conn:
-            size = self.store.size(conn)
-            if size == 0:
-                raise UsageError("nothing to checkpoint: the ledger is empty")
-            fetch = lambda k: self.store.fetch_nodes(conn, k)  # noqa: E731
-            root = merkle.root_from_nodes(size, fetch)
-            previous = self.store.latest_checkpoint(conn)
-            proof: list[bytes] = []
-            if previous is not None:
-                prev = verify_checkpoint(previous["note"], self.verifier_key, self.origin)
-                if prev.size > size:
-                    raise VerificationError(f"refusing to sign: the ledger has {size} entries but checkpoint "
-                                            f"#{previous['id']} covers {prev.size} (truncated)")
-                if prev.size == size:
-                    if prev.root != root:
-                        raise VerificationError(f"refusing to sign: root differs from checkpoint #{previous['id']} "
-                                                "at the same size (history rewritten)")
-                    return previous["note"]
-                proof = merkle.consistency_proof(prev.size, size, fetch)
-                try:
-                    merkle.verify_consistency(prev.size, size, proof, prev.root, root)
-                except merkle.ProofError as err:
-                    raise VerificationError(f"refusing to sign: tree is not consistent with checkpoint "
-                                            f"#{previous['id']}: {err}") from err
-            note = sign_checkpoint(self.origin, size, root, self.origin, keys.signing_key)
-            cp_id = 1 if previous is None else int(previous["id"]) + 1
-            self.store.insert_checkpoint(conn, cp_id, size, note, proof, utc_now())
-            return note
+        own = self._own_key()
+        size = self.store.size(conn)
+        if size == 0:
+            raise UsageError("nothing to checkpoint: the ledger is empty")
+        fetch = lambda k: self.store.fetch_nodes(conn, k)  # noqa: E731
+        root = merkle.root_from_nodes(size, fetch)
+        previous = self.store.latest_checkpoint(conn)
+        prev: Checkpoint | None = None
+        if previous is not None:
+            try:
+                prev = verify_checkpoint(previous["note"], own, self.origin)
+            except CheckpointError as err:
+                raise SigningRefusedError(f"refusing to sign: the database's checkpoint #{previous['id']} is not "
+                                          f"signed by this ledger's key ({err})") from err
+            if prev.size > size:
+                raise SigningRefusedError(f"refusing to sign: the ledger has {size} entries but checkpoint "
+                                          f"#{previous['id']} covers {prev.size} (truncated)")
+        if not genesis:
+            check_before_signing(self.workspace, read_head(self.workspace) if head is None else head, own,
+                                 None if prev is None else (int(previous["id"]), prev), size,
+                                 lambda at: root if at == size else merkle.root_from_nodes(at, fetch))
+        proof: list[bytes] = []
+        if prev is not None:
+            if prev.size == size:
+                if prev.root != root:
+                    raise SigningRefusedError(f"refusing to sign: root differs from checkpoint #{previous['id']} "
+                                              "at the same size (history rewritten)")
+                return previous["note"]
+            self._own = [b for b in self._own if b.end > prev.size]
+            check_unsigned_tail(self.store, conn, prev.size, size, self._own + self._pending, self._tail_aead(conn),
+                                self.ledger_id)
+            proof = merkle.consistency_proof(prev.size, size, fetch)
+            try:
+                merkle.verify_consistency(prev.size, size, proof, prev.root, root)
+            except merkle.ProofError as err:
+                raise SigningRefusedError(f"refusing to sign: tree is not consistent with checkpoint "
+                                          f"#{previous['id']}: {err} (if `fedgov audit verify` names a cached tree "
+                                          "node, run `fedgov audit repair-cache`)") from err
+        note = sign_checkpoint(self.origin, size, root, self.origin, keys.signing_key)
+        cp_id = 1 if previous is None else int(previous["id"]) + 1
+        self.store.insert_checkpoint(conn, cp_id, size, note, proof, utc_now())
+        return note
+
+    def adopt_head(self, actor: str, reason: str) -> str:
+        """Take the database's latest checkpoint as the signed head, on the operator's word, and record it.
+
+        For a workspace whose `latest_checkpoint` is missing (made before it existed, or lost),
+        or whose database was restored from a backup that ends before it. Never for a database
+        that holds the head's entries under another root: that is a rewrite, not a restore.
+        The caller verifies the ledger first. The entry keeps the head it replaces, so the
+        decision, and any history it gives up, stays in the signed record; the head file
+        changes only after that entry has committed.
+        """
+        self._require_keys()
+        if not actor or not reason:
+            raise UsageError("adopting the database's checkpoint needs --actor and --reason")
+        own = self._own_key()
+        with self.workspace.lock():
+            replaced = read_head(self.workspace)
+            with self._transaction() as conn:
+                latest = self.store.latest_checkpoint(conn)
+                if latest is None:
+                    raise SigningRefusedError("refusing to adopt: the database holds no checkpoint")
+                verify_checkpoint(latest["note"], own, self.origin)
+                if replaced is not None:
+                    self._refuse_adopting_a_rewrite(conn, parse_head(self.workspace, replaced, own))
+                payload = {"actor": actor, "reason": reason, "adopted": latest["note"], "replaced": replaced}
+                self._append_in(conn, [EntryDraft(et.HEAD_ADOPTED, payload, SYSTEM_SCOPE)])
+                note = self._checkpoint_in(conn, head=latest["note"])
+            write_atomic(self.workspace.head_path, note.encode("utf-8"))
+        return note
+
+    def _refuse_adopting_a_rewrite(self, conn: Connection, head: Checkpoint) -> None:
+        size = self.store.size(conn)
+        if size >= head.size:
+            stored = merkle.root_from_nodes(head.size, lambda k: self.store.fetch_nodes(conn, k))
+            if stored != head.root:
+                raise SigningRefusedError(
+                    f"refusing to adopt: the database holds the {head.size} entries this workspace signed, but they "
+                    "hash to another root: that is a rewrite, not a restore from backup (run `fedgov audit verify`)")
+
+    def repair_cache(self, actor: str) -> tuple[CacheDiff, str | None]:
+        """Rebuild the stored tree nodes from the entries' leaf hashes; touch no entry; record and sign it.
+
+        Returns what differed and the new checkpoint (None when the cache was intact). The
+        signing rules still apply, so a cache "repaired" over rewritten entries is refused.
+        """
+        from governance.ledger.verify import recompute_tree
+
+        self._require_keys()
+        if not actor:
+            raise UsageError("repairing the cache needs an actor")
+        with self._transaction() as conn:
+            size, nodes = recompute_tree(self.store.iter_entries(conn), self.store.min_stored_level)
+            diff = compare(nodes, self.store.iter_nodes(conn), self.store.min_stored_level)
+            if not diff:
+                return diff, None
+            delete, insert = repair_rows(nodes, diff)
+            self.store.replace_nodes(conn, delete, insert)
+            self._frontier = None
+            payload = {"actor": actor, "tree_size": size, "altered": len(diff.altered), "missing": len(diff.missing),
+                       "extra": len(diff.extra), "nodes": [[str(part) if type(part) is not int else part for part in k]
+                                                           for k in sorted(diff.altered + diff.missing + diff.extra,
+                                                                           key=node_order)[:100]]}
+            self._append_in(conn, [EntryDraft(et.CACHE_REPAIRED, payload, SYSTEM_SCOPE)])
+            note = self._checkpoint_in(conn)
+        advance_head(self.workspace, note)
+        return diff, note
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -295,49 +516,88 @@ class Ledger:
     # -- shredding and rotation ----------------------------------------------------------------
 
     def shred(self, scope: str, actor: str, reason: str) -> int:
-        """Destroy the scope's data key(s) for good; record who, when and why. Returns that entry's seq."""
-        self._require_keys()
+        """Destroy the scope's data key(s) for good; record who, when and why. Returns that entry's seq.
+
+        Setting the wrapped key to NULL is not enough: the old bytes live on in SQLite's WAL,
+        in PostgreSQL's dead tuples and WAL, in any copy of the database. So shredding also
+        replaces the key-encryption key: every other live data key is re-wrapped under a new
+        KEK and the old KEK leaves the keystore. Whatever copy of the old wrapped key
+        survives, nothing the passphrase opens can unwrap it.
+        """
         if scope == SYSTEM_SCOPE:
             raise UsageError(f"the {SYSTEM_SCOPE} scope holds the ledger's own records and cannot be shredded")
         if not actor or not reason:
             raise UsageError("shredding needs an actor and a reason")
-        with self.store.write() as conn:
+        with self.store.read() as conn:
+            if not self.store.live_keys_for(conn, [scope]):
+                raise UsageError(f"no live data key for scope {scope!r} (never used, or already shredded)")
+
+        def destroy(conn: Connection, when: str) -> tuple[str, dict[str, Any]]:
             live = self.store.live_keys_for(conn, [scope])
             if not live:
-                raise UsageError(f"no live data key for scope {scope!r} (never used, or already shredded)")
-            key_ids = [r.key_id for r in live]
-            when = utc_now()
+                raise UsageError(f"no live data key for scope {scope!r} (shredded meanwhile by another process)")
+            key_ids = sorted(r.key_id for r in live)
+            for row in live:  # the tail check in this transaction may still need them
+                self._shredding[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key)))
             self.store.destroy_data_keys(conn, key_ids, when, actor)
-            payload = {"actor": actor, "reason": reason, "scope": scope, "key_ids": key_ids, "destroyed_at": when}
-            seq = self._append_in(conn, [EntryDraft("key_destroyed", payload, SYSTEM_SCOPE)])[0]
+            return et.KEY_DESTROYED, {"actor": actor, "reason": reason, "scope": scope, "key_ids": key_ids,
+                                      "destroyed_at": when}
+
+        seq = self._replace_kek(destroy)
         self._scope_keys.pop(scope, None)
-        for key_id in key_ids:
-            self._aeads.pop(key_id, None)
+        self._aeads.clear()
         return seq
 
     def rotate_kek(self, actor: str) -> int:
         """Re-wrap every live data key under a new KEK; entries are untouched. Returns the entry's seq."""
+        if not actor:
+            raise UsageError("KEK rotation needs an actor")
+        return self._replace_kek(lambda conn, when: (et.KEK_ROTATED, {"actor": actor, "rotated_at": when}))
+
+    def _replace_kek(self, change: Any) -> int:
+        """Move every live data key to a new KEK, with `change(conn, when)` in the same transaction.
+
+        Ordering: the keystore first holds both KEKs, then the database commits, then the
+        keystore drops the old one. All of it runs under the workspace lock, with the keystore
+        read afresh under that lock, and with SIGINT/SIGTERM held back. If it fails, or the
+        process dies, the keystore is settled from what the database committed
+        (`_reconcile_keystore`), now or by the next writer: it never loses the KEK the
+        database names.
+        """
         keys = self._require_keys()
         if keys.from_env or not self._passphrase:
-            raise UsageError("KEK rotation rewrites the keystore file: open the ledger with its passphrase, "
-                             "not with FEDGOV_KEK")
-        new_kek = envelope.new_key()
-        # Keep the old KEK in the keystore until the DB has committed: a crash leaves both usable.
-        staged = KeyMaterial(kek=new_kek, signing_seed=keys.signing_seed, old_keks=(keys.kek, *keys.old_keks))
-        write_keystore(self.workspace.keystore_path, staged, self._passphrase)
-        self._keys = staged
-        new_id = envelope.kek_id(new_kek)
-        with self.store.write() as conn:
-            rows = self.store.all_live_keys(conn)
-            for row in rows:
-                data_key = envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key))
-                self.store.rewrap_data_key(conn, row.key_id, envelope.wrap(new_kek, data_key), new_id)
-            payload = {"actor": actor, "old_kek_id": envelope.kek_id(keys.kek), "new_kek_id": new_id,
-                       "rewrapped_keys": len(rows), "rotated_at": utc_now()}
-            seq = self._append_in(conn, [EntryDraft("kek_rotated", payload, SYSTEM_SCOPE)])[0]
-        final = KeyMaterial(kek=new_kek, signing_seed=keys.signing_seed)
-        write_keystore(self.workspace.keystore_path, final, self._passphrase)
-        self._keys = final
+            raise UsageError("this rewrites the keystore file (the old key-encryption key must leave it): open the "
+                             "ledger with its passphrase, not with FEDGOV_KEK")
+        with self.workspace.lock(), signals_deferred():
+            self._reconcile_keystore(read_keystore(self.workspace.keystore_path, self._passphrase))
+            keys = self._require_keys()
+            new_kek = envelope.new_key()
+            new_id = envelope.kek_id(new_kek)
+            staged = KeyMaterial(kek=new_kek, signing_seed=keys.signing_seed, old_keks=(keys.kek, *keys.old_keks))
+            write_keystore(self.workspace.keystore_path, staged, self._passphrase)
+            self._keys = staged
+            try:
+                with self._transaction() as conn:
+                    when = utc_now()
+                    entry_type, payload = change(conn, when)
+                    rows = self.store.all_live_keys(conn)
+                    for row in rows:
+                        data_key = envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key))
+                        self.store.rewrap_data_key(conn, row.key_id, envelope.wrap(new_kek, data_key), new_id)
+                    old_id = self.store.meta_value(conn, "kek_id") or envelope.kek_id(keys.kek)
+                    self.store.set_meta(conn, "kek_id", new_id)
+                    payload.update({"old_kek_id": old_id, "new_kek_id": new_id, "rewrapped_keys": len(rows)})
+                    seq = self._append_in(conn, [EntryDraft(entry_type, payload, SYSTEM_SCOPE)])[0]
+                    note = self._checkpoint_in(conn)
+            except BaseException:
+                with suppress(Exception):  # committed or not, settle by what the database says
+                    self._reconcile_keystore(staged)
+                raise
+            final = KeyMaterial(kek=new_kek, signing_seed=keys.signing_seed)
+            write_keystore(self.workspace.keystore_path, final, self._passphrase)
+            self._keys = final
+            self._scope_keys.clear()
+            advance_head(self.workspace, note)
         return seq
 
     # -- blobs (model archive) ---------------------------------------------------------------
@@ -345,7 +605,7 @@ class Ledger:
     def encrypt_blob(self, scope: str, data: bytes, aad: bytes) -> bytes:
         """Encrypt an archive file under the scope's data key: "FGB1" || key id (16) || nonce || ct."""
         self._require_keys()
-        with self.store.write() as conn:
+        with self._transaction() as conn:
             key_id, aead = self._keys_for_scopes(conn, {scope})[scope]
         return envelope.BLOB_MAGIC + bytes.fromhex(key_id) + envelope.seal(
             aead, data, envelope.blob_aad(self.ledger_id, key_id, aad))
@@ -366,8 +626,8 @@ def _checked(draft: EntryDraft) -> dict[str, Any]:
         raise UsageError("entry_type must be a non-empty string of at most 64 characters")
     if not isinstance(draft.scope, str) or not draft.scope:
         raise UsageError("scope must be a non-empty string")
-    if draft.round is not None and type(draft.round) is not int:
-        raise UsageError("round must be an integer or None")
+    if draft.round is not None and (type(draft.round) is not int or abs(draft.round) > MAX_SAFE_INTEGER):
+        raise UsageError("round must be None or an integer within ±(2^53-1)")
     for name, value in (("run_id", draft.run_id), ("node_id", draft.node_id), ("model_hash", draft.model_hash),
                         ("config_hash", draft.config_hash)):
         if not isinstance(value, str) or len(value) > 128:
@@ -378,29 +638,99 @@ def _checked(draft: EntryDraft) -> dict[str, Any]:
 
 
 def create_ledger(ws: Workspace, passphrase: str, db_url: str | None) -> None:
-    """Create keystore, database, trust file and config; record a genesis entry and checkpoint."""
-    url = db_url or f"sqlite:///{ws.sqlite_path}"
-    if url.startswith("sqlite") and ws.sqlite_path.exists() and db_url is None:
-        raise UsageError(f"{ws.sqlite_path} already exists")
-    keys = KeyMaterial.generate()
-    ledger_id = str(uuid.uuid4())
-    origin = f"fedgov.ledger/{ledger_id}"
-    public_key = public_key_bytes(keys.signing_key)
-    ws.path.mkdir(parents=True, exist_ok=True)
-    store = LedgerStore.create(url, {"ledger_id": ledger_id, "origin": origin,
-                                     "public_key": base64.b64encode(public_key).decode(), "created": utc_now()})
+    """Create keystore, database, trust file, config and signed head; record a genesis entry and checkpoint.
+
+    All or nothing: nothing that exists is ever overwritten; the database part is one
+    transaction, written after the workspace files; if anything fails, exactly the files
+    this call made are removed again.
+    """
+    url = _checked_new_url(ws, db_url)
+    files = [ws.keystore_path, ws.trust_path, ws.config_path, ws.head_path, ws.archive_dir]
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None:
+        files.append(sqlite_file)
+    for path in files:
+        if path.exists() or path.is_symlink():
+            raise UsageError(f"{path} already exists: `fedgov audit init` makes a new workspace and never overwrites "
+                             "one (move the old one away first)")
+    made_dir = not ws.path.exists()
+    made: list[Any] = []
     try:
+        make_private_dir(ws.path)
+        keys = KeyMaterial.generate()
+        ledger_id = str(uuid.uuid4())
+        origin = f"fedgov.ledger/{ledger_id}"
+        public_key = public_key_bytes(keys.signing_key)
+        made.append(ws.keystore_path)
         write_keystore(ws.keystore_path, keys, passphrase)
-        ws.archive_dir.mkdir(exist_ok=True)
-        ws.trust_path.write_text(VerifierKey(origin, public_key).to_text() + "\n", encoding="utf-8")
-        config: dict[str, Any] = {"origin": origin}
-        if db_url:
-            config["db_url"] = db_url
-        ws.write_config(config)
-        ledger = Ledger(ws, store, keys, passphrase)
-        ledger.append([EntryDraft("ledger_created", {"ledger_id": ledger_id, "origin": origin,
-                                                     "public_key": base64.b64encode(public_key).decode()},
-                                  SYSTEM_SCOPE)])
-        ledger.checkpoint()
+        made.append(ws.archive_dir)
+        make_private_dir(ws.archive_dir)
+        made.append(ws.trust_path)
+        write_atomic(ws.trust_path, (VerifierKey(origin, public_key).to_text() + "\n").encode("utf-8"))
+        made.append(ws.config_path)
+        ws.write_config({"origin": origin, **({"db_url": db_url} if db_url else {})})
+        if sqlite_file is not None:
+            made.extend(sqlite_file.with_name(sqlite_file.name + suffix) for suffix in ("", "-wal", "-shm"))
+        made.append(ws.head_path)
+        _create_database(ws, url, keys, passphrase, {
+            "ledger_id": ledger_id, "origin": origin, "public_key": base64.b64encode(public_key).decode(),
+            "created": utc_now(), "kek_id": envelope.kek_id(keys.kek)})
+    except BaseException:
+        for path in reversed(made):
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        if made_dir and ws.path.is_dir() and not any(ws.path.iterdir()):
+            ws.path.rmdir()
+        raise
+
+
+def _checked_new_url(ws: Workspace, db_url: str | None) -> str:
+    """The database URL for a new ledger, refused when it holds a password or names no driver fedgov has."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if db_url is None:
+        return f"sqlite:///{ws.sqlite_path}"
+    try:
+        parts = make_url(db_url)
+    except ArgumentError as err:
+        raise UsageError(f"--db-url {db_url!r} is not a database URL (e.g. postgresql+psycopg://user@host/db)") from err
+    if parts.password or any(k.lower() == "password" for k in parts.query):
+        raise UsageError("--db-url holds a password, which the workspace would keep in config.json: remove it "
+                         "and give it to the driver through PGPASSWORD or a PGPASSFILE")
+    if parts.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UsageError(f"--db-url: fedgov keeps its ledger in SQLite or PostgreSQL, not {parts.get_backend_name()}")
+    if parts.get_backend_name() == "sqlite" and not parts.database:
+        raise UsageError("--db-url: a SQLite ledger needs a file path (sqlite:///path/ledger.db)")
+    return db_url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parts = make_url(url)
+    return Path(parts.database).resolve() if parts.get_backend_name() == "sqlite" else None
+
+
+def _create_database(ws: Workspace, url: str, keys: KeyMaterial, passphrase: str, meta: dict[str, str]) -> None:
+    """Schema, genesis entry and genesis checkpoint in one transaction; the signed head before it commits."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    store = LedgerStore.connect_new(url)
+    try:
+        with store.write() as conn:
+            store.create_schema(conn, meta)
+            ledger = Ledger(ws, store, keys, passphrase)
+            ledger._append_in(conn, [EntryDraft(et.LEDGER_CREATED, {
+                "ledger_id": meta["ledger_id"], "origin": meta["origin"], "public_key": meta["public_key"]},
+                SYSTEM_SCOPE)])
+            note = ledger._checkpoint_in(conn, genesis=True)
+            write_atomic(ws.head_path, note.encode("utf-8"))
+    except (SQLAlchemyError, ImportError) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0][:200]
+        raise StoreError(f"cannot create the ledger in {store.display_url}: {reason}") from err
     finally:
         store.close()

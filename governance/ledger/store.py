@@ -9,6 +9,8 @@ the sequence gapless and the tree consistent.
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
-from governance.errors import UsageError
+from governance.entry_types import stored_names
+from governance.errors import UsageError, VerificationError
 from governance.ledger.entry import Entry
 from governance.ledger.merkle import NodeKey, hash_children
 
@@ -95,26 +98,48 @@ class StoreError(UsageError):
     """The ledger database is missing, unreadable, or not a supported fedgov ledger."""
 
 
+class MetaMissingError(VerificationError):
+    """A meta row every fedgov ledger has is gone: the table was edited."""
+
+
 class UnsupportedSchemaError(StoreError):
     """The database schema version is not one this fedgov understands."""
+
+
+REQUIRED_META = ("ledger_id", "origin", "public_key", "schema_version")
+
+
+def display_url(url: str) -> str:
+    """A database URL for messages: the password hidden, in the user part and in the query."""
+    parts = make_url(url)
+    query = {k: ("***" if k.lower() == "password" else v) for k, v in parts.query.items()}
+    return parts.set(query=query).render_as_string(hide_password=True)
 
 
 def _is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, readonly: bool = False) -> Engine:
     if _is_sqlite(url):
-        engine = sa.create_engine(url, connect_args={"timeout": 120})
+        uri = _readonly_uri(Path(make_url(url).database or "")) if readonly else None
+        if uri is not None:
+            engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=120,
+                                                                                 check_same_thread=False))
+        else:
+            engine = sa.create_engine(url, connect_args={"timeout": 120})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 120000")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = FULL")  # durable when append() returns
-            cur.execute("PRAGMA secure_delete = ON")  # shredded key bytes are overwritten
+            if readonly:
+                cur.execute("PRAGMA query_only = ON")  # this connection changes nothing
+            else:
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = FULL")  # durable when append() returns
+                cur.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed
             cur.execute("PRAGMA cache_size = -65536")  # 64 MiB: keeps index pages hot during bulk appends
             cur.close()
 
@@ -127,12 +152,37 @@ def _make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=False)
 
 
+def _readonly_uri(path: Path) -> str | None:
+    """How to open `path` read-only: None for a plain connection with `query_only`, else a URI.
+
+    Where the file and its directory are writable, a plain connection (with `query_only`)
+    shares the WAL with writers and, closing last, tidies it away as a writer would. On a
+    read-only file or mount: `mode=ro` reads a WAL database when its -shm file is there;
+    with neither -shm nor WAL content (a ledger copied after its last writer closed), only
+    `immutable=1` opens it, and that is safe exactly because nothing there can change.
+    """
+    from urllib.parse import quote
+
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return None
+    base = "file:" + quote(str(path))
+    wal = path.with_name(path.name + "-wal")
+    shm = path.with_name(path.name + "-shm")
+    if not os.access(path.parent, os.W_OK) and not shm.exists():
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(f"cannot read {path} on a read-only mount: it has a write-ahead log ({wal.name}) "
+                             f"but no {shm.name}; copy the workspace with both files, or mount it writable")
+        return base + "?immutable=1"
+    return base + "?mode=ro"
+
+
 class LedgerStore:
     """Rows in, rows out. Knows SQL and locking, nothing about keys or proofs."""
 
-    def __init__(self, url: str, engine: Engine) -> None:
+    def __init__(self, url: str, engine: Engine, readonly: bool = False) -> None:
         self.url = url
         self.engine = engine
+        self.readonly = readonly
         self.is_sqlite = _is_sqlite(url)
         self.meta: dict[str, str] = {}
         self.min_stored_level = 1  # set from the schema version on create/open
@@ -142,23 +192,30 @@ class LedgerStore:
         self.min_stored_level = MIN_STORED_LEVEL.get(meta.get("schema_version", ""), 1)
 
     @classmethod
-    def create(cls, url: str, meta: dict[str, str]) -> LedgerStore:
-        """Create the schema, triggers and meta rows in an empty database."""
+    def connect_new(cls, url: str) -> LedgerStore:
+        """An engine for a database that will receive a new ledger (`create_schema`, in a write transaction).
+
+        A new SQLite file is created 0600 first: SQLite gives its -wal and -shm files the same mode.
+        """
         if _is_sqlite(url):
-            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
-        store = cls(url, _make_engine(url))
-        with store.engine.connect() as conn:
-            conn = conn.execution_options(fedgov_write=True)
-            with conn.begin():
-                if sa.inspect(conn).has_table("fedgov_meta"):
-                    raise StoreError("the database already holds a fedgov ledger")
-                metadata.create_all(conn)
-                for table in APPEND_ONLY:
-                    store._protect(conn, table)
-                conn.execute(meta_table.insert(), [{"key": k, "value": v} for k, v in
-                                                    {**meta, "schema_version": str(SCHEMA_VERSION)}.items()])
-        store._set_meta({**meta, "schema_version": str(SCHEMA_VERSION)})
-        return store
+            from governance.private_files import create_private_file, make_private_dir
+
+            path = Path(make_url(url).database or "")
+            if not path.parent.exists():
+                make_private_dir(path.parent)
+            create_private_file(path)
+        return cls(url, _make_engine(url))
+
+    def create_schema(self, conn: Connection, meta: dict[str, str]) -> None:
+        """Create tables, triggers and meta rows in an empty database, inside the caller's transaction."""
+        if sa.inspect(conn).has_table("fedgov_meta"):
+            raise StoreError("the database already holds a fedgov ledger")
+        metadata.create_all(conn)
+        for table in APPEND_ONLY:
+            self._protect(conn, table)
+        rows = {**meta, "schema_version": str(SCHEMA_VERSION)}
+        conn.execute(meta_table.insert(), [{"key": k, "value": v} for k, v in rows.items()])
+        self._set_meta(rows)
 
     def _protect(self, conn: Connection, table: str) -> None:
         if self.is_sqlite:
@@ -176,15 +233,19 @@ class LedgerStore:
             conn.exec_driver_sql(f"REVOKE TRUNCATE, UPDATE, DELETE ON {table} FROM PUBLIC")
 
     @classmethod
-    def open(cls, url: str) -> LedgerStore:
-        """Open an existing ledger; one clear StoreError if it is missing, corrupt or unsupported."""
+    def open(cls, url: str, readonly: bool = False) -> LedgerStore:
+        """Open an existing ledger; one clear StoreError if it is missing, corrupt or unsupported.
+
+        `readonly` opens SQLite with `mode=ro` (or `immutable=1` on a read-only mount) and
+        PostgreSQL in read-only transactions: verification and listings never write.
+        """
         if _is_sqlite(url):
             path = Path(make_url(url).database or "")
             if not path.is_file():
                 raise StoreError(f"no ledger database at {path}")
-        store = cls(url, _make_engine(url))
+        store = cls(url, _make_engine(url, readonly), readonly)
         try:
-            with store.engine.connect() as conn:
+            with store.read() as conn:
                 if not sa.inspect(conn).has_table("fedgov_meta"):
                     raise StoreError(f"{store.display_url} is not a fedgov ledger (no meta table)")
                 store._set_meta({r.key: r.value for r in conn.execute(sa.select(meta_table))})
@@ -192,6 +253,10 @@ class LedgerStore:
             store.engine.dispose()
             raise StoreError(f"cannot read ledger database {store.display_url}: it is corrupt or unreachable "
                              f"({type(err.orig).__name__})") from err
+        missing = [k for k in REQUIRED_META if not isinstance(store.meta.get(k), str)]
+        if missing:
+            store.engine.dispose()
+            raise MetaMissingError(f"the ledger's meta table lacks {', '.join(missing)} (edited by hand?)")
         version = store.meta.get("schema_version")
         if version not in SUPPORTED_SCHEMA_VERSIONS:
             store.engine.dispose()
@@ -202,7 +267,7 @@ class LedgerStore:
     @property
     def display_url(self) -> str:
         """The URL with any password hidden, for messages."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return display_url(self.url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -210,6 +275,8 @@ class LedgerStore:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction holding the ledger's writer lock; commits on exit."""
+        if self.readonly:
+            raise UsageError("this ledger was opened read-only")
         with self.engine.connect() as conn:
             conn = conn.execution_options(fedgov_write=True)
             with conn.begin():
@@ -221,8 +288,9 @@ class LedgerStore:
     def read(self) -> Iterator[Connection]:
         """A read transaction (one consistent snapshot)."""
         with self.engine.connect() as conn:
-            if not self.is_sqlite:
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            if not self.is_sqlite:  # read-only transactions only for a read-only store: SQLAlchemy resets the
+                # session to READ WRITE when it returns the connection, which a writer's pool need not see
+                conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=self.readonly)
             with conn.begin():
                 yield conn
 
@@ -284,9 +352,14 @@ class LedgerStore:
             cur = self._cursor(conn)
             try:
                 cur.execute(" UNION ALL ".join(parts), params)
-                found = {(int(lv), int(ix)): bytes(h) for lv, ix, h in cur.fetchall()}
+                rows = cur.fetchall()
             finally:
                 cur.close()
+            for lv, ix, h in rows:
+                if not isinstance(h, (bytes, memoryview)) or len(h) != 32:
+                    raise StoreError(f"stored tree node (level {lv}, idx {ix}) is not a 32-byte hash: run "
+                                     "`fedgov audit verify`, then `fedgov audit repair-cache`")
+                found[(int(lv), int(ix))] = bytes(h)
         for lvl, idx in derived:
             run = [found.get((0, i)) for i in range(idx << lvl, (idx + 1) << lvl)]
             if None in run:
@@ -304,7 +377,10 @@ class LedgerStore:
               limit: int | None = None) -> list[Entry]:
         c = entries_table.c
         q = sa.select(entries_table).order_by(c.seq)
-        for column, value in ((c.entry_type, entry_type), (c.run_id, run_id), (c.round, round), (c.node_id, node_id)):
+        if entry_type is not None:  # a dotted type also finds its pre-0.2 spelling
+            names = stored_names(entry_type)
+            q = q.where(c.entry_type == names[0] if len(names) == 1 else c.entry_type.in_(names))
+        for column, value in ((c.run_id, run_id), (c.round, round), (c.node_id, node_id)):
             if value is not None:
                 q = q.where(column == value)
         if seqs is not None:
@@ -312,6 +388,28 @@ class LedgerStore:
         if limit is not None:
             q = q.limit(limit)
         return [row_to_entry(r) for r in conn.execute(q)]
+
+    def entries_between(self, conn: Connection, start: int, end: int) -> list[tuple]:
+        """Entry rows with start <= seq < end, in seq order, as tuples in ENTRY_COLUMNS order."""
+        mark = "?" if self.is_sqlite else "%s"
+        cur = self._cursor(conn)
+        try:
+            cur.execute(f"SELECT {', '.join(ENTRY_COLUMNS)} FROM fedgov_entries WHERE seq >= {mark} AND seq < {mark} "
+                        "ORDER BY seq", (start, end))
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def leaf_hashes_between(self, conn: Connection, start: int, end: int) -> list[bytes]:
+        """Stored leaf hashes with start <= seq < end, in seq order."""
+        mark = "?" if self.is_sqlite else "%s"
+        cur = self._cursor(conn)
+        try:
+            cur.execute(f"SELECT leaf_hash FROM fedgov_entries WHERE seq >= {mark} AND seq < {mark} ORDER BY seq",
+                        (start, end))
+            return [bytes(h) for (h,) in cur.fetchall()]
+        finally:
+            cur.close()
 
     def iter_entries(self, conn: Connection, batch: int = 50000) -> Iterator[tuple]:
         """All entry rows in seq order, streamed in big driver-level chunks, as tuples in ENTRY_COLUMNS order."""
@@ -328,6 +426,55 @@ class LedgerStore:
                 yield from chunk
         finally:
             cur.close()
+
+    def iter_nodes(self, conn: Connection) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored tree node as (level, idx, hash), ordered by level then idx."""
+        cur = self._cursor(conn)
+        try:
+            cur.execute("SELECT level, idx, hash FROM fedgov_tree_nodes ORDER BY level, idx")
+            while True:
+                chunk = cur.fetchmany(50000)
+                if not chunk:
+                    return
+                yield from chunk  # as stored: tree_cache.compare judges rows of the wrong type
+        finally:
+            cur.close()
+
+    def replace_nodes(self, conn: Connection, delete: Sequence[tuple[int, int]],
+                      insert: Sequence[tuple[int, int, bytes]]) -> None:
+        """Rewrite cached tree nodes (repair only): lift the append-only triggers, change, put them back.
+
+        Runs inside the caller's write transaction, so the table is never left unprotected;
+        triggers that were missing (dropped by whoever broke the cache) come back too.
+        """
+        mark = "?" if self.is_sqlite else "%s"
+        table = "fedgov_tree_nodes"
+        if self.is_sqlite:
+            for op in ("update", "delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
+        else:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+        cur = self._cursor(conn)
+        try:
+            if delete:
+                cur.executemany(f"DELETE FROM {table} WHERE level = {mark} AND idx = {mark}", list(delete))
+        finally:
+            cur.close()
+        self.insert_nodes(conn, insert)
+        self._protect(conn, table)
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def meta_value(self, conn: Connection, key: str) -> str | None:
+        """A meta row read now, in this transaction (the `meta` dict is the one read at open)."""
+        return conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
+
+    def set_meta(self, conn: Connection, key: str, value: str) -> None:
+        """Insert or replace one meta row (only `kek_id` changes after creation)."""
+        conn.execute(meta_table.delete().where(meta_table.c.key == key))
+        conn.execute(meta_table.insert(), [{"key": key, "value": value}])
+        self.meta[key] = value
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -367,6 +514,11 @@ class LedgerStore:
             chunk = list(key_ids[start:start + 500])
             rows.extend(conn.execute(sa.select(data_keys_table).where(c.key_id.in_(chunk))))
         return rows
+
+    def kek_ids_in_use(self, conn: Connection) -> set[str]:
+        """KEK ids that wrap at least one live data key."""
+        c = data_keys_table.c
+        return set(conn.execute(sa.select(c.kek_id).where(c.wrapped_key.is_not(None)).distinct()).scalars())
 
     def all_live_keys(self, conn: Connection) -> list[Any]:
         c = data_keys_table.c
