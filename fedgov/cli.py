@@ -49,6 +49,8 @@ def main() -> None:
         err.show()
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
+        if err.exit_code == 130 and isinstance(err.__cause__, KeyboardInterrupt):  # typer's Ctrl-C
+            typer.echo("interrupted", err=True)
         sys.exit(err.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)

@@ -7,12 +7,13 @@ meaningful exit code: 0 ok, 1 verification failure, 2 usage error.
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_writer
+from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer
 from governance.errors import UsageError
 from governance.workspace import Workspace
 
@@ -42,27 +43,77 @@ def init(workspace: WorkspaceOpt = None,
     typer.echo(f"trusted key: {ws.trust_path.read_text(encoding='utf-8').strip()}")
 
 
+class VerifyFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.command("verify")
 def verify(workspace: WorkspaceOpt = None,
            trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file, or the bundle's).")] = None,
-           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an exported evidence bundle directory instead of a database.")] = None) -> None:
-    """Recompute every leaf and the tree; check every checkpoint against the pinned key. Needs no secret."""
-    from governance.ledger.checkpoint import VerifierKey
-    from governance.ledger.verify import load_trusted_keys, verify_bundle, verify_ledger
+           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an exported evidence bundle directory instead of a database.")] = None,
+           known_checkpoint: Annotated[Optional[list[Path]], typer.Option("--known-checkpoint", help="A checkpoint saved earlier (`fedgov audit checkpoint --out`): the ledger must still contain it. Repeatable.")] = None,
+           require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
+           fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text) -> None:
+    """Recompute every leaf, the tree and its cache; check every checkpoint against the pinned key. Needs no secret."""
+    import json
 
-    keys = None
-    if trusted_key:
-        path = Path(trusted_key)
-        keys = load_trusted_keys(path) if path.is_file() else [VerifierKey.from_text(trusted_key)]
-    if bundle is not None:
-        report = verify_bundle(bundle, keys)
-        if keys is None:
-            typer.echo("note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
+    from governance.errors import FedgovError, VerificationError
+    from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_bundle, verify_ledger
+
+    try:
+        keys = None
+        if trusted_key:
+            keys = _trusted_keys_option(trusted_key)
+        if bundle is not None:
+            from governance.ledger.bundle import TRUST_FILE, BundleReader
+            from governance.ledger.verify import parse_trusted_keys
+
+            trust = keys or parse_trusted_keys(BundleReader(bundle).read_text(TRUST_FILE), f"bundle file {TRUST_FILE}")
+            known = [load_known_checkpoint(f, trust) for f in known_checkpoint or ()]
+            report = verify_bundle(bundle, keys, known)
+        else:
+            ws = Workspace.discover(workspace)
+            known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
+            report = verify_ledger(ws, keys, known)
+        if require_signed and report.unsigned_tail:
+            raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
+                                    f"{report.signed_size}) are not signed (--require-signed)")
+    except FedgovError as err:
+        if fmt is VerifyFormat.json:
+            typer.echo(json.dumps({"verified": False, "error": str(err), "exit_code": err.exit_code}, indent=2))
+        raise
+    if fmt is VerifyFormat.json:
+        typer.echo(json.dumps({**report.to_dict(), "source": "bundle" if bundle is not None else "ledger",
+                               "trusted_key": "pinned" if keys or bundle is None else "shipped in the bundle"},
+                              indent=2))
     else:
-        report = verify_ledger(Workspace.discover(workspace), keys)
-    typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
-    if report.unsigned_tail:
-        typer.echo(f"note: {report.unsigned_tail} entries after the last checkpoint are not yet signed", err=True)
+        typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
+        if report.known:
+            typer.echo(f"known checkpoints: {len(report.known)} matched (tree sizes "
+                       f"{', '.join(map(str, report.known))})")
+        if report.cache_nodes is not None:
+            typer.echo(f"cache: {report.cache_nodes} stored tree nodes match the entries")
+        if report.unsigned_tail:
+            typer.echo(f"unsigned: {report.unsigned_tail} entries after the last signed checkpoint (tree size "
+                       f"{report.signed_size}) are not yet covered by a signature")
+    if bundle is not None and keys is None:
+        typer.echo("note: trusted the bundle's key that signed your --known-checkpoint" if known_checkpoint else
+                   "note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
+
+
+def _trusted_keys_option(value: str) -> list:
+    """`--trusted-key`: a verifier key line, or a trust file of them; a malformed one is a usage error."""
+    from governance.ledger.checkpoint import CheckpointError, VerifierKey
+    from governance.ledger.verify import load_trusted_keys
+
+    path = Path(value)
+    if path.is_dir():
+        raise UsageError(f"--trusted-key {value} is a directory, not a key or a trust file")
+    try:
+        return load_trusted_keys(path) if path.is_file() else [VerifierKey.from_text(value)]
+    except CheckpointError as err:
+        raise UsageError(f"--trusted-key: {err}") from err
 
 
 @app.command("export")
@@ -76,10 +127,42 @@ def export(out: Annotated[Path, typer.Option("--out", help="New or empty directo
 
 
 @app.command("checkpoint")
-def checkpoint(workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
-    """Sign a checkpoint of the current tree (after proving it consistent with the last one)."""
+def checkpoint(workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None,
+               out: Annotated[Optional[Path], typer.Option("--out", help="Also save the signed note to this file, for `audit verify --known-checkpoint` later.")] = None,
+               adopt: Annotated[bool, typer.Option("--adopt", help="Take the database's latest checkpoint as the workspace's signed head (after `audit verify`); recorded.")] = False,
+               actor: Annotated[Optional[str], typer.Option("--actor", help="With --adopt: who decides.")] = None,
+               reason: Annotated[Optional[str], typer.Option("--reason", help="With --adopt: why.")] = None) -> None:
+    """Sign a checkpoint of the current tree, after proving it extends every checkpoint signed before."""
+    from governance.private_files import write_atomic
+
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        raise UsageError(f"--out {out}: not a file path in an existing directory")
+    if not adopt and (actor or reason):
+        raise UsageError("--actor and --reason go with --adopt")
+    if adopt:  # only a ledger that verifies on its own (signatures, entries, cache) may be adopted
+        from governance.ledger.verify import verify_ledger
+
+        verify_ledger(Workspace.discover(workspace), workspace_head=False)
     with open_writer(workspace, passphrase_file) as ledger:
-        typer.echo(ledger.checkpoint(), nl=False)
+        note = ledger.adopt_head(actor or "", reason or "") if adopt else ledger.checkpoint()
+    if out is not None:
+        try:
+            write_atomic(out, note.encode("utf-8"))
+        except OSError as err:
+            raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
+    typer.echo(note, nl=False)
+
+
+@app.command("repair-cache")
+def repair_cache(actor: Annotated[str, typer.Option("--actor", help="Who repairs.")],
+                 workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
+    """Rebuild the stored tree nodes from the entries; entries are untouched; the repair is recorded and signed."""
+    with open_writer(workspace, passphrase_file) as ledger:
+        diff, note = ledger.repair_cache(actor)
+    if note is None:
+        typer.echo("the cache of tree nodes matches the entries: nothing to repair")
+    else:
+        typer.echo(f"repaired: {diff.describe()}; recorded and signed at tree size {note.splitlines()[1]}")
 
 
 @app.command("log")
@@ -98,9 +181,10 @@ def log(workspace: WorkspaceOpt = None,
     import json
 
     from governance.ledger import KeyDestroyedError, Ledger
+    from governance.ledger.envelope import UnknownDataKeyError
 
     if decrypt:
-        ledger = open_writer(workspace, passphrase_file)
+        ledger = open_reader(workspace, passphrase_file)
     else:
         ledger = Ledger.open_readonly(Workspace.discover(workspace))
     with ledger:
@@ -110,6 +194,8 @@ def log(workspace: WorkspaceOpt = None,
             if decrypt:
                 try:
                     record["payload"] = ledger.read_payload(entry)
+                except UnknownDataKeyError:
+                    record["payload"] = "<unknown data key>"
                 except KeyDestroyedError:
                     record["payload"] = "<key destroyed>"
             records.append(record)

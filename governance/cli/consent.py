@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_writer
+from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, open_writer
 from governance.errors import UsageError
 
 app = typer.Typer(name="consent", help="Consent records: who agreed to which purpose, and withdrawals.",
@@ -99,7 +99,7 @@ def list_(
     passphrase_file: PassFileOpt = None,
 ) -> None:
     """Every consent record with its state now (valid, expired, withdrawn, not-yet-valid)."""
-    with open_writer(workspace, passphrase_file) as ledger:
+    with open_reader(workspace, passphrase_file) as ledger:
         rows = _rows(ledger, node, purpose)
     emit(rows, fmt, COLUMNS, f"{len(rows)} consent records")
 
@@ -114,7 +114,7 @@ def show(
     """One record and its history: the grant and any withdrawal, with ledger entries."""
     from governance import entry_types as et
 
-    with open_writer(workspace, passphrase_file) as ledger:
+    with open_reader(workspace, passphrase_file) as ledger:
         rows = [r for r in _rows(ledger, None, None) if r["record_id"] == record_id]
         if not rows:
             raise UsageError(f"no consent record {record_id!r}; list them with `fedgov consent list`")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_writer
+from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader
 
 app = typer.Typer(name="lineage", help="Model lineage: show a model's history, export W3C PROV, find affected models.",
                   no_args_is_help=True, add_completion=False)
@@ -50,7 +50,7 @@ def show(
 
     from governance.lineage import lineage_tree, render_tree
 
-    with open_writer(workspace, passphrase_file) as ledger:
+    with open_reader(workspace, passphrase_file) as ledger:
         versions = _versions(ledger)
     tree = lineage_tree(versions, _resolve(versions, model), run_id=run)
     if as_json:
@@ -70,7 +70,7 @@ def export(
     from governance.lineage import to_prov_json
     from governance.lineage_store import load_operators
 
-    with open_writer(workspace, passphrase_file) as ledger:
+    with open_reader(workspace, passphrase_file) as ledger:
         versions = _versions(ledger)
         operators = sorted(set(load_operators(ledger).values()))
     document = json.dumps(to_prov_json(versions, operator=operators[0] if len(operators) == 1 else None), indent=2)
@@ -99,7 +99,7 @@ def affected(
     """Every model version derived, directly or transitively, from the node's updates."""
     from governance.lineage import affected_models
 
-    with open_writer(workspace, passphrase_file) as ledger:
+    with open_reader(workspace, passphrase_file) as ledger:
         versions = _versions(ledger)
     hashes = affected_models(versions, node)
     where = {}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from governance.cli.options import PassFileOpt, WorkspaceOpt, open_writer
+from governance.cli.options import PassFileOpt, WorkspaceOpt, open_reader
 
 app = typer.Typer(name="model", help="The encrypted, content-addressed model archive.",
                   no_args_is_help=True, add_completion=False)
@@ -28,7 +28,7 @@ def get(
 
     if out.suffix not in (".npz", ".pt"):
         raise UsageError(f"--out {out} must end in .npz or .pt")
-    with open_writer(workspace, passphrase_file) as ledger:
+    with open_reader(workspace, passphrase_file) as ledger:
         model_hash = resolve_hash(ledger, model)
         arrays = load_model(ledger, model_hash)
     tmp = out.with_name(out.name + ".tmp")

@@ -26,10 +26,20 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="table (for people),
 
 
 def open_writer(workspace: Path | None, passphrase_file: Path | None) -> "Ledger":
-    """The ledger with its keys: needed to append entries or read payloads."""
+    """The ledger with its keys, to append entries (and sign them)."""
     from governance.keystore import passphrase_from
     from governance.ledger import Ledger
     from governance.workspace import Workspace
 
     ws = Workspace.discover(workspace)
     return Ledger.open(ws, passphrase_from(passphrase_file, prompt=sys.stdin.isatty()))
+
+
+def open_reader(workspace: Path | None, passphrase_file: Path | None) -> "Ledger":
+    """The ledger with its keys, database opened read-only: listings that decrypt payloads."""
+    from governance.keystore import passphrase_from
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    ws = Workspace.discover(workspace)
+    return Ledger.open(ws, passphrase_from(passphrase_file, prompt=sys.stdin.isatty()), write=False)
