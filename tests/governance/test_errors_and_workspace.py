@@ -62,7 +62,7 @@ def test_cli_init_log_and_verify_round_trip(tmp_path: Path) -> None:
     assert run_fedgov("audit", "init", cwd=tmp_path).returncode == 0
     assert (tmp_path / ".fedgov" / "trusted_keys").is_file()
     log = run_fedgov("audit", "log", "--format", "json", "--decrypt", cwd=tmp_path)
-    assert '"entry_type": "ledger_created"' in log.stdout
+    assert '"entry_type": "ledger.created"' in log.stdout
     verify = run_fedgov("audit", "verify", cwd=tmp_path / ".fedgov")
     assert verify.returncode == 0 and verify.stdout.startswith("checked 1 entries, 1 checkpoints, root ")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -105,7 +106,7 @@ def test_kek_rotation_rewraps_keys_leaves_entries_untouched_and_is_recorded(ledg
     seq = ledger.rotate_kek(actor="ops")
     assert [(e.seq, e.ciphertext, e.leaf_hash) for e in ledger.query()][: len(before)] == before
     assert workspace.keystore_path.read_bytes() != keystore_before
-    assert ledger.get(seq).entry_type == "kek_rotated"
+    assert ledger.get(seq).entry_type == "kek.rotated"
     with Ledger.open(workspace) as fresh:
         assert [fresh.read_payload(e)["i"] for e in fresh.query(entry_type="update_received")] == [0, 1, 2, 3]
         assert fresh.read_payload(fresh.get(seq))["actor"] == "ops"

@@ -1,0 +1,100 @@
+"""What an operator who holds the SQLite database can do to it, written once for the attack tests.
+
+Every helper works on the raw file with the standard `sqlite3` module, as an attacker
+would: the append-only triggers are dropped first, and a rewritten entry gets a
+recomputed leaf hash and a recomputed cache of tree nodes, so only signatures can tell.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from governance.ledger.entry import leaf_bytes
+from governance.ledger.merkle import Frontier, hash_leaf
+from governance.workspace import Workspace
+from tests.governance.conftest import run_fedgov
+
+ENTRY_FIELDS = ("seq", "timestamp", "entry_type", "run_id", "round", "node_id", "model_hash", "config_hash",
+                "key_id", "ciphertext")
+
+
+def sql(ws: Workspace, *statements: str, params: tuple = ()) -> None:
+    """Run statements on the ledger file with the append-only triggers dropped."""
+    db = sqlite3.connect(ws.sqlite_path)
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        db.execute(f"DROP TRIGGER {name}")
+    for statement in statements:
+        db.execute(statement, params if "?" in statement else ())
+    db.commit()
+    db.close()
+
+
+def rewrite_entry(ws: Workspace, seq: int, **fields: object) -> None:
+    """Change an entry's fields, recompute its leaf hash and every cached tree node: a clean-looking forgery."""
+    db = sqlite3.connect(ws.sqlite_path)
+    row = dict(zip(ENTRY_FIELDS, db.execute(f"SELECT {', '.join(ENTRY_FIELDS)} FROM fedgov_entries WHERE seq = ?",
+                                            (seq,)).fetchone()))
+    db.close()
+    row.update(fields)
+    leaf = hash_leaf(leaf_bytes(*(row[f] for f in ENTRY_FIELDS)))
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    sql(ws, f"UPDATE fedgov_entries SET {assignments}, leaf_hash = ? WHERE seq = {seq}",
+        params=(*fields.values(), leaf))
+    recompute_cache(ws)
+
+
+def recompute_cache(ws: Workspace) -> None:
+    """Rebuild fedgov_tree_nodes from the stored leaf hashes, as an attacker covering tracks would."""
+    db = sqlite3.connect(ws.sqlite_path)
+    leaves = [bytes(h) for (h,) in db.execute("SELECT leaf_hash FROM fedgov_entries ORDER BY seq")]
+    version = db.execute("SELECT value FROM fedgov_meta WHERE key = 'schema_version'").fetchone()[0]
+    low = 4 if version == "2" else 1  # schema 2 stores levels from 4 up
+    db.close()
+    nodes = Frontier().extend(leaves, min_level=low)
+    sql(ws, "DELETE FROM fedgov_tree_nodes")
+    db = sqlite3.connect(ws.sqlite_path)
+    db.executemany("INSERT INTO fedgov_tree_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+    db.commit()
+    db.close()
+
+
+def count(ws: Workspace, table: str, where: str = "1 = 1") -> int:
+    db = sqlite3.connect(ws.sqlite_path)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def fails_with(args: list[str], line: str, code: int = 1, env: dict[str, str] | None = None) -> None:
+    """The command exits `code` with exactly one stderr line, equal to `line` (`...` matches anything)."""
+    result = run_fedgov(*args, env=env)
+    assert result.returncode == code, result.stdout + result.stderr
+    got = result.stderr
+    assert got.count("\n") == 1 and "Traceback" not in got, got
+    pattern = ".+".join(re.escape(part) for part in line.split("..."))
+    assert re.fullmatch(pattern, got.rstrip("\n")), got
+
+
+def succeeds(*args: str, env: dict[str, str] | None = None) -> str:
+    result = run_fedgov(*args, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def insert_forged_entry(ws: Workspace, key_id: str, ciphertext: bytes, **fields: object) -> int:
+    """Append a row by hand with a correct leaf hash and cache: what a database holder can forge. Returns its seq."""
+    import datetime
+
+    db = sqlite3.connect(ws.sqlite_path)
+    seq = db.execute("SELECT MAX(seq) + 1 FROM fedgov_entries").fetchone()[0]
+    db.close()
+    row = {"seq": seq, "timestamp": datetime.datetime(2020, 1, 1).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+           "entry_type": "consent.granted", "run_id": "", "round": None, "node_id": "n1", "model_hash": "",
+           "config_hash": "", "key_id": key_id, "ciphertext": ciphertext, **fields}
+    leaf = hash_leaf(leaf_bytes(*(row[f] for f in ENTRY_FIELDS)))
+    sql(ws, f"INSERT INTO fedgov_entries ({', '.join(ENTRY_FIELDS)}, leaf_hash) VALUES "
+        f"({', '.join('?' * (len(ENTRY_FIELDS) + 1))})", params=(*(row[f] for f in ENTRY_FIELDS), leaf))
+    recompute_cache(ws)
+    return seq

@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""Independent verifier for the fedgov governance ledger, written from docs/ledger-format.md only.
+
+Usage:
+  stranger_verifier.py --db PATH.sqlite --trusted-keys FILE [--known-checkpoint FILE ...]
+  stranger_verifier.py --bundle DIR [--trusted-keys FILE] [--known-checkpoint FILE ...]
+
+Prints one line: `OK entries=N checkpoints=M root=<hex> signed_size=S` (exit 0) or `FAIL <reason>` (exit 1).
+Standard library plus `cryptography` (Ed25519 only). Section numbers refer to the spec.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import pathlib
+import sqlite3
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+MAX_SAFE = 2**53 - 1
+EM_DASH = "\u2014 "
+LEAF_MEMBERS = ("ciphertext", "config_hash", "entry_type", "key_id", "model_hash",
+                "node_id", "round", "run_id", "seq", "timestamp")
+CHECKPOINT_MEMBERS = ("consistency_proof", "created", "id", "note", "tree_size")
+BUNDLE_FILES = ("checkpoints.jsonl", "entries.jsonl", "meta.json", "trusted_keys")
+
+
+class Fail(Exception):
+    """Any verification failure; the message becomes the FAIL line."""
+
+
+# ---------------------------------------------------------------- §1 JCS (RFC 8785), the subset used here
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _jcs_string(s: str) -> str:
+    """Escape only what §1 lists; every other code point (non-ASCII, U+007F) stays literal."""
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " else c) for c in s) + '"'
+
+
+def _jcs(value) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):  # only integers occur in this format; a float has no canonical form here
+        if abs(value) > MAX_SAFE:
+            raise Fail(f"integer {value} outside +-(2^53-1)")
+        return str(value)
+    if isinstance(value, str):
+        return _jcs_string(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_jcs(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+        return "{" + ",".join(_jcs_string(k) + ":" + _jcs(value[k]) for k in keys) + "}"
+    raise Fail(f"value of type {type(value).__name__} has no canonical form here")
+
+
+def jcs(value) -> bytes:
+    try:
+        return _jcs(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Fail("a string holds a lone surrogate, which has no UTF-8 form")
+
+
+def parse_json_strict(text: str):
+    def no_duplicates(pairs):
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise Fail("duplicate member")
+        return dict(pairs)
+
+    def bad_constant(c):
+        raise Fail(f"non-finite number {c}")
+    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=bad_constant)
+
+
+def b64_strict(s, what: str, length: int | None = None) -> bytes:
+    """Standard padded base64 (RFC 4648 §4) in its one spelling (zero pad bits, no excess padding)."""
+    try:
+        raw = base64.b64decode(s.encode("ascii"), validate=True)
+        ok = base64.b64encode(raw).decode("ascii") == s
+    except Exception:
+        ok = False
+    if not ok:
+        raise Fail(f"{what}: not standard padded base64")
+    if length is not None and len(raw) != length:
+        raise Fail(f"{what}: {len(raw)} bytes, expected {length}")
+    return raw
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------- §3 Merkle tree (RFC 9162)
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class Folder:
+    """Incremental tree: a stack of complete subtree roots (the 'fold' of §6 step 3)."""
+
+    def __init__(self):
+        self.stack: list[tuple[int, bytes]] = []  # (level, hash), levels strictly decreasing
+        self.size = 0
+
+    def add(self, lh: bytes) -> None:
+        level, h = 0, lh
+        while self.stack and self.stack[-1][0] == level:
+            h = node_hash(self.stack.pop()[1], h)
+            level += 1
+        self.stack.append((level, h))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return hashlib.sha256(b"").digest()
+        h = self.stack[-1][1]
+        for _, left in reversed(self.stack[:-1]):
+            h = node_hash(left, h)
+        return h
+
+
+def verify_consistency(size1: int, size2: int, proof: list[bytes], root1: bytes, root2: bytes) -> bool:
+    """RFC 9162 §2.1.4.2, plus the §3 rules for size1 = 0 and size1 = size2."""
+    if size1 == 0 or size1 > size2 or any(len(p) != 32 for p in proof):
+        return False  # §3: "A consistency proof from size 0 is rejected"
+    if size1 == size2:
+        return not proof and root1 == root2
+    if not proof:
+        return False
+    path = [root1] + proof if size1 & (size1 - 1) == 0 else list(proof)
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == root1 and sr == root2 and sn == 0
+
+
+# ---------------------------------------------------------------- §5 trust file and signed notes
+def signed_note_key_id(name: str, pub: bytes) -> bytes:
+    return hashlib.sha256(name.encode("utf-8") + b"\x0a\x01" + pub).digest()[:4]
+
+
+def is_key_name(name: str) -> bool:
+    """§5: signed-note key names are non-empty and hold no space and no `+`."""
+    return bool(name) and not any(c.isspace() or c == "+" for c in name)
+
+
+def load_trusted_keys(path: str) -> list[tuple[str, bytes, Ed25519PublicKey]]:
+    """§5 trust file: lines `<name>+<8 lower-case hex key id>+<base64(0x01 || key)>`; any bad line rejects all."""
+    try:
+        text = pathlib.Path(path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise Fail(f"trusted keys {path}: cannot read as UTF-8 ({e.__class__.__name__})")
+    keys = []
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.strip(" \t\r")
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("+", 2)  # the first two `+` only: the base64 may hold more
+        if len(parts) != 3 or not is_key_name(parts[0]):
+            raise Fail(f"trusted keys {path} line {n}: not <name>+<key id>+<key>")
+        name, hexid, b64 = parts
+        raw = b64_strict(b64, f"trusted keys {path} line {n}: key", 33)
+        if raw[0] != 1:
+            raise Fail(f"trusted keys {path} line {n}: key type is not Ed25519 (0x01)")
+        kid = signed_note_key_id(name, raw[1:])
+        if hexid != kid.hex():
+            raise Fail(f"trusted keys {path} line {n}: key id {hexid!r} is not {kid.hex()}")
+        keys.append((name, kid, Ed25519PublicKey.from_public_bytes(raw[1:])))
+    if not keys:
+        raise Fail(f"trusted keys {path}: no key")
+    return keys
+
+
+def parse_signature_line(line: str, what: str) -> tuple[str, bytes]:
+    """`— <name> <base64(4-byte key id || signature)>`; the name runs to the last space."""
+    name, space, b64 = line[len(EM_DASH):].rpartition(" ")
+    if not line.startswith(EM_DASH) or not space or not is_key_name(name):
+        raise Fail(f"{what}: malformed note: bad signature line {line!r}")
+    raw = b64_strict(b64, f"{what}: malformed note: signature line of {name}")
+    if len(raw) < 5:
+        raise Fail(f"{what}: malformed note: signature line of {name} holds no signature")
+    return name, raw
+
+
+def parse_signed_note(note, what: str):
+    """§5 grammar. Returns (origin, size, root, signed body bytes, [(name, raw signature)])."""
+    if not isinstance(note, str):
+        raise Fail(f"{what}: note is not text")
+    body, blank, sig_text = note.partition("\n\n")
+    if not blank or not sig_text.endswith("\n"):
+        raise Fail(f"{what}: malformed note: no blank line, signature line or final newline")
+    lines = body.split("\n")  # origin, size, root, then extension lines (signed, content ignored)
+    if len(lines) < 3:
+        raise Fail(f"{what}: malformed note: fewer than three body lines")
+    origin, size_s, root_s = lines[:3]
+    if not (size_s.isascii() and size_s.isdigit()) or size_s.startswith("0"):
+        raise Fail(f"{what}: tree size {size_s!r} is not a decimal number of at least 1")
+    root = b64_strict(root_s, f"{what}: root hash", 32)
+    sigs = [parse_signature_line(sl, what) for sl in sig_text[:-1].split("\n")]
+    return origin, int(size_s), root, (body + "\n").encode("utf-8"), sigs
+
+
+def verify_signed_note(note, trusted, what: str) -> tuple[str, int, bytes]:
+    """Every line by a trusted (name, key id) must verify; at least one must be by a key named the origin."""
+    origin, size, root, body, sigs = parse_signed_note(note, what)
+    by_origin = 0
+    for name, raw in sigs:
+        for kname, kid, pub in trusted:
+            if (kname, kid) != (name, raw[:4]):
+                continue  # not a trusted key's line (a witness's cosignature, for instance)
+            try:
+                if len(raw) != 4 + 64:
+                    raise InvalidSignature
+                pub.verify(raw[4:], body)
+            except InvalidSignature:
+                raise Fail(f"{what}: signature by trusted key {name} does not verify")
+            by_origin += name == origin
+    if not by_origin:
+        raise Fail(f"{what}: no valid signature by a trusted key named {origin!r}")
+    return origin, size, root
+
+
+def read_consistency_proof(text, first: bool, what: str) -> list[bytes]:
+    """§5: exactly `[]` for the first checkpoint, else `["<b64>", "<b64>"]` (comma, space)."""
+    if text == "[]":
+        return []
+    if first or not isinstance(text, str) or len(text) < 4 or text[:2] != '["' or text[-2:] != '"]':
+        need = "exactly [] for the first checkpoint" if first else 'its one text form ["<b64>", "<b64>"]'
+        raise Fail(f"{what}: consistency_proof is not {need}")
+    return [b64_strict(h, f"{what}: consistency_proof hash", 32) for h in text[2:-2].split('", "')]
+
+
+# ---------------------------------------------------------------- §6 verification
+def step0_identity(meta: dict, trusted, known_files: list[str]):
+    ledger_id, origin = meta.get("ledger_id"), meta.get("origin")
+    if not isinstance(ledger_id, str) or not isinstance(origin, str):
+        raise Fail("meta lacks ledger_id or origin")
+    if origin != f"fedgov.ledger/{ledger_id}":
+        raise Fail(f"origin {origin!r} is not 'fedgov.ledger/{ledger_id}', which its ledger_id requires (meta edited)")
+    known = []
+    for path in known_files:  # read as bytes: no newline translation
+        what = f"known checkpoint {path}"
+        try:
+            text = pathlib.Path(path).read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise Fail(f"{what}: cannot read as UTF-8 ({e.__class__.__name__})")
+        note_origin, size, root = verify_signed_note(text, trusted, what)
+        if note_origin != origin:
+            raise Fail(f"{what}: origin {note_origin!r} is not this ledger's {origin!r}")
+        known.append((what, size, root))
+    return origin, known
+
+
+def step1_something_signed(checkpoints: list[dict]) -> None:
+    if not checkpoints:
+        raise Fail("no signed checkpoint: nothing in this ledger is covered by a signature")
+
+
+def step2_checkpoints(checkpoints: list[dict], origin: str, trusted) -> list[tuple[str, int, bytes]]:
+    out, prev = [], None
+    for pos, cp in enumerate(checkpoints, 1):
+        what = f"checkpoint {cp['id']}"
+        if cp["id"] != pos:
+            raise Fail(f"checkpoint ids not gapless: expected {pos}, found {cp['id']!r}")
+        note_origin, size, root = verify_signed_note(cp["note"], trusted, what)
+        if note_origin != origin:
+            raise Fail(f"{what}: origin {note_origin!r} is not this ledger's {origin!r}")
+        if size != cp["tree_size"]:
+            raise Fail(f"{what}: signed size {size} differs from tree_size {cp['tree_size']!r}")
+        proof = read_consistency_proof(cp["consistency_proof"], prev is None, what)
+        if prev is not None:
+            if size < prev[0]:
+                raise Fail(f"{what}: tree size {size} smaller than the previous {prev[0]}")
+            if not verify_consistency(prev[0], size, proof, prev[1], root):
+                raise Fail(f"{what}: consistency proof from size {prev[0]} does not verify")
+        prev = (size, root)
+        out.append((what, size, root))
+    return out
+
+
+def entry_leaf_bytes(e: dict) -> bytes:
+    """§2: JCS of exactly the ten members; `round` integer or null, `seq` integer, the rest strings."""
+    for m in LEAF_MEMBERS:
+        ok = {"round": e[m] is None or is_int(e[m]), "seq": is_int(e[m])}.get(m, isinstance(e[m], str))
+        if not ok:
+            raise Fail(f"entry seq {e.get('seq')!r}: member {m} has the wrong type")
+    return jcs({m: e[m] for m in LEAF_MEMBERS})
+
+
+def step3_entries(entries: list[dict], signed: list[tuple[str, int, bytes]]):
+    """Fold the leaves; at each signed size compare roots. Returns (leaf hashes, root of all entries)."""
+    by_size: dict[int, list[tuple[str, bytes]]] = {}
+    for what, size, root in signed:
+        by_size.setdefault(size, []).append((what, root))
+    folder, leaves = Folder(), []
+    for pos, e in enumerate(entries):
+        if e["seq"] != pos:
+            raise Fail(f"entry seq {pos} is missing")
+        lh = leaf_hash(entry_leaf_bytes(e))
+        if lh != e["leaf_hash"]:
+            raise Fail(f"entry seq {pos} was altered: its leaf hash differs from the stored one")
+        folder.add(lh)
+        leaves.append(lh)
+        for what, root in by_size.get(folder.size, []):
+            if folder.root() != root:
+                raise Fail(f"{what}: root at tree size {folder.size} does not match the entries")
+    return leaves, folder.root()
+
+
+def step4_nothing_cut(n: int, cps, known) -> None:
+    for what, size, _ in cps:
+        if size > n:
+            raise Fail(f"{what} covers {size} entries but the ledger holds only {n}: truncated tail")
+    for what, size, _ in known:
+        if size > n:
+            raise Fail(f"{what} covers {size} entries but the ledger holds only {n}: "
+                       "the ledger was rolled back or truncated")
+
+
+def step5_cache(leaves: list[bytes], stored: dict[tuple[int, int], bytes], min_level: int) -> None:
+    """Expected: for every level L >= min_level and idx < n >> L, the hash of leaves [idx*2^L, (idx+1)*2^L)."""
+    expected: dict[tuple[int, int], bytes] = {}
+    level, hashes = 0, leaves
+    while len(hashes) > 1:
+        hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
+        level += 1  # len(hashes) == n >> level
+        if level >= min_level:
+            expected.update(((level, idx), h) for idx, h in enumerate(hashes))
+    natural = lambda k: tuple((0, x) if is_int(x) else (1, repr(x)) for x in k)  # rows may hold odd types
+    altered = [k for k in expected if k in stored and stored[k] != expected[k]]
+    missing = [k for k in expected if k not in stored]
+    extra = [k for k in stored if k not in expected]
+    if altered or missing or extra:
+        where = ", ".join(f"level {lv} idx {i}" for lv, i in sorted(altered + missing + extra, key=natural)[:5])
+        raise Fail(f"{len(altered)} altered, {len(missing)} missing, {len(extra)} extra "
+                   f"cached tree node(s) differ ({where})")
+
+
+def verify(meta, entries, checkpoints, trusted, known_files, cache=None) -> str:
+    origin, known = step0_identity(meta, trusted, known_files)
+    step1_something_signed(checkpoints)
+    cps = step2_checkpoints(checkpoints, origin, trusted)
+    leaves, root = step3_entries(entries, cps + known)
+    step4_nothing_cut(len(entries), cps, known)
+    if cache is not None:
+        step5_cache(leaves, *cache)
+    signed_size = max(size for _, size, _ in cps + known)  # step 6; the root is over all N entries
+    return f"OK entries={len(entries)} checkpoints={len(cps)} root={root.hex()} signed_size={signed_size}"
+
+
+# ---------------------------------------------------------------- §7 database input
+def read_db(path: str):
+    if not os.path.isfile(path):
+        raise Fail(f"database {path}: no such file")
+    con = sqlite3.connect(pathlib.Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return read_tables(con)
+    except sqlite3.Error as e:
+        raise Fail(f"database {path}: not readable as a fedgov ledger ({e.__class__.__name__}: {ascii(str(e))[:80]})")
+    finally:
+        con.close()
+
+
+def read_tables(con):
+    meta = dict(con.execute("SELECT key, value FROM fedgov_meta").fetchall())
+    version = meta.get("schema_version")
+    if version not in ("1", "2"):
+        raise Fail(f"schema_version {version!r} is not 1 or 2")
+    entries = []
+    for row in con.execute(f"SELECT {', '.join(LEAF_MEMBERS)}, leaf_hash FROM fedgov_entries ORDER BY seq"):
+        e = dict(zip(LEAF_MEMBERS + ("leaf_hash",), row))
+        if not isinstance(e["ciphertext"], bytes):
+            raise Fail(f"entry seq {e['seq']!r}: ciphertext is not a BLOB")
+        e["ciphertext"] = base64.b64encode(e["ciphertext"]).decode("ascii")
+        entries.append(e)
+    checkpoints = [dict(zip(("id", "tree_size", "note", "consistency_proof"), r)) for r in
+                   con.execute("SELECT id, tree_size, note, consistency_proof FROM fedgov_checkpoints ORDER BY id")]
+    stored = {(lv, idx): h for lv, idx, h in con.execute("SELECT level, idx, hash FROM fedgov_tree_nodes")}
+    return meta, entries, checkpoints, (stored, 4 if version == "2" else 1)
+
+
+# ---------------------------------------------------------------- §10 evidence bundle input
+def json_lines(raw: bytes, fname: str) -> list[tuple[str, dict]]:
+    """Each line (LF-terminated, UTF-8) parsed strictly as one JSON object; the byte form is checked by callers."""
+    try:
+        if raw and not raw.endswith(b"\n"):
+            raise ValueError("does not end with LF")
+        lines = raw.decode("utf-8").split("\n")[:-1]
+    except ValueError as e:
+        raise Fail(f"{fname}: {e}")
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            obj = parse_json_strict(line)
+        except (Fail, ValueError, RecursionError) as e:
+            raise Fail(f"{fname} line {n}: not JSON ({e})")
+        if not isinstance(obj, dict):
+            raise Fail(f"{fname} line {n}: not an object")
+        out.append((line, obj))
+    return out
+
+
+def require_byte_form(line: str, expected: bytes, fname: str, n: int) -> None:
+    if expected != line.encode("utf-8"):
+        raise Fail(f"{fname} line {n}: not its one byte form (re-encoded, it differs)")
+
+
+def read_jcs_file(raw: bytes, fname: str) -> dict:
+    """meta.json, manifest.json: exactly one line, JCS+LF."""
+    lines = json_lines(raw, fname)
+    if len(lines) != 1:
+        raise Fail(f"{fname}: not exactly one line")
+    require_byte_form(lines[0][0], jcs(lines[0][1]), fname, 1)
+    return lines[0][1]
+
+
+def read_bundle_entry(line: str, obj: dict, n: int) -> dict:
+    """The ten leaf members in JCS, then `,"leaf_hash":"<b64>"` before the closing brace."""
+    if set(obj) != set(LEAF_MEMBERS) | {"leaf_hash"}:
+        raise Fail(f"entries.jsonl line {n}: members are not exactly the eleven of §10")
+    require_byte_form(line, entry_leaf_bytes(obj)[:-1] + b',"leaf_hash":' + jcs(obj["leaf_hash"]) + b"}",
+                      "entries.jsonl", n)
+    b64_strict(obj["ciphertext"], f"entries.jsonl line {n}: ciphertext")
+    return {**obj, "leaf_hash": b64_strict(obj["leaf_hash"], f"entries.jsonl line {n}: leaf_hash", 32)}
+
+
+def read_bundle_checkpoint(line: str, obj: dict, n: int) -> dict:
+    if set(obj) != set(CHECKPOINT_MEMBERS):
+        raise Fail(f"checkpoints.jsonl line {n}: members are not exactly the five of §10")
+    if not (all(isinstance(obj[k], str) for k in ("consistency_proof", "created", "note"))
+            and is_int(obj["id"]) and is_int(obj["tree_size"])):
+        raise Fail(f"checkpoints.jsonl line {n}: a member has the wrong type")
+    require_byte_form(line, jcs(obj), "checkpoints.jsonl", n)
+    return obj
+
+
+def read_bundle(d: str):
+    """§10 order: manifest byte form, then its format and version, then each file's byte form as it
+    is read. Files other than these five are ignored."""
+    def read(fname: str) -> bytes:
+        try:
+            return pathlib.Path(d, fname).read_bytes()
+        except OSError as e:
+            raise Fail(f"bundle {d}: cannot read {fname} ({e.__class__.__name__})")
+
+    manifest = read_jcs_file(read("manifest.json"), "manifest.json")
+    if manifest.get("format") != "fedgov-evidence-bundle":
+        raise Fail("manifest.json: format is not 'fedgov-evidence-bundle'")
+    if manifest.get("version") != 2:
+        raise Fail(f"manifest.json: bundle version {manifest.get('version')!r} is not 2: export the ledger again")
+    digests = manifest.get("sha256")
+    if (set(manifest) != {"format", "sha256", "version"} or not isinstance(digests, dict)
+            or set(digests) != set(BUNDLE_FILES)
+            or not all(isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef")
+                       for v in digests.values())):
+        raise Fail("manifest.json: not three members with one lower-case hex SHA-256 per file (§10)")
+    files = {f: read(f) for f in BUNDLE_FILES}
+    meta = read_jcs_file(files["meta.json"], "meta.json")
+    if not all(isinstance(v, str) for v in meta.values()):
+        raise Fail("meta.json: a member is not a string")
+    entries = [read_bundle_entry(line, obj, n)
+               for n, (line, obj) in enumerate(json_lines(files["entries.jsonl"], "entries.jsonl"), 1)]
+    cps = [read_bundle_checkpoint(line, obj, n)
+           for n, (line, obj) in enumerate(json_lines(files["checkpoints.jsonl"], "checkpoints.jsonl"), 1)]
+    return meta, entries, cps, files, digests
+
+
+def check_manifest_digests(files: dict, digests: dict) -> None:
+    for f in BUNDLE_FILES:
+        if hashlib.sha256(files[f]).hexdigest() != digests[f]:
+            raise Fail(f"manifest.json: SHA-256 of {f} does not match (a field no signature covers changed)")
+
+
+# ---------------------------------------------------------------- command line
+class _Args(argparse.ArgumentParser):
+    def error(self, message):  # one FAIL line on stdout, nothing on stderr
+        raise Fail(f"bad command line: {message}")
+
+
+def main(argv=None) -> int:
+    ap = _Args(add_help=False)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db")
+    src.add_argument("--bundle")
+    ap.add_argument("--trusted-keys")
+    ap.add_argument("--known-checkpoint", action="append", default=[])
+    try:
+        args = ap.parse_args(argv)
+        if args.db is not None:
+            if not args.trusted_keys:
+                raise Fail("--db needs --trusted-keys")
+            trusted = load_trusted_keys(args.trusted_keys)
+            meta, entries, cps, cache = read_db(args.db)
+            line = verify(meta, entries, cps, trusted, args.known_checkpoint, cache)
+        else:
+            meta, entries, cps, files, digests = read_bundle(args.bundle)
+            trusted = load_trusted_keys(args.trusted_keys or os.path.join(args.bundle, "trusted_keys"))
+            line = verify(meta, entries, cps, trusted, args.known_checkpoint)
+            check_manifest_digests(files, digests)
+    except Fail as f:
+        print("FAIL " + " ".join(str(f).split()))
+        return 1
+    except Exception as e:  # never a traceback
+        print(f"FAIL unexpected {e.__class__.__name__}: {ascii(str(e))[:200]}")
+        return 1
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

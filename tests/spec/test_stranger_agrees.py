@@ -1,0 +1,182 @@
+"""docs/ledger-format.md is enough: a verifier written from it alone agrees with fedgov.
+
+`stranger_verifier.py` was written by someone who read only the spec (stdlib and
+`cryptography`). Each case below starts from one good ledger, breaks it one way (or not),
+and both verifiers must reach the same verdict; on success, the same entries, checkpoints,
+root and signed size. One case per way to break it, named for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from governance.ledger import EntryDraft, Ledger
+from governance.ledger.bundle import DATA_FILES, jcs_line
+from governance.workspace import Workspace
+from tests.governance.attacks import recompute_cache, rewrite_entry, sql
+from tests.governance.conftest import FEDGOV, PASSPHRASE
+
+STRANGER = Path(__file__).with_name("stranger_verifier.py")
+
+
+@pytest.fixture(scope="module")
+def genuine(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """41 signed entries of every kind fedgov writes, a shred and a rotation among them, then 2 unsigned."""
+    ws = Workspace.init(tmp_path_factory.mktemp("genuine") / ".fedgov", PASSPHRASE)
+    with Ledger.open(ws, PASSPHRASE) as ledger:
+        for r in range(3):
+            ledger.append([EntryDraft("round.reply", {"i": i, "loss": 0.25}, f"node:n{i}", run_id="r1", round=r,
+                                      node_id=f"n{i}") for i in range(12)], sign=True)
+        ledger.shred("node:n3", actor="dpo", reason="art17")
+        ledger.rotate_kek(actor="ops")
+        ledger.append([EntryDraft("round.evaluated", {"acc": 0.9}, "run:r1", run_id="r1", round=3)] * 2)
+    return ws
+
+
+def _fedgov(args: list[str]) -> tuple[bool, dict | None]:
+    result = subprocess.run([str(FEDGOV), *args, "--format", "json"], capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "FEDGOV_PASSPHRASE": PASSPHRASE})
+    report = json.loads(result.stdout) if result.stdout.strip() else None
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode == 0, report
+
+
+def _stranger(args: list[str]) -> tuple[bool, dict | None]:
+    result = subprocess.run([sys.executable, str(STRANGER), *args], capture_output=True, text=True, timeout=60)
+    line = result.stdout.strip()
+    assert "\n" not in line and "Traceback" not in result.stderr, result.stdout + result.stderr
+    if result.returncode != 0:
+        assert line.startswith("FAIL "), line
+        return False, None
+    fields = dict(re.findall(r"(\w+)=(\S+)", line))
+    return True, {k: (v if k == "root" else int(v)) for k, v in fields.items()}
+
+
+def _agree(fedgov_args: list[str], stranger_args: list[str]) -> bool:
+    ok, report = _fedgov(fedgov_args)
+    s_ok, s_report = _stranger(stranger_args)
+    assert ok == s_ok, f"fedgov {'accepts' if ok else 'rejects'}, the stranger {'accepts' if s_ok else 'rejects'}"
+    if ok:
+        assert s_report == {"entries": report["entries"], "checkpoints": report["checkpoints"],
+                            "root": report["root"], "signed_size": report["signed_size"]}
+    return ok
+
+
+def _db(tmp_path: Path, genuine: Workspace) -> Workspace:
+    ws = Workspace(tmp_path / "copy")
+    shutil.copytree(genuine.path, ws.path)
+    return ws
+
+
+def _note_of(ws: Workspace, cp_id: int) -> str:
+    import sqlite3
+
+    db = sqlite3.connect(ws.sqlite_path)
+    try:
+        return db.execute("SELECT note FROM fedgov_checkpoints WHERE id = ?", (cp_id,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+# Each case: (name, should fedgov accept?, attack on a copy of the genuine workspace).
+DB_CASES: list[tuple[str, bool, Callable[[Workspace], None]]] = [
+    ("genuine", True, lambda ws: None),
+    ("ciphertext-bit-flipped", False,
+     lambda ws: sql(ws, "UPDATE fedgov_entries SET ciphertext = zeroblob(40) WHERE seq = 5")),
+    ("index-field-edited", False, lambda ws: sql(ws, "UPDATE fedgov_entries SET node_id = 'x' WHERE seq = 5")),
+    ("entry-rewritten-leaf-and-cache-recomputed", False, lambda ws: rewrite_entry(ws, 5, node_id="x")),
+    ("entry-deleted", False, lambda ws: sql(ws, "DELETE FROM fedgov_entries WHERE seq = 8")),
+    ("tail-cut-with-its-checkpoints", False,
+     lambda ws: sql(ws, "DELETE FROM fedgov_entries WHERE seq >= 13", "DELETE FROM fedgov_checkpoints WHERE tree_size > 13",
+                    "DELETE FROM fedgov_tree_nodes WHERE (idx + 1) * (1 << level) > 13")),
+    ("every-checkpoint-deleted", False, lambda ws: sql(ws, "DELETE FROM fedgov_checkpoints")),
+    ("checkpoint-signature-flipped", False,
+     lambda ws: sql(ws, "UPDATE fedgov_checkpoints SET note = ? WHERE id = 2",
+                    params=(_note_of(ws, 2).replace("\n— ", "\n— x"),))),
+    ("checkpoint-row-size-edited", False, lambda ws: sql(ws, "UPDATE fedgov_checkpoints SET tree_size = 12 WHERE id = 2")),
+    ("first-proof-not-empty", False,
+     lambda ws: sql(ws, "UPDATE fedgov_checkpoints SET consistency_proof = (SELECT consistency_proof FROM "
+                        "fedgov_checkpoints WHERE id = 3) WHERE id = 1")),
+    ("proof-other-spacing", False,
+     lambda ws: sql(ws, "UPDATE fedgov_checkpoints SET consistency_proof = replace(consistency_proof, '\", \"', "
+                        "'\",\"') WHERE id = 3")),
+    ("ledger-id-edited", False, lambda ws: sql(ws, "UPDATE fedgov_meta SET value = 'x' WHERE key = 'ledger_id'")),
+    ("public-key-in-meta-edited", True, lambda ws: sql(ws, "UPDATE fedgov_meta SET value = 'AAAA' WHERE key = 'public_key'")),
+    ("cache-node-altered", False, lambda ws: sql(ws, "UPDATE fedgov_tree_nodes SET hash = zeroblob(32) WHERE level = 4")),
+    ("cache-node-missing", False, lambda ws: sql(ws, "DELETE FROM fedgov_tree_nodes WHERE level = 5")),
+    ("cache-node-extra", False,
+     lambda ws: sql(ws, "INSERT INTO fedgov_tree_nodes (level, idx, hash) VALUES (4, 99, zeroblob(32))")),
+    ("cache-recomputed-by-hand", True, lambda ws: recompute_cache(ws)),
+    ("data-keys-edited", True, lambda ws: sql(ws, "UPDATE fedgov_data_keys SET wrapped_key = NULL")),
+]
+
+
+@pytest.mark.parametrize("name, accepted, attack", DB_CASES, ids=[c[0] for c in DB_CASES])
+def test_the_stranger_agrees_on_a_database(genuine: Workspace, tmp_path: Path, name: str, accepted: bool,
+                                          attack: Callable[[Workspace], None]) -> None:
+    ws = _db(tmp_path, genuine)
+    attack(ws)
+    known = ["--known-checkpoint", str(ws.head_path)]
+    assert _agree(["audit", "verify", "--workspace", str(ws.path)],
+                  ["--db", str(ws.sqlite_path), "--trusted-keys", str(ws.trust_path), *known]) == accepted
+
+
+def _fix_manifest(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    manifest["sha256"] = {f: hashlib.sha256((bundle / f).read_bytes()).hexdigest() for f in DATA_FILES}
+    (bundle / "manifest.json").write_bytes(jcs_line(manifest))
+
+
+def _edit_line(bundle: Path, name: str, number: int, edit: Callable[[bytes], bytes], fix: bool = True) -> None:
+    lines = (bundle / name).read_bytes().split(b"\n")
+    lines[number - 1] = edit(lines[number - 1])
+    (bundle / name).write_bytes(b"\n".join(lines))
+    if fix:
+        _fix_manifest(bundle)
+
+
+BUNDLE_CASES: list[tuple[str, bool, Callable[[Path], None]]] = [
+    ("genuine", True, lambda b: None),
+    ("duplicate-member", False,
+     lambda b: _edit_line(b, "entries.jsonl", 4, lambda l: l.replace(b'"node_id":', b'"node_id":"x","node_id":', 1))),
+    ("escaped-ascii", False,
+     lambda b: _edit_line(b, "entries.jsonl", 3, lambda l: l.replace(b'"run_id":"r1"', b'"run_id":"\\u00721"'))),
+    ("checkpoint-line-spaced", False,
+     lambda b: _edit_line(b, "checkpoints.jsonl", 2, lambda l: json.dumps(json.loads(l)).encode())),
+    ("meta-indented", False,
+     lambda b: ((b / "meta.json").write_text(json.dumps(json.loads((b / "meta.json").read_bytes()), indent=1) + "\n"),
+                _fix_manifest(b))),
+    ("checkpoints-emptied", False, lambda b: ((b / "checkpoints.jsonl").write_bytes(b""), _fix_manifest(b))),
+    ("created-edited-manifest-kept", False,
+     lambda b: _edit_line(b, "checkpoints.jsonl", 1, lambda l: l.replace(b'"created":"2', b'"created":"1'), fix=False)),
+    ("created-edited-manifest-fixed", True,
+     lambda b: _edit_line(b, "checkpoints.jsonl", 1, lambda l: l.replace(b'"created":"2', b'"created":"1'))),
+    ("ledger-id-edited", False,
+     lambda b: ((b / "meta.json").write_bytes(jcs_line({**json.loads((b / "meta.json").read_bytes()),
+                                                         "ledger_id": "x"})), _fix_manifest(b))),
+    ("version-1", False,
+     lambda b: (b / "manifest.json").write_bytes(jcs_line({**json.loads((b / "manifest.json").read_bytes()),
+                                                            "version": 1}))),
+    ("entry-line-crlf", False, lambda b: _edit_line(b, "entries.jsonl", 2, lambda l: l + b"\r")),
+]
+
+
+@pytest.mark.parametrize("name, accepted, attack", BUNDLE_CASES, ids=[c[0] for c in BUNDLE_CASES])
+def test_the_stranger_agrees_on_a_bundle(genuine: Workspace, tmp_path: Path, name: str, accepted: bool,
+                                        attack: Callable[[Path], None]) -> None:
+    bundle = tmp_path / "bundle"
+    subprocess.run([str(FEDGOV), "audit", "export", "--workspace", str(genuine.path), "--out", str(bundle)],
+                   check=True, capture_output=True, timeout=60)
+    attack(bundle)
+    trust = ["--trusted-key", str(genuine.trust_path)]
+    assert _agree(["audit", "verify", "--bundle", str(bundle), *trust],
+                  ["--bundle", str(bundle), "--trusted-keys", str(genuine.trust_path)]) == accepted
