@@ -85,7 +85,7 @@ def verify(workspace: WorkspaceOpt = None,
         raise
     if fmt is VerifyFormat.json:
         typer.echo(json.dumps({**report.to_dict(), "source": "bundle" if bundle is not None else "ledger",
-                               "trusted_key": "pinned" if keys or bundle is None else "shipped in the bundle"},
+                               "trusted_key": "pinned" if keys or bundle is None else ("shipped in the bundle, pinned by the known checkpoints" if known_checkpoint else "shipped in the bundle")},
                               indent=2))
     else:
         typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")

@@ -7,7 +7,7 @@ so hashing needs no secret and crypto-shredding never breaks a proof.
 from __future__ import annotations
 
 import base64
-from base64 import b64encode
+from binascii import b2a_base64
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
@@ -97,11 +97,13 @@ class LeafEncoder:
                  model_hash: str, config_hash: str, key_id: str, ciphertext: bytes) -> bytes:
         if type(seq) is not int or not (round_ is None or type(round_) is int):
             raise TypeError("seq and round must be integers")
-        if not 0 <= seq <= MAX_SAFE_INTEGER or not (round_ is None or -MAX_SAFE_INTEGER <= round_ <= MAX_SAFE_INTEGER):
+        if seq < 0 or seq > MAX_SAFE_INTEGER:
             raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
         key = (config_hash, entry_type, key_id, model_hash, node_id, round_, run_id)
         middle = self._middles.get(key)
         if middle is None:
+            if round_ is not None and not -MAX_SAFE_INTEGER <= round_ <= MAX_SAFE_INTEGER:  # once per key
+                raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
             if len(self._middles) >= self.MAX_CACHED:
                 self._middles.clear()
             middle = self._middles[key] = (
@@ -116,4 +118,4 @@ class LeafEncoder:
             if len(self._tails) >= self.MAX_CACHED:
                 self._tails.clear()
             tail = self._tails[timestamp] = (',"timestamp":%s}' % encode_basestring(timestamp)).encode("utf-8")
-        return b'{"ciphertext":"' + b64encode(ciphertext) + middle + b"%d" % seq + tail
+        return b'{"ciphertext":"' + b2a_base64(ciphertext, newline=False) + middle + b"%d" % seq + tail

@@ -581,9 +581,9 @@ class Ledger:
                     when = utc_now()
                     entry_type, payload = change(conn, when)
                     rows = self.store.all_live_keys(conn)
-                    for row in rows:
-                        data_key = envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key))
-                        self.store.rewrap_data_key(conn, row.key_id, envelope.wrap(new_kek, data_key), new_id)
+                    self.store.rewrap_data_keys(conn, [
+                        (envelope.wrap(new_kek, envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key))),
+                         new_id, row.key_id) for row in rows])
                     old_id = self.store.meta_value(conn, "kek_id") or envelope.kek_id(keys.kek)
                     self.store.set_meta(conn, "kek_id", new_id)
                     payload.update({"old_kek_id": old_id, "new_kek_id": new_id, "rewrapped_keys": len(rows)})

@@ -527,9 +527,17 @@ class LedgerStore:
     def insert_data_key(self, conn: Connection, row: dict[str, Any]) -> None:
         conn.execute(data_keys_table.insert(), [row])
 
-    def rewrap_data_key(self, conn: Connection, key_id: str, wrapped: bytes, kek_id: str) -> None:
-        c = data_keys_table.c
-        conn.execute(data_keys_table.update().where(c.key_id == key_id).values(wrapped_key=wrapped, kek_id=kek_id))
+    def rewrap_data_keys(self, conn: Connection, rows: Sequence[tuple[bytes, str, str]]) -> None:
+        """Store re-wrapped data keys, (wrapped key, kek id, key id) each, in one driver call."""
+        if not rows:
+            return
+        mark = "?" if self.is_sqlite else "%s"
+        cur = self._cursor(conn)
+        try:
+            cur.executemany(f"UPDATE fedgov_data_keys SET wrapped_key = {mark}, kek_id = {mark} WHERE key_id = {mark}",
+                            list(rows))
+        finally:
+            cur.close()
 
     def destroy_data_keys(self, conn: Connection, key_ids: Sequence[str], when: str, actor: str) -> None:
         c = data_keys_table.c

@@ -9,6 +9,8 @@ genuine ledger's entries false, but it makes proofs and the next checkpoint wron
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import groupby
+from operator import itemgetter
 from dataclasses import dataclass, field
 
 NAMED = 5  # nodes named in one line; the counts cover the rest
@@ -56,26 +58,41 @@ def add_nodes(expected: ExpectedNodes, completed: Iterable[tuple[int, int, bytes
 
 
 def compare(expected: ExpectedNodes, stored: Iterable[tuple[int, int, bytes]], min_level: int) -> CacheDiff:
-    """Compare stored (level, idx, hash) rows, ordered by level then idx, with the expected nodes."""
+    """Compare stored (level, idx, hash) rows, ordered by level then idx, with the expected nodes.
+
+    A level whose rows are exactly the expected ones (the usual case) is compared as two
+    lists, in C; only a level that differs is walked row by row to name what differs.
+    """
     diff = CacheDiff()
-    seen: dict[int, int] = {}  # level -> next idx expected in the stored order
-    for level, idx, digest in stored:
-        diff.checked += 1
-        if type(level) is not int or type(idx) is not int:
-            diff.extra.append((level, idx))  # a row of the wrong types: whatever it is, it is not a node
+    compared: set[int] = set()
+    for level, group in groupby(stored, key=itemgetter(0)):
+        rows = list(group)
+        diff.checked += len(rows)
+        column = expected.get(level) if type(level) is int and level >= min_level else None
+        if column is not None:
+            compared.add(level)
+            if [row[1] for row in rows] == list(range(len(column))) and [row[2] for row in rows] == column:
+                continue
+        _name_differences(rows, column or [], diff)
+    for level, column in expected.items():
+        if level not in compared:
+            diff.missing.extend((level, i) for i in range(len(column)))
+    return diff
+
+
+def _name_differences(rows: list[tuple], column: list[bytes], diff: CacheDiff) -> None:
+    """One level's stored rows against its expected hashes, row by row."""
+    following = 0  # the idx the next stored row should have
+    level = rows[0][0]
+    for _, idx, digest in rows:
+        if type(level) is not int or type(idx) is not int or not 0 <= idx < len(column):
+            diff.extra.append((level, idx))  # off the tree, or a row of the wrong types: not a node
             continue
-        column = expected.get(level, []) if level >= min_level else []
-        if idx < 0 or idx >= len(column):
-            diff.extra.append((level, idx))
-            continue
-        nxt = seen.get(level, 0)
-        diff.missing.extend((level, i) for i in range(nxt, idx))
-        seen[level] = idx + 1
+        diff.missing.extend((level, i) for i in range(following, idx))
+        following = idx + 1
         if not isinstance(digest, (bytes, memoryview)) or bytes(digest) != column[idx]:
             diff.altered.append((level, idx))
-    for level, column in expected.items():
-        diff.missing.extend((level, i) for i in range(seen.get(level, 0), len(column)))
-    return diff
+    diff.missing.extend((level, i) for i in range(following, len(column)))
 
 
 def repair_rows(expected: ExpectedNodes, diff: CacheDiff) -> tuple[list[tuple[int, int]], list[tuple[int, int, bytes]]]:

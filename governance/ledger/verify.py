@@ -296,7 +296,8 @@ def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None,
     from governance.ledger.store import LedgerStore
 
     keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
-    known = [*known, *(_workspace_head(ws, keys) if workspace_head else ())]
+    head = _workspace_head(ws, keys) if workspace_head else None
+    known = [*known, *([head] if head else [])]
     store = LedgerStore.open(ws.db_url, readonly=True)
     try:
         origin = ledger_origin(store.meta, "the ledger's meta table")
@@ -314,25 +315,25 @@ def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None,
     if diff:
         raise VerificationError(f"{diff.describe()}: the cache of tree nodes is corrupted (entries and checkpoints "
                                 "verify); rebuild it with `fedgov audit repair-cache`")
-    heads = [k.checkpoint.size for k in known if k.source.startswith(ws.head_path.name)]
-    stored = checkpoints[-1]["tree_size"] if checkpoints else 0
-    if heads and heads[0] > stored:
+    stored = checkpoints[-1]["tree_size"]
+    if head is not None and head.checkpoint.size > stored:
         raise VerificationError(f"the database's latest checkpoint covers {stored} entries but this workspace signed "
-                                f"a tree of {heads[0]}: checkpoints were deleted from the database")
+                                f"a tree of {head.checkpoint.size}: checkpoints were deleted from the database")
     return VerifyReport(report.entries, report.checkpoints, report.root_hex, report.signed_size, report.known,
                         diff.checked)
 
 
-def _workspace_head(ws: Any, trusted: Sequence[VerifierKey]) -> list[KnownCheckpoint]:
+def _workspace_head(ws: Any, trusted: Sequence[VerifierKey]) -> KnownCheckpoint | None:
+    """The workspace's own signed head, when there is one, as a known checkpoint."""
     path = ws.head_path
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        return []
+        return None
     except (OSError, UnicodeDecodeError) as err:
         raise VerificationError(f"the workspace's {path.name} cannot be read: {err}") from err
     try:
-        return [KnownCheckpoint(f"{path.name} (the workspace's last signed)", _check_signed(text, trusted), text)]
+        return KnownCheckpoint(f"{path.name} (the workspace's last signed)", _check_signed(text, trusted), text)
     except CheckpointError as err:
         raise VerificationError(f"the workspace's {path.name} is not signed by a trusted key: {err}") from err
 
