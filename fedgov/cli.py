@@ -1,61 +1,20 @@
-"""The `fedgov` command: a small root that mounts each component's CLI group.
+"""The `fedgov` entry point: import the command tree, then run it; Ctrl-C at any moment is one line.
 
-Each group lives with the component that owns it. User errors (`FedgovError`) become
-one line on stderr and a meaningful exit code, never a traceback.
+Importing the command tree takes a moment (typer, rich, the governance CLI groups), and a
+Ctrl-C that lands during it must not print a traceback either; so the import happens here,
+inside the guard, and everything else lives in `fedgov/commands.py`.
 """
 
 from __future__ import annotations
 
 import sys
 
-import click
-import typer
-
-from governance.errors import FedgovError
-from simulations.cli import app as sim_app
-from governance.cli.audit import app as audit_app
-from governance.cli.consent import app as consent_app
-from governance.cli.lineage import app as lineage_app
-from governance.cli.model import app as model_app
-
-app = typer.Typer(
-    name="fedgov",
-    help="Governed federated learning on Flower: simulate, audit, consent, lineage.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(sim_app, name="sim")
-app.add_typer(audit_app, name="audit")
-app.add_typer(consent_app, name="consent")
-app.add_typer(lineage_app, name="lineage")
-app.add_typer(model_app, name="model")
-
-
-@app.command("demo")
-def demo() -> None:
-    """Run the quick-start demo: 10 nodes, 3 rounds, breast-cancer, IID."""
-    from simulations.demo import run_demo
-
-    run_demo()
-
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one clear line."""
-    command = typer.main.get_command(app)
+    """Entry point of the `fedgov` console script and of `python -m fedgov`."""
     try:
-        code = command.main(prog_name="fedgov", standalone_mode=False)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        if err.exit_code == 130 and isinstance(err.__cause__, KeyboardInterrupt):  # typer's Ctrl-C
-            typer.echo("interrupted", err=True)
-        sys.exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
+        from fedgov.commands import run
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except FedgovError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    run()

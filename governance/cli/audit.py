@@ -108,10 +108,14 @@ def _trusted_keys_option(value: str) -> list:
     from governance.ledger.verify import load_trusted_keys
 
     path = Path(value)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError):  # not something a file system can name: it can only be a key
+        is_dir = is_file = False
+    if is_dir:
         raise UsageError(f"--trusted-key {value} is a directory, not a key or a trust file")
     try:
-        return load_trusted_keys(path) if path.is_file() else [VerifierKey.from_text(value)]
+        return load_trusted_keys(path) if is_file else [VerifierKey.from_text(value)]
     except CheckpointError as err:
         raise UsageError(f"--trusted-key: {err}") from err
 
@@ -231,15 +235,19 @@ def shred(scope: Annotated[str, typer.Argument(help="Scope whose data key to des
           reason: Annotated[str, typer.Option("--reason", help="Why (e.g. GDPR Art. 17 request id).")],
           workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
     """Crypto-shred a scope: its payloads become unreadable for good; the ledger still verifies."""
-    with open_writer(workspace, passphrase_file) as ledger:
+    from governance.deferred_signals import signals_deferred
+
+    with open_writer(workspace, passphrase_file) as ledger, signals_deferred():  # Ctrl-C after the line, not before
         seq = ledger.shred(scope, actor, reason)
-    typer.echo(f"destroyed the data key of scope {scope!r}; recorded as entry seq {seq}")
+        typer.echo(f"destroyed the data key of scope {scope!r}; recorded as entry seq {seq}")
 
 
 @app.command("rotate-kek")
 def rotate_kek(actor: Annotated[str, typer.Option("--actor", help="Who rotates the key.")],
                workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
     """Replace the key-encryption key: data keys are re-wrapped, entries untouched."""
-    with open_writer(workspace, passphrase_file) as ledger:
+    from governance.deferred_signals import signals_deferred
+
+    with open_writer(workspace, passphrase_file) as ledger, signals_deferred():
         seq = ledger.rotate_kek(actor)
-    typer.echo(f"rotated the key-encryption key; recorded as entry seq {seq}")
+        typer.echo(f"rotated the key-encryption key; recorded as entry seq {seq}")

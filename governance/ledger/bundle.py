@@ -22,7 +22,7 @@ from typing import Any
 
 from governance.errors import UsageError, VerificationError
 from governance.ledger.canonical import CanonicalError, canonical_bytes
-from governance.ledger.entry import LeafEncoder
+from governance.ledger.entry import LeafEncoder, as_bytes
 
 BUNDLE_FORMAT = "fedgov-evidence-bundle"
 BUNDLE_VERSION = 2  # 1: checkpoints.jsonl and meta.json had no fixed byte form; no longer read
@@ -45,8 +45,8 @@ def jcs_line(value: Any) -> bytes:
 def entry_line(encode: LeafEncoder, row: tuple) -> bytes:
     """An entries.jsonl line: the leaf-bytes object (§2) with `leaf_hash` added last, then LF."""
     seq, entry_type, ts, run_id, round_, node_id, model, config, key_id, ct, leaf = row
-    body = encode(seq, ts, entry_type, run_id, round_, node_id, model, config, key_id, bytes(ct))
-    return body[:-1] + b',"leaf_hash":"' + base64.b64encode(bytes(leaf)) + b'"}\n'
+    body = encode(seq, ts, entry_type, run_id, round_, node_id, model, config, key_id, as_bytes(ct))
+    return body[:-1] + b',"leaf_hash":"' + base64.b64encode(as_bytes(leaf)) + b'"}\n'
 
 
 class BundleError(VerificationError):
@@ -54,17 +54,36 @@ class BundleError(VerificationError):
 
 
 def export_bundle(ws: Any, out: Path) -> tuple[int, int]:
-    """Write the workspace ledger's bundle into `out` (new or empty); return (entries, checkpoints)."""
-    from governance.ledger.store import LedgerStore
+    """Write the workspace ledger's bundle into `out` (new or empty); return (entries, checkpoints).
 
+    All or nothing: on any failure the files written so far (and `out`, if this made it) go.
+    """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty directory")
-    out.mkdir(parents=True, exist_ok=True)
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _export_into(ws, out)
+    except BaseException:
+        for name in (*DATA_FILES, MANIFEST_FILE):
+            (out / name).unlink(missing_ok=True)
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _export_into(ws: Any, out: Path) -> tuple[int, int]:
+    from governance.ledger.store import LedgerStore
+
     digests: dict[str, str] = {}
     store = LedgerStore.open(ws.db_url, readonly=True)
     try:
         with store.read() as conn:  # one snapshot: entries and checkpoints agree
-            count = _write_entries(out / ENTRIES_FILE, store.iter_entries(conn), digests)
+            rows = store.iter_entries(conn)
+            try:
+                count = _write_entries(out / ENTRIES_FILE, rows, digests)
+            finally:
+                rows.close()  # before the connection goes, even when a row was refused
             checkpoints = store.checkpoints(conn)
         lines = b"".join(jcs_line({k: row[k] for k in CHECKPOINT_FIELDS}) for row in checkpoints)
         digests[CHECKPOINTS_FILE] = _write(out / CHECKPOINTS_FILE, lines)
@@ -90,7 +109,11 @@ def _write_entries(path: Path, rows: Iterator[tuple], digests: dict[str, str]) -
     with path.open("wb") as f:
         batch: list[bytes] = []
         for row in rows:
-            batch.append(entry_line(encode, row))
+            try:
+                batch.append(entry_line(encode, row))
+            except (TypeError, ValueError) as err:
+                raise VerificationError(f"entry seq {row[0]} cannot be exported: malformed row ({err}); run "
+                                        "`fedgov audit verify`") from err
             count += 1
             if len(batch) >= 10000:
                 chunk = b"".join(batch)

@@ -120,7 +120,8 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(lines) < 4 or not lines[0]:
         raise CheckpointError("checkpoint body needs origin, tree size and root lines")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not (size_text.isascii() and size_text.isdigit()) or (size_text != "0" and size_text.startswith("0")):
+    if not (size_text.isascii() and size_text.isdigit()) or (size_text != "0" and size_text.startswith("0")) \
+            or len(size_text) > 19:  # a tree size fits in 63 bits
         raise CheckpointError(f"checkpoint tree size {size_text!r} is not a decimal number")
     try:
         root = b64decode_exact(root_text)

@@ -18,6 +18,15 @@ LEAF_FIELDS = ("ciphertext", "config_hash", "entry_type", "key_id", "model_hash"
                "node_id", "round", "run_id", "seq", "timestamp")
 
 
+def as_bytes(value: object) -> bytes:
+    """A BLOB column's value as bytes; TypeError for anything else (a hand-edited row may hold text or a number)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a binary column holds {type(value).__name__}, not bytes")
+
+
 @dataclass(frozen=True)
 class EntryDraft:
     """An entry to append. Index fields are plaintext and must carry no personal data."""

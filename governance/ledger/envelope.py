@@ -58,11 +58,13 @@ def wrap(kek: bytes, data_key: bytes) -> bytes:
     return aes_key_wrap(kek, data_key)
 
 
-def unwrap(kek: bytes, wrapped: bytes) -> bytes:
-    """Unwrap a data key; raise KeyUnwrapError when the KEK is not the one that wrapped it."""
+def unwrap(kek: bytes, wrapped: object) -> bytes:
+    """Unwrap a data key as stored; raise KeyUnwrapError when it is not bytes or the KEK did not wrap it."""
+    if not isinstance(wrapped, (bytes, bytearray, memoryview)):
+        raise KeyUnwrapError(f"a stored data key is {type(wrapped).__name__}, not bytes (the row was edited)")
     try:
-        return aes_key_unwrap(kek, wrapped)
-    except InvalidUnwrap as err:
+        return aes_key_unwrap(kek, bytes(wrapped))
+    except (InvalidUnwrap, ValueError) as err:
         raise KeyUnwrapError("a data key does not unwrap under this key-encryption key") from err
 
 

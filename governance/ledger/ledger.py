@@ -22,13 +22,13 @@ from sqlalchemy.engine import Connection
 from governance import entry_types as et
 from governance.deferred_signals import signals_deferred
 from governance.entry_types import SYSTEM_SCOPE
-from governance.errors import UsageError
+from governance.errors import UsageError, VerificationError
 from governance.keystore import (ENV_PASSPHRASE, KeyMaterial, keys_from_env, read_keystore,
                                  write_keystore)
 from governance.ledger import envelope, merkle
 from governance.ledger.canonical import fast_canonical_bytes
-from governance.ledger.checkpoint import (Checkpoint, CheckpointError, VerifierKey, public_key_bytes, sign_checkpoint,
-                                          verify_checkpoint)
+from governance.ledger.checkpoint import (Checkpoint, CheckpointError, VerifierKey, parse_checkpoint, public_key_bytes,
+                                          sign_checkpoint, verify_checkpoint)
 from governance.ledger.entry import MAX_SAFE_INTEGER, Entry, EntryDraft, LeafEncoder
 from governance.ledger.signed_head import (SigningRefusedError, advance_head, check_before_signing, parse_head,
                                           read_head)
@@ -137,12 +137,12 @@ class Ledger:
     # -- keys ----------------------------------------------------------------------------------
 
     def _kek_for(self, kek_id: str) -> bytes:
-        for attempt in range(2):
+        for attempt in range(3):  # re-read the keystore while other processes rotate (twice covers two overlaps)
             keys = self._require_keys()
             for kek in (keys.kek, *keys.old_keks):
                 if envelope.kek_id(kek) == kek_id:
                     return kek
-            if attempt == 0 and not self._reload_keys():
+            if attempt == 2 or not self._reload_keys():
                 break
         raise envelope.KeyUnwrapError(f"no key-encryption key with id {kek_id} in the keystore")
 
@@ -165,7 +165,7 @@ class Ledger:
                          "restart it with the current keystore, or the current FEDGOV_KEK")
 
     def _reconcile_keystore(self, keys: KeyMaterial) -> None:
-        """Make the keystore hold exactly the KEKs the database uses; call under the workspace lock.
+        """Make the keystore hold exactly the KEK the database uses; call under the workspace lock.
 
         `keys` is the keystore as just read under that lock. A KEK replacement writes the
         keystore twice, with the old KEK beside the new one until the database commits. If it
@@ -173,6 +173,12 @@ class Ledger:
         shredded ones included: drop it. If the database never committed, the new KEK wraps
         nothing yet: go back to the old one. Temp files a crash left behind go too, since a
         temp keystore holds KEKs as well.
+
+        The database decides which KEK stays, so it must be the database this workspace
+        signed: the keystore is settled only while the database still holds the signed head,
+        and `fedgov_meta.kek_id` must name the KEK that the newest KEK replacement entry
+        (authenticated by its AEAD) installed. Otherwise nothing is dropped, and the signer
+        and `fedgov audit verify` report the tampering.
         """
         for leftover in (*self.workspace.path.glob("keystore.json.*.tmp"),
                          *self.workspace.path.glob("latest_checkpoint.*.tmp")):
@@ -183,16 +189,48 @@ class Ledger:
         with self.store.read() as conn:
             in_use = self.store.kek_ids_in_use(conn)
             wanted = self.store.meta_value(conn, "kek_id")
+            if not self._holds_signed_head(conn):
+                return
         every = (keys.kek, *keys.old_keks)
-        current = next((k for k in every if envelope.kek_id(k) == wanted), None) if wanted else keys.kek
-        if current is None:
-            raise UsageError(f"the keystore does not hold the key-encryption key the ledger uses (kek_id {wanted}): "
-                             "restore keystore.json from a backup made after the last rotation or shred")
-        kept = tuple(k for k in every if k != current and envelope.kek_id(k) in in_use)
+        if wanted is None:  # a ledger that has not replaced its KEK since fedgov 0.2: keep what is in use
+            current, kept = keys.kek, tuple(k for k in every[1:] if envelope.kek_id(k) in in_use)
+        else:
+            recorded = self._installed_kek_id()
+            if recorded is not None and recorded != wanted:
+                raise VerificationError(f"fedgov_meta.kek_id names key-encryption key {wanted}, but the last KEK "
+                                        f"replacement in the ledger installed {recorded}: the meta row was edited")
+            current = next((k for k in every if envelope.kek_id(k) == wanted), None)
+            if current is None:
+                raise UsageError(f"the ledger names key-encryption key {wanted}, which this keystore does not hold: "
+                                 "use the newest backup of keystore.json (never one from before a shred)")
+            kept = ()
         if current != keys.kek or kept != keys.old_keks:
             keys = KeyMaterial(kek=current, signing_seed=keys.signing_seed, old_keks=kept)
             write_keystore(self.workspace.keystore_path, keys, self._passphrase)
             self._keys = keys
+
+    def _holds_signed_head(self, conn: Connection) -> bool:
+        """Whether the database still holds, byte for byte, the checkpoint this workspace signed last."""
+        head = read_head(self.workspace)
+        if head is None:
+            return True  # nothing to hold it to (a workspace made before 0.2): the signer refuses later anyway
+        try:
+            size = parse_checkpoint(head).size
+        except CheckpointError:
+            return False
+        return any(row["note"] == head for row in self.store.checkpoints_of_size(conn, size))
+
+    def _installed_kek_id(self) -> str | None:
+        """`new_kek_id` of the newest KEK replacement entry, read through its AEAD; None if there is none."""
+        types = (*et.stored_names(et.KEK_ROTATED), *et.stored_names(et.KEY_DESTROYED))
+        for entry in reversed(self.query_types(types)):
+            try:
+                payload = self.read_payload(entry)
+            except (envelope.KeyDestroyedError, envelope.KeyUnwrapError, VerificationError):
+                return None
+            if "new_kek_id" in payload:
+                return str(payload["new_kek_id"])
+        return None
 
     def _keys_for_scopes(self, conn: Connection, scopes: set[str]) -> dict[str, tuple[str, AESGCM]]:
         """Live data key per scope, creating missing ones; checked against the DB in each batch."""
@@ -202,7 +240,7 @@ class Ledger:
             if cached and cached[0] == row.key_id:
                 found[row.scope] = cached
             else:
-                aead = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key)))
+                aead = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
                 found[row.scope] = (row.key_id, aead)
         missing = scopes - found.keys()
         kek = self._current_kek(conn) if missing else b""
@@ -228,7 +266,7 @@ class Ledger:
             raise envelope.KeyDestroyedError(
                 f"{what}: payload unreadable, key destroyed (data key {key_id} was crypto-shredded "
                 f"at {row.destroyed_at} by {row.destroyed_by})")
-        aead = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key)))
+        aead = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
         self._aeads[key_id] = aead
         return aead
 
@@ -256,7 +294,7 @@ class Ledger:
                 if row is None or row.wrapped_key is None:
                     return None
                 aead = self._aeads[key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id),
-                                                                    bytes(row.wrapped_key)))
+                                                                    row.wrapped_key))
             return aead
         return find
 
@@ -395,8 +433,9 @@ class Ledger:
                                               "at the same size (history rewritten)")
                 return previous["note"]
             self._own = [b for b in self._own if b.end > prev.size]
-            check_unsigned_tail(self.store, conn, prev.size, size, self._own + self._pending, self._tail_aead(conn),
-                                self.ledger_id)
+            tail = check_unsigned_tail(self.store, conn, prev.size, size, self._own + self._pending,
+                                       self._tail_aead(conn), self.ledger_id)
+            self._check_root_from_leaves(conn, prev, tail, root)
             proof = merkle.consistency_proof(prev.size, size, fetch)
             try:
                 merkle.verify_consistency(prev.size, size, proof, prev.root, root)
@@ -408,6 +447,25 @@ class Ledger:
         cp_id = 1 if previous is None else int(previous["id"]) + 1
         self.store.insert_checkpoint(conn, cp_id, size, note, proof, utc_now())
         return note
+
+    def _check_root_from_leaves(self, conn: Connection, prev: Checkpoint, tail: list[bytes], root: bytes) -> None:
+        """The root to sign must be the signed tree of `prev` extended by the vouched-for tail leaves.
+
+        The stored nodes make proofs fast but are a cache anyone with the database can
+        rewrite: nodes that commit to other rows than the entries would otherwise get signed.
+        The frontier at `prev.size` is taken from the cache and checked against `prev`'s
+        signed root, so only the tail is rehashed.
+        """
+        keys = merkle.Frontier.keys_for(prev.size)
+        found = self.store.fetch_nodes(conn, keys)
+        frontier = merkle.Frontier(prev.size, [found[k] for k in keys])
+        if frontier.root() != prev.root:
+            raise SigningRefusedError(f"refusing to sign: the cached tree nodes at size {prev.size} do not hash to the "
+                                      "signed root there; run `fedgov audit verify`, then `fedgov audit repair-cache`")
+        frontier.extend(tail, keep_nodes=False)
+        if frontier.root() != root:
+            raise SigningRefusedError("refusing to sign: the cached tree nodes do not match the entries after the last "
+                                      "checkpoint; run `fedgov audit verify`, then `fedgov audit repair-cache`")
 
     def adopt_head(self, actor: str, reason: str) -> str:
         """Take the database's latest checkpoint as the signed head, on the operator's word, and record it.
@@ -431,14 +489,16 @@ class Ledger:
                     raise SigningRefusedError("refusing to adopt: the database holds no checkpoint")
                 verify_checkpoint(latest["note"], own, self.origin)
                 if replaced is not None:
-                    self._refuse_adopting_a_rewrite(conn, parse_head(self.workspace, replaced, own))
+                    self._refuse_adopting_a_rewrite(conn, parse_head(self.workspace, replaced, own),
+                                                    int(latest["tree_size"]))
                 payload = {"actor": actor, "reason": reason, "adopted": latest["note"], "replaced": replaced}
                 self._append_in(conn, [EntryDraft(et.HEAD_ADOPTED, payload, SYSTEM_SCOPE)])
                 note = self._checkpoint_in(conn, head=latest["note"])
             write_atomic(self.workspace.head_path, note.encode("utf-8"))
         return note
 
-    def _refuse_adopting_a_rewrite(self, conn: Connection, head: Checkpoint) -> None:
+    def _refuse_adopting_a_rewrite(self, conn: Connection, head: Checkpoint, adopted_size: int) -> None:
+        """Adoption may give up entries (a restore lost them), never sign different ones in their place."""
         size = self.store.size(conn)
         if size >= head.size:
             stored = merkle.root_from_nodes(head.size, lambda k: self.store.fetch_nodes(conn, k))
@@ -446,6 +506,11 @@ class Ledger:
                 raise SigningRefusedError(
                     f"refusing to adopt: the database holds the {head.size} entries this workspace signed, but they "
                     "hash to another root: that is a rewrite, not a restore from backup (run `fedgov audit verify`)")
+        elif size > adopted_size:
+            raise SigningRefusedError(
+                f"refusing to adopt: entries {adopted_size}..{size - 1} are not signed in the database, and the head "
+                f"this workspace signed (size {head.size}) covered them, but fedgov cannot check them against it; "
+                "restore a backup that ends at a checkpoint")
 
     def repair_cache(self, actor: str) -> tuple[CacheDiff, str | None]:
         """Rebuild the stored tree nodes from the entries' leaf hashes; touch no entry; record and sign it.
@@ -459,7 +524,11 @@ class Ledger:
         if not actor:
             raise UsageError("repairing the cache needs an actor")
         with self._transaction() as conn:
-            size, nodes = recompute_tree(self.store.iter_entries(conn), self.store.min_stored_level)
+            rows = self.store.iter_entries(conn)
+            try:
+                size, nodes = recompute_tree(rows, self.store.min_stored_level)
+            finally:
+                rows.close()
             diff = compare(nodes, self.store.iter_nodes(conn), self.store.min_stored_level)
             if not diff:
                 return diff, None
@@ -483,6 +552,11 @@ class Ledger:
         with self.store.read() as conn:
             return self.store.query(conn, entry_type, run_id, round, node_id, limit=limit)
 
+    def query_types(self, entry_types: Sequence[str]) -> list[Entry]:
+        """Entries of any of these types (each name as stored), in seq order."""
+        with self.store.read() as conn:
+            return self.store.query(conn, entry_types=entry_types)
+
     def get(self, seq: int) -> Entry:
         with self.store.read() as conn:
             found = self.store.query(conn, seqs=[seq])
@@ -504,7 +578,7 @@ class Ledger:
             rows = self.store.data_keys(conn, missing)
         for row in rows:
             if row.wrapped_key is not None:
-                self._aeads[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key)))
+                self._aeads[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
 
     def read_payload(self, entry: Entry) -> dict[str, Any]:
         """Decrypt an entry's payload; KeyDestroyedError if its scope was shredded."""
@@ -536,12 +610,17 @@ class Ledger:
             live = self.store.live_keys_for(conn, [scope])
             if not live:
                 raise UsageError(f"no live data key for scope {scope!r} (shredded meanwhile by another process)")
+            secrets = {envelope.unwrap(self._kek_for(r.kek_id), r.wrapped_key) for r in live}
+            # A copy of the same key bytes under another key id (planted by whoever holds the database:
+            # RFC 3394 binds neither id nor scope) would survive the new KEK; it is destroyed too.
+            copies = sorted(r.key_id for r in self.store.all_live_keys(conn) if r.scope != scope
+                            and envelope.unwrap(self._kek_for(r.kek_id), r.wrapped_key) in secrets)
             key_ids = sorted(r.key_id for r in live)
             for row in live:  # the tail check in this transaction may still need them
-                self._shredding[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key)))
-            self.store.destroy_data_keys(conn, key_ids, when, actor)
+                self._shredding[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
+            self.store.destroy_data_keys(conn, key_ids + copies, when, actor)
             return et.KEY_DESTROYED, {"actor": actor, "reason": reason, "scope": scope, "key_ids": key_ids,
-                                      "destroyed_at": when}
+                                      "destroyed_at": when, **({"planted_copies": copies} if copies else {})}
 
         seq = self._replace_kek(destroy)
         self._scope_keys.pop(scope, None)
@@ -582,7 +661,7 @@ class Ledger:
                     entry_type, payload = change(conn, when)
                     rows = self.store.all_live_keys(conn)
                     self.store.rewrap_data_keys(conn, [
-                        (envelope.wrap(new_kek, envelope.unwrap(self._kek_for(row.kek_id), bytes(row.wrapped_key))),
+                        (envelope.wrap(new_kek, envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key)),
                          new_id, row.key_id) for row in rows])
                     old_id = self.store.meta_value(conn, "kek_id") or envelope.kek_id(keys.kek)
                     self.store.set_meta(conn, "kek_id", new_id)
@@ -593,11 +672,11 @@ class Ledger:
                 with suppress(Exception):  # committed or not, settle by what the database says
                     self._reconcile_keystore(staged)
                 raise
+            advance_head(self.workspace, note)  # first: a later writer settles the keystore only against it
             final = KeyMaterial(kek=new_kek, signing_seed=keys.signing_seed)
             write_keystore(self.workspace.keystore_path, final, self._passphrase)
             self._keys = final
             self._scope_keys.clear()
-            advance_head(self.workspace, note)
         return seq
 
     # -- blobs (model archive) ---------------------------------------------------------------

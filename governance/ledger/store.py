@@ -23,7 +23,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
 from governance.entry_types import stored_names
 from governance.errors import UsageError, VerificationError
-from governance.ledger.entry import Entry
+from governance.ledger.entry import Entry, as_bytes
 from governance.ledger.merkle import NodeKey, hash_children
 
 SCHEMA_VERSION = 2  # written by new ledgers
@@ -374,12 +374,14 @@ class LedgerStore:
 
     def query(self, conn: Connection, entry_type: str | None = None, run_id: str | None = None,
               round: int | None = None, node_id: str | None = None, seqs: Sequence[int] | None = None,
-              limit: int | None = None) -> list[Entry]:
+              limit: int | None = None, entry_types: Sequence[str] | None = None) -> list[Entry]:
         c = entries_table.c
         q = sa.select(entries_table).order_by(c.seq)
         if entry_type is not None:  # a dotted type also finds its pre-0.2 spelling
             names = stored_names(entry_type)
             q = q.where(c.entry_type == names[0] if len(names) == 1 else c.entry_type.in_(names))
+        if entry_types is not None:  # exactly these stored names
+            q = q.where(c.entry_type.in_(list(entry_types)))
         for column, value in ((c.run_id, run_id), (c.round, round), (c.node_id, node_id)):
             if value is not None:
                 q = q.where(column == value)
@@ -407,7 +409,8 @@ class LedgerStore:
         try:
             cur.execute(f"SELECT leaf_hash FROM fedgov_entries WHERE seq >= {mark} AND seq < {mark} ORDER BY seq",
                         (start, end))
-            return [bytes(h) for (h,) in cur.fetchall()]
+            return [h if isinstance(h, bytes) else bytes(h) if isinstance(h, memoryview) else b"" for (h,) in
+                    cur.fetchall()]  # a leaf hash that is not bytes (edited) reads as b"" and fails any comparison
         finally:
             cur.close()
 
@@ -482,6 +485,10 @@ class LedgerStore:
         rows = conn.execute(sa.select(checkpoints_table).order_by(checkpoints_table.c.id))
         return [dict(r._mapping) for r in rows]
 
+    def checkpoints_of_size(self, conn: Connection, tree_size: int) -> list[dict[str, Any]]:
+        rows = conn.execute(sa.select(checkpoints_table).where(checkpoints_table.c.tree_size == tree_size))
+        return [dict(r._mapping) for r in rows]
+
     def latest_checkpoint(self, conn: Connection) -> dict[str, Any] | None:
         row = conn.execute(sa.select(checkpoints_table).order_by(checkpoints_table.c.id.desc()).limit(1)).first()
         return dict(row._mapping) if row else None
@@ -498,8 +505,8 @@ class LedgerStore:
 
     def live_keys_for(self, conn: Connection, scopes: Sequence[str]) -> list[Any]:
         c = data_keys_table.c
-        q = sa.select(c.key_id, c.scope, c.wrapped_key, c.kek_id).where(
-            c.scope.in_(list(scopes)), c.destroyed_at.is_(None))
+        q = sa.select(c.key_id, c.scope, c.wrapped_key, c.kek_id).where(  # live = still wrapped, one definition
+            c.scope.in_(list(scopes)), c.wrapped_key.is_not(None))
         return list(conn.execute(q))
 
     def data_key(self, conn: Connection, key_id: str) -> Any:
@@ -522,7 +529,8 @@ class LedgerStore:
 
     def all_live_keys(self, conn: Connection) -> list[Any]:
         c = data_keys_table.c
-        return list(conn.execute(sa.select(c.key_id, c.wrapped_key, c.kek_id).where(c.wrapped_key.is_not(None))))
+        return list(conn.execute(sa.select(c.key_id, c.scope, c.wrapped_key, c.kek_id)
+                                 .where(c.wrapped_key.is_not(None))))
 
     def insert_data_key(self, conn: Connection, row: dict[str, Any]) -> None:
         conn.execute(data_keys_table.insert(), [row])
@@ -548,7 +556,11 @@ class LedgerStore:
 def row_to_entry(r: Any) -> Entry:
     """A database row (mapping or tuple in table column order) as an Entry."""
     m = r._mapping if hasattr(r, "_mapping") else r
-    return Entry(seq=int(m["seq"]), entry_type=m["entry_type"], timestamp=m["timestamp"], run_id=m["run_id"],
-                 round=None if m["round"] is None else int(m["round"]), node_id=m["node_id"],
-                 model_hash=m["model_hash"], config_hash=m["config_hash"], key_id=m["key_id"],
-                 ciphertext=bytes(m["ciphertext"]), leaf_hash=bytes(m["leaf_hash"]))
+    try:
+        return Entry(seq=int(m["seq"]), entry_type=m["entry_type"], timestamp=m["timestamp"], run_id=m["run_id"],
+                     round=None if m["round"] is None else int(m["round"]), node_id=m["node_id"],
+                     model_hash=m["model_hash"], config_hash=m["config_hash"], key_id=m["key_id"],
+                     ciphertext=as_bytes(m["ciphertext"]), leaf_hash=as_bytes(m["leaf_hash"]))
+    except (TypeError, ValueError) as err:
+        raise StoreError(f"entry seq {m['seq']} cannot be read as the schema defines it ({err}): the row was edited; "
+                         "run `fedgov audit verify`") from err

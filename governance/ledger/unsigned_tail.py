@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
 from governance.ledger.envelope import NONCE_SIZE, entry_aad
-from governance.ledger.entry import LeafEncoder
+from governance.ledger.entry import LeafEncoder, as_bytes
 from governance.ledger.signed_head import SigningRefusedError
 from governance.ledger.store import LedgerStore
 
@@ -53,36 +53,47 @@ class OwnBatch:
 
 
 def check_unsigned_tail(store: LedgerStore, conn: Connection, start: int, end: int, own: list[OwnBatch],
-                        aead_for: Callable[[str], AESGCM | None], ledger_id: str) -> None:
-    """Refuse (SigningRefusedError) unless every entry in [start, end) was written by a key holder."""
+                        aead_for: Callable[[str], AESGCM | None], ledger_id: str) -> list[bytes]:
+    """The leaf hashes of entries [start, end), each vouched for; SigningRefusedError unless a key holder wrote all.
+
+    The caller builds the root it signs from these, not from the cached tree nodes, which
+    whoever holds the database could have rewritten to commit to other rows.
+    """
+    leaves: list[bytes] = []
     position = start
     for batch in sorted((b for b in own if b.end > start and b.first < end), key=lambda b: b.first):
         if batch.first < start or batch.end > end:
             raise SigningRefusedError(f"refusing to sign: entries {batch.first}..{batch.end - 1} that this process "
                                       f"wrote are no longer where it wrote them ({INVESTIGATE})")
-        _check_foreign(store, conn, position, batch.first, aead_for, ledger_id)
+        leaves += _check_foreign(store, conn, position, batch.first, aead_for, ledger_id)
         stored = store.leaf_hashes_between(conn, batch.first, batch.end)
         if len(stored) != batch.count or hashlib.sha256(b"".join(stored)).digest() != batch.digest:
             raise SigningRefusedError(f"refusing to sign: entries {batch.first}..{batch.end - 1} differ from what this "
                                       f"process wrote ({INVESTIGATE})")
+        leaves += stored
         position = batch.end
-    _check_foreign(store, conn, position, end, aead_for, ledger_id)
+    leaves += _check_foreign(store, conn, position, end, aead_for, ledger_id)
+    return leaves
 
 
 def _check_foreign(store: LedgerStore, conn: Connection, start: int, end: int,
-                   aead_for: Callable[[str], AESGCM | None], ledger_id: str) -> None:
+                   aead_for: Callable[[str], AESGCM | None], ledger_id: str) -> list[bytes]:
+    """Leaf hashes of entries [start, end) that another process wrote, each recomputed and authenticated."""
     if start >= end:
-        return
+        return []
     encode = LeafEncoder()
-    for seq, entry_type, ts, run_id, round_, node_id, model, config, key_id, ct, leaf in store.entries_between(
-            conn, start, end):
-        ciphertext = bytes(ct)
+    leaves: list[bytes] = []
+    for expected, (seq, entry_type, ts, run_id, round_, node_id, model, config, key_id, ct, leaf) in enumerate(
+            store.entries_between(conn, start, end), start=start):
+        if seq != expected:
+            raise SigningRefusedError(f"refusing to sign: entry seq {expected} is missing ({INVESTIGATE})")
         try:
+            ciphertext = as_bytes(ct)
             recomputed = hashlib.sha256(b"\x00" + encode(seq, ts, entry_type, run_id, round_, node_id, model, config,
                                                         key_id, ciphertext)).digest()
         except (TypeError, ValueError) as err:
             raise SigningRefusedError(f"refusing to sign: entry seq {seq} is malformed ({err}; {INVESTIGATE})") from err
-        if recomputed != bytes(leaf):
+        if recomputed != leaf:
             raise SigningRefusedError(f"refusing to sign: entry seq {seq}: its fields do not hash to its leaf hash "
                                       f"({INVESTIGATE})")
         aead = aead_for(key_id)
@@ -95,3 +106,7 @@ def _check_foreign(store: LedgerStore, conn: Connection, start: int, end: int,
         except InvalidTag as err:
             raise SigningRefusedError(f"refusing to sign: entry seq {seq}: its ciphertext does not authenticate under "
                                       f"its data key ({INVESTIGATE})") from err
+        leaves.append(recomputed)
+    if len(leaves) != end - start:
+        raise SigningRefusedError(f"refusing to sign: entry seq {start + len(leaves)} is missing ({INVESTIGATE})")
+    return leaves

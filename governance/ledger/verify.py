@@ -21,7 +21,7 @@ from typing import Any
 from governance.errors import UsageError, VerificationError
 from governance.ledger import merkle
 from governance.ledger.checkpoint import Checkpoint, CheckpointError, VerifierKey, verify_trusted
-from governance.ledger.entry import LeafEncoder
+from governance.ledger.entry import LeafEncoder, as_bytes
 from governance.ledger.tree_cache import ExpectedNodes, add_nodes, compare
 
 # (seq, entry_type, timestamp, run_id, round, node_id, model_hash, config_hash, key_id, ciphertext, leaf_hash)
@@ -144,7 +144,7 @@ def _signed_checkpoints(checkpoints: Sequence[dict[str, Any]], trusted: Sequence
             proof = [base64.b64decode(p, validate=True) for p in json.loads(row["consistency_proof"])]
             if _proof_text(proof) != row["consistency_proof"]:
                 raise ValueError("not in its one text form")
-        except (ValueError, TypeError, binascii.Error) as err:
+        except (ValueError, TypeError, RecursionError, binascii.Error) as err:
             raise VerificationError(f"{label}: consistency_proof is not a JSON array of base64 hashes written "
                                     f'["<b64>", "<b64>"] ({err})') from err
         if previous is None:
@@ -263,7 +263,7 @@ def _leaf_hashes(chunk: Sequence[EntryRow], first_seq: int, encode_leaf: LeafEnc
             return leaves, VerificationError(f"entry seq {expected} is missing (next stored entry is seq {seq})")
         try:
             leaf = sha(b"\x00" + encode_leaf(seq, row[2], row[1], row[3], row[4], row[5], row[6], row[7],
-                                             row[8], bytes(row[9]))).digest()
+                                             row[8], as_bytes(row[9]))).digest()
         except (TypeError, ValueError) as err:
             return leaves, VerificationError(f"entry seq {seq}: malformed row ({err})")
         if leaf != row[10]:
@@ -304,8 +304,12 @@ def verify_ledger(ws: Any, trusted: Sequence[VerifierKey] | None = None,
         with store.read() as conn:
             checkpoints = store.checkpoints(conn)
             nodes: ExpectedNodes = {}
-            report = verify_rows(store.iter_entries(conn), checkpoints, keys, origin=origin, known=known,
-                                 nodes=nodes, min_level=store.min_stored_level)
+            rows = store.iter_entries(conn)
+            try:
+                report = verify_rows(rows, checkpoints, keys, origin=origin, known=known, nodes=nodes,
+                                     min_level=store.min_stored_level)
+            finally:
+                rows.close()  # before the connection goes, also when a row failed
             diff = compare(nodes, store.iter_nodes(conn), store.min_stored_level)
     except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as err:
         raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "

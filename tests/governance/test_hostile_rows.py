@@ -123,3 +123,33 @@ def test_a_row_under_an_unknown_key_reads_as_unknown_not_destroyed(grown: Worksp
     out = json.loads(succeeds("audit", "log", "--decrypt", "--format", "json", "--workspace", str(grown.path)))
     assert [r["payload"] for r in out if r["seq"] == seq] == ["<unknown data key>"]
     assert count(grown, "fedgov_entries") == seq + 1
+
+
+def test_a_trusted_key_too_long_for_a_file_name_is_one_line(grown: Workspace) -> None:
+    fails_with([*_verify(grown), "--trusted-key", "a" * 5000], "error: --trusted-key: malformed verifier key ...",
+               code=2)
+
+
+def test_a_tree_size_of_thousands_of_digits_is_one_line(grown: Workspace) -> None:
+    db = sqlite3.connect(grown.sqlite_path)
+    note = db.execute("SELECT note FROM fedgov_checkpoints WHERE id = 2").fetchone()[0]
+    db.close()
+    sql(grown, "UPDATE fedgov_checkpoints SET note = ? WHERE id = 2", params=(note.replace("\n40\n", "\n" + "9" * 5000 + "\n"),))
+    fails_with(_verify(grown), "error: checkpoint #2: bad signature: checkpoint tree size ... is not a decimal number")
+
+
+def test_a_deeply_nested_consistency_proof_is_one_line(grown: Workspace) -> None:
+    sql(grown, "UPDATE fedgov_checkpoints SET consistency_proof = ? WHERE id = 2", params=("[" * 200000,))
+    fails_with(_verify(grown), "error: checkpoint #2: consistency_proof is not a JSON array of base64 hashes written "
+               '["<b64>", "<b64>"] (maximum recursion depth exceeded...)')
+
+
+@pytest.mark.parametrize("command", [["audit", "verify"], ["audit", "log", "--decrypt"], ["audit", "export"]],
+                         ids=["verify", "log", "export"])
+def test_a_ciphertext_stored_as_a_huge_integer_is_one_line(grown: Workspace, tmp_path: Path,
+                                                           command: list[str]) -> None:
+    sql(grown, "UPDATE fedgov_entries SET ciphertext = 1099511627776 WHERE seq = 9")
+    extra = ["--out", str(tmp_path / "bundle")] if command[-1] == "export" else []
+    result_code = 2 if command[1] == "log" else 1
+    fails_with([*command, *extra, "--workspace", str(grown.path)], "error: entry seq 9...", code=result_code)
+    assert not (tmp_path / "bundle").exists() or not any((tmp_path / "bundle").iterdir())

@@ -286,3 +286,82 @@ def test_a_temp_keystore_left_by_a_crash_is_removed_by_the_next_writer(workspace
     shutil.copy(workspace.keystore_path, leftover)
     Ledger.open(workspace).close()
     assert not leftover.exists()
+
+
+def test_a_planted_copy_of_the_shredded_key_is_destroyed_too(workspace: Workspace, tmp_path: Path) -> None:
+    from tests.governance.attacks import sql
+
+    noted = _fill_and_note(workspace)
+    before = tmp_path / "before.db"
+    shutil.copy(workspace.sqlite_path, before)
+    sql(workspace, "INSERT INTO fedgov_data_keys (key_id, scope, wrapped_key, kek_id, created) SELECT "
+                   f"'{'ff' * 16}', 'registry-backup', wrapped_key, kek_id, created FROM fedgov_data_keys "
+                   f"WHERE scope = '{SCOPE}'")
+    succeeds("audit", "shred", SCOPE, "--actor", "dpo", "--reason", "art17-7", "--workspace", str(workspace.path))
+    _assert_nothing_opens_the_scope(noted, [before, *workspace.path.glob("ledger.db*")], workspace.keystore_path)
+    with Ledger.open(workspace) as ledger:
+        payload = ledger.read_payload(ledger.query(entry_type="key.destroyed")[0])
+    assert payload["planted_copies"] == ["ff" * 16]
+    db = sqlite3.connect(workspace.sqlite_path)
+    assert db.execute(f"SELECT wrapped_key FROM fedgov_data_keys WHERE key_id = '{'ff' * 16}'").fetchone() == (None,)
+    db.close()
+
+
+def test_a_half_destroyed_row_is_still_shredded(workspace: Workspace) -> None:
+    from tests.governance.attacks import sql
+
+    _fill_and_note(workspace)
+    sql(workspace, f"UPDATE fedgov_data_keys SET destroyed_at = '2020-01-01', destroyed_by = 'x' WHERE scope = '{SCOPE}'")
+    succeeds("audit", "shred", SCOPE, "--actor", "dpo", "--reason", "art17-7", "--workspace", str(workspace.path))
+    db = sqlite3.connect(workspace.sqlite_path)
+    assert db.execute(f"SELECT wrapped_key FROM fedgov_data_keys WHERE scope = '{SCOPE}'").fetchall() == [(None,)]
+    db.close()
+
+
+def test_a_crash_then_a_restored_database_does_not_bring_the_old_kek_back(workspace: Workspace, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shred committed, the process died before the last keystore write, and the database holder puts
+    the pre-shred rows back: the next writer must not keep the old KEK (the database no longer holds the head)."""
+    from governance.ledger import ledger as ledger_module
+
+    _fill_and_note(workspace)
+    before = tmp_path / "before.db"
+    with Ledger.open(workspace) as ledger:
+        ledger.checkpoint()
+    Ledger.open(workspace).close()
+    shutil.copy(workspace.sqlite_path, before)
+    real_write, calls = ledger_module.write_keystore, []
+
+    def dies_on_the_final_write(path, keys, passphrase):
+        calls.append(keys)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("kill -9")
+        real_write(path, keys, passphrase)
+
+    monkeypatch.setattr(ledger_module, "write_keystore", dies_on_the_final_write)
+    with Ledger.open(workspace) as ledger, pytest.raises(KeyboardInterrupt):
+        ledger.shred(SCOPE, actor="dpo", reason="art17-7")
+    monkeypatch.setattr(ledger_module, "write_keystore", real_write)
+    for suffix in ("-wal", "-shm"):
+        Path(str(workspace.sqlite_path) + suffix).unlink(missing_ok=True)
+    shutil.copy(before, workspace.sqlite_path)  # the database holder restores the old database
+    from governance.errors import FedgovError
+
+    with pytest.raises(FedgovError):
+        with Ledger.open(workspace) as ledger:
+            ledger.checkpoint()
+    keys = read_keystore(workspace.keystore_path, PASSPHRASE)
+    assert calls[1].kek in (keys.kek, *keys.old_keks)  # the new KEK is never dropped
+
+
+def test_an_edited_kek_id_in_meta_is_named_not_obeyed(workspace: Workspace) -> None:
+    from tests.governance.attacks import fails_with, sql
+
+    _fill_and_note(workspace)
+    succeeds("audit", "rotate-kek", "--actor", "ops", "--workspace", str(workspace.path))
+    keystore = workspace.keystore_path.read_bytes()
+    sql(workspace, "UPDATE fedgov_meta SET value = '0123456789abcdef' WHERE key = 'kek_id'")
+    fails_with(["audit", "checkpoint", "--workspace", str(workspace.path)],
+               "error: fedgov_meta.kek_id names key-encryption key 0123456789abcdef, but the last KEK replacement in "
+               "the ledger installed ...: the meta row was edited")
+    assert workspace.keystore_path.read_bytes() == keystore

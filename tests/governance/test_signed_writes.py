@@ -248,3 +248,34 @@ def test_a_rewrite_cannot_be_adopted(signed: Workspace) -> None:
     fails_with(["audit", "checkpoint", "--adopt", "--actor", "ops", "--reason", "r", *_ws(signed)],
                "error: refusing to adopt: the database holds the 9 entries this workspace signed, but they hash to "
                "another root: that is a rewrite, not a restore from backup (run `fedgov audit verify`)")
+
+
+def test_adoption_never_signs_rows_the_replaced_head_covered(signed: Workspace) -> None:
+    """A restore cut below the head, with an unsigned row rewritten: fedgov cannot vouch for it."""
+    sql(signed, "DELETE FROM fedgov_checkpoints WHERE tree_size > 5", "DELETE FROM fedgov_entries WHERE seq >= 7")
+    rewrite_entry(signed, 6, node_id="mallory")
+    fails_with(["audit", "checkpoint", "--adopt", "--actor", "ops", "--reason", "restored", *_ws(signed)],
+               "error: refusing to adopt: entries 5..6 are not signed in the database, and the head this workspace "
+               "signed (size 9) covered them, but fedgov cannot check them against it; restore a backup that ends at "
+               "a checkpoint")
+
+
+def test_signer_refuses_cached_nodes_that_commit_to_other_rows(workspace: Workspace) -> None:
+    """The cache is rewritten to commit to forged rows before they are swapped in: no signature."""
+    from governance.ledger.merkle import Frontier
+
+    with Ledger.open(workspace) as ledger:
+        ledger.append([EntryDraft("round.reply", {"i": i}, "node:n1") for i in range(31)])  # a running round
+    db = sqlite3.connect(workspace.sqlite_path)
+    leaves = [bytes(h) for (h,) in db.execute("SELECT leaf_hash FROM fedgov_entries ORDER BY seq")]
+    db.close()
+    forged = leaves[:16] + [bytes([i]) * 32 for i in range(16)]
+    nodes = Frontier().extend(forged, min_level=4)
+    sql(workspace, "DELETE FROM fedgov_tree_nodes")
+    db = sqlite3.connect(workspace.sqlite_path)
+    db.executemany("INSERT INTO fedgov_tree_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+    db.commit()
+    db.close()
+    fails_with(["audit", "checkpoint", *_ws(workspace)],
+               "error: refusing to sign: the cached tree nodes do not match the entries after the last checkpoint; run "
+               "`fedgov audit verify`, then `fedgov audit repair-cache`")
