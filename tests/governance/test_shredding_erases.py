@@ -157,13 +157,11 @@ def test_a_running_writer_keeps_appending_after_another_process_shreds(workspace
         assert [fresh.read_payload(e) for e in last] == [{"after": True}, {"new scope": True}]
 
 
-def test_a_crash_after_commit_is_finished_by_the_next_writer(workspace: Workspace,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def _shred_dying_before_the_last_keystore_write(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> list:
+    """Shred, and die (as kill -9 would) when the keystore is written the second time: after the commit."""
     from governance.ledger import ledger as ledger_module
 
-    noted = _fill_and_note(workspace)
-    real_write = ledger_module.write_keystore
-    calls = []
+    real_write, calls = ledger_module.write_keystore, []
 
     def dies_on_the_final_write(path, keys, passphrase):  # the second write drops the old KEK
         calls.append(keys)
@@ -172,9 +170,16 @@ def test_a_crash_after_commit_is_finished_by_the_next_writer(workspace: Workspac
         real_write(path, keys, passphrase)
 
     monkeypatch.setattr(ledger_module, "write_keystore", dies_on_the_final_write)
-    with Ledger.open(workspace) as ledger, pytest.raises(KeyboardInterrupt):
+    with Ledger.open(ws) as ledger, pytest.raises(KeyboardInterrupt):
         ledger.shred(SCOPE, actor="dpo", reason="art17-7")
     monkeypatch.setattr(ledger_module, "write_keystore", real_write)
+    return calls
+
+
+def test_a_crash_after_commit_is_finished_by_the_next_writer(workspace: Workspace,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    noted = _fill_and_note(workspace)
+    calls = _shred_dying_before_the_last_keystore_write(workspace, monkeypatch)
     assert noted.kek in read_keystore(workspace.keystore_path, PASSPHRASE).old_keks  # the crash left it behind
     Ledger.open(workspace).close()  # the next writer to open the ledger
     healed = read_keystore(workspace.keystore_path, PASSPHRASE)
@@ -318,30 +323,15 @@ def test_a_half_destroyed_row_is_still_shredded(workspace: Workspace) -> None:
     db.close()
 
 
-def test_a_crash_then_a_restored_database_does_not_bring_the_old_kek_back(workspace: Workspace, tmp_path: Path,
+def test_a_crash_then_a_restored_database_cannot_settle_the_keystore(workspace: Workspace, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shred committed, the process died before the last keystore write, and the database holder puts
-    the pre-shred rows back: the next writer must not keep the old KEK (the database no longer holds the head)."""
-    from governance.ledger import ledger as ledger_module
-
+    """The shred committed, the process died before the last keystore write, and the database holder puts the
+    pre-shred database back: the next writer must not settle the keystore against it (it no longer holds the
+    signed head), so the new KEK is never dropped, and nothing more is signed."""
     _fill_and_note(workspace)
     before = tmp_path / "before.db"
-    with Ledger.open(workspace) as ledger:
-        ledger.checkpoint()
-    Ledger.open(workspace).close()
     shutil.copy(workspace.sqlite_path, before)
-    real_write, calls = ledger_module.write_keystore, []
-
-    def dies_on_the_final_write(path, keys, passphrase):
-        calls.append(keys)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("kill -9")
-        real_write(path, keys, passphrase)
-
-    monkeypatch.setattr(ledger_module, "write_keystore", dies_on_the_final_write)
-    with Ledger.open(workspace) as ledger, pytest.raises(KeyboardInterrupt):
-        ledger.shred(SCOPE, actor="dpo", reason="art17-7")
-    monkeypatch.setattr(ledger_module, "write_keystore", real_write)
+    calls = _shred_dying_before_the_last_keystore_write(workspace, monkeypatch)
     for suffix in ("-wal", "-shm"):
         Path(str(workspace.sqlite_path) + suffix).unlink(missing_ok=True)
     shutil.copy(before, workspace.sqlite_path)  # the database holder restores the old database
