@@ -15,7 +15,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from server.grid_view import SelectedGrid
-from server.replies import ALLOWED_RECORDS, ArraySpec, NamedArrays, Rejection, model_spec, split_replies
+from server.replies import (ALLOWED_RECORDS, DECODE_ERRORS, ArraySpec, NamedArrays, Rejection, model_spec,
+                            split_replies)
 
 Selector = Callable[[int, Sequence[int]], Sequence[int]]
 ReplyCheck = Callable[[int, Message, NamedArrays], "str | None"]
@@ -107,7 +108,10 @@ class GovernedStrategy(Strategy):
         for check in self.reply_checks:
             still_valid = []
             for reply, arrays in checked:
-                reason = check(server_round, reply, arrays)
+                try:
+                    reason = check(server_round, reply, arrays)
+                except DECODE_ERRORS as err:  # hostile bytes in what the check parses: reject, go on
+                    reason = f"malformed reply ({type(err).__name__})"
                 if reason is None:
                     still_valid.append((reply, arrays))
                 else:

@@ -31,8 +31,27 @@ from governance.ledger import EntryDraft, Ledger
 from governance.ledger.canonical import canonical_bytes
 from governance.selection import SelectionError, select_nodes
 from server.governed import RoundFacts
-from server.replies import NamedArrays
+from server.replies import DECODE_ERRORS, NUM_EXAMPLES_KEY, NamedArrays
 from simulations.scenarios import parse_node_rounds
+
+
+MAX_FINGERPRINT_TEXT = 65536  # an honest fingerprint is a few hundred characters
+
+
+def weight_problem(num_examples: int, fingerprint: DatasetFingerprint) -> str | None:
+    """Weight follows evidence: the examples a node claims are the rows of the dataset it signed for.
+
+    FedAvg weighs each update by `num-examples`; unchecked, one node claiming 10^6 examples
+    on 91 rows takes the average. The claim must equal the signed fingerprint's row count,
+    and that count must equal the sum of its label counts.
+    """
+    if sum(fingerprint.label_counts.values()) != fingerprint.rows:
+        return (f"dataset fingerprint claims {fingerprint.rows} rows but its label counts sum to "
+                f"{sum(fingerprint.label_counts.values())}")
+    if num_examples != fingerprint.rows:
+        return (f"num-examples {num_examples} disagrees with the {fingerprint.rows} rows of the node's signed "
+                "dataset fingerprint (weight must follow evidence)")
+    return None
 
 
 def config_hash(run_config: dict[str, Any]) -> str:
@@ -146,17 +165,23 @@ class LedgerRecorder:
         if statement is None:
             return "unsigned: the reply carries no governance statement"
         if statement.get("node-id") != expected:
-            return f"node id mismatch: signed as {statement.get('node-id')!r}, bound to {expected!r}"
+            return f"node id mismatch: signed as {str(statement.get('node-id'))[:80]!r}, bound to {expected!r}"
+        fingerprint_text = statement.get("fingerprint", "{}")
+        if not isinstance(fingerprint_text, str) or len(fingerprint_text) > MAX_FINGERPRINT_TEXT:
+            return f"bad governance statement: the fingerprint is not text of at most {MAX_FINGERPRINT_TEXT} characters"
         try:
-            fingerprint = DatasetFingerprint.from_dict(json.loads(str(statement.get("fingerprint", "{}"))))
+            fingerprint = DatasetFingerprint.from_dict(json.loads(fingerprint_text))
             update, metrics = arrays_digest(arrays), reply_metrics_digest(reply.content)
             payload = reply_signing_payload(self.run_id, server_round, update, fingerprint.digest, metrics)
             signature = statement.get("signature")
             verify_reply(self.registry, expected, signature if isinstance(signature, bytes) else None, payload)
         except ReplyRejected as err:
             return f"{err.reason}: {err}"
-        except (FedgovError, ValueError, TypeError, OverflowError) as err:  # JSONDecodeError is a ValueError
-            return f"bad governance statement: {type(err).__name__}: {err}"
+        except (FedgovError, *DECODE_ERRORS) as err:  # JSONDecodeError is a ValueError
+            return f"bad governance statement: {type(err).__name__}: {str(err)[:200]}"
+        problem = weight_problem(reply.content["metrics"][NUM_EXAMPLES_KEY], fingerprint)
+        if problem:
+            return problem
         self._verified[src] = {"update_digest": update, "metrics_digest": metrics,
                                "signature": base64.b64encode(signature).decode(),
                                "dataset_fingerprint": fingerprint.to_dict()}

@@ -3,11 +3,19 @@
 Flower's FedAvg raises `InconsistentMessageReplies` and stops the ServerApp on a single bad
 reply. fedgov checks each reply against the model it sent, keeps the good ones and reports
 the rest with the node id and the reason.
+
+Every byte of a reply is hostile input. Each array's bytes are bounded by what its shape
+allows before they are decoded, decoded without pickle, and the decoded shape and dtype are
+compared with the declared ones and with the model's. Metrics are bounded in number, key
+length and list length, and every number must be finite and within ±(2^53-1), so the
+ledger (RFC 8785) can record it. Whatever a decoder still raises on malformed input
+(`DECODE_ERRORS`) rejects the reply; it never reaches the run.
 """
 
 from __future__ import annotations
 
 import math
+import tokenize
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -18,6 +26,17 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 ARRAYS_KEY = "arrays"
 METRICS_KEY = "metrics"
 NUM_EXAMPLES_KEY = "num-examples"
+
+# Bounds on a reply: generous for an honest node, small enough that a hostile one costs little.
+MAX_METRICS = 64
+MAX_METRIC_KEY = 128
+MAX_METRIC_LIST = 4096
+MAX_SAFE_INTEGER = 2**53 - 1
+NPY_HEADER_ALLOWANCE = 4096  # an .npy header is at most a few hundred bytes
+# What decoding malformed bytes may raise: each rejects the reply that caused it.
+# (numpy parses an .npy header with the tokenizer: a broken one raises SyntaxError or TokenError.)
+DECODE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, MemoryError, KeyError, IndexError,
+                 AttributeError, EOFError, OSError, SyntaxError, tokenize.TokenError)
 
 # What a train reply may hold: weights, metrics and (for governed runs) the node's
 # signed statement. Anything else could smuggle data off the node and is rejected.
@@ -47,6 +66,12 @@ class Rejection:
     reason: str
 
 
+def brief(value: object, limit: int = 60) -> str:
+    """A node-supplied value as it may appear in a reason: repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def model_spec(arrays: ArrayRecord) -> dict[str, ArraySpec]:
     """The spec every reply's arrays must match: the model sent this round."""
     return {k: ArraySpec(tuple(a.shape), str(a.dtype)) for k, a in arrays.items()}
@@ -63,7 +88,7 @@ def reply_problem(
 ) -> str | None:
     """Return why a train reply is unusable, or None when it is well formed."""
     if reply.has_error():
-        return f"node error {reply.error.code}: {reply.error.reason}"
+        return f"node error {brief(reply.error.code)}: {brief(reply.error.reason, 200)}"
     if not reply.has_content():
         return "empty reply"
     return content_problem(reply.content, spec, allowed, decoded)
@@ -82,9 +107,9 @@ def content_problem(
     """
     for key in content.keys():
         if key not in allowed:
-            return f"unexpected record {key!r} (a reply may hold only {', '.join(allowed)})"
+            return f"unexpected record {brief(key)} (a reply may hold only {', '.join(allowed)})"
         if not isinstance(content[key], allowed[key]):
-            return f"record {key!r} has the wrong type {type(content[key]).__name__}"
+            return f"record {brief(key)} has the wrong type {type(content[key]).__name__}"
     if ARRAYS_KEY not in content:
         return "missing arrays"
     if METRICS_KEY not in content:
@@ -96,33 +121,67 @@ def content_problem(
 def _arrays_problem(arrays: ArrayRecord, spec: Mapping[str, ArraySpec], decoded: NamedArrays) -> str | None:
     got, want = set(arrays.keys()), set(spec)
     if got - want:
-        return f"extra arrays {sorted(got - want)}"
+        return f"extra arrays {brief(sorted(got - want), 200)}"
     if want - got:
         return f"missing arrays {sorted(want - got)}"
     for key, expected in spec.items():
         array = arrays[key]
         if tuple(array.shape) != expected.shape:
-            return f"array {key!r} has shape {tuple(array.shape)}, expected {expected.shape}"
+            return f"array {key!r} has shape {brief(tuple(array.shape))}, expected {expected.shape}"
         if str(array.dtype) != expected.dtype:
-            return f"array {key!r} has dtype {array.dtype}, expected {expected.dtype}"
+            return f"array {key!r} has dtype {brief(array.dtype)}, expected {expected.dtype}"
     for key, array in arrays.items():  # the reply's own order, which its digest follows
-        values = array.numpy()
+        expected = spec[key]
+        problem = _bytes_problem(key, array, expected)
+        if problem:
+            return problem
+        try:
+            values = array.numpy()  # np.load with allow_pickle=False
+        except DECODE_ERRORS as err:
+            return f"array {key!r} is not a valid .npy array ({type(err).__name__})"
+        if tuple(values.shape) != expected.shape or str(values.dtype) != expected.dtype:
+            return (f"array {key!r} decodes to shape {tuple(values.shape)} dtype {values.dtype}, but declares and "
+                    f"must be shape {expected.shape} dtype {expected.dtype}")
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             return f"array {key!r} holds NaN or Inf values"
         decoded.append((key, values))
     return None
 
 
+def _bytes_problem(key: str, array: object, expected: ArraySpec) -> str | None:
+    """Refuse an array whose serialization is not numpy's, or whose bytes exceed what its shape needs."""
+    stype, data = getattr(array, "stype", None), getattr(array, "data", None)
+    if stype != "numpy.ndarray":
+        return f"array {key!r} is serialized as {brief(stype)}, not numpy.ndarray"
+    if not isinstance(data, bytes):
+        return f"array {key!r} carries {type(data).__name__}, not bytes"
+    limit = int(np.prod(expected.shape, dtype=np.int64)) * np.dtype(expected.dtype).itemsize + NPY_HEADER_ALLOWANCE
+    if len(data) > limit:
+        return f"array {key!r} holds {len(data)} bytes, more than its shape allows ({limit})"
+    return None
+
+
 def _metrics_problem(metrics: MetricRecord) -> str | None:
+    if len(metrics) > MAX_METRICS:
+        return f"{len(metrics)} metrics, more than {MAX_METRICS}"
     if NUM_EXAMPLES_KEY not in metrics:
         return f"missing {NUM_EXAMPLES_KEY!r} in metrics"
     num = metrics[NUM_EXAMPLES_KEY]
-    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-        return f"{NUM_EXAMPLES_KEY!r} must be a positive integer, got {num!r}"
+    if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= MAX_SAFE_INTEGER:
+        return f"{NUM_EXAMPLES_KEY!r} must be a positive integer, got {brief(num)}"
     for key, value in metrics.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_METRIC_KEY:
+            return f"metric name {brief(key)} is empty or longer than {MAX_METRIC_KEY} characters"
         values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            return f"metric {key!r} is NaN or Inf"
+        if len(values) > MAX_METRIC_LIST:
+            return f"metric {brief(key)} lists {len(values)} values, more than {MAX_METRIC_LIST}"
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return f"metric {brief(key)} holds a {type(v).__name__}, not a number"
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"metric {brief(key)} is NaN or Inf"
+            if isinstance(v, int) and abs(v) > MAX_SAFE_INTEGER:
+                return f"metric {brief(key)} is outside ±(2^53-1)"
     return None
 
 
@@ -136,7 +195,10 @@ def split_replies(
     rejected: list[Rejection] = []
     for reply in replies:
         decoded: NamedArrays = []
-        problem = reply_problem(reply, spec, allowed, decoded)
+        try:
+            problem = reply_problem(reply, spec, allowed, decoded)
+        except DECODE_ERRORS as err:  # bytes no check above foresaw: still only this reply's problem
+            problem = f"malformed reply ({type(err).__name__})"
         if problem is None:
             valid.append((reply, decoded))
         else:
@@ -150,7 +212,7 @@ def split_replies(
             keys = frozenset(reply.content[METRICS_KEY].keys())
             if keys != usual:
                 rejected.append(Rejection(reply.metadata.src_node_id,
-                                          f"metric keys {sorted(keys)} differ from the other replies' {sorted(usual)}"))
+                                          f"metric keys {brief(sorted(keys), 200)} differ from the other replies' {brief(sorted(usual), 200)}"))
         valid = [(r, a) for r, a in valid if frozenset(r.content[METRICS_KEY].keys()) == usual]
     return valid, rejected
 

@@ -81,8 +81,44 @@ def _forged(content: RecordDict) -> None:
     content["governance"]["signature"] = NodeKey.generate().sign(b"forged by an impostor")
 
 
-# Applied after the node signed its reply (the others are applied before).
-SIGNATURE_FAULTS: dict[str, Callable[[RecordDict], None]] = {"unsigned": _unsigned, "forged": _forged}
+def _bad_npy(content: RecordDict) -> None:
+    """Bytes of the right length that are no .npy array: numpy's loader raises on them."""
+    from flwr.app import Array
+
+    arrays = content["arrays"]
+    key = _first(arrays)
+    real = arrays[key]
+    arrays[key] = Array(dtype=real.dtype, shape=tuple(real.shape), stype=real.stype, data=b"\x93NUMPY garbage" * 8)
+
+
+def _foreign_stype(content: RecordDict) -> None:
+    from flwr.app import Array
+
+    arrays = content["arrays"]
+    key = _first(arrays)
+    real = arrays[key]
+    arrays[key] = Array(dtype=real.dtype, shape=tuple(real.shape), stype="torch.Tensor", data=real.data)
+
+
+def _inflated_examples(content: RecordDict) -> None:
+    """Claim a million examples (signed, so only the fingerprint's row count can tell)."""
+    content["metrics"]["num-examples"] = 1_000_000
+
+
+def _huge_metric(content: RecordDict) -> None:
+    content["metrics"]["train-loss"] = 2**60  # beyond what JSON (RFC 8785) carries exactly
+
+
+def _deep_fingerprint(content: RecordDict) -> None:
+    content["governance"]["fingerprint"] = "[" * 60_000  # nesting that a recursive parser cannot follow
+
+
+# Applied after the node signed its reply (the others are applied before): a hostile node sends
+# whatever it likes after signing, including bytes it could not have digested itself.
+SIGNATURE_FAULTS: dict[str, Callable[[RecordDict], None]] = {
+    "unsigned": _unsigned, "forged": _forged, "deep-fingerprint": _deep_fingerprint,
+    # bytes the node itself could not digest: a hostile node sends them whatever it signed
+    "bad-npy": _bad_npy, "foreign-stype": _foreign_stype, "huge-metric": _huge_metric}
 
 FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "nan": _nan,
@@ -93,6 +129,7 @@ FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "missing-num-examples": _missing_num_examples,
     "extra-metric": _extra_metric,
     "extra-record": _extra_record,
+    "inflated-examples": _inflated_examples,
     **SIGNATURE_FAULTS,
 }
 

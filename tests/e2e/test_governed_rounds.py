@@ -254,3 +254,32 @@ def test_a_run_where_too_few_nodes_consent_fails_recorded(tmp_path):
         [end] = [ledger.read_payload(e) for e in ledger.query(entry_type=et.RUN_FINISHED)]
     assert et.ROUND_FAILED in types and et.ROUND_REPLY not in types
     assert end["status"] == "failed"
+
+
+# -- hostile nodes: no reply ends the run ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Run:
+    """7 nodes x 2 rounds; five of them send replies that used to end the run or take the average."""
+    return Run(tmp_path_factory.mktemp("hostile"), "--nodes", "7", "--rounds", "2",
+               "--faults", "0:bad-npy,1:inflated-examples,2:huge-metric,3:deep-fingerprint,4:foreign-stype")
+
+
+@pytest.mark.parametrize("node, reason", [
+    ("sim-0000", "array 'net.0.weight' is not a valid .npy array (ValueError)"),
+    ("sim-0001", "num-examples 1000000 disagrees with the"),
+    ("sim-0002", "metric 'train-loss' is outside ±(2^53-1)"),
+    ("sim-0003", "bad governance statement: RecursionError"),
+    ("sim-0004", "array 'net.0.weight' is serialized as 'torch.Tensor', not numpy.ndarray"),
+])
+def test_a_hostile_reply_is_a_named_rejection_and_the_run_goes_on(hostile, node, reason):
+    rejected = {(e.round, p["node_id"]): p["reason"] for e, p in hostile.of(et.ROUND_REJECTED)}
+    for r in (1, 2):
+        assert rejected[(r, node)].startswith(reason), rejected[(r, node)]
+
+
+def test_the_hostile_run_finishes_with_the_honest_nodes_alone(hostile):
+    for _, agg in hostile.of(et.ROUND_AGGREGATED):
+        assert set(agg["contributors"]) == {"sim-0005", "sim-0006"}
+    assert [p["status"] for _, p in hostile.of(et.RUN_FINISHED)] == ["finished"]
+    assert hostile.rounds["rounds"][-1]["eval"]["accuracy"] > hostile.rounds["initial_eval"]["accuracy"]

@@ -26,7 +26,10 @@ def test_a_well_formed_reply_passes():
 @pytest.mark.parametrize("kind,reason", [
     ("nan", "holds NaN or Inf"),
     ("shape", "has shape (3, 3)"),
-    ("dtype", "has dtype float64"),
+    ("dtype", "has dtype 'float64'"),
+    ("bad-npy", "is not a valid .npy array (ValueError)"),
+    ("foreign-stype", "is serialized as 'torch.Tensor', not numpy.ndarray"),
+    ("huge-metric", "metric 'train-loss' is outside ±(2^53-1)"),
     ("extra-array", "extra arrays ['smuggled']"),
     ("missing-array", "missing arrays ['net.0.weight']"),
     ("missing-num-examples", "missing 'num-examples'"),
@@ -40,10 +43,11 @@ def test_each_malformed_reply_is_named_with_its_reason(kind, reason):
 
 
 def test_every_fault_kind_is_covered_above():
-    # extra-metric is well formed alone (split_replies rejects it against its peers) and the
-    # signature faults are checked by the coordinator's signature check: both in e2e tests
-    assert set(FAULTS) - {"extra-metric", "unsigned", "forged"} == {"nan", "shape", "dtype", "extra-array", "missing-array",
-                                              "missing-num-examples", "extra-record"}
+    # extra-metric is well formed alone (split_replies rejects it against its peers); the
+    # statement faults and inflated-examples are the signature check's: all in e2e tests
+    assert set(FAULTS) - {"extra-metric", "unsigned", "forged", "deep-fingerprint", "inflated-examples"} == {
+        "nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-examples", "extra-record", "bad-npy",
+        "foreign-stype", "huge-metric"}
 
 
 def test_zero_examples_is_refused():
