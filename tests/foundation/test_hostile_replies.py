@@ -133,7 +133,7 @@ def test_randomly_mutated_replies_are_rejected_by_name_and_never_raise(checks) -
         content = _genuine(key)
         try:
             what = _mutate(content, rnd)
-        except (TypeError, ValueError) as err:  # Flower itself refused to build it: nothing to send
+        except (TypeError, ValueError):  # Flower itself refused to build it: nothing to send
             outcomes["refused by Flower"] = outcomes.get("refused by Flower", 0) + 1
             continue
         try:
