@@ -274,10 +274,13 @@ def find_valid_consent(
 ) -> ConsentCheck:
     """The newest valid record of ``principal`` for ``purpose`` at ``at``, else the best reason.
 
-    Without a valid record the reason is the state of the newest record for
-    that purpose; if the principal only has records for other purposes it is
-    wrong-purpose; if none at all, no-consent. Newest = latest ``granted_at``,
-    ties broken by the larger record id.
+    A withdrawal withdraws every record of the principal for that purpose granted at or
+    before it, not only the record it names: a node that says "no" is not selected through
+    an older "yes". (Withdrawals name no narrower scope.) A record granted after the
+    withdrawal is a new "yes". Without a valid record the reason is the state of the newest
+    record for that purpose; if the principal only has records for other purposes it is
+    wrong-purpose; if none at all, no-consent. Newest = latest ``granted_at``, ties broken
+    by the larger record id.
     """
     _require_text(purpose, "purpose")
     _require_aware(at)
@@ -286,7 +289,16 @@ def find_valid_consent(
     if not mine:
         return ConsentCheck(principal, NO_CONSENT, None)
     mine.sort(key=lambda r: (parse_utc(r.granted_at, "granted_at"), r.record_id), reverse=True)
-    states = [(consent_state(r, purpose, at), r) for r in mine]
+    withdrawals = [w for r in mine if r.purpose == purpose and r.withdrawn_at is not None
+                   and (w := parse_utc(r.withdrawn_at, "withdrawn_at")) <= at]
+
+    def state_of(record: ConsentRecord) -> str:
+        state = consent_state(record, purpose, at)
+        if state == VALID and any(parse_utc(record.granted_at, "granted_at") <= w for w in withdrawals):
+            return WITHDRAWN
+        return state
+
+    states = [(state_of(r), r) for r in mine]
     for state, record in states:
         if state == VALID:
             return ConsentCheck(principal, VALID, record.record_id)

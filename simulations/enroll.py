@@ -66,9 +66,9 @@ def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: 
                                  f"{settings.purpose!r} in this workspace; revoke it with `fedgov consent revoke "
                                  f"{check.record_id}` or use another --workspace")
         register_nodes(ledger, nodes, actor=settings.operator)
-        if grant_consent:
+        if grant_consent:  # only to nodes that never answered for this purpose: a withdrawal stands
             missing = [simulation_consent(node, team, settings.purpose) for node, _, team in nodes
                        if node not in no_consent
-                       and find_valid_consent(by_principal.get(node, []), node, settings.purpose, now).state != VALID]
+                       and not any(r.purpose == settings.purpose for r in by_principal.get(node, []))]
             if missing:
-                consent_store.grant(ledger, missing, actor=settings.operator)
+                consent_store.grant(ledger, missing, actor=f"{settings.operator} (automatic: fedgov sim run)")

@@ -283,3 +283,11 @@ def test_the_hostile_run_finishes_with_the_honest_nodes_alone(hostile):
         assert set(agg["contributors"]) == {"sim-0005", "sim-0006"}
     assert [p["status"] for _, p in hostile.of(et.RUN_FINISHED)] == ["finished"]
     assert hostile.rounds["rounds"][-1]["eval"]["accuracy"] > hostile.rounds["initial_eval"]["accuracy"]
+
+
+def test_the_selection_names_the_consent_record_each_node_was_selected_under(ten):
+    for e, selection in ten.of(et.ROUND_SELECTION):
+        named = {node: selection["checks"][node]["record_id"] for node in selection["selected"]}
+        assert all(named.values())
+        replies = {p["node_id"]: p["consent_record_id"] for _, p in ten.of(et.ROUND_REPLY, e.round)}
+        assert replies == {node: named[node] for node in replies}

@@ -47,3 +47,32 @@ def test_a_deployed_node_never_signs_with_a_key_it_just_made_up(tmp_path):
     with pytest.raises(IdentityError, match="does not exist: set fedgov-key"):
         NodeKey.load(tmp_path / "missing.key")
     assert not (tmp_path / "missing.key").exists()
+
+
+def test_sim_run_never_grants_again_to_a_node_that_withdrew(setup):
+    """The attack of the issue: `fedgov sim run` re-granted, as the operator, a consent its node had withdrawn."""
+    from datetime import datetime, timezone
+
+    from governance.consent import find_valid_consent
+
+    ws, settings = setup
+    enroll_simulated_nodes(settings, ws, grant_consent=True, no_consent=[])
+    with Ledger.open(ws) as ledger:
+        withdrawn = next(r for r in consent_store.load_records(ledger).values() if r.principal == "sim-0001")
+        consent_store.withdraw(ledger, withdrawn.record_id, "the team said no", actor="node:sim-0001")
+    enroll_simulated_nodes(settings, ws, grant_consent=True, no_consent=[])  # the next `fedgov sim run`
+    with Ledger.open(ws) as ledger:
+        records = list(consent_store.load_records(ledger).values())
+    assert sorted(r.principal for r in records) == ["sim-0000", "sim-0001", "sim-0002"]  # no new grant
+    now = datetime.now(timezone.utc)
+    assert find_valid_consent(records, "sim-0001", settings.purpose, now).state == "withdrawn"
+
+
+def test_automatic_grants_say_they_were_automatic(setup):
+    ws, settings = setup
+    enroll_simulated_nodes(settings, ws, grant_consent=True, no_consent=[])
+    with Ledger.open(ws) as ledger:
+        grants = ledger.query(entry_type="consent.granted")
+        actors = {ledger.read_payload(e)["actor"] for e in grants}
+        methods = {ledger.read_payload(e)["record"]["collection_method"] for e in grants}
+    assert actors == {f"{settings.operator} (automatic: fedgov sim run)"} and methods == {"simulation-harness"}

@@ -158,9 +158,32 @@ def test_find_picks_newest_valid_record():
     assert check == ConsentCheck("n1", "valid", "c2")
 
 
-def test_find_uses_an_older_valid_record_when_newest_is_withdrawn():
+def test_a_withdrawal_also_withdraws_the_older_records_of_the_purpose():
+    """A node that said "no" is not selected through an older "yes"."""
     records = [record("c1"), record("c2", granted_at="2025-02-01T00:00:00Z", withdrawn_at="2025-02-15T00:00:00Z")]
-    assert find_valid_consent(records, "n1", PURPOSE, at("2025-03-01T00:00:00Z")).record_id == "c1"
+    check = find_valid_consent(records, "n1", PURPOSE, at("2025-03-01T00:00:00Z"))
+    assert check == ConsentCheck("n1", "withdrawn", "c2")
+
+
+def test_a_withdrawal_of_an_older_record_also_withdraws_a_newer_one_granted_before_it():
+    records = [record("c1", withdrawn_at="2025-02-15T00:00:00Z"), record("c2", granted_at="2025-02-01T00:00:00Z")]
+    assert find_valid_consent(records, "n1", PURPOSE, at("2025-03-01T00:00:00Z")).state == "withdrawn"
+
+
+def test_a_grant_after_the_withdrawal_is_a_new_yes():
+    records = [record("c1", withdrawn_at="2025-02-15T00:00:00Z"), record("c2", granted_at="2025-03-01T00:00:00Z")]
+    assert find_valid_consent(records, "n1", PURPOSE, at("2025-03-10T00:00:00Z")) == ConsentCheck("n1", "valid", "c2")
+
+
+def test_a_withdrawal_applies_from_its_time_on():
+    records = [record("c1"), record("c2", granted_at="2025-02-01T00:00:00Z", withdrawn_at="2025-02-15T00:00:00Z")]
+    assert find_valid_consent(records, "n1", PURPOSE, at("2025-02-10T00:00:00Z")) == ConsentCheck("n1", "valid", "c2")
+
+
+def test_a_withdrawal_for_another_purpose_leaves_this_one_valid():
+    records = [record("c1"), record("c2", purpose="other", granted_at="2025-02-01T00:00:00Z",
+                                    withdrawn_at="2025-02-15T00:00:00Z")]
+    assert find_valid_consent(records, "n1", PURPOSE, at("2025-03-01T00:00:00Z")) == ConsentCheck("n1", "valid", "c1")
 
 
 def test_find_reports_no_consent_for_unknown_principal():
