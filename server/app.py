@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from sqlalchemy.exc import SQLAlchemyError
 
 from fedgov.models import build_model
+from fedgov.coordinator_keys import ledger_credentials
 from fedgov.settings import RunSettings
 from fedgov.training import evaluate, resolve_device
 from governance.errors import FedgovError
@@ -82,7 +83,7 @@ def main(grid: Grid, context: Context) -> None:
         write_json_atomic(out_dir / "config.json", settings.to_run_config())
     report = RunReport(out_dir, settings.num_server_rounds, str(context.run_id))
     workspace = Workspace.discover(Path(settings.workspace) if settings.workspace else None)
-    with Ledger.open(workspace) as ledger:
+    with Ledger.open(workspace, **ledger_credentials()) as ledger:
         wait_for_nodes(grid, settings.num_partitions, settings.registration_timeout)
         binding = bind_nodes(grid, simulated=bool(settings.sim_root))
         recorder = LedgerRecorder(ledger, str(context.run_id), settings, binding, load_registry(ledger))

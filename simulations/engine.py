@@ -78,8 +78,10 @@ def run_engine(request: dict[str, Any]) -> None:
 
 def main() -> None:
     """Entry point: `python -m simulations.engine REQUEST.json`; user errors exit cleanly."""
+    from fedgov.coordinator_keys import receive
     from governance.errors import FedgovError
 
+    receive()  # the coordinator's keys, from the pipe, before Flower and Ray start
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())
     try:

@@ -83,7 +83,7 @@ def _end_trees(roots: set[int], grace: float) -> None:
 
 
 def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 5.0,
-                meanwhile: Callable[[], None] | None = None) -> int:
+                meanwhile: Callable[[], None] | None = None, pass_fds: tuple[int, ...] = ()) -> int:
     """Run `cmd` and return its exit code; afterwards end everything it started.
 
     `meanwhile` runs here while the child starts; if it raises, the child is ended and the
@@ -94,7 +94,11 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
     become_subreaper()
     me = os.getpid()
     before = set(_children_map().get(me, []))
-    child = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds)
+    finally:
+        for fd in pass_fds:  # the child holds its own copy now
+            os.close(fd)
     interrupted = False
     try:
         try:

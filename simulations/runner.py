@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fedgov.coordinator_keys import hand_over, split_secrets
 from fedgov.settings import RunSettings
 from governance.errors import FedgovError, PolicyError, UsageError
 from simulations.processes import run_guarded
@@ -103,9 +104,11 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")
 
+    child_env, secrets = split_secrets(env)
     try:
-        code = run_guarded([sys.executable, "-m", "simulations.engine", str(request_path)], env=env,
-                           meanwhile=enroll)
+        # -P: nothing from the current directory is imported ahead of fedgov's own modules
+        code = run_guarded([sys.executable, "-P", "-m", "simulations.engine", str(request_path)], env=child_env,
+                           meanwhile=enroll, pass_fds=(hand_over(secrets, child_env),))
         if code != 0:
             raise _failure(code, scratch / "failure.json")
         rounds = out / "rounds.json"

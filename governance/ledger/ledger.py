@@ -70,8 +70,9 @@ class Ledger:
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, ws: Workspace, passphrase: str | None = None, *, write: bool = True) -> Ledger:
-        """Open with the keys. Keys: `passphrase` > FEDGOV_KEK/FEDGOV_SIGNING_KEY > FEDGOV_PASSPHRASE.
+    def open(cls, ws: Workspace, passphrase: str | None = None, *, write: bool = True,
+             keys: KeyMaterial | None = None) -> Ledger:
+        """Open with the keys: `keys` > `passphrase` > FEDGOV_KEK/FEDGOV_SIGNING_KEY > FEDGOV_PASSPHRASE.
 
         `write=False` opens the database read-only: payloads can be read, nothing appended,
         and a read-only workspace or database is enough. A writer reads the keystore under
@@ -79,6 +80,8 @@ class Ledger:
         """
         import os
 
+        if keys is not None:
+            return cls._with_store(ws, keys, None, write)
         keys = None if passphrase else keys_from_env()
         if keys is None:
             passphrase = passphrase or os.environ.get(ENV_PASSPHRASE)
