@@ -46,8 +46,11 @@ def run() -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="fedgov", standalone_mode=False)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # a bad option or argument: one line too, with where to look
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = " ".join(err.format_message().split())
+        typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         code = err.exit_code

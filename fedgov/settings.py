@@ -6,6 +6,7 @@ one clear line instead of inside a running simulation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -15,6 +16,11 @@ from simulations.partition import check_partition
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "fedmedian")
 DEVICES = ("cpu", "cuda")
+
+
+MAX_NODES = 100_000
+MAX_ROUNDS = 100_000
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,13 @@ class RunSettings:
             )
         if not 0.0 < self.fraction_train <= 1.0:
             raise UsageError(f"--fraction must be in (0, 1], got {self.fraction_train}")
-        if self.num_server_rounds < 1:
-            raise UsageError(f"--rounds must be at least 1, got {self.num_server_rounds}")
+        if not 1 <= self.num_server_rounds <= MAX_ROUNDS:
+            raise UsageError(f"--rounds must be between 1 and {MAX_ROUNDS}, got {self.num_server_rounds}")
+        if not 1 <= self.num_partitions <= MAX_NODES:
+            raise UsageError(f"--nodes must be between 1 and {MAX_NODES}, got {self.num_partitions}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be a whole number from 0 to {MAX_SEED} (what numpy and torch take), "
+                             f"got {self.seed}")
         if self.num_partitions < self.min_nodes():
             raise UsageError(
                 f"--nodes {self.num_partitions} is below the minimum of {self.min_nodes()} "
@@ -111,9 +122,12 @@ class RunSettings:
             raise UsageError(f"unknown device {self.device!r}: choose cpu or cuda")
         if self.min_valid_replies < 1:
             raise UsageError("min-valid-replies must be at least 1")
-        if not (self.registration_timeout > 0 and self.round_timeout > 0):
-            raise UsageError("registration-timeout and round-timeout must be > 0 seconds")
-        if self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise UsageError("local-epochs and batch-size must be >= 1 and lr > 0")
+        if not (0 < self.registration_timeout < math.inf and 0 < self.round_timeout < math.inf):
+            raise UsageError("registration-timeout and round-timeout must be finite numbers of seconds > 0")
+        if self.local_epochs < 1 or self.batch_size < 1 or not 0 < self.lr < math.inf:
+            raise UsageError("local-epochs and batch-size must be >= 1 and lr a finite number > 0")
+        for name, value in (("proximal-mu", self.proximal_mu), ("fedadam-eta", self.fedadam_eta)):
+            if not 0 <= value < math.inf:
+                raise UsageError(f"{name} must be a finite number >= 0, got {value}")
         if not self.purpose.strip():
             raise UsageError("every run declares a purpose: pass --purpose")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +19,8 @@ def check_partition(name: str, alpha: float) -> None:
     """Fail with one clear line on an unknown partitioner or a non-positive alpha."""
     if name not in PARTITIONS:
         raise UsageError(f"unknown partition {name!r}: choose one of {', '.join(PARTITIONS)}")
-    if not alpha > 0:
-        raise UsageError(f"--alpha must be > 0 (Dirichlet concentration), got {alpha}")
+    if not 0 < alpha < math.inf:
+        raise UsageError(f"--alpha must be a finite number > 0 (Dirichlet concentration), got {alpha}")
 
 
 def iid_indices(num_rows: int, num_partitions: int, seed: int) -> list[np.ndarray]:

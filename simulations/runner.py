@@ -26,10 +26,12 @@ class Resources:
     ray_address: str | None = None
 
     def check(self) -> None:
-        if self.cpus_per_node <= 0:
-            raise UsageError(f"--cpus-per-node must be > 0, got {self.cpus_per_node}")
-        if self.gpus_per_node < 0:
-            raise UsageError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
+        if not 0 < self.cpus_per_node <= 1024:
+            raise UsageError(f"--cpus-per-node must be a number in (0, 1024], got {self.cpus_per_node}")
+        if not 0 <= self.gpus_per_node <= 64:
+            raise UsageError(f"--gpus-per-node must be a number in [0, 64], got {self.gpus_per_node}")
+        if self.ray_address:
+            check_reachable(self.ray_address)
         if self.gpus_per_node > 0 and not self.ray_address:
             import torch
 
@@ -38,6 +40,20 @@ class Resources:
                     f"--gpus-per-node {self.gpus_per_node:g} asks for a GPU but none is visible; "
                     "use --gpus-per-node 0, or --ray-address of a Ray cluster with GPUs"
                 )
+
+
+def check_reachable(address: str, timeout: float = 2.0) -> None:
+    """`--ray-address` must be HOST:PORT of something that answers, before anything is written."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UsageError(f"no Ray cluster answers at --ray-address {address} ({err.strerror or err} within "
+                         f"{timeout:g} s): start it with `ray start --head --port {port}`, or leave the option out")
 
 
 def flower_environment(workspace: Path) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """`fedgov sim run` refuses bad input with one clear line, a non-zero exit, no traceback."""
 
+from pathlib import Path
+
 import pytest
 
 
@@ -17,8 +19,8 @@ def assert_one_line_error(result, *needles: str) -> None:
     (["--strategy", "fedsgd"], ["unknown strategy 'fedsgd'"]),
     (["--partition", "shards"], ["unknown partition 'shards'"]),
     (["--nodes", "1"], ["--nodes 1 is below the minimum of 2"]),
-    (["--partition", "dirichlet", "--alpha", "0"], ["--alpha must be > 0"]),
-    (["--partition", "dirichlet", "--alpha", "-0.5"], ["--alpha must be > 0"]),
+    (["--partition", "dirichlet", "--alpha", "0"], ["--alpha must be a finite number > 0"]),
+    (["--partition", "dirichlet", "--alpha", "-0.5"], ["--alpha must be a finite number > 0"]),
     (["--fraction", "0"], ["--fraction must be in (0, 1]"]),
     (["--fraction", "1.5"], ["--fraction must be in (0, 1]"]),
     (["--faults", "2:explode"], ["bad fault '2:explode'"]),
@@ -68,3 +70,38 @@ def test_a_run_with_a_wrong_passphrase_is_one_clear_line_and_writes_nothing(fedg
     assert result.returncode == 2
     assert_one_line_error(result, "passphrase")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--cpus-per-node", "nan"], ["--cpus-per-node must be a number in (0, 1024], got nan"]),
+    (["--gpus-per-node", "nan"], ["--gpus-per-node must be a number in [0, 64], got nan"]),
+    (["--cpus-per-node", "inf"], ["--cpus-per-node must be a number in (0, 1024], got inf"]),
+    (["--alpha", "inf"], ["--alpha must be a finite number > 0 (Dirichlet concentration), got inf"]),
+    (["--seed", "1000000000000000000000000000000"], ["--seed must be a whole number from 0 to 4294967295"]),
+    (["--seed", "-1"], ["--seed must be a whole number from 0 to 4294967295"]),
+    (["--nodes", "1000000000"], ["--nodes must be between 1 and 100000"]),
+    (["--ray-address", "127.0.0.1:9"], ["no Ray cluster answers at --ray-address 127.0.0.1:9", "within 2 s"]),
+    (["--ray-address", "nowhere"], ["--ray-address 'nowhere' is not HOST:PORT"]),
+])
+def test_every_option_is_checked_before_anything_is_written(fedgov, tmp_path, args, needles):
+    """The issue's cases: each used to fail only after the run had started, or hang."""
+    import os
+    import time
+
+    start = time.monotonic()
+    result = fedgov("sim", "run", "--out", str(tmp_path / "run"), *args)
+    assert result.returncode == 2
+    assert_one_line_error(result, *needles)
+    assert time.monotonic() - start < 30
+    assert not Path(os.environ["FEDGOV_HOME"]).exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["sim", "run", "--seed", "1e30"], "error: Invalid value for '--seed': '1e30' is not a valid integer. "
+                                        "(see `fedgov sim run --help`)"),
+    (["audit", "shred"], "error: Missing argument 'SCOPE'. (see `fedgov audit shred --help`)"),
+    (["no-such-group"], "error: No such command 'no-such-group'. (see `fedgov --help`)"),
+])
+def test_a_bad_option_or_argument_is_one_line_with_where_to_look(fedgov, args, needle):
+    result = fedgov(*args)
+    assert result.returncode == 2 and result.stderr == needle + "\n"
