@@ -26,6 +26,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"fedgov {version('fedgov')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(_version_flag: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="Print fedgov's version and exit.")) -> None:
+    """Governed federated learning on Flower: simulate, audit, consent, lineage."""
+
+
 app.add_typer(sim_app, name="sim")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")

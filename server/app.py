@@ -86,6 +86,7 @@ def main(grid: Grid, context: Context) -> None:
     with Ledger.open(workspace, **ledger_credentials()) as ledger:
         wait_for_nodes(grid, settings.num_partitions, settings.registration_timeout)
         binding = bind_nodes(grid, simulated=bool(settings.sim_root))
+        report.nodes_bound(binding)
         recorder = LedgerRecorder(ledger, str(context.run_id), settings, binding, load_registry(ledger))
         model = build_model(settings.dataset, settings.seed)
         initial = ArrayRecord(model.state_dict())

@@ -14,6 +14,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord
 from rich.console import Console
+from rich.markup import escape
 
 from server.governed import RoundFacts
 
@@ -48,8 +49,18 @@ class RunReport:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.rounds: dict[int, dict[str, Any]] = {}
         self.initial: dict[str, float] | None = None
+        self.names: dict[int, str] = {}  # Flower node id -> fedgov node id, once nodes are bound
         self._started = time.monotonic()
         self._round_started = self._started
+
+    def nodes_bound(self, names: dict[int, str]) -> None:
+        """Nodes are registered and bound: from now on the console names them by their fedgov id."""
+        self.names = dict(names)
+        self.console.print(f"run {self.run_id}: {len(names)} nodes registered; training starts")
+
+    def name(self, flower_id: int) -> str:
+        return f"{self.names[flower_id]} (Flower node {flower_id})" if flower_id in self.names else \
+            f"unbound Flower node {flower_id}"
 
     def round_selected(self, facts: RoundFacts) -> None:
         self._round_started = time.monotonic()
@@ -58,6 +69,8 @@ class RunReport:
             "candidates": facts.candidates,
             "selected": facts.selected,
         }
+        self.console.print(f"round {facts.server_round}/{self.num_rounds}: training {len(facts.selected)} "
+                           f"selected nodes…")
 
     def round_checked(self, facts: RoundFacts) -> None:
         # Before aggregation: FedTrimmedAvg and FedMedian pop the arrays out of replies.
@@ -69,10 +82,11 @@ class RunReport:
         entry["status"] = "failed" if facts.failure else "ok"
         entry["failure"] = facts.failure
         entry["train_metrics"] = dict(facts.train_metrics) if facts.train_metrics else {}
-        for rejection in facts.rejected:
-            self.console.print(f"  [yellow]rejected[/] node {rejection.node_id}: {rejection.reason}")
+        for rejection in facts.rejected:  # a reason quotes what the node sent: no console markup from it
+            self.console.print(f"  [yellow]rejected[/] {escape(self.name(rejection.node_id))}: "
+                               f"{escape(rejection.reason)}")
         if facts.failure:
-            self.console.print(f"  [red]{facts.failure}[/]")
+            self.console.print(f"  [red]{escape(facts.failure)}[/]")
 
     def evaluated(self, server_round: int, metrics: dict[str, float],
                   overhead: dict[str, float] | None = None) -> None:

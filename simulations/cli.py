@@ -32,7 +32,9 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
             f"{ev.get('loss', float('nan')):.3f}", r.get("status", "?"),
         )
     console.print(table)
-    console.print(f"wall time: {result['wall_seconds']:.1f} s")
+    failed = sum(1 for r in result["rounds"] if r.get("status") != "ok")
+    console.print(f"run {result.get('run_id', '?')}: {len(result['rounds'])} rounds, {failed} failed; "
+                  f"wall time: {result['wall_seconds']:.1f} s")
 
 
 @app.command("run")
@@ -53,7 +55,7 @@ def run(
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Attach to an existing Ray cluster (e.g. 127.0.0.1:6379) instead of starting one."
     ),
-    faults: str = typer.Option("", "--faults", help="Rehearse faulty nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-metric, extra-record)."),
+    faults: str = typer.Option("", "--faults", help="Rehearse faulty or hostile nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-metric, extra-record, bad-npy, foreign-stype, huge-metric, deep-fingerprint, inflated-examples, unsigned, forged)."),
     min_valid_replies: int = typer.Option(1, "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
     local_epochs: int = typer.Option(2, "--local-epochs", help="Local epochs per round on each node."),
     purpose: str = typer.Option("simulation", "--purpose", help="The purpose the run declares; only nodes with valid consent for it train."),

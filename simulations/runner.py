@@ -115,8 +115,10 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     def enroll() -> None:
         from simulations.enroll import enroll_simulated_nodes, open_workspace
 
-        enroll_simulated_nodes(settings, open_workspace(governance.workspace), governance.grant_consent,
-                               governance.no_consent)
+        ws = open_workspace(governance.workspace)
+        enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
+        print(f"enrolled {settings.num_partitions} simulated nodes in {ws.path}; starting Flower's Simulation "
+              "Engine (Ray)…", flush=True)
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")
 

@@ -291,3 +291,12 @@ def test_the_selection_names_the_consent_record_each_node_was_selected_under(ten
         assert all(named.values())
         replies = {p["node_id"]: p["consent_record_id"] for _, p in ten.of(et.ROUND_REPLY, e.round)}
         assert replies == {node: named[node] for node in replies}
+
+
+def test_the_console_names_nodes_by_their_fedgov_id_and_prints_the_run_id(hostile):
+    out = hostile.result.stdout
+    assert f"run {hostile.run_id}: 7 nodes registered; training starts" in out
+    assert "round 1/2: training 7 selected nodes…" in out
+    assert "enrolled 7 simulated nodes in" in out
+    assert any(line.strip().startswith("rejected sim-0000 (Flower node ") for line in out.splitlines())
+    assert f"run {hostile.run_id}: 2 rounds, 0 failed" in out

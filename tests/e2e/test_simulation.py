@@ -110,8 +110,8 @@ def test_a_malformed_update_is_rejected_named_and_the_run_completes(tmp_path, ra
         rejected_ids = {r["node_id"] for r in rnd["rejected"]}
         assert rejected_ids.isdisjoint({r["node_id"] for r in rnd["replies"]})
         assert rnd["status"] == "ok"
-        for node_id in rejected_ids:
-            assert f"rejected node {node_id}" in result.stdout
+        for node_id in rejected_ids:  # named by fedgov id, with Flower's number beside it
+            assert f"(Flower node {node_id}): " in result.stdout
     assert ray_or_flower_processes() == []
 
 

@@ -105,3 +105,13 @@ def test_every_option_is_checked_before_anything_is_written(fedgov, tmp_path, ar
 def test_a_bad_option_or_argument_is_one_line_with_where_to_look(fedgov, args, needle):
     result = fedgov(*args)
     assert result.returncode == 2 and result.stderr == needle + "\n"
+
+
+def test_version_prints_the_installed_release(fedgov):
+    import tomllib
+
+    from tests.conftest import REPO
+
+    release = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    result = fedgov("--version")
+    assert result.returncode == 0 and result.stdout == f"fedgov {release}\n"

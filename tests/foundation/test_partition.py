@@ -61,8 +61,8 @@ def test_held_out_split_is_disjoint_from_the_pool():
 
 @pytest.mark.parametrize("name,alpha,message", [
     ("shards", 0.5, "unknown partition 'shards'"),
-    ("dirichlet", 0.0, "--alpha must be > 0"),
-    ("dirichlet", -1.0, "--alpha must be > 0"),
+    ("dirichlet", 0.0, "--alpha must be a finite number > 0"),
+    ("dirichlet", -1.0, "--alpha must be a finite number > 0"),
 ])
 def test_bad_partition_arguments_are_refused(name, alpha, message):
     with pytest.raises(UsageError, match=message):

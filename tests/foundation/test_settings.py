@@ -31,7 +31,7 @@ def test_run_config_round_trips():
     (dict(dataset="mnist"), "unknown dataset 'mnist'"),
     (dict(strategy="fedsgd"), "unknown strategy 'fedsgd'"),
     (dict(partition="shards"), "unknown partition 'shards'"),
-    (dict(alpha=0.0, partition="dirichlet"), "--alpha must be > 0"),
+    (dict(alpha=0.0, partition="dirichlet"), "--alpha must be a finite number > 0"),
     (dict(fraction_train=0.0), r"--fraction must be in \(0, 1\]"),
     (dict(fraction_train=1.5), r"--fraction must be in \(0, 1\]"),
     (dict(num_partitions=1), "below the minimum of 2 nodes for strategy fedavg"),
