@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -47,6 +47,22 @@ class RoundObserver(Protocol):
         aggregated (some Flower strategies consume the replies' arrays when they do)."""
 
     def round_aggregated(self, facts: RoundFacts) -> None: ...
+
+
+def conform(arrays: ArrayRecord, spec: Mapping[str, ArraySpec]) -> ArrayRecord:
+    """The aggregate in the model's own dtypes.
+
+    Some strategies compute in float64 (FedAdam's moments) and return that; sent on, the next
+    round's replies (float32, as the model trains) would all be rejected against it. The
+    model is what the federation trains, so its dtypes win.
+    """
+    out = ArrayRecord()
+    for key, array in arrays.items():
+        expected = spec.get(key)
+        if expected is not None and str(array.dtype) != expected.dtype:
+            array = Array(array.numpy().astype(expected.dtype))
+        out[key] = array
+    return out
 
 
 class GovernedStrategy(Strategy):
@@ -127,7 +143,8 @@ class GovernedStrategy(Strategy):
                 f"below min-valid-replies={self.min_valid_replies}; the model is kept"
             )
         else:
-            facts.output_arrays, facts.train_metrics = self.inner.aggregate_train(server_round, valid)
+            arrays, facts.train_metrics = self.inner.aggregate_train(server_round, valid)
+            facts.output_arrays = None if arrays is None else conform(arrays, self._spec)
         for observer in self.observers:
             observer.round_aggregated(facts)
         return facts.output_arrays, facts.train_metrics

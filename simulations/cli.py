@@ -69,6 +69,7 @@ def run(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
+    allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
 ) -> None:
     """Run a simulated federated training and write its run directory."""
     import getpass
@@ -101,3 +102,10 @@ def run(
     result = run_simulation(settings, resources, out, verbose=verbose, governance=governance)
     print_summary(result)
     typer.echo(f"run directory: {out}")
+    failed = [r for r in result["rounds"] if r.get("status") != "ok"]
+    if failed and not allow_failed_rounds:
+        from governance.errors import PolicyError
+
+        first = failed[0]
+        raise PolicyError(f"{len(failed)} of {len(result['rounds'])} rounds failed (round {first['round']}: "
+                          f"{first.get('failure') or 'no model'}); pass --allow-failed-rounds to accept that")

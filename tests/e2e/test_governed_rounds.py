@@ -235,14 +235,6 @@ def test_audit_verify_passes_after_the_scenarios(scenarios):
     fedgov(scenarios.tmp, "audit", "verify")
 
 
-def test_governance_wraps_krum_unchanged(tmp_path):
-    run = Run(tmp_path, "--nodes", "4", "--rounds", "2", "--strategy", "krum")
-    [(_, start)] = run.of(et.RUN_STARTED)
-    assert start["strategy"]["name"] == "krum"
-    assert len(run.of(et.ROUND_AGGREGATED)) == 2 and len(run.of(et.ROUND_REPLY)) == 8
-    fedgov(tmp_path, "audit", "verify")
-
-
 def test_a_run_where_too_few_nodes_consent_fails_recorded(tmp_path):
     result = fedgov(tmp_path, "sim", "run", "--out", str(tmp_path / "run"), "--nodes", "3", "--rounds", "1",
                     "--no-consent", "sim-0000,sim-0001", check=False)

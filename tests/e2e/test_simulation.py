@@ -118,7 +118,9 @@ def test_a_malformed_update_is_rejected_named_and_the_run_completes(tmp_path, ra
 def test_a_round_below_min_valid_replies_fails_and_keeps_the_model(tmp_path):
     result, out, _ = sim_run(tmp_path, "--nodes", "2", "--rounds", "1", "--faults", "0:shape,1:nan",
                              "--min-valid-replies", "1")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 1 rounds failed (round 1: round 1 failed: "
+                                                             "0 valid replies, below min-valid-replies=1")
     data = json.loads((out / "rounds.json").read_text())
     rnd = data["rounds"][0]
     assert rnd["status"] == "failed"
@@ -144,3 +146,26 @@ def test_seeded_sampling_is_recomputable_from_seed_round_and_candidates(tmp_path
         selection = selections[rnd["round"]]
         assert selection["selected"] == draw(nodes, 3, 3, rnd["round"])  # seed 3, k = 6 * 0.5
         assert sorted(int(selection["flower_node_ids"][n]) for n in selection["selected"]) == rnd["selected"]
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "fedmedian"])
+def test_every_strategy_trains_three_rounds_in_the_models_dtype(tmp_path, strategy):
+    import torch
+
+    result, out, _ = sim_run(tmp_path, "--nodes", "3", "--rounds", "3", "--strategy", strategy, "--local-epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "rounds.json").read_text())
+    assert [r["status"] for r in data["rounds"]] == ["ok", "ok", "ok"]
+    assert data["rounds"][-1]["eval"]["accuracy"] > data["initial_eval"]["accuracy"]
+    model = torch.load(out / "model.pt")
+    assert {str(t.dtype) for t in model.values()} == {"torch.float32"}
+    from governance import entry_types as et
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    with Ledger.open(Workspace.discover(tmp_path / "workspace")) as ledger:  # wrapped unchanged, recorded
+        [start] = [ledger.read_payload(e) for e in ledger.query(entry_type=et.RUN_STARTED)]
+        assert start["strategy"]["name"] == strategy
+        assert len(ledger.query(entry_type=et.ROUND_AGGREGATED)) == 3
+    assert subprocess.run([sys.executable, "-m", "fedgov", "audit", "verify", "--require-signed"],
+                          env={**os.environ, "FEDGOV_HOME": str(tmp_path / "workspace")}).returncode == 0
