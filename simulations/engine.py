@@ -20,11 +20,21 @@ from typing import Any
 APP_DIR = Path(__file__).resolve().parent.parent
 
 
-def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str | None) -> dict[str, Any]:
-    """Flower's Ray backend config: client resources, and a cluster to attach to."""
+def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str | None,
+                   ray_temp_dir: str | None = None) -> dict[str, Any]:
+    """Flower's Ray backend config: client resources, and the cluster to use.
+
+    With `ray_address`, that cluster. Without, always a new local one (`address="local"`),
+    in its own temp dir: never whatever cluster `/tmp/ray/ray_current_cluster` names (another
+    user's, say), and no shared `/tmp/ray` session files.
+    """
     init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True}
     if ray_address:
         init_args["address"] = ray_address
+    else:
+        init_args["address"] = "local"
+        if ray_temp_dir:
+            init_args["_temp_dir"] = ray_temp_dir
     return {
         "client_resources": {"num_cpus": cpus_per_node, "num_gpus": gpus_per_node},
         "init_args": init_args,
@@ -65,7 +75,8 @@ def run_engine(request: dict[str, Any]) -> None:
         client_app_attr=components["clientapp"],
         backend_name="ray",
         backend_config=backend_config(
-            float(request["cpus_per_node"]), float(request["gpus_per_node"]), request.get("ray_address")
+            float(request["cpus_per_node"]), float(request["gpus_per_node"]), request.get("ray_address"),
+            request.get("ray_temp_dir"),
         ),
         app_dir=str(APP_DIR),
         run=run,

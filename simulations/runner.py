@@ -107,7 +107,7 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     settings = replace(settings, out_dir=str(out.resolve()), workspace=str(workspace.path),
                        sim_root=str(workspace.path / "sim-nodes"), enrollment_gate=str(gate))
     request = {"num_nodes": settings.num_partitions, "run_config": settings.to_run_config(),
-               **asdict(resources), "verbose": verbose}
+               **asdict(resources), "verbose": verbose, "ray_temp_dir": str(scratch / "ray")}
     request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request, indent=2))
     env = flower_environment(workspace.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,18 +20,33 @@ RAY_OR_FLOWER = ("raylet", "gcs_server", "ray::", "default_worker.py", "flower-s
                  "flower-supernode", "flwr-", "simulations.engine", "dashboard/agent.py", "log_monitor.py")
 
 
-def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]:
-    """Command lines of live (non-zombie) processes naming Ray or Flower."""
-    found = []
+# Every command this test session starts, and everything those start (Ray and Flower included),
+# inherits this mark; a check for leftovers looks at marked processes only, never at another
+# user's Ray cluster or Flower processes on the same machine.
+MARK_VARIABLE = "FEDGOV_TEST_MARK"
+SESSION_MARK = f"session-{uuid.uuid4().hex}"
+os.environ[MARK_VARIABLE] = SESSION_MARK
+
+
+def processes_marked(mark: str, words: tuple[str, ...] = ()) -> dict[int, str]:
+    """Live (non-zombie) processes whose environment carries `mark`, optionally naming one of `words`."""
+    found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = (proc / "environ").read_bytes()
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if state != "Z" and any(w in cmdline for w in words):
-            found.append(f"{proc.name}: {cmdline[:120]}")
+        if state != "Z" and f"{MARK_VARIABLE}={mark}".encode() in environ.split(b"\0") \
+                and (not words or any(w in cmdline for w in words)):
+            found[int(proc.name)] = cmdline[:120]
     return found
+
+
+def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]:
+    """Command lines of live Ray or Flower processes that this test session's commands started."""
+    return [f"{pid}: {cmd}" for pid, cmd in processes_marked(SESSION_MARK, words).items()]
 
 
 def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

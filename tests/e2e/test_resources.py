@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,24 +31,48 @@ def fedgov_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "fedgov", *args]
 
 
+def start_ray_head(*extra: str) -> tuple[str, str]:
+    """A local Ray head with its own mark and temp dir; returns (address, mark)."""
+    import tempfile
+    import uuid
+
+    port, mark = free_port(), f"ray-head-{uuid.uuid4().hex}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FEDGOV_TEST_MARK": mark}
+    temp = tempfile.mkdtemp(prefix="rh-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+    subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
+                    "--disable-usage-stats", *extra], check=True, capture_output=True, env=env, timeout=120)
+    return f"127.0.0.1:{port}", mark
+
+
+def stop_marked(mark: str) -> None:
+    """End the processes a test started, by their mark: never `ray stop`, which ends every Ray cluster here."""
+    from tests.conftest import processes_marked
+
+    for pid in processes_marked(mark):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while processes_marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in processes_marked(mark):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
-def ray_head(tmp_path):
+def ray_head():
     """A local Ray head that declares one GPU, started and stopped by the test."""
-    port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=1",
-                    "--include-dashboard=false", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=120)
+    address, mark = start_ray_head("--num-cpus=2", "--num-gpus=1")
     try:
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        stop_marked(mark)
 
 
 def test_gpus_per_node_maps_to_flower_client_resources():
     config = backend_config(cpus_per_node=2, gpus_per_node=0.1, ray_address=None)
     assert config["client_resources"] == {"num_cpus": 2, "num_gpus": 0.1}
-    assert "address" not in config["init_args"]
+    assert config["init_args"]["address"] == "local"  # a new cluster of its own, never one found on the machine
 
 
 def test_ray_address_goes_to_flowers_backend_init_args():
@@ -118,3 +143,21 @@ def test_ctrl_c_leaves_no_ray_or_flower_process(tmp_path, ray_or_flower_processe
     assert proc.returncode != 0
     time.sleep(0.5)
     assert ray_or_flower_processes() == []
+
+
+def test_a_run_beside_a_foreign_ray_cluster_leaves_it_running_and_untouched(tmp_path):
+    """Another user's Ray head on the same machine: the run neither joins nor disturbs it."""
+    from tests.conftest import processes_marked
+
+    address, mark = start_ray_head("--num-cpus=1")
+    try:
+        foreign = set(processes_marked(mark))
+        assert foreign
+        result = subprocess.run(fedgov_cmd("sim", "run", "--nodes", "3", "--rounds", "1", "--out", str(tmp_path / "r")),
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert set(processes_marked(mark)) == foreign  # every process of the foreign head still there
+        status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr  # it still answers
+    finally:
+        stop_marked(mark)
