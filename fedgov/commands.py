@@ -59,6 +59,7 @@ def demo() -> None:
 
 def run() -> None:
     """Run the app, turning user errors into one clear line."""
+    _refuse_undecodable_arguments(sys.argv[1:])
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="fedgov", standalone_mode=False)
@@ -66,15 +67,57 @@ def run() -> None:
         ctx = getattr(err, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = " ".join(err.format_message().split())
-        typer.echo(f"error: {message}{hint}", err=True)
+        _error(f"{message}{hint}")
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         code = err.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         code = 130
     except FedgovError as err:
-        typer.echo(f"error: {err}", err=True)
+        _error(str(err))
         sys.exit(err.exit_code)
+    except OSError as err:  # the file system or the machine refused (a full disk, /proc, a vanished path)
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        _error(f"{err.strerror or err}{where}: the command could not finish; nothing it reported done is lost")
+        sys.exit(1)
+    except Exception as err:  # noqa: BLE001 - only database drivers' own errors are turned into a line here
+        if not _is_database_error(err):
+            raise
+        first = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
+        _error(f"the ledger database refused or failed ({type(err).__name__}: {first}); if it is corrupt, restore "
+               "it from a backup and run `fedgov audit verify`")
+        sys.exit(1)
     if code == 130:  # typer answers Ctrl-C with exit code 130, and says nothing
         typer.echo("interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_database_error(err: BaseException) -> bool:
+    """SQLAlchemy's, sqlite3's or psycopg's errors, recognised without importing those modules."""
+    return any(cls.__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg") for cls in type(err).__mro__)
+
+
+def _error(message: str) -> None:
+    """Print `error: message` as exactly one line, whatever the message quotes from the command line.
+
+    Bytes that were not UTF-8 (surrogates) and control characters (a newline in a path, an
+    escape sequence) are shown escaped, so they can neither break the line nor the terminal.
+    """
+    import unicodedata
+
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+    typer.echo(f"error: {text}", err=True)
+
+
+def _refuse_undecodable_arguments(argv: list[str]) -> None:
+    """Bytes on the command line that are not UTF-8 reach Python as surrogates; refuse them up front.
+
+    Every name, path and value fedgov records or looks up is UTF-8 text (the ledger's JSON,
+    SQL parameters, file names it writes), so such an argument could only fail later, half-way.
+    """
+    for i, arg in enumerate(argv):
+        if any("\udc80" <= c <= "\udcff" for c in arg):
+            option = argv[i - 1] if i and argv[i - 1].startswith("-") else "argument"
+            _error(f"{option} {arg!r} holds bytes that are not UTF-8; fedgov takes UTF-8 arguments only")
+            sys.exit(2)

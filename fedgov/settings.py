@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from governance.errors import UsageError
+from governance.names import MAX_PURPOSE, check_name
 from simulations.datasets import check_dataset
 from simulations.partition import check_partition
 
@@ -131,3 +132,5 @@ class RunSettings:
                 raise UsageError(f"{name} must be a finite number >= 0, got {value}")
         if not self.purpose.strip():
             raise UsageError("every run declares a purpose: pass --purpose")
+        check_name(self.purpose, "--purpose", MAX_PURPOSE)
+        check_name(self.operator, "--operator")

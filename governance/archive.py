@@ -50,6 +50,8 @@ def archive_model(ledger: Ledger, named_arrays: Sequence[tuple[str, np.ndarray]]
 
 def resolve_hash(ledger: Ledger, prefix: str) -> str:
     """Expand an unambiguous hash prefix, as git does with commit ids."""
+    if not (1 <= len(prefix) <= 64 and all(c in "0123456789abcdef" for c in prefix)):
+        raise ModelNotArchivedError(f"{prefix[:70]!r} is not a model hash or a prefix of one (lower-case hex)")
     matches = sorted(p.stem for p in ledger.workspace.archive_dir.glob(f"{prefix}*.model"))
     if len(matches) == 1:
         return matches[0]

@@ -10,6 +10,7 @@ from typing import Iterable
 from governance.entry_types import NODE_REGISTERED, REGISTRY_SCOPE
 from governance.identity import NodeRegistry
 from governance.ledger import EntryDraft, Ledger
+from governance.names import check_name
 
 
 def load_registry(ledger: Ledger) -> NodeRegistry:
@@ -30,6 +31,8 @@ def register_nodes(ledger: Ledger, nodes: Iterable[tuple[str, bytes, str]], acto
     registry = load_registry(ledger)
     drafts = []
     for node_id, public_key, team in nodes:
+        check_name(node_id, "node id")
+        check_name(team, f"team of node {node_id}")
         known = registry.get(node_id)
         registry.register(node_id, public_key, team)
         if known is None:

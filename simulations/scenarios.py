@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from governance.errors import UsageError
+from governance.names import check_name
 from simulations.partition import Partition
 
 
@@ -33,14 +34,14 @@ def parse_node_rounds(spec: str, what: str) -> dict[str, int]:
     parsed: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         node, _, rnd = item.partition("@")
-        if not node or not rnd.isdigit() or int(rnd) < 1:
+        if not node or not (rnd.isascii() and rnd.isdigit()) or not 1 <= int(rnd) <= 100_000:
             raise UsageError(f"bad {what} {item!r}: use NODE@ROUND, e.g. sim-0002@2")
-        parsed[node] = int(rnd)
+        parsed[check_name(node, f"node in {what}")] = int(rnd)
     return parsed
 
 
 def parse_nodes(spec: str) -> list[str]:
-    return [n.strip() for n in spec.split(",") if n.strip()]
+    return [check_name(n.strip(), "node") for n in spec.split(",") if n.strip()]
 
 
 def drifted(partition: Partition, server_round: int, drift: dict[str, int], node_id: str) -> Partition:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer
+from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
 from governance.errors import UsageError
 from governance.workspace import Workspace
 
@@ -172,12 +172,12 @@ def repair_cache(actor: Annotated[str, typer.Option("--actor", help="Who repairs
 @app.command("log")
 def log(workspace: WorkspaceOpt = None,
         run: Annotated[Optional[str], typer.Option("--run", help="Run id.")] = None,
-        round_: Annotated[Optional[int], typer.Option("--round", help="Round number.")] = None,
+        round_: Annotated[Optional[int], typer.Option("--round", help="Round number.", min=0, max=2**53 - 1)] = None,
         node: Annotated[Optional[str], typer.Option("--node", help="Pseudonymous node id.")] = None,
         entry_type: Annotated[Optional[str], typer.Option("--type", help="Entry type.")] = None,
         fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
         decrypt: Annotated[bool, typer.Option("--decrypt", help="Show payloads (needs the keys).")] = False,
-        limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.")] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.", min=1, max=2**53 - 1)] = None,
         passphrase_file: PassFileOpt = None) -> None:
     """List entries by their plaintext index fields; --decrypt adds payloads."""
     import csv
@@ -192,6 +192,10 @@ def log(workspace: WorkspaceOpt = None,
     else:
         ledger = Ledger.open_readonly(Workspace.discover(workspace))
     with ledger:
+        for column, value, option in (("entry_type", entry_type, "--type"), ("run_id", run, "--run"),
+                                      ("node_id", node, "--node")):
+            if value is not None:
+                require_known(ledger, column, value, option)
         records = []
         for entry in ledger.query(entry_type, run, round_, node, limit=limit):
             record = entry.index_fields()

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, open_writer
+from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
 from governance.errors import UsageError
 
 app = typer.Typer(name="consent", help="Consent records: who agreed to which purpose, and withdrawals.",
@@ -42,7 +42,16 @@ def grant(
     """Record that a node consented to a purpose."""
     from governance import consent_store
     from governance.consent import ConsentRecord
+    from governance.names import MAX_PURPOSE, check_name
 
+    check_name(node, "--node")
+    check_name(team, "--team")
+    check_name(purpose, "--purpose", MAX_PURPOSE)
+    check_name(actor, "--actor")
+    for category in data_category:
+        check_name(category, "--data-category")
+    if record_id is not None:
+        check_name(record_id, "--record-id")
     if (notice_file is None) == (notice_hash is None):
         raise UsageError("give the privacy notice as --notice-file FILE or --notice-hash SHA256 (one of them)")
     if notice_file is not None:
@@ -100,7 +109,12 @@ def list_(
 ) -> None:
     """Every consent record with its state now (valid, expired, withdrawn, not-yet-valid)."""
     with open_reader(workspace, passphrase_file) as ledger:
+        if node is not None:
+            require_known(ledger, "node_id", node, "--node")
         rows = _rows(ledger, node, purpose)
+    if purpose is not None and not rows:
+        raise UsageError(f"--purpose {purpose!r}: no consent record names this purpose"
+                         + (f" for node {node!r}" if node else "") + " (a typo? `fedgov consent list` shows them all)")
     emit(rows, fmt, COLUMNS, f"{len(rows)} consent records")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader
+from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, require_known
 
 app = typer.Typer(name="lineage", help="Model lineage: show a model's history, export W3C PROV, find affected models.",
                   no_args_is_help=True, add_completion=False)
@@ -79,6 +79,8 @@ def export(
     else:
         from governance.errors import UsageError
 
+        if not out.name or out.is_dir() or not out.parent.is_dir():
+            raise UsageError(f"--out {str(out)!r}: not a file path in an existing directory")
         tmp = out.with_suffix(out.suffix + ".tmp")
         try:
             tmp.write_text(document)
@@ -98,8 +100,11 @@ def affected(
 ) -> None:
     """Every model version derived, directly or transitively, from the node's updates."""
     from governance.lineage import affected_models
+    from governance.names import check_name
 
+    check_name(node, "--node")
     with open_reader(workspace, passphrase_file) as ledger:
+        require_known(ledger, "node_id", node, "--node")
         versions = _versions(ledger)
     hashes = affected_models(versions, node)
     where = {}

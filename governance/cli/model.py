@@ -28,6 +28,9 @@ def get(
 
     if out.suffix not in (".npz", ".pt"):
         raise UsageError(f"--out {out} must end in .npz or .pt")
+    if not out.parent.is_dir() or out.is_dir():
+        raise UsageError(f"--out {out}: {out.parent} is not an existing directory" if not out.parent.is_dir()
+                         else f"--out {out} is a directory")
     with open_reader(workspace, passphrase_file) as ledger:
         model_hash = resolve_hash(ledger, model)
         arrays = load_model(ledger, model_hash)

@@ -43,3 +43,20 @@ def open_reader(workspace: Path | None, passphrase_file: Path | None) -> "Ledger
 
     ws = Workspace.discover(workspace)
     return Ledger.open(ws, passphrase_from(passphrase_file, prompt=sys.stdin.isatty()), write=False)
+
+
+def require_known(ledger: "Ledger", column: str, value: str, option: str) -> None:
+    """A query for a node, run or entry type the ledger never recorded is a typo, not an empty answer.
+
+    For a compliance officer "0 results" reads as "nothing affected": so it must mean that.
+    """
+    from governance import entry_types as et
+    from governance.errors import UsageError
+
+    known = set(ledger.distinct(column))
+    if column == "entry_type":
+        known |= {v for k, v in vars(et).items() if k.isupper() and isinstance(v, str) and "." in v}
+        known |= set(et.LEGACY_NAMES)
+    if value not in known:
+        sample = ", ".join(sorted(known)[:8]) + (", …" if len(known) > 8 else "")
+        raise UsageError(f"{option} {value!r} names nothing this ledger has recorded (it knows: {sample or 'none'})")

@@ -555,6 +555,11 @@ class Ledger:
         with self.store.read() as conn:
             return self.store.query(conn, entry_type, run_id, round, node_id, limit=limit)
 
+    def distinct(self, column: str) -> list[str]:
+        """The distinct values of one plaintext index column (entry_type, run_id or node_id)."""
+        with self.store.read() as conn:
+            return self.store.distinct(conn, column)
+
     def query_types(self, entry_types: Sequence[str]) -> list[Entry]:
         """Entries of any of these types (each name as stored), in seq order."""
         with self.store.read() as conn:

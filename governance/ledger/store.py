@@ -414,6 +414,13 @@ class LedgerStore:
         finally:
             cur.close()
 
+    def distinct(self, conn: Connection, column: str) -> list[str]:
+        """Distinct values of an indexed plaintext column of the entries."""
+        if column not in ("entry_type", "run_id", "node_id"):
+            raise ValueError(f"no distinct listing of {column}")
+        col = entries_table.c[column]
+        return [v for v in conn.execute(sa.select(col).distinct()).scalars() if v]
+
     def iter_entries(self, conn: Connection, batch: int = 50000) -> Iterator[tuple]:
         """All entry rows in seq order, streamed in big driver-level chunks, as tuples in ENTRY_COLUMNS order."""
         sql = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM fedgov_entries ORDER BY seq"
