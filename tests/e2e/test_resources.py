@@ -51,7 +51,7 @@ def stop_marked(mark: str) -> None:
     for pid in processes_marked(mark):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 5  # Ray's daemons may linger on SIGTERM: then SIGKILL, it is a test head
     while processes_marked(mark) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in processes_marked(mark):
