@@ -81,7 +81,7 @@ class Ledger:
         import os
 
         if keys is not None:
-            return cls._with_store(ws, keys, None, write)
+            return cls._settled(cls._with_store(ws, keys, None, write))
         keys = None if passphrase else keys_from_env()
         if keys is None:
             passphrase = passphrase or os.environ.get(ENV_PASSPHRASE)
@@ -90,7 +90,7 @@ class Ledger:
                                  "or set FEDGOV_KEK and FEDGOV_SIGNING_KEY")
         if not write or keys is not None:
             keys = keys or read_keystore(ws.keystore_path, passphrase or "")
-            return cls._with_store(ws, keys, passphrase, write)
+            return cls._settled(cls._with_store(ws, keys, passphrase, write))
         with ws.lock():
             ledger = cls._with_store(ws, read_keystore(ws.keystore_path, passphrase or ""), passphrase, write)
             try:
@@ -99,6 +99,20 @@ class Ledger:
             except BaseException:
                 ledger.close()
                 raise
+        return cls._settled(ledger)
+
+    @staticmethod
+    def _settled(ledger: Ledger) -> Ledger:
+        """A writer first closes, as `abandoned`, the runs whose every process is gone (see open_runs)."""
+        if ledger.store.readonly:
+            return ledger
+        from governance.open_runs import close_abandoned  # it writes through this class
+
+        try:
+            close_abandoned(ledger, ledger.workspace.path)
+        except BaseException:
+            ledger.close()
+            raise
         return ledger
 
     @classmethod

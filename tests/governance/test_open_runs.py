@@ -1,0 +1,134 @@
+"""Open runs: a run whose every process is gone is closed as abandoned by the next writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from governance import entry_types as et
+from governance.errors import PolicyError
+from governance.ledger import Ledger
+from governance.ledger.entry import EntryDraft
+from governance.open_runs import SCRATCH_PREFIX, close_run, hold_run, is_open
+
+RUN = "1234567890123"
+
+
+def start_run(ledger: Ledger, run_id: str = RUN) -> None:
+    """What the ServerApp writes first: `run.started`, with the run's config hash."""
+    ledger.append([EntryDraft(et.RUN_STARTED, {"operator": "alice"}, scope=et.run_scope(run_id), run_id=run_id,
+                              config_hash="ab" * 32)], sign=True)
+
+
+def finished(ledger: Ledger, run_id: str = RUN) -> list[dict]:
+    return [ledger.read_payload(e) for e in ledger.query(et.RUN_FINISHED, run_id=run_id)]
+
+
+def abandon(workspace_dir: Path, run_id: str = RUN, scratch: Path | None = None) -> None:
+    """A launcher that took the run's lock and was then killed: the lock file stays, nobody holds it."""
+    code = ("import sys; from pathlib import Path; from governance.open_runs import hold_run; "
+            f"hold_run(Path(sys.argv[1]), {run_id!r}, Path(sys.argv[2]) if sys.argv[2] else None); "
+            "import os; os._exit(0)")  # exits without releasing, as `kill -9` would
+    subprocess.run([sys.executable, "-c", code, str(workspace_dir), str(scratch or "")], check=True,
+                   cwd=Path(__file__).resolve().parents[2])
+
+
+def test_the_next_writer_closes_a_run_nobody_holds_as_abandoned(workspace):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    abandon(workspace.path)
+    with Ledger.open(workspace) as ledger:  # any command that opens the ledger to write
+        [payload] = finished(ledger)
+        assert payload["status"] == "abandoned"
+        assert payload["reason"].startswith("every process of the run ended without closing it (pid ")
+        assert not is_open(ledger, RUN)
+    assert not (workspace.path / "runs" / f"{RUN}.lock").exists()
+
+
+def test_a_run_whose_launcher_is_alive_is_left_open(workspace):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    hold = hold_run(workspace.path, RUN)
+    try:
+        with Ledger.open(workspace) as ledger:
+            assert finished(ledger) == [] and is_open(ledger, RUN)
+    finally:
+        hold.release()
+
+
+def test_a_reader_closes_nothing(workspace):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    abandon(workspace.path)
+    with Ledger.open(workspace, write=False) as ledger:
+        assert is_open(ledger, RUN)
+
+
+def test_the_abandoned_runs_scratch_directory_is_removed(workspace):
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    (scratch / "request.json").write_text("{}")
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    abandon(workspace.path, scratch=scratch)
+    Ledger.open(workspace).close()
+    assert not scratch.exists()
+
+
+def test_only_fedgov_scratch_directories_in_the_temp_dir_are_ever_removed(workspace, tmp_path):
+    elsewhere = tmp_path / f"{SCRATCH_PREFIX}keep"
+    elsewhere.mkdir()
+    abandon(workspace.path, scratch=elsewhere)  # a lock file naming a directory outside the temp dir
+    Ledger.open(workspace).close()
+    assert elsewhere.exists()
+
+
+def test_a_lock_without_a_started_run_is_cleared_and_records_nothing(workspace):
+    abandon(workspace.path)  # killed during enrolment, before `run.started`
+    with Ledger.open(workspace) as ledger:
+        assert ledger.query(et.RUN_FINISHED) == []
+    assert not (workspace.path / "runs" / f"{RUN}.lock").exists()
+
+
+def test_closing_keeps_the_runs_last_model_and_config_hash(workspace):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+        ledger.append([EntryDraft(et.ROUND_AGGREGATED, {}, scope=et.run_scope(RUN), run_id=RUN, round=1,
+                                  model_hash="cd" * 32)], sign=True)
+        assert close_run(ledger, RUN, "interrupted", "SIGTERM to fedgov sim run")
+        [entry] = ledger.query(et.RUN_FINISHED, run_id=RUN)
+        assert entry.config_hash == "ab" * 32
+        assert ledger.read_payload(entry) == {"status": "interrupted", "reason": "SIGTERM to fedgov sim run",
+                                              "final_model_hash": "cd" * 32}
+
+
+def test_a_finished_run_is_never_closed_twice(workspace):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+        assert close_run(ledger, RUN, "interrupted", "SIGINT to fedgov sim run")
+        assert not close_run(ledger, RUN, "crashed", "again")
+        assert len(finished(ledger)) == 1
+
+
+def test_a_run_id_is_held_by_one_process_only(workspace):
+    hold = hold_run(workspace.path, RUN)
+    try:
+        with pytest.raises(PolicyError, match=f"run {RUN} is already held by another process"):
+            hold_run(workspace.path, RUN)
+    finally:
+        hold.release()
+
+
+def test_the_lock_file_is_private_and_names_its_holder(workspace):
+    hold = hold_run(workspace.path, RUN)
+    try:
+        assert os.stat(hold.path).st_mode & 0o777 == 0o600
+        assert json.loads(hold.path.read_text())["pid"] == os.getpid()
+    finally:
+        hold.release()
+    assert not hold.path.exists()
