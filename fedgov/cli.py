@@ -1,4 +1,4 @@
-"""The `fedgov` entry point: import the command tree, then run it; Ctrl-C at any moment is one line.
+"""The `fedgov` entry point: import the command tree, then run it; Ctrl-C or SIGTERM at any moment is one line.
 
 Importing the command tree takes a moment (typer, rich, the governance CLI groups), and a
 Ctrl-C that lands during it must not print a traceback either; so the import happens here,
@@ -12,9 +12,12 @@ import sys
 
 def main() -> None:
     """Entry point of the `fedgov` console script and of `python -m fedgov`."""
+    from fedgov import interrupts
+
+    interrupts.install()
     try:
         from fedgov.commands import run
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        sys.stderr.write(f"interrupted by {interrupts.signal_name(interrupt)}\n")
+        sys.exit(interrupts.exit_code(interrupt))
     run()

@@ -12,6 +12,7 @@ import sys
 import click
 import typer
 
+from fedgov.interrupts import exit_code, signal_name
 from governance.errors import FedgovError
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
@@ -71,8 +72,12 @@ def run() -> None:
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         code = err.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        code = 130
+    except (click.exceptions.Abort, KeyboardInterrupt) as err:  # Ctrl-C, or SIGTERM (fedgov.interrupts)
+        interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__  # click wraps it in Abort
+        if not isinstance(interrupt, KeyboardInterrupt):
+            interrupt = KeyboardInterrupt()  # an aborted prompt
+        typer.echo(f"interrupted by {signal_name(interrupt)}", err=True)
+        sys.exit(exit_code(interrupt))
     except FedgovError as err:
         _error(str(err))
         sys.exit(err.exit_code)
@@ -87,8 +92,6 @@ def run() -> None:
         _error(f"the ledger database refused or failed ({type(err).__name__}: {first}); if it is corrupt, restore "
                "it from a backup and run `fedgov audit verify`")
         sys.exit(1)
-    if code == 130:  # typer answers Ctrl-C with exit code 130, and says nothing
-        typer.echo("interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

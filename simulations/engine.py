@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,7 +49,7 @@ def run_engine(request: dict[str, Any]) -> None:
     """Run one simulation described by `request` (see `simulations.runner`)."""
     from flwr.app import Context, RecordDict
     from flwr.common.config import get_fused_config_from_dir, get_project_config
-    from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID, TASK_ID_NUM_BYTES
+    from flwr.common.constant import SUPERLINK_NODE_ID, TASK_ID_NUM_BYTES
     from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.constant import NOOP_FEDERATION_ID
@@ -55,7 +59,7 @@ def run_engine(request: dict[str, Any]) -> None:
 
     logging.getLogger("flwr").setLevel(logging.DEBUG if request.get("verbose") else logging.WARNING)
     components = get_project_config(APP_DIR)["tool"]["flwr"]["app"]["components"]
-    run = Run.create_empty(run_id=generate_rand_int_from_bytes(RUN_ID_NUM_BYTES))
+    run = Run.create_empty(run_id=int(request["run_id"]))  # chosen by the launcher, which holds its lock
     run.primary_task_id = generate_rand_int_from_bytes(TASK_ID_NUM_BYTES)
     run.federation_id = NOOP_FEDERATION_ID
     run.override_config = request["run_config"]
@@ -87,6 +91,16 @@ def run_engine(request: dict[str, Any]) -> None:
     )
 
 
+def _no_server_app_left(fail: Callable[[str], None], grace: float = 5.0) -> None:
+    """The engine returned: a ServerApp thread still waiting for replies would hold the process until
+    its round timeout, so the run ends here, failed, instead."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(grace)
+            if thread.is_alive():
+                fail("the Simulation Engine stopped before the ServerApp finished; see the output above")
+
+
 def main() -> None:
     """Entry point: `python -m simulations.engine REQUEST.json`; user errors exit cleanly."""
     from fedgov.coordinator_keys import receive
@@ -95,16 +109,33 @@ def main() -> None:
     receive()  # the coordinator's keys, from the pipe, before Flower and Ray start
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())
+    failure_path = request_path.parent / "failure.json"
+
+    def fail(reason: str) -> None:
+        """Say why, and end at once: a ServerApp thread still waiting for replies must not hold the process."""
+        failure_path.write_text(json.dumps({"error": reason, "exit_code": 1}))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    RayWatch(fail)
     try:
         run_engine(request)
-    except (FedgovError, RuntimeError) as err:
+        _no_server_app_left(fail)
+    except Exception as err:  # noqa: BLE001 - every way the engine can end becomes one line for the launcher
         # Flower re-raises a ServerApp exception as is, or wrapped in a RuntimeError.
         cause = err if isinstance(err, FedgovError) else err.__cause__
-        if not isinstance(cause, FedgovError):
-            raise
-        failure = {"error": str(cause), "exit_code": cause.exit_code}
-        (request_path.parent / "failure.json").write_text(json.dumps(failure))
-        sys.exit(cause.exit_code)
+        if isinstance(cause, FedgovError):
+            failure_path.write_text(json.dumps({"error": str(cause), "exit_code": cause.exit_code}))
+            sys.exit(cause.exit_code)
+        fail(f"the Simulation Engine crashed ({_innermost(err)}); see the output above")
+
+
+def _innermost(err: BaseException) -> str:
+    """The first cause in the chain, as one short line: what actually went wrong."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return " ".join(f"{type(err).__name__}: {err}".split())[:300]
 
 
 if __name__ == "__main__":

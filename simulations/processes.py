@@ -15,7 +15,10 @@ import time
 from typing import Callable
 from pathlib import Path
 
+from fedgov.interrupts import ignore_further
+
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 
 
 def become_subreaper() -> bool:
@@ -82,40 +85,80 @@ def _end_trees(roots: set[int], grace: float) -> None:
     reap()
 
 
-def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 5.0,
-                meanwhile: Callable[[], None] | None = None, pass_fds: tuple[int, ...] = ()) -> int:
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """A `preexec_fn`: the kernel SIGKILLs the child when `parent` ends, even by `kill -9`.
+
+    Ray's own services share the fate of the process that started them, so the engine's
+    death takes them along. If the parent is already gone when this runs, the child exits.
+    """
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
+class Stopped(Exception):
+    """The watch ended the child's tree, for the reason given."""
+
+
+def _wait(child: subprocess.Popen, watch: Callable[[int], str | None] | None) -> int:
+    while True:
+        try:
+            return child.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            reason = watch(child.pid) if watch is not None else None
+            if reason:
+                raise Stopped(reason) from None
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process under `root` (not `root` itself)."""
+    tree = _children_map()
+    found: list[int] = []
+    stack = list(tree.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(tree.get(pid, []))
+    return found
+
+
+def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 3.0,
+                meanwhile: Callable[[], None] | None = None, pass_fds: tuple[int, ...] = (),
+                watch: Callable[[int], str | None] | None = None) -> int:
     """Run `cmd` and return its exit code; afterwards end everything it started.
 
     `meanwhile` runs here while the child starts; if it raises, the child is ended and the
-    error propagates. Ctrl-C is forwarded to the child as SIGINT; after `grace` seconds it
-    is ended anyway. Processes that existed before (a Ray head the user started, say) are
-    left alone.
+    error propagates. On Ctrl-C or SIGTERM (see fedgov.interrupts) the whole tree is ended at
+    once, SIGTERM then SIGKILL after `grace` seconds, and the interrupt propagates once it is
+    gone. Processes that existed before (a Ray head the user started, say) are left alone.
+    `watch(child_pid)` is asked every second while the child runs; a reason it returns ends
+    the tree and is raised as `Stopped`.
     """
     become_subreaper()
     me = os.getpid()
     before = set(_children_map().get(me, []))
     try:
-        child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds)
+        child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds,
+                                 preexec_fn=die_with_parent(me))
     finally:
         for fd in pass_fds:  # the child holds its own copy now
             os.close(fd)
-    interrupted = False
     try:
-        try:
-            if meanwhile is not None:
-                meanwhile()
-            code = child.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            child.send_signal(signal.SIGINT)
-            try:
-                code = child.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                code = child.wait()
+        if meanwhile is not None:
+            meanwhile()
+        code = _wait(child, watch)
+    except KeyboardInterrupt:
+        ignore_further()
+        raise
     finally:
         adopted = set(_children_map().get(me, [])) - before
         _end_trees(adopted | {child.pid}, grace)
-    if interrupted:
-        raise KeyboardInterrupt
     return code

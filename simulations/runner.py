@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -12,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fedgov.coordinator_keys import hand_over, split_secrets
+from fedgov.interrupts import exit_code, signal_name
 from fedgov.settings import RunSettings
 from governance.errors import FedgovError, PolicyError, UsageError
-from simulations.processes import run_guarded
+from governance.open_runs import CRASHED, INTERRUPTED, SCRATCH_PREFIX, RunHold, close_run, hold_run
+from simulations.processes import Stopped, run_guarded
+from simulations.ray_watch import OwnRaylet
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,16 @@ def check_reachable(address: str, timeout: float = 2.0) -> None:
                          f"{timeout:g} s): start it with `ray start --head --port {port}`, or leave the option out")
 
 
-def flower_environment(workspace: Path) -> dict[str, str]:
-    """Environment for Flower: no telemetry, no update check, its home in the workspace."""
+def flower_environment(workspace: Path, own_cluster: bool = True) -> dict[str, str]:
+    """Environment for Flower: no telemetry, no update check, its home in the workspace.
+
+    On a Ray cluster of the run's own, a Ray process that lost the cluster's GCS gives up
+    after 10 s instead of Ray's 60: after `kill -9` of fedgov, Ray's agents would otherwise
+    linger a minute.
+    """
     env = dict(os.environ)
+    if own_cluster:
+        env.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "10")
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -94,7 +106,9 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     The simulated nodes are enrolled (workspace, keys, registry, consent) by this process
     while the child imports Flower and starts Ray; the ServerApp waits at the enrollment gate
     before it touches the ledger. If enrollment fails, the child is ended and nothing of
-    the run is written.
+    the run is written. This process chooses the run id and holds the run's lock for the
+    run's whole life; if the run cannot close itself (a signal here, the engine dying), it
+    is closed here once every process of it has ended.
     """
     from governance.workspace import Workspace
 
@@ -102,40 +116,100 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     resources.check()
     check_out_dir(out)
     workspace = Workspace.locate(governance.workspace)
-    scratch = Path(tempfile.mkdtemp(prefix="fedgov-run-"))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     gate = scratch / "enrolled"
+    run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
     settings = replace(settings, out_dir=str(out.resolve()), workspace=str(workspace.path),
                        sim_root=str(workspace.path / "sim-nodes"), enrollment_gate=str(gate))
-    request = {"num_nodes": settings.num_partitions, "run_config": settings.to_run_config(),
+    request = {"num_nodes": settings.num_partitions, "run_config": settings.to_run_config(), "run_id": int(run_id),
                **asdict(resources), "verbose": verbose, "ray_temp_dir": str(scratch / "ray")}
     request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request, indent=2))
-    env = flower_environment(workspace.path)
+    env = flower_environment(workspace.path, own_cluster=not resources.ray_address)
+    holds: list[RunHold] = []
 
     def enroll() -> None:
         from simulations.enroll import enroll_simulated_nodes, open_workspace
 
         ws = open_workspace(governance.workspace)
+        holds.append(hold_run(ws.path, run_id, scratch))
         enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
-        print(f"enrolled {settings.num_partitions} simulated nodes in {ws.path}; starting Flower's Simulation "
-              "Engine (Ray)…", flush=True)
+        print(f"run {run_id}: enrolled {settings.num_partitions} simulated nodes in {ws.path}; starting Flower's "
+              "Simulation Engine (Ray)…", flush=True)
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")
 
-    child_env, secrets = split_secrets(env)
+    child_env, handed = split_secrets(env)
     try:
-        # -P: nothing from the current directory is imported ahead of fedgov's own modules
-        code = run_guarded([sys.executable, "-P", "-m", "simulations.engine", str(request_path)], env=child_env,
-                           meanwhile=enroll, pass_fds=(hand_over(secrets, child_env),))
+        try:
+            # -P: nothing from the current directory is imported ahead of fedgov's own modules
+            code = run_guarded([sys.executable, "-P", "-m", "simulations.engine", str(request_path)],
+                               env=child_env, meanwhile=enroll, pass_fds=(hand_over(handed, child_env),),
+                               watch=None if resources.ray_address else OwnRaylet(lambda: _still_open(workspace.path, run_id)))
+        except Stopped as stopped:  # the run's own Ray cluster died under it; everything of it has ended
+            if holds and _close_left_open(governance.workspace, run_id, CRASHED, str(stopped)):
+                raise PolicyError(f"{stopped}; run {run_id} recorded as crashed") from None
+            raise PolicyError(str(stopped)) from None
+        except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM; every process of the run has ended
+            closed = bool(holds) and _close_left_open(governance.workspace, run_id, INTERRUPTED,
+                                                f"{signal_name(interrupt)} to fedgov sim run")
+            where = f"; run {run_id} recorded as interrupted" if closed else ""
+            raise RunInterrupted(f"interrupted by {signal_name(interrupt)}{where}", exit_code(interrupt)) from None
         if code != 0:
-            raise _failure(code, scratch / "failure.json")
+            failure = _failure(code, scratch / "failure.json")
+            if holds and _close_left_open(governance.workspace, run_id, CRASHED, str(failure)):
+                failure.args = (f"{failure}; run {run_id} recorded as crashed",)
+            raise failure
         rounds = out / "rounds.json"
         if not rounds.exists():
             raise PolicyError(f"the simulation ended without writing {rounds}")
         shutil.copy(request_path, out / "request.json")
         return json.loads(rounds.read_text())
     finally:
+        for hold in holds:
+            hold.release()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class RunInterrupted(FedgovError):
+    """A signal ended the run; exit 130 (SIGINT) or 143 (SIGTERM), as a shell would report it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _still_open(workspace: Path, run_id: str) -> bool:
+    """Whether the ledger shows the run started and not yet finished (read-only, no secret)."""
+    from governance.ledger import Ledger
+    from governance.open_runs import is_open
+    from governance.workspace import Workspace
+
+    try:
+        with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
+            return is_open(ledger, run_id)
+    except Exception:  # noqa: BLE001 - unreadable now: do not end a run on a guess
+        return False
+
+
+def _close_left_open(workspace: Path | None, run_id: str, status: str, reason: str) -> bool:
+    """Close the run if nothing of it could: after a signal, or when the engine died.
+
+    The run's processes have all ended and this process holds its lock, so nothing else
+    writes to the run meanwhile. A ledger that cannot be opened now leaves the run to the
+    next writer, which closes it as abandoned.
+    """
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    try:
+        ws = Workspace.discover(workspace)
+        with Ledger.open(ws) as ledger:
+            return close_run(ledger, run_id, status, reason)
+    except Exception as err:  # noqa: BLE001 - the ledger's own errors included; the next writer settles it
+        print(f"warning: run {run_id} could not be closed as {status} ({err}); the next command that writes "
+              "to the ledger closes it as abandoned", file=sys.stderr, flush=True)
+        return False
 
 
 def _failure(code: int, failure_path: Path) -> FedgovError:
@@ -144,4 +218,6 @@ def _failure(code: int, failure_path: Path) -> FedgovError:
         failure = json.loads(failure_path.read_text())
         err: FedgovError = UsageError(failure["error"]) if failure["exit_code"] == 2 else PolicyError(failure["error"])
         return err
+    if code < 0:
+        return PolicyError(f"the simulation engine was killed by {signal.Signals(-code).name}; see the output above")
     return PolicyError(f"the simulation crashed with exit code {code}; see the output above")
