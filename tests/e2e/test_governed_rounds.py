@@ -252,9 +252,11 @@ def test_a_run_where_too_few_nodes_consent_fails_recorded(tmp_path):
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> Run:
-    """7 nodes x 2 rounds; five of them send replies that used to end the run or take the average."""
-    return Run(tmp_path_factory.mktemp("hostile"), "--nodes", "7", "--rounds", "2",
-               "--faults", "0:bad-npy,1:inflated-examples,2:huge-metric,3:deep-fingerprint,4:foreign-stype")
+    """10 nodes x 2 rounds; five send replies that used to end the run or take the average, three
+    more send a NaN, a record and a metric nobody asked for; two are honest."""
+    return Run(tmp_path_factory.mktemp("hostile"), "--nodes", "10", "--rounds", "2",
+               "--faults", "0:bad-npy,1:inflated-examples,2:huge-metric,3:deep-fingerprint,4:foreign-stype,"
+               "7:nan,8:extra-record,9:extra-metric")
 
 
 @pytest.mark.parametrize("node, reason", [
@@ -263,6 +265,9 @@ def hostile(tmp_path_factory) -> Run:
     ("sim-0002", "metric 'train-loss' is outside ±(2^53-1)"),
     ("sim-0003", "bad governance statement: RecursionError"),
     ("sim-0004", "array 'net.0.weight' is serialized as 'torch.Tensor', not numpy.ndarray"),
+    ("sim-0007", "array 'net.0.weight' holds NaN or Inf"),
+    ("sim-0008", "unexpected record 'rows'"),
+    ("sim-0009", "metric keys ['num-examples', 'partition-size-leak', 'train-loss'] differ"),
 ])
 def test_a_hostile_reply_is_a_named_rejection_and_the_run_goes_on(hostile, node, reason):
     rejected = {(e.round, p["node_id"]): p["reason"] for e, p in hostile.of(et.ROUND_REJECTED)}
@@ -273,6 +278,7 @@ def test_a_hostile_reply_is_a_named_rejection_and_the_run_goes_on(hostile, node,
 def test_the_hostile_run_finishes_with_the_honest_nodes_alone(hostile):
     for _, agg in hostile.of(et.ROUND_AGGREGATED):
         assert set(agg["contributors"]) == {"sim-0005", "sim-0006"}
+    assert all(rnd["status"] == "ok" for rnd in hostile.rounds["rounds"])
     assert [p["status"] for _, p in hostile.of(et.RUN_FINISHED)] == ["finished"]
     assert hostile.rounds["rounds"][-1]["eval"]["accuracy"] > hostile.rounds["initial_eval"]["accuracy"]
 
@@ -287,8 +293,8 @@ def test_the_selection_names_the_consent_record_each_node_was_selected_under(ten
 
 def test_the_console_names_nodes_by_their_fedgov_id_and_prints_the_run_id(hostile):
     out = hostile.result.stdout
-    assert f"run {hostile.run_id}: 7 nodes registered; training starts" in out
-    assert "round 1/2: training 7 selected nodes…" in out
-    assert "enrolled 7 simulated nodes in" in out
+    assert f"run {hostile.run_id}: 10 nodes registered; training starts" in out
+    assert "round 1/2: training 10 selected nodes…" in out
+    assert f"run {hostile.run_id}: enrolled 10 simulated nodes in" in out
     assert any(line.strip().startswith("rejected sim-0000 (Flower node ") for line in out.splitlines())
     assert f"run {hostile.run_id}: 2 rounds, 0 failed" in out
