@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from fedgov.interrupts import exit_code, signal_name
+from fedgov.interrupts import Terminated, exit_code, last_was_sigterm, signal_name
 from governance.errors import FedgovError
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
@@ -74,8 +74,8 @@ def run() -> None:
         code = err.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as err:  # Ctrl-C, or SIGTERM (fedgov.interrupts)
         interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__  # click wraps it in Abort
-        if not isinstance(interrupt, KeyboardInterrupt):
-            interrupt = KeyboardInterrupt()  # an aborted prompt
+        if not isinstance(interrupt, KeyboardInterrupt):  # an aborted prompt
+            interrupt = Terminated() if last_was_sigterm() else KeyboardInterrupt()
         typer.echo(f"interrupted by {signal_name(interrupt)}", err=True)
         sys.exit(exit_code(interrupt))
     except FedgovError as err:

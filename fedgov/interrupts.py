@@ -15,8 +15,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived; raised in the main thread like KeyboardInterrupt is for SIGINT."""
 
 
+_received: list[int] = []
+
+
 def _raise_terminated(_signum: int, _frame: object) -> None:
+    _received.append(signal.SIGTERM)
     raise Terminated()
+
+
+def last_was_sigterm() -> bool:
+    """For an interrupt that reached us re-wrapped (click turns one during a prompt into Abort)."""
+    return bool(_received)
 
 
 def install() -> None:

@@ -21,7 +21,8 @@ import json
 import os
 import re
 import shutil
-import tempfile
+import stat
+import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,33 +48,47 @@ class RunHold:
     path: Path
     fd: int
 
-    def release(self) -> None:
-        """Remove the lock file, then let go: the run is closed, or never started."""
+    def release(self, closed: bool) -> None:
+        """Let go. The lock file is removed only when the run is `closed` (or never started);
+        otherwise it stays, free, for the next writer to close the run as abandoned."""
         if self.fd < 0:
             return
-        with suppress(FileNotFoundError):
-            self.path.unlink()
+        if closed:
+            with suppress(FileNotFoundError):
+                self.path.unlink()
         os.close(self.fd)
         self.fd = -1
 
 
 def hold_run(workspace_dir: Path, run_id: str, scratch: Path | None = None) -> RunHold:
-    """Take the run's lock before anything of it is written; it says the run has a live owner."""
+    """Take the run's lock before anything of it is written; it says the run has a live owner.
+
+    The lock file appears already locked and complete (made under another name, locked,
+    written, then linked into place), so a writer sweeping for abandoned runs never sees a
+    run's lock file before its launcher holds it.
+    """
     if not _RUN_ID.fullmatch(run_id):
         raise PolicyError(f"run id {run_id!r} is not a decimal number")
     runs = workspace_dir / RUNS_DIR
     make_private_dir(runs)
     path = runs / f"{run_id}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    draft = runs / f".{run_id}.{os.getpid()}.tmp"
+    fd = os.open(draft, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        owner = {"pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "scratch": str(scratch) if scratch else ""}
+        os.write(fd, json.dumps(owner).encode())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            raise PolicyError(f"run {run_id} is already held by another process; start the run again") from None
+    except BaseException:
         os.close(fd)
-        raise PolicyError(f"run {run_id} is already held by another process; start the run again") from None
-    owner = {"pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "scratch": str(scratch) if scratch else ""}
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(owner).encode())
+        raise
+    finally:
+        with suppress(FileNotFoundError):
+            draft.unlink()
     return RunHold(run_id, path, fd)
 
 
@@ -104,7 +119,9 @@ def close_abandoned(ledger, workspace_dir: Path) -> list[str]:
     """Close every run of this workspace whose lock nobody holds; returns their ids.
 
     Called by each writer as it opens the ledger, so a run whose every process was killed
-    does not stay open for longer than it takes the next command to write.
+    does not stay open for longer than it takes the next command to write. A run that cannot
+    be closed now (the ledger refuses to sign, say) is named in a warning and left for the
+    next writer: it never stops the command that found it.
     """
     closed: list[str] = []
     runs = workspace_dir / RUNS_DIR
@@ -123,19 +140,35 @@ def close_abandoned(ledger, workspace_dir: Path) -> list[str]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its launcher is alive
+            if not _still_linked(fd, path):
+                continue  # its launcher closed the run and removed the file meanwhile
             owner = _owner(fd)
             pid = owner.get("pid")
             holder = f"pid {pid}" if isinstance(pid, int) else "its launcher"
-            if close_run(ledger, run_id, ABANDONED,
-                         f"every process of the run ended without closing it ({holder}, killed?); "
-                         "closed by the next command that wrote to the ledger"):
-                closed.append(run_id)
-            _remove_scratch(owner.get("scratch"))
+            try:
+                if close_run(ledger, run_id, ABANDONED,
+                             f"every process of the run ended without closing it ({holder}, killed?); "
+                             "closed by the next command that wrote to the ledger"):
+                    closed.append(run_id)
+            except Exception as err:  # noqa: BLE001 - the command that found it must still do its job
+                print(f"warning: run {run_id} was abandoned and could not be closed now ({type(err).__name__}: "
+                      f"{' '.join(str(err).split())[:200]}); the next command that writes will try again",
+                      file=sys.stderr)
+                continue
+            _remove_scratch(owner.get("scratch"), run_id)
             with suppress(FileNotFoundError):
                 path.unlink()
         finally:
             os.close(fd)
     return closed
+
+
+def _still_linked(fd: int, path: Path) -> bool:
+    """The locked file is still the one at `path` (not unlinked, not replaced)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except OSError:
+        return False
 
 
 def _owner(fd: int) -> dict:
@@ -146,11 +179,17 @@ def _owner(fd: int) -> dict:
     return {}
 
 
-def _remove_scratch(scratch: object) -> None:
-    """Remove a dead run's scratch directory: only one of fedgov's own, directly in the temp dir."""
+def _remove_scratch(scratch: object, run_id: str) -> None:
+    """Remove a dead run's scratch directory: only one of fedgov's, owned by this user, whose
+    `request.json` names this very run (a lock file cannot point the sweep anywhere else)."""
     if not isinstance(scratch, str) or not scratch:
         return
     path = Path(scratch)
-    if path.parent == Path(tempfile.gettempdir()) and path.name.startswith(SCRATCH_PREFIX) \
-            and path.is_dir() and not path.is_symlink():
+    try:
+        info = path.lstat()
+        request = json.loads((path / "request.json").read_bytes()[:1_000_000])
+    except (OSError, ValueError):
+        return
+    if path.is_absolute() and path.name.startswith(SCRATCH_PREFIX) and stat.S_ISDIR(info.st_mode) \
+            and info.st_uid == os.getuid() and isinstance(request, dict) and str(request.get("run_id")) == run_id:
         shutil.rmtree(path, ignore_errors=True)

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from governance.private_files import write_atomic
+from simulations.processes import die_with_parent
 from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -91,11 +93,14 @@ def run_engine(request: dict[str, Any]) -> None:
     )
 
 
+SERVER_APP_THREAD = "server_th_with_start_checks"
+
+
 def _no_server_app_left(fail: Callable[[str], None], grace: float = 5.0) -> None:
     """The engine returned: a ServerApp thread still waiting for replies would hold the process until
     its round timeout, so the run ends here, failed, instead."""
     for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
+        if SERVER_APP_THREAD in thread.name:  # Flower's, named after its target
             thread.join(grace)
             if thread.is_alive():
                 fail("the Simulation Engine stopped before the ServerApp finished; see the output above")
@@ -106,6 +111,7 @@ def main() -> None:
     from fedgov.coordinator_keys import receive
     from governance.errors import FedgovError
 
+    die_with_parent()
     receive()  # the coordinator's keys, from the pipe, before Flower and Ray start
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())
@@ -113,7 +119,7 @@ def main() -> None:
 
     def fail(reason: str) -> None:
         """Say why, and end at once: a ServerApp thread still waiting for replies must not hold the process."""
-        failure_path.write_text(json.dumps({"error": reason, "exit_code": 1}))
+        write_atomic(failure_path, json.dumps({"error": reason, "exit_code": 1}).encode())
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
@@ -126,7 +132,7 @@ def main() -> None:
         # Flower re-raises a ServerApp exception as is, or wrapped in a RuntimeError.
         cause = err if isinstance(err, FedgovError) else err.__cause__
         if isinstance(cause, FedgovError):
-            failure_path.write_text(json.dumps({"error": str(cause), "exit_code": cause.exit_code}))
+            write_atomic(failure_path, json.dumps({"error": str(cause), "exit_code": cause.exit_code}).encode())
             sys.exit(cause.exit_code)
         fail(f"the Simulation Engine crashed ({_innermost(err)}); see the output above")
 

@@ -16,9 +16,11 @@ from typing import Callable
 from pathlib import Path
 
 from fedgov.interrupts import ignore_further
+from governance.deferred_signals import signals_deferred
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
+PARENT_VARIABLE = "FEDGOV_PARENT_PID"
 
 
 def become_subreaper() -> bool:
@@ -85,23 +87,21 @@ def _end_trees(roots: set[int], grace: float) -> None:
     reap()
 
 
-def die_with_parent(parent: int) -> Callable[[], None]:
-    """A `preexec_fn`: the kernel SIGKILLs the child when `parent` ends, even by `kill -9`.
+def die_with_parent() -> None:
+    """In the engine, first thing: the kernel SIGKILLs it when its launcher ends, even by `kill -9`.
 
     Ray's own services share the fate of the process that started them, so the engine's
-    death takes them along. If the parent is already gone when this runs, the child exits.
+    death takes them along. A launcher already gone by now means: exit at once.
     """
-
-    def arm() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arm
+    parent = os.environ.pop(PARENT_VARIABLE, None)
+    if parent is None:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the run's lock, shared with the launcher, still keeps it from being swept
+    if os.getppid() != int(parent):
+        os._exit(1)
 
 
 class Stopped(Exception):
@@ -146,8 +146,7 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
     me = os.getpid()
     before = set(_children_map().get(me, []))
     try:
-        child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds,
-                                 preexec_fn=die_with_parent(me))
+        child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds)
     finally:
         for fd in pass_fds:  # the child holds its own copy now
             os.close(fd)
@@ -159,6 +158,7 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
         ignore_further()
         raise
     finally:
-        adopted = set(_children_map().get(me, [])) - before
-        _end_trees(adopted | {child.pid}, grace)
+        with signals_deferred():  # a signal now would cut the clean-up short
+            adopted = set(_children_map().get(me, [])) - before
+            _end_trees(adopted | {child.pid}, grace)
     return code

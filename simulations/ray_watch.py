@@ -99,7 +99,11 @@ class RayWatch:
         missed = 0
         while missed < self._misses:
             time.sleep(self._interval)
-            if _raylet_address() is None:
+            try:
+                connected = _raylet_address() is not None
+            except Exception:  # noqa: BLE001 - Ray is shutting down (its node goes before its flag)
+                connected = False
+            if not connected:
                 return  # Ray was shut down (by Flower at the end of the run, or by its own driver): not ours to judge
             missed = 0 if _answers(address, timeout=self._interval) else missed + 1
         self.lost = f"the Ray cluster under this run stopped: its raylet at {address[0]}:{address[1]} no longer answers"

@@ -17,8 +17,9 @@ from fedgov.coordinator_keys import hand_over, split_secrets
 from fedgov.interrupts import exit_code, signal_name
 from fedgov.settings import RunSettings
 from governance.errors import FedgovError, PolicyError, UsageError
+from governance.deferred_signals import signals_deferred
 from governance.open_runs import CRASHED, INTERRUPTED, SCRATCH_PREFIX, RunHold, close_run, hold_run
-from simulations.processes import Stopped, run_guarded
+from simulations.processes import PARENT_VARIABLE, Stopped, run_guarded
 from simulations.ray_watch import OwnRaylet
 
 
@@ -103,72 +104,85 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
                    governance: Governance = Governance()) -> dict[str, Any]:
     """Run the federation in a guarded child process; return the parsed `rounds.json`.
 
-    The simulated nodes are enrolled (workspace, keys, registry, consent) by this process
-    while the child imports Flower and starts Ray; the ServerApp waits at the enrollment gate
-    before it touches the ledger. If enrollment fails, the child is ended and nothing of
-    the run is written. This process chooses the run id and holds the run's lock for the
-    run's whole life; if the run cannot close itself (a signal here, the engine dying), it
-    is closed here once every process of it has ended.
+    The simulated nodes are enrolled (keys, registry, consent) by this process while the
+    child imports Flower and starts Ray; the ServerApp waits at the enrollment gate before it
+    touches the ledger. If enrollment fails, the child is ended and nothing of the run is
+    written. This process chooses the run id and holds the run's lock (shared with the
+    engine) for the run's whole life; if the run cannot close itself (a signal here, the
+    engine or its Ray cluster dying), it is closed here once every process of it has ended.
     """
-    from governance.workspace import Workspace
+    from simulations.enroll import open_workspace
 
     settings.check()
     resources.check()
     check_out_dir(out)
-    workspace = Workspace.locate(governance.workspace)
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-    gate = scratch / "enrolled"
+    workspace = open_workspace(governance.workspace)
     run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
-    settings = replace(settings, out_dir=str(out.resolve()), workspace=str(workspace.path),
-                       sim_root=str(workspace.path / "sim-nodes"), enrollment_gate=str(gate))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # short: Ray's socket paths under it must fit 107 bytes
+    try:
+        hold = hold_run(workspace.path, run_id, scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    try:
+        return _run_held(settings, resources, out, verbose, governance, workspace.path, run_id, scratch, hold)
+    finally:
+        with signals_deferred():  # the lock file must not be lost half-way
+            hold.release(closed=_settled(workspace.path, run_id))
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: bool, governance: Governance,
+              workspace: Path, run_id: str, scratch: Path, hold: RunHold) -> dict[str, Any]:
+    gate = scratch / "enrolled"
+    settings = replace(settings, out_dir=str(out.resolve()), workspace=str(workspace),
+                       sim_root=str(workspace / "sim-nodes"), enrollment_gate=str(gate))
     request = {"num_nodes": settings.num_partitions, "run_config": settings.to_run_config(), "run_id": int(run_id),
                **asdict(resources), "verbose": verbose, "ray_temp_dir": str(scratch / "ray")}
     request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request, indent=2))
-    env = flower_environment(workspace.path, own_cluster=not resources.ray_address)
-    holds: list[RunHold] = []
+    env = flower_environment(workspace, own_cluster=not resources.ray_address)
+    env[PARENT_VARIABLE] = str(os.getpid())
 
     def enroll() -> None:
         from simulations.enroll import enroll_simulated_nodes, open_workspace
 
-        ws = open_workspace(governance.workspace)
-        holds.append(hold_run(ws.path, run_id, scratch))
+        ws = open_workspace(workspace)
         enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
         print(f"run {run_id}: enrolled {settings.num_partitions} simulated nodes in {ws.path}; starting Flower's "
               "Simulation Engine (Ray)…", flush=True)
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")
 
+    def close(status: str, reason: str) -> bool:
+        with signals_deferred():
+            return _close_left_open(workspace, run_id, status, reason)
+
     child_env, handed = split_secrets(env)
+    watch = None if resources.ray_address else OwnRaylet(lambda: _still_open(workspace, run_id))
     try:
-        try:
-            # -P: nothing from the current directory is imported ahead of fedgov's own modules
-            code = run_guarded([sys.executable, "-P", "-m", "simulations.engine", str(request_path)],
-                               env=child_env, meanwhile=enroll, pass_fds=(hand_over(handed, child_env),),
-                               watch=None if resources.ray_address else OwnRaylet(lambda: _still_open(workspace.path, run_id)))
-        except Stopped as stopped:  # the run's own Ray cluster died under it; everything of it has ended
-            if holds and _close_left_open(governance.workspace, run_id, CRASHED, str(stopped)):
-                raise PolicyError(f"{stopped}; run {run_id} recorded as crashed") from None
-            raise PolicyError(str(stopped)) from None
-        except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM; every process of the run has ended
-            closed = bool(holds) and _close_left_open(governance.workspace, run_id, INTERRUPTED,
-                                                f"{signal_name(interrupt)} to fedgov sim run")
-            where = f"; run {run_id} recorded as interrupted" if closed else ""
-            raise RunInterrupted(f"interrupted by {signal_name(interrupt)}{where}", exit_code(interrupt)) from None
-        if code != 0:
-            failure = _failure(code, scratch / "failure.json")
-            if holds and _close_left_open(governance.workspace, run_id, CRASHED, str(failure)):
-                failure.args = (f"{failure}; run {run_id} recorded as crashed",)
-            raise failure
-        rounds = out / "rounds.json"
-        if not rounds.exists():
-            raise PolicyError(f"the simulation ended without writing {rounds}")
-        shutil.copy(request_path, out / "request.json")
-        return json.loads(rounds.read_text())
-    finally:
-        for hold in holds:
-            hold.release()
-        shutil.rmtree(scratch, ignore_errors=True)
+        # -P: nothing from the current directory is imported ahead of fedgov's own modules. The
+        # engine keeps a copy of the run's lock: the run counts as alive while either process is.
+        code = run_guarded([sys.executable, "-P", "-m", "simulations.engine", str(request_path)],
+                           env=child_env, meanwhile=enroll, watch=watch,
+                           pass_fds=(hand_over(handed, child_env), os.dup(hold.fd)))
+    except Stopped as stopped:  # the run's own Ray cluster died under it; everything of it has ended
+        where = f"; run {run_id} recorded as crashed" if close(CRASHED, str(stopped)) else ""
+        raise PolicyError(f"{stopped}{where}") from None
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM; every process of the run has ended
+        closed = _close_left_open(workspace, run_id, INTERRUPTED, f"{signal_name(interrupt)} to fedgov sim run")
+        where = f"; run {run_id} recorded as interrupted" if closed else ""
+        raise RunInterrupted(f"interrupted by {signal_name(interrupt)}{where}", exit_code(interrupt)) from None
+    if code != 0:
+        failure = _failure(code, scratch / "failure.json")
+        if close(CRASHED, str(failure)):
+            failure.args = (f"{failure}; run {run_id} recorded as crashed",)
+        raise failure
+    rounds = out / "rounds.json"
+    if not rounds.exists():
+        raise PolicyError(f"the simulation ended without writing {rounds}")
+    shutil.copy(request_path, out / "request.json")
+    return json.loads(rounds.read_text())
 
 
 class RunInterrupted(FedgovError):
@@ -177,6 +191,19 @@ class RunInterrupted(FedgovError):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.exit_code = code
+
+
+def _settled(workspace: Path, run_id: str) -> bool:
+    """True when the ledger shows the run closed, or never started; False when open or unreadable."""
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    try:
+        with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
+            types = {entry.entry_type for entry in ledger.query(run_id=run_id)}
+    except Exception:  # noqa: BLE001 - unsure: keep the lock file, the next writer settles it
+        return False
+    return "run.started" not in types or "run.finished" in types
 
 
 def _still_open(workspace: Path, run_id: str) -> bool:
@@ -214,10 +241,17 @@ def _close_left_open(workspace: Path | None, run_id: str, status: str, reason: s
 
 def _failure(code: int, failure_path: Path) -> FedgovError:
     """The child's own one-line reason where it left one, else its exit code."""
-    if failure_path.exists():
+    try:
         failure = json.loads(failure_path.read_text())
-        err: FedgovError = UsageError(failure["error"]) if failure["exit_code"] == 2 else PolicyError(failure["error"])
-        return err
+        error, exit_code_ = failure["error"], failure["exit_code"]
+        if isinstance(error, str) and error:
+            return UsageError(error) if exit_code_ == 2 else PolicyError(error)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     if code < 0:
-        return PolicyError(f"the simulation engine was killed by {signal.Signals(-code).name}; see the output above")
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return PolicyError(f"the simulation engine was killed by {name}; see the output above")
     return PolicyError(f"the simulation crashed with exit code {code}; see the output above")

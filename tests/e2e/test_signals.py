@@ -103,13 +103,26 @@ def test_kill_9_ends_every_process_and_the_next_writer_closes_the_run_as_abandon
     live_run.proc.kill()
     live_run.wait()
     assert live_run.wait_until_no_process_left(30) == {}  # the engine dies with it, and Ray with the engine
-    assert live_run.fedgov("audit", "log", "--type", "run.finished").stdout.count("run.fin") == 0
+    listing = live_run.fedgov("audit", "log", "--type", "run.finished", "--format", "json")  # a reader closes nothing
+    assert (listing.returncode, listing.stdout.strip()) == (0, "[]"), listing.stderr
     granted = live_run.fedgov("consent", "grant", "--node", "sim-0000", "--team", "t", "--purpose", "p",
                               "--data-category", "d", "--notice-version", "1", "--notice-hash", "ab" * 32)
     assert granted.returncode == 0, granted.stderr
     assert live_run.closing()["status"] == "abandoned"
     assert not live_run.scratch.exists()
     assert live_run.fedgov("audit", "verify").returncode == 0
+
+
+def test_a_dead_engine_is_recorded_as_crashed_and_nothing_of_the_run_is_left(live_run):
+    [engine] = processes_marked(live_run.mark, ("simulations.engine",))
+    os.kill(engine, signal.SIGKILL)
+    returncode, err, took = live_run.wait()
+    assert returncode == 1 and took < 15
+    assert err.strip().splitlines()[-1] == ("error: the simulation engine was killed by SIGKILL; see the output above; "
+                                            f"run {live_run.run_id} recorded as crashed")
+    assert live_run.closing()["status"] == "crashed"
+    assert live_run.wait_until_no_process_left(15) == {}
+    assert not live_run.scratch.exists()
 
 
 def test_a_run_whose_ray_cluster_dies_fails_within_seconds_and_records_why(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,7 @@ def test_a_run_whose_launcher_is_alive_is_left_open(workspace):
         with Ledger.open(workspace) as ledger:
             assert finished(ledger) == [] and is_open(ledger, RUN)
     finally:
-        hold.release()
+        hold.release(closed=True)
 
 
 def test_a_reader_closes_nothing(workspace):
@@ -72,7 +73,7 @@ def test_a_reader_closes_nothing(workspace):
 
 def test_the_abandoned_runs_scratch_directory_is_removed(workspace):
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-    (scratch / "request.json").write_text("{}")
+    (scratch / "request.json").write_text(json.dumps({"run_id": int(RUN)}))
     with Ledger.open(workspace) as ledger:
         start_run(ledger)
     abandon(workspace.path, scratch=scratch)
@@ -80,12 +81,37 @@ def test_the_abandoned_runs_scratch_directory_is_removed(workspace):
     assert not scratch.exists()
 
 
-def test_only_fedgov_scratch_directories_in_the_temp_dir_are_ever_removed(workspace, tmp_path):
-    elsewhere = tmp_path / f"{SCRATCH_PREFIX}keep"
-    elsewhere.mkdir()
-    abandon(workspace.path, scratch=elsewhere)  # a lock file naming a directory outside the temp dir
-    Ledger.open(workspace).close()
-    assert elsewhere.exists()
+def test_only_a_scratch_directory_whose_request_names_that_run_is_ever_removed(workspace, tmp_path):
+    other_run = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # another run's, say
+    (other_run / "request.json").write_text(json.dumps({"run_id": 999}))
+    try:
+        abandon(workspace.path, scratch=other_run)
+        Ledger.open(workspace).close()
+        assert other_run.exists()
+    finally:
+        shutil.rmtree(other_run)
+
+
+def test_a_run_its_launcher_could_not_close_keeps_its_lock_file_for_the_next_writer(workspace):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    hold = hold_run(workspace.path, RUN)
+    hold.release(closed=False)  # the closing write failed: the run is still open
+    assert hold.path.exists()
+    with Ledger.open(workspace) as ledger:
+        assert finished(ledger)[0]["status"] == "abandoned"
+
+
+def test_a_sweep_that_cannot_close_a_run_warns_and_never_stops_the_writer(workspace, capsys):
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    abandon(workspace.path)
+    (workspace.head_path).unlink()  # the signer now refuses: its signed head is missing
+    Ledger.open(workspace).close()  # still opens, e.g. for `audit checkpoint --adopt`
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"warning: run {RUN} was abandoned and could not be closed now (SigningRefusedError: ")
+    assert line.endswith("the next command that writes will try again")
+    assert (workspace.path / "runs" / f"{RUN}.lock").exists()
 
 
 def test_a_lock_without_a_started_run_is_cleared_and_records_nothing(workspace):
@@ -121,7 +147,7 @@ def test_a_run_id_is_held_by_one_process_only(workspace):
         with pytest.raises(PolicyError, match=f"run {RUN} is already held by another process"):
             hold_run(workspace.path, RUN)
     finally:
-        hold.release()
+        hold.release(closed=True)
 
 
 def test_the_lock_file_is_private_and_names_its_holder(workspace):
@@ -130,5 +156,5 @@ def test_the_lock_file_is_private_and_names_its_holder(workspace):
         assert os.stat(hold.path).st_mode & 0o777 == 0o600
         assert json.loads(hold.path.read_text())["pid"] == os.getpid()
     finally:
-        hold.release()
+        hold.release(closed=True)
     assert not hold.path.exists()
