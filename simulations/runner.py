@@ -193,21 +193,8 @@ class RunInterrupted(FedgovError):
         self.exit_code = code
 
 
-def _settled(workspace: Path, run_id: str) -> bool:
-    """True when the ledger shows the run closed, or never started; False when open or unreadable."""
-    from governance.ledger import Ledger
-    from governance.workspace import Workspace
-
-    try:
-        with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
-            types = {entry.entry_type for entry in ledger.query(run_id=run_id)}
-    except Exception:  # noqa: BLE001 - unsure: keep the lock file, the next writer settles it
-        return False
-    return "run.started" not in types or "run.finished" in types
-
-
-def _still_open(workspace: Path, run_id: str) -> bool:
-    """Whether the ledger shows the run started and not yet finished (read-only, no secret)."""
+def _open_in_ledger(workspace: Path, run_id: str) -> bool | None:
+    """Whether the ledger shows the run started and not finished (read-only, no secret); None if unreadable."""
     from governance.ledger import Ledger
     from governance.open_runs import is_open
     from governance.workspace import Workspace
@@ -215,8 +202,18 @@ def _still_open(workspace: Path, run_id: str) -> bool:
     try:
         with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
             return is_open(ledger, run_id)
-    except Exception:  # noqa: BLE001 - unreadable now: do not end a run on a guess
-        return False
+    except Exception:  # noqa: BLE001 - unreadable now: the callers decide on the safe side
+        return None
+
+
+def _settled(workspace: Path, run_id: str) -> bool:
+    """Closed or never started; when unsure, not (the lock file stays for the next writer)."""
+    return _open_in_ledger(workspace, run_id) is False
+
+
+def _still_open(workspace: Path, run_id: str) -> bool:
+    """Started and not finished; when unsure, not (a run is never ended on a guess)."""
+    return _open_in_ledger(workspace, run_id) is True
 
 
 def _close_left_open(workspace: Path | None, run_id: str, status: str, reason: str) -> bool:
