@@ -18,6 +18,6 @@ def main() -> None:
     try:
         from fedgov.commands import run
     except KeyboardInterrupt as interrupt:
-        sys.stderr.write(f"interrupted by {interrupts.signal_name(interrupt)}\n")
+        sys.stderr.write(f"error: interrupted by {interrupts.signal_name(interrupt)}\n")
         sys.exit(interrupts.exit_code(interrupt))
     run()

@@ -76,7 +76,7 @@ def run() -> None:
         interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__  # click wraps it in Abort
         if not isinstance(interrupt, KeyboardInterrupt):  # an aborted prompt
             interrupt = Terminated() if last_was_sigterm() else KeyboardInterrupt()
-        typer.echo(f"interrupted by {signal_name(interrupt)}", err=True)
+        _error(f"interrupted by {signal_name(interrupt)}")
         sys.exit(exit_code(interrupt))
     except FedgovError as err:
         _error(str(err))

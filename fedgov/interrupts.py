@@ -3,7 +3,9 @@
 `timeout`, systemd and Docker stop a process with SIGTERM. Python's default for it is to
 die on the spot, which would leave a run open in the ledger and its engine running; so
 `fedgov` turns it into `Terminated`, a `KeyboardInterrupt`, and every path that already
-ends a run cleanly on Ctrl-C does the same on SIGTERM. The exit code tells them apart.
+ends a run cleanly on Ctrl-C does the same on SIGTERM. The exit code tells them apart. The
+first signal decides: a SIGINT that follows a SIGTERM while the command winds down changes
+neither the exit code nor what is recorded.
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ class Terminated(KeyboardInterrupt):
 _received: list[int] = []
 
 
-def _raise_terminated(_signum: int, _frame: object) -> None:
-    _received.append(signal.SIGTERM)
-    raise Terminated()
+def _interrupt(signum: int, _frame: object) -> None:
+    """The first SIGINT or SIGTERM decides how the command ends; later ones find it winding down."""
+    if _received:
+        return
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def last_was_sigterm() -> bool:
     """For an interrupt that reached us re-wrapped (click turns one during a prompt into Abort)."""
-    return bool(_received)
+    return _received[:1] == [signal.SIGTERM]
 
 
 def install() -> None:
-    """Make SIGTERM raise `Terminated` in the main thread (SIGINT keeps raising KeyboardInterrupt)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """SIGTERM raises `Terminated`, SIGINT `KeyboardInterrupt`, in the main thread; only the first one counts."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
 
 def signal_name(interrupt: BaseException) -> str:

@@ -77,7 +77,7 @@ def hold_run(workspace_dir: Path, run_id: str, scratch: Path | None = None) -> R
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         owner = {"pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "scratch": str(scratch) if scratch else ""}
+                 "scratch": os.path.realpath(scratch) if scratch else ""}
         os.write(fd, json.dumps(owner).encode())
         try:
             os.link(draft, path)
@@ -144,6 +144,8 @@ def close_abandoned(ledger, workspace_dir: Path) -> list[str]:
                 continue  # its launcher closed the run and removed the file meanwhile
             owner = _owner(fd)
             pid = owner.get("pid")
+            if _launcher_alive(pid):
+                continue  # the lock file was replaced under a live run (an editor's save): never close it
             holder = f"pid {pid}" if isinstance(pid, int) else "its launcher"
             try:
                 if close_run(ledger, run_id, ABANDONED,
@@ -161,6 +163,16 @@ def close_abandoned(ledger, workspace_dir: Path) -> list[str]:
         finally:
             os.close(fd)
     return closed
+
+
+def _launcher_alive(pid: object) -> bool:
+    """A second opinion besides the lock: the recorded launcher is still a running fedgov process."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid == os.getpid():
+        return False
+    try:
+        return b"fedgov" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _still_linked(fd: int, path: Path) -> bool:
@@ -185,11 +197,13 @@ def _remove_scratch(scratch: object, run_id: str) -> None:
     if not isinstance(scratch, str) or not scratch:
         return
     path = Path(scratch)
+    if not path.is_absolute() or os.path.realpath(path) != str(path):
+        return  # relative, or through a symbolic link anywhere on the way
     try:
         info = path.lstat()
         request = json.loads((path / "request.json").read_bytes()[:1_000_000])
     except (OSError, ValueError):
         return
-    if path.is_absolute() and path.name.startswith(SCRATCH_PREFIX) and stat.S_ISDIR(info.st_mode) \
+    if path.name.startswith(SCRATCH_PREFIX) and stat.S_ISDIR(info.st_mode) \
             and info.st_uid == os.getuid() and isinstance(request, dict) and str(request.get("run_id")) == run_id:
         shutil.rmtree(path, ignore_errors=True)

@@ -137,8 +137,8 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
 
     `meanwhile` runs here while the child starts; if it raises, the child is ended and the
     error propagates. On Ctrl-C or SIGTERM (see fedgov.interrupts) the whole tree is ended at
-    once, SIGTERM then SIGKILL after `grace` seconds, and the interrupt propagates once it is
-    gone. Processes that existed before (a Ray head the user started, say) are left alone.
+    once: the child by SIGKILL (a database transaction it had open is rolled back), the rest
+    SIGTERM then SIGKILL after `grace` seconds; the interrupt propagates once it is gone. Processes that existed before (a Ray head the user started, say) are left alone.
     `watch(child_pid)` is asked every second while the child runs; a reason it returns ends
     the tree and is raised as `Stopped`.
     """
@@ -156,6 +156,7 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
         code = _wait(child, watch)
     except KeyboardInterrupt:
         ignore_further()
+        child.kill()  # the engine first, at once: SIGTERM would have Ray and Flower print dumps and tracebacks
         raise
     finally:
         with signals_deferred():  # a signal now would cut the clean-up short

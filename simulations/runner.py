@@ -170,8 +170,13 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
         where = f"; run {run_id} recorded as crashed" if close(CRASHED, str(stopped)) else ""
         raise PolicyError(f"{stopped}{where}") from None
     except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM; every process of the run has ended
-        closed = _close_left_open(workspace, run_id, INTERRUPTED, f"{signal_name(interrupt)} to fedgov sim run")
-        where = f"; run {run_id} recorded as interrupted" if closed else ""
+        if _close_left_open(workspace, run_id, INTERRUPTED, f"{signal_name(interrupt)} to fedgov sim run"):
+            where = f"; run {run_id} recorded as interrupted"
+        elif _settled(workspace, run_id) and _started(workspace, run_id):
+            where = (f" after run {run_id} had closed itself; its summary was not printed (see `fedgov audit log "
+                     f"--run {run_id}` and {out})")
+        else:
+            where = ""
         raise RunInterrupted(f"interrupted by {signal_name(interrupt)}{where}", exit_code(interrupt)) from None
     if code != 0:
         failure = _failure(code, scratch / "failure.json")
@@ -204,6 +209,17 @@ def _open_in_ledger(workspace: Path, run_id: str) -> bool | None:
             return is_open(ledger, run_id)
     except Exception:  # noqa: BLE001 - unreadable now: the callers decide on the safe side
         return None
+
+
+def _started(workspace: Path, run_id: str) -> bool:
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    try:
+        with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
+            return bool(ledger.query("run.started", run_id=run_id))
+    except Exception:  # noqa: BLE001 - unreadable now: say nothing more
+        return False
 
 
 def _settled(workspace: Path, run_id: str) -> bool:

@@ -84,10 +84,14 @@ def live_run(tmp_path):
     run.end()
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_ends_the_whole_run_within_seconds_and_records_it_interrupted(live_run, signum, code):
-    name = signal.Signals(signum).name
-    live_run.proc.send_signal(signum)
+@pytest.mark.parametrize("signals, code", [((signal.SIGTERM,), 143), ((signal.SIGINT,), 130),
+                                           ((signal.SIGTERM, signal.SIGINT), 143)],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM-then-SIGINT"])
+def test_a_signal_ends_the_whole_run_within_seconds_and_records_it_interrupted(live_run, signals, code):
+    name = signal.Signals(signals[0]).name  # the first signal decides
+    for signum in signals:
+        live_run.proc.send_signal(signum)
+        time.sleep(0.05)
     returncode, err, took = live_run.wait()
     assert (returncode, err.strip().splitlines()) == (
         code, [f"error: interrupted by {name}; run {live_run.run_id} recorded as interrupted"]), err[-3000:]

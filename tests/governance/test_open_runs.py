@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,40 @@ def test_the_lock_file_is_private_and_names_its_holder(workspace):
     finally:
         hold.release(closed=True)
     assert not hold.path.exists()
+
+
+def test_a_lock_file_replaced_under_a_live_run_never_gets_it_closed(workspace):
+    """An editor's save swaps the file (same bytes, new inode, nobody's lock): the launcher is still alive."""
+    with Ledger.open(workspace) as ledger:
+        start_run(ledger)
+    ready = workspace.path.parent / "ready"
+    launcher = subprocess.Popen(  # the word fedgov in its command line, as a real launcher has
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from governance.open_runs import hold_run; "
+         f"hold_run(Path(sys.argv[1]), {RUN!r}); Path(sys.argv[2]).touch(); time.sleep(60)  # fedgov",
+         str(workspace.path), str(ready)], cwd=Path(__file__).resolve().parents[2])
+    try:
+        while not ready.exists():
+            assert launcher.poll() is None
+            time.sleep(0.05)
+        lock = workspace.path / "runs" / f"{RUN}.lock"
+        copy = lock.with_suffix(".copy")
+        shutil.copy(lock, copy)
+        os.replace(copy, lock)
+        with Ledger.open(workspace) as ledger:
+            assert finished(ledger) == [] and is_open(ledger, RUN)
+    finally:
+        launcher.kill()
+        launcher.wait()
+
+
+def test_a_scratch_path_through_a_symbolic_link_is_never_removed(workspace, tmp_path):
+    real = tmp_path / "real"
+    scratch = real / f"{SCRATCH_PREFIX}x"
+    scratch.mkdir(parents=True)
+    (scratch / "request.json").write_text(json.dumps({"run_id": int(RUN)}))
+    (tmp_path / "link").symlink_to(real)
+    lock_dir = workspace.path / "runs"
+    lock_dir.mkdir(mode=0o700)
+    (lock_dir / f"{RUN}.lock").write_text(json.dumps({"pid": 1, "scratch": str(tmp_path / "link" / scratch.name)}))
+    Ledger.open(workspace).close()
+    assert scratch.exists()
