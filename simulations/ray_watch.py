@@ -1,8 +1,10 @@
 """Notice within seconds when the Ray cluster under a run goes away.
 
 When the raylet the engine is attached to dies (its cluster was stopped, another user's
-`ray stop`, the OOM killer), Ray's own driver may retry for a while or hang until the round
-timeout. The engine watches the raylet's port instead, and ends the run with the reason.
+`ray stop`, the OOM killer), Ray's own driver may retry for a while, time out after 30 s while
+starting, or hang until the round timeout. Two watches end the run with the reason instead:
+`RayWatch`, in the engine, probes the raylet's port (any cluster, once Ray is up); `OwnRaylet`,
+in the launcher, watches the raylet process of a cluster of the run's own (also while Ray starts).
 """
 
 from __future__ import annotations
