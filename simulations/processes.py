@@ -62,13 +62,17 @@ def reap() -> None:
             return
 
 
-def _end_trees(roots: set[int], grace: float) -> None:
-    """SIGTERM the trees under `roots`, SIGKILL what remains after `grace`, reap."""
+def _end_trees(roots: Callable[[], set[int]], grace: float) -> None:
+    """SIGTERM the trees under `roots()`, SIGKILL what remains after `grace`, reap.
+
+    `roots()` is asked again each time: when a process dies, its children are re-parented to
+    this subreaper and become roots of their own.
+    """
 
     def alive() -> list[int]:
         tree = _children_map()
         found: list[int] = []
-        stack = [pid for pid in roots if Path(f"/proc/{pid}").exists()]
+        stack = [pid for pid in roots() if running(pid)]
         while stack:
             pid = stack.pop()
             found.append(pid)
@@ -82,9 +86,20 @@ def _end_trees(roots: set[int], grace: float) -> None:
         while time.monotonic() < deadline and alive():
             reap()
             time.sleep(0.1)
-        _signal_all(alive(), signal.SIGKILL)
-        time.sleep(0.05)
+        deadline = time.monotonic() + 2.0
+        while (left := alive()) and time.monotonic() < deadline:
+            _signal_all(left, signal.SIGKILL)
+            reap()
+            time.sleep(0.05)
     reap()
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def die_with_parent() -> None:
@@ -160,6 +175,5 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
         raise
     finally:
         with signals_deferred():  # a signal now would cut the clean-up short
-            adopted = set(_children_map().get(me, [])) - before
-            _end_trees(adopted | {child.pid}, grace)
+            _end_trees(lambda: (set(_children_map().get(me, [])) - before) | {child.pid}, grace)
     return code

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from simulations.processes import descendants
+from simulations.processes import descendants, running
 
 
 def _raylet_address() -> tuple[str, int] | None:
@@ -50,7 +50,7 @@ class OwnRaylet:
             self.pid = next((pid for pid in descendants(engine) if _is_raylet(pid)), None)
             return None
         if self.gone_since is None:
-            if _alive(self.pid):
+            if running(self.pid):
                 return None
             self.gone_since = time.monotonic()
         if time.monotonic() - self.gone_since < self.grace or not self.run_is_open():
@@ -61,14 +61,6 @@ class OwnRaylet:
 def _is_raylet(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].endswith(b"/raylet/raylet")
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie its parent has not reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,16 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     finally:
         with signals_deferred():  # the lock file must not be lost half-way
             hold.release(closed=_settled(workspace.path, run_id))
-            shutil.rmtree(scratch, ignore_errors=True)
+            _remove(scratch)
+
+
+def _remove(scratch: Path, tries: int = 20) -> None:
+    """Remove the scratch directory; a Ray process that was still dying may add a log file meanwhile."""
+    for _ in range(tries):
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not scratch.exists():
+            return
+        time.sleep(0.1)
 
 
 def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: bool, governance: Governance,
