@@ -87,7 +87,13 @@ def _end_trees(roots: Callable[[], set[int]], grace: float) -> None:
             reap()
             time.sleep(0.1)
         deadline = time.monotonic() + 2.0
-        while (left := alive()) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            left = alive()
+            if not left:  # and nothing new a moment later: a dying raylet may have just started an agent
+                time.sleep(0.3)
+                if not alive():
+                    break
+                continue
             _signal_all(left, signal.SIGKILL)
             reap()
             time.sleep(0.05)
