@@ -151,6 +151,26 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+TAG_VARIABLE = "FEDGOV_PROCESS_TAG"
+
+
+def tagged(env: dict[str, str] | None) -> set[int]:
+    """This user's processes that inherited the child's tag (`TAG_VARIABLE` in `env`), wherever they
+    were re-parented: a Ray agent that a dying raylet started a moment ago, say."""
+    tag = (env or {}).get(TAG_VARIABLE)
+    if not tag:
+        return set()
+    needle = f"{TAG_VARIABLE}={tag}".encode()
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid == os.getuid() and needle in (proc / "environ").read_bytes().split(b"\0"):
+                found.add(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 3.0,
                 meanwhile: Callable[[], None] | None = None, pass_fds: tuple[int, ...] = (),
                 watch: Callable[[int], str | None] | None = None) -> int:
@@ -160,7 +180,8 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
     error propagates. On Ctrl-C or SIGTERM (see fedgov.interrupts) the whole tree is ended at
     once: the child by SIGKILL (a database transaction it had open is rolled back), the rest
     SIGTERM then SIGKILL after `grace` seconds; the interrupt propagates once it is gone. Processes that existed before (a Ray head the user started, say) are left alone.
-    `watch(child_pid)` is asked every second while the child runs; a reason it returns ends
+    With `TAG_VARIABLE` in `env`, every process that inherited it is ended too, wherever it was
+    re-parented. `watch(child_pid)` is asked every second while the child runs; a reason it returns ends
     the tree and is raised as `Stopped`.
     """
     become_subreaper()
@@ -181,5 +202,5 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
         raise
     finally:
         with signals_deferred():  # a signal now would cut the clean-up short
-            _end_trees(lambda: (set(_children_map().get(me, [])) - before) | {child.pid}, grace)
+            _end_trees(lambda: (set(_children_map().get(me, [])) - before) | {child.pid} | tagged(env), grace)
     return code

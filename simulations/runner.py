@@ -20,7 +20,7 @@ from fedgov.settings import RunSettings
 from governance.errors import FedgovError, PolicyError, UsageError
 from governance.deferred_signals import signals_deferred
 from governance.open_runs import CRASHED, INTERRUPTED, SCRATCH_PREFIX, RunHold, close_run, hold_run
-from simulations.processes import PARENT_VARIABLE, Stopped, run_guarded
+from simulations.processes import PARENT_VARIABLE, TAG_VARIABLE, Stopped, run_guarded
 from simulations.ray_watch import OwnRaylet
 
 
@@ -153,6 +153,7 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
     request_path.write_text(json.dumps(request, indent=2))
     env = flower_environment(workspace, own_cluster=not resources.ray_address)
     env[PARENT_VARIABLE] = str(os.getpid())
+    env[TAG_VARIABLE] = f"run-{run_id}"  # every process of the run inherits it: clean-up finds them all
 
     def enroll() -> None:
         from simulations.enroll import enroll_simulated_nodes, open_workspace
