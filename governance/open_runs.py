@@ -92,10 +92,20 @@ def hold_run(workspace_dir: Path, run_id: str, scratch: Path | None = None) -> R
     return RunHold(run_id, path, fd)
 
 
+UNSTARTED, OPEN, CLOSED = "unstarted", "open", "closed"
+
+
+def run_state(ledger, run_id: str) -> str:
+    """`unstarted` (no `run.started`), `open` (started, no `run.finished`) or `closed`."""
+    types = {entry.entry_type for entry in ledger.query(run_id=run_id)}
+    if et.RUN_STARTED not in types:
+        return UNSTARTED
+    return CLOSED if et.RUN_FINISHED in types else OPEN
+
+
 def is_open(ledger, run_id: str) -> bool:
     """True when the ledger holds the run's `run.started` and no `run.finished`."""
-    types = {entry.entry_type for entry in ledger.query(run_id=run_id)}
-    return et.RUN_STARTED in types and et.RUN_FINISHED not in types
+    return run_state(ledger, run_id) == OPEN
 
 
 def close_run(ledger, run_id: str, status: str, reason: str) -> bool:

@@ -70,14 +70,7 @@ def _end_trees(roots: Callable[[], set[int]], grace: float) -> None:
     """
 
     def alive() -> list[int]:
-        tree = _children_map()
-        found: list[int] = []
-        stack = [pid for pid in roots() if running(pid)]
-        while stack:
-            pid = stack.pop()
-            found.append(pid)
-            stack.extend(tree.get(pid, []))
-        return found
+        return _subtrees(_children_map(), [pid for pid in roots() if running(pid)])
 
     pids = alive()
     if pids:
@@ -139,16 +132,21 @@ def _wait(child: subprocess.Popen, watch: Callable[[int], str | None] | None) ->
                 raise Stopped(reason) from None
 
 
-def descendants(root: int) -> list[int]:
-    """Every live process under `root` (not `root` itself)."""
-    tree = _children_map()
+def _subtrees(tree: dict[int, list[int]], starts: list[int]) -> list[int]:
+    """`starts` and every process under them."""
     found: list[int] = []
-    stack = list(tree.get(root, []))
+    stack = list(starts)
     while stack:
         pid = stack.pop()
         found.append(pid)
         stack.extend(tree.get(pid, []))
     return found
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process under `root` (not `root` itself)."""
+    tree = _children_map()
+    return _subtrees(tree, tree.get(root, []))
 
 
 TAG_VARIABLE = "FEDGOV_PROCESS_TAG"

@@ -19,7 +19,8 @@ from fedgov.interrupts import exit_code, signal_name
 from fedgov.settings import RunSettings
 from governance.errors import FedgovError, PolicyError, UsageError
 from governance.deferred_signals import signals_deferred
-from governance.open_runs import CRASHED, INTERRUPTED, SCRATCH_PREFIX, RunHold, close_run, hold_run
+from governance.open_runs import (CLOSED, CRASHED, INTERRUPTED, OPEN, SCRATCH_PREFIX, UNSTARTED, RunHold, close_run,
+                                  hold_run, run_state)
 from simulations.processes import PARENT_VARIABLE, TAG_VARIABLE, Stopped, run_guarded
 from simulations.ray_watch import OwnRaylet
 
@@ -183,7 +184,7 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
     except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM; every process of the run has ended
         if _close_left_open(workspace, run_id, INTERRUPTED, f"{signal_name(interrupt)} to fedgov sim run"):
             where = f"; run {run_id} recorded as interrupted"
-        elif _settled(workspace, run_id) and _started(workspace, run_id):
+        elif _state(workspace, run_id) == CLOSED:
             where = (f" after run {run_id} had closed itself; its summary was not printed (see `fedgov audit log "
                      f"--run {run_id}` and {out})")
         else:
@@ -209,38 +210,26 @@ class RunInterrupted(FedgovError):
         self.exit_code = code
 
 
-def _open_in_ledger(workspace: Path, run_id: str) -> bool | None:
-    """Whether the ledger shows the run started and not finished (read-only, no secret); None if unreadable."""
+def _state(workspace: Path, run_id: str) -> str | None:
+    """The run's state in the ledger (read-only, no secret; see open_runs.run_state); None if unreadable."""
     from governance.ledger import Ledger
-    from governance.open_runs import is_open
     from governance.workspace import Workspace
 
     try:
         with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
-            return is_open(ledger, run_id)
+            return run_state(ledger, run_id)
     except Exception:  # noqa: BLE001 - unreadable now: the callers decide on the safe side
         return None
 
 
-def _started(workspace: Path, run_id: str) -> bool:
-    from governance.ledger import Ledger
-    from governance.workspace import Workspace
-
-    try:
-        with Ledger.open_readonly(Workspace.discover(workspace)) as ledger:
-            return bool(ledger.query("run.started", run_id=run_id))
-    except Exception:  # noqa: BLE001 - unreadable now: say nothing more
-        return False
-
-
 def _settled(workspace: Path, run_id: str) -> bool:
     """Closed or never started; when unsure, not (the lock file stays for the next writer)."""
-    return _open_in_ledger(workspace, run_id) is False
+    return _state(workspace, run_id) in (UNSTARTED, CLOSED)
 
 
 def _still_open(workspace: Path, run_id: str) -> bool:
     """Started and not finished; when unsure, not (a run is never ended on a guess)."""
-    return _open_in_ledger(workspace, run_id) is True
+    return _state(workspace, run_id) == OPEN
 
 
 def _close_left_open(workspace: Path | None, run_id: str, status: str, reason: str) -> bool:
