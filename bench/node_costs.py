@@ -14,7 +14,7 @@ from client.attestation import attest
 from fedgov.models import build_model
 from governance.fingerprint import fingerprint_arrays
 from governance.identity import NodeKey
-from simulations.partition import load_partition
+from fedgov.partition import load_partition
 
 
 def per_call_ms(fn, repeats: int) -> float:

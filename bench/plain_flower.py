@@ -21,8 +21,8 @@ from flwr.simulation import run_simulation
 
 from fedgov.models import build_model
 from fedgov.training import evaluate, resolve_device, train
-from simulations.datasets import load_split
-from simulations.partition import load_partition
+from fedgov.datasets import load_split
+from fedgov.partition import load_partition
 
 NODES, ROUNDS, FRACTION = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 DATASET, SEED = "breast-cancer", 42

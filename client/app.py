@@ -20,7 +20,7 @@ from fedgov.training import evaluate, resolve_device, train
 from governance.fingerprint import fingerprint_arrays
 from governance.identity import NodeKey
 from simulations.faults import SIGNATURE_FAULTS, apply_fault, parse_faults
-from simulations.partition import Partition, load_partition
+from fedgov.partition import Partition, load_partition
 from simulations.scenarios import drifted, parse_node_rounds, sim_key_path, sim_node_id
 
 app = ClientApp()

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 from governance.errors import UsageError
 from governance.names import MAX_PURPOSE, check_name
-from simulations.datasets import check_dataset
-from simulations.partition import check_partition
+from fedgov.datasets import check_dataset
+from fedgov.partition import check_partition
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "fedmedian")
 DEVICES = ("cpu", "cuda")

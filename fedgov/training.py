@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simulations.datasets import Dataset
+from fedgov.datasets import Dataset
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -32,7 +32,7 @@ from server.registration import wait_for_gate, wait_for_nodes
 from server.replies import GOVERNED_RECORDS
 from server.report import RunReport, write_json_atomic
 from server.strategies import build_strategy, strategy_parameters
-from simulations.datasets import load_split
+from fedgov.datasets import load_split
 
 app = ServerApp()
 APP_DIR = Path(__file__).resolve().parent.parent

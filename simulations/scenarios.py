@@ -14,7 +14,7 @@ import numpy as np
 
 from governance.errors import UsageError
 from governance.names import check_name
-from simulations.partition import Partition
+from fedgov.partition import Partition
 
 
 def sim_node_id(partition_id: int) -> str:

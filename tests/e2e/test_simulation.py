@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.partition import load_partition
+from fedgov.partition import load_partition
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from governance.errors import UsageError
-from simulations.datasets import load_split
-from simulations.partition import check_partition, load_partition
+from fedgov.datasets import load_split
+from fedgov.partition import check_partition, load_partition
 
 
 def test_iid_partitions_are_disjoint_and_cover_the_pool():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from governance.errors import UsageError
-from simulations.datasets import Dataset, load_split
+from fedgov.datasets import Dataset, load_split
 
 PARTITIONS = ("iid", "dirichlet")
 LOCAL_TEST_FRACTION = 0.2
