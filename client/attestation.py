@@ -9,28 +9,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import ConfigRecord, RecordDict
 
-from governance.digests import arrays_digest, metrics_digest
+from fedgov.protocol import GOVERNANCE_KEY, reply_metrics_digest, update_digest
 from governance.fingerprint import DatasetFingerprint
 from governance.identity import NodeKey, reply_signing_payload
-
-GOVERNANCE_KEY = "governance"
-
-
-def named_arrays(arrays: ArrayRecord) -> list[tuple[str, np.ndarray]]:
-    """An ArrayRecord as (name, numpy array) pairs, in record order: what digests hash."""
-    return [(k, a.numpy()) for k, a in arrays.items()]
-
-
-def update_digest(content: RecordDict) -> str:
-    """SHA-256 over the reply's arrays in their record order (governance.digests layout)."""
-    return arrays_digest(named_arrays(content["arrays"]))
-
-
-def reply_metrics_digest(content: RecordDict) -> str:
-    return metrics_digest(dict(content["metrics"]))
 
 
 def attest(content: RecordDict, key: NodeKey, node_id: str, run_id: str, server_round: int,

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-ARRAYS_KEY = "arrays"
-METRICS_KEY = "metrics"
-NUM_EXAMPLES_KEY = "num-examples"
+from fedgov.protocol import ALLOWED_RECORDS, ARRAYS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY, NamedArrays
 
 # Bounds on a reply: generous for an honest node, small enough that a hostile one costs little.
 MAX_METRICS = 64
@@ -37,17 +35,6 @@ NPY_HEADER_ALLOWANCE = 4096  # an .npy header is at most a few hundred bytes
 # (numpy parses an .npy header with the tokenizer: a broken one raises SyntaxError or TokenError.)
 DECODE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, MemoryError, KeyError, IndexError,
                  AttributeError, EOFError, OSError, SyntaxError, tokenize.TokenError)
-
-# What a train reply may hold: weights, metrics and (for governed runs) the node's
-# signed statement. Anything else could smuggle data off the node and is rejected.
-ALLOWED_RECORDS: Mapping[str, type] = {
-    ARRAYS_KEY: ArrayRecord,
-    METRICS_KEY: MetricRecord,
-}
-
-
-# A governed reply also carries the node's signed statement (client.attestation).
-GOVERNED_RECORDS: Mapping[str, type] = {**ALLOWED_RECORDS, "governance": ConfigRecord}
 
 
 @dataclass(frozen=True)
@@ -75,9 +62,6 @@ def brief(value: object, limit: int = 60) -> str:
 def model_spec(arrays: ArrayRecord) -> dict[str, ArraySpec]:
     """The spec every reply's arrays must match: the model sent this round."""
     return {k: ArraySpec(tuple(a.shape), str(a.dtype)) for k, a in arrays.items()}
-
-
-NamedArrays = list[tuple[str, np.ndarray]]
 
 
 def reply_problem(

@@ -1,0 +1,1 @@
+"""The root `fedgov` command: the top of the stack, mounting each layer's CLI group."""

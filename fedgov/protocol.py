@@ -1,0 +1,53 @@
+"""What the ServerApp and the ClientApp agree on: the records of a reply, and how both digest them.
+
+A train reply holds the weights, a few metrics and (governed) the node's signed statement.
+The node signs digests of the first two; the server recomputes the same digests from the
+bytes it received. Both sides take the record keys and the digests from here, so they
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from governance.digests import arrays_digest, metrics_digest
+
+ARRAYS_KEY = "arrays"
+METRICS_KEY = "metrics"
+GOVERNANCE_KEY = "governance"
+NUM_EXAMPLES_KEY = "num-examples"
+
+# What a train reply may hold: weights and metrics. Anything else could smuggle data off the node.
+ALLOWED_RECORDS: Mapping[str, type] = {ARRAYS_KEY: ArrayRecord, METRICS_KEY: MetricRecord}
+# A governed reply also carries the node's signed statement (client.attestation).
+GOVERNED_RECORDS: Mapping[str, type] = {**ALLOWED_RECORDS, GOVERNANCE_KEY: ConfigRecord}
+
+NamedArrays = list[tuple[str, np.ndarray]]
+
+
+def named_arrays(arrays: ArrayRecord) -> NamedArrays:
+    """An ArrayRecord as (name, numpy array) pairs, in record order: what digests hash."""
+    return [(k, a.numpy()) for k, a in arrays.items()]
+
+
+def update_digest(content: RecordDict) -> str:
+    """SHA-256 over the reply's arrays in their record order (governance.digests layout)."""
+    return arrays_digest(named_arrays(content[ARRAYS_KEY]))
+
+
+def reply_metrics_digest(content: RecordDict) -> str:
+    """SHA-256 over the reply's metrics (RFC 8785 JSON, governance.digests)."""
+    return metrics_digest(dict(content[METRICS_KEY]))
+
+
+def sim_node_id(partition_id: int) -> str:
+    """The pseudonymous id of simulated node `i`: `sim-000i`."""
+    return f"sim-{partition_id:04d}"
+
+
+def sim_team(partition_id: int) -> str:
+    """The team of simulated node `i`: `team-0i`."""
+    return f"team-{partition_id:02d}"
