@@ -1,110 +1,110 @@
 """Run settings: the run config of `[tool.flwr.app.config]`, parsed and checked once.
 
-The CLI checks the same settings before it starts Ray, so bad input fails in a second with
-one clear line instead of inside a running simulation.
+The run config is Flower's flat table of dash-separated keys. Here it becomes four groups:
+what the nodes train (`training`), how rounds aggregate (`strategy`), what governance
+records (`governance`), and what a rehearsal makes go wrong (`rehearsal`, read only by
+the simulation harness). The defaults live in one place, the app's `pyproject.toml`; the
+CLI shows and uses the same ones. The CLI checks the settings before it starts Ray, so bad
+input fails in a second with one clear line instead of inside a running simulation.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+import tomllib
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
-from governance.errors import UsageError
-from governance.names import MAX_PURPOSE, check_name
 from fedgov.datasets import check_dataset
 from fedgov.partition import check_partition
+from fedgov.strategies import StrategySettings
+from governance.errors import UsageError
+from governance.names import MAX_PURPOSE, check_name
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "fedmedian")
+APP_DIR = Path(__file__).resolve().parent.parent  # the Flower app: the repository root
 DEVICES = ("cpu", "cuda")
-
-
 MAX_NODES = 100_000
 MAX_ROUNDS = 100_000
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 
+# Rehearsal faults, by name (their effects live in simulations/rehearsal.py). These are applied after
+# the node signed: a hostile node sends whatever it likes after signing.
+SIGNATURE_FAULTS = ("unsigned", "forged", "deep-fingerprint", "bad-npy", "foreign-stype", "huge-metric")
+FAULTS = ("nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-examples", "extra-metric",
+          "extra-record", "inflated-examples", *SIGNATURE_FAULTS)
+
+
+@lru_cache(maxsize=1)
+def default_run_config() -> dict[str, Any]:
+    """`[tool.flwr.app.config]` of the app's pyproject.toml: every default, in one place."""
+    with open(APP_DIR / "pyproject.toml", "rb") as f:
+        return dict(tomllib.load(f)["tool"]["flwr"]["app"]["config"])
+
+
+# -- the rehearsal strings, parsed here and nowhere else ---------------------------------
+
+def parse_faults(spec: str) -> dict[int, str]:
+    """`"3:nan,5:shape"` -> {3: "nan", 5: "shape"}; bad specs fail in one line."""
+    faults: dict[int, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        pid, _, kind = item.partition(":")
+        if not (pid.isascii() and pid.isdigit()) or kind not in FAULTS:
+            raise UsageError(f"bad fault {item!r}: use PARTITION:KIND with KIND one of {', '.join(FAULTS)}")
+        faults[int(pid)] = kind
+    return faults
+
+
+def parse_node_rounds(spec: str, what: str) -> dict[str, int]:
+    """`"sim-0002@2,sim-0005@3"` -> {node: round}; bad specs fail in one line."""
+    parsed: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        node, _, rnd = item.partition("@")
+        if not node or not (rnd.isascii() and rnd.isdigit()) or not 1 <= int(rnd) <= MAX_ROUNDS:
+            raise UsageError(f"bad {what} {item!r}: use NODE@ROUND, e.g. sim-0002@2")
+        parsed[check_name(node, f"node in {what}")] = int(rnd)
+    return parsed
+
+
+def parse_nodes(spec: str) -> list[str]:
+    """`"sim-0003,sim-0007"` -> the node names, each checked."""
+    return [check_name(n.strip(), "node") for n in spec.split(",") if n.strip()]
+
+
+def _render_faults(faults: Mapping[int, str]) -> str:
+    return ",".join(f"{pid}:{kind}" for pid, kind in faults.items())
+
+
+def _render_node_rounds(node_rounds: Mapping[str, int]) -> str:
+    return ",".join(f"{node}@{rnd}" for node, rnd in node_rounds.items())
+
+
+def _parsed(parse: Callable[[str], Any], render: Callable[[Any], str]) -> Any:
+    """A field whose run-config value is a string parsed into structure (and rendered back)."""
+    return field(metadata={"parse": parse, "render": render})
+
+
+# -- the four groups -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RunSettings:
-    """Every key of the app's run config, typed. Field names are the keys with `_`."""
+class Training:
+    """What each node trains, on what, and for how long."""
 
-    num_server_rounds: int = 3
-    dataset: str = "breast-cancer"
-    partition: str = "iid"
-    alpha: float = 0.5
-    num_partitions: int = 10
-    strategy: str = "fedavg"
-    fraction_train: float = 1.0
-    min_valid_replies: int = 1
-    seed: int = 42
-    local_epochs: int = 2
-    batch_size: int = 16
-    lr: float = 0.05
-    proximal_mu: float = 0.01
-    fedadam_eta: float = 0.01
-    trimmed_beta: float = 0.2
-    krum_byzantine: int = 0
-    device: str = "cpu"
-    registration_timeout: float = 120.0
-    round_timeout: float = 3600.0
-    out_dir: str = ""
-    faults: str = ""
-    trace_dir: str = ""
-    workspace: str = ""
-    purpose: str = "simulation"
-    operator: str = "operator"
-    sim_root: str = ""
-    revoke: str = ""
-    drift: str = ""
-    enrollment_gate: str = ""
-
-    @classmethod
-    def from_run_config(cls, config: Mapping[str, Any]) -> "RunSettings":
-        """Build from a Flower run config (dash-separated keys), then check."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            key = f.name.replace("_", "-")
-            if key in config:
-                kind, value = type(f.default), config[key]
-                if kind is int and isinstance(value, float) and not value.is_integer():
-                    raise UsageError(f"run config {key} must be a whole number, got {value}")
-                try:
-                    values[f.name] = kind(value)
-                except (TypeError, ValueError):
-                    raise UsageError(f"run config {key} must be a {kind.__name__}, got {value!r}") from None
-        settings = cls(**values)
-        settings.check()
-        return settings
-
-    def to_run_config(self) -> dict[str, Any]:
-        """The dash-separated run config Flower passes to ServerApp and ClientApps."""
-        return {k.replace("_", "-"): v for k, v in asdict(self).items()}
-
-    def min_nodes(self) -> int:
-        """The fewest nodes a round of this strategy can aggregate."""
-        if self.strategy == "krum":
-            return 2 * self.krum_byzantine + 3
-        if self.strategy == "fedtrimmedavg":
-            return 3
-        return 2
-
-    def aggregation_minimum(self) -> int:
-        """Valid replies a round needs: robust aggregators (Krum, trimmed mean) keep their
-        guarantee only with their minimum; averaging needs `min-valid-replies`."""
-        if self.strategy in ("krum", "fedtrimmedavg"):
-            return max(self.min_valid_replies, self.min_nodes())
-        return self.min_valid_replies
+    num_server_rounds: int
+    dataset: str
+    partition: str
+    alpha: float
+    num_partitions: int
+    seed: int
+    local_epochs: int
+    batch_size: int
+    lr: float
+    device: str
 
     def check(self) -> None:
-        """Raise UsageError naming the first bad setting and how to fix it."""
         check_dataset(self.dataset)
         check_partition(self.partition, self.alpha)
-        if self.strategy not in STRATEGIES:
-            raise UsageError(
-                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}"
-            )
-        if not 0.0 < self.fraction_train <= 1.0:
-            raise UsageError(f"--fraction must be in (0, 1], got {self.fraction_train}")
         if not 1 <= self.num_server_rounds <= MAX_ROUNDS:
             raise UsageError(f"--rounds must be between 1 and {MAX_ROUNDS}, got {self.num_server_rounds}")
         if not 1 <= self.num_partitions <= MAX_NODES:
@@ -112,25 +112,118 @@ class RunSettings:
         if not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be a whole number from 0 to {MAX_SEED} (what numpy and torch take), "
                              f"got {self.seed}")
-        if self.num_partitions < self.min_nodes():
-            raise UsageError(
-                f"--nodes {self.num_partitions} is below the minimum of {self.min_nodes()} "
-                f"nodes for strategy {self.strategy}"
-            )
-        if self.krum_byzantine < 0 or not 0.0 <= self.trimmed_beta < 0.5:
-            raise UsageError("krum-byzantine must be >= 0 and trimmed-beta in [0, 0.5)")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}: choose cpu or cuda")
-        if self.min_valid_replies < 1:
-            raise UsageError("min-valid-replies must be at least 1")
-        if not (0 < self.registration_timeout < math.inf and 0 < self.round_timeout < math.inf):
-            raise UsageError("registration-timeout and round-timeout must be finite numbers of seconds > 0")
         if self.local_epochs < 1 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise UsageError("local-epochs and batch-size must be >= 1 and lr a finite number > 0")
-        for name, value in (("proximal-mu", self.proximal_mu), ("fedadam-eta", self.fedadam_eta)):
-            if not 0 <= value < math.inf:
-                raise UsageError(f"{name} must be a finite number >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class GovernanceSettings:
+    """What the run declares and where its record goes."""
+
+    purpose: str
+    operator: str
+    workspace: str
+    out_dir: str
+    registration_timeout: float
+
+    def check(self) -> None:
+        if not 0 < self.registration_timeout < math.inf:
+            raise UsageError("registration-timeout and round-timeout must be finite numbers of seconds > 0")
         if not self.purpose.strip():
             raise UsageError("every run declares a purpose: pass --purpose")
         check_name(self.purpose, "--purpose", MAX_PURPOSE)
         check_name(self.operator, "--operator")
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """What a simulation makes go wrong on purpose, and the harness's own plumbing. Only the
+    simulation harness reads it: the deployed apps never import the code that acts on it."""
+
+    faults: dict[int, str] = _parsed(parse_faults, _render_faults)
+    drift: dict[str, int] = _parsed(lambda s: parse_node_rounds(s, "--drift"), _render_node_rounds)
+    revoke: dict[str, int] = _parsed(lambda s: parse_node_rounds(s, "--revoke"), _render_node_rounds)
+    trace_dir: str = field()
+    sim_root: str = field()  # the simulated nodes' own directories
+    enrollment_gate: str = field()  # a file the launcher writes once the simulated nodes are enrolled
+
+    def check(self) -> None:
+        """Parsing already checked every rehearsal string."""
+
+
+GROUPS = {"training": Training, "strategy": StrategySettings, "governance": GovernanceSettings,
+          "rehearsal": Rehearsal}
+
+
+def _run_key(f: Any) -> str:
+    return f.metadata.get("key", f.name.replace("_", "-"))
+
+
+def _convert(key: str, value: Any, f: Any) -> Any:
+    """A run-config value as the field holds it: parsed, or of the default's type."""
+    kind = type(default_run_config()[key])
+    if "parse" in f.metadata:
+        return f.metadata["parse"](str(value))
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise UsageError(f"run config {key} must be a whole number, got {value}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"run config {key} must be a {kind.__name__}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Every key of the app's run config, typed and grouped."""
+
+    training: Training
+    strategy: StrategySettings
+    governance: GovernanceSettings
+    rehearsal: Rehearsal
+
+    @classmethod
+    def from_run_config(cls, config: Mapping[str, Any] | None = None) -> "RunSettings":
+        """Build from a Flower run config (dash-separated keys) over the defaults, then check."""
+        given = {**default_run_config(), **(config or {})}
+        groups = {}
+        for group, kind in GROUPS.items():
+            groups[group] = kind(**{f.name: _convert(_run_key(f), given[_run_key(f)], f) for f in fields(kind)})
+        settings = cls(**groups)
+        settings.check()
+        return settings
+
+    def override(self, config: Mapping[str, Any]) -> "RunSettings":
+        """These settings with some run-config keys changed, parsed and checked again."""
+        return RunSettings.from_run_config({**self.to_run_config(), **config})
+
+    def to_run_config(self) -> dict[str, Any]:
+        """The flat, dash-separated run config Flower passes to the ServerApp and ClientApps."""
+        config = {}
+        for group in GROUPS:
+            values = getattr(self, group)
+            for f in fields(values):
+                value = getattr(values, f.name)
+                config[_run_key(f)] = f.metadata["render"](value) if "render" in f.metadata else value
+        return {key: config[key] for key in default_run_config()}  # pyproject's order
+
+    def min_nodes(self) -> int:
+        """The fewest nodes a round of this strategy can aggregate."""
+        return self.strategy.min_nodes()
+
+    def aggregation_minimum(self) -> int:
+        """Valid replies a round needs (see `StrategySettings.aggregation_minimum`)."""
+        return self.strategy.aggregation_minimum()
+
+    def check(self) -> None:
+        """Raise UsageError naming the first bad setting and how to fix it."""
+        self.training.check()
+        self.strategy.check()
+        if self.training.num_partitions < self.min_nodes():
+            raise UsageError(
+                f"--nodes {self.training.num_partitions} is below the minimum of {self.min_nodes()} "
+                f"nodes for strategy {self.strategy.name}"
+            )
+        self.governance.check()
+        self.rehearsal.check()

@@ -9,6 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedgov.settings import FAULTS, RunSettings, default_run_config, parse_nodes
+from fedgov.strategies import STRATEGIES
+
+DEFAULTS = default_run_config()  # pyproject.toml's [tool.flwr.app.config]: one place for every default
+
 app = typer.Typer(
     help="Run simulated federations on one machine (Flower Simulation Engine, Ray backend).",
     no_args_is_help=True,
@@ -39,32 +44,32 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
 
 @app.command("run")
 def run(
-    nodes: int = typer.Option(10, "--nodes", help="Number of simulated team nodes (virtual SuperNodes)."),
-    rounds: int = typer.Option(3, "--rounds", help="Number of federated rounds."),
-    dataset: str = typer.Option("breast-cancer", "--dataset", help="Bundled dataset: breast-cancer or digits."),
-    partition: str = typer.Option("iid", "--partition", help="Partitioner: iid, or dirichlet (label-skewed non-IID)."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet concentration for --partition dirichlet; must be > 0."),
+    nodes: int = typer.Option(DEFAULTS["num-partitions"], "--nodes", help="Number of simulated team nodes (virtual SuperNodes)."),
+    rounds: int = typer.Option(DEFAULTS["num-server-rounds"], "--rounds", help="Number of federated rounds."),
+    dataset: str = typer.Option(DEFAULTS["dataset"], "--dataset", help="Bundled dataset: breast-cancer or digits."),
+    partition: str = typer.Option(DEFAULTS["partition"], "--partition", help="Partitioner: iid, or dirichlet (label-skewed non-IID)."),
+    alpha: float = typer.Option(DEFAULTS["alpha"], "--alpha", help="Dirichlet concentration for --partition dirichlet; must be > 0."),
     strategy: str = typer.Option(
-        "fedavg", "--strategy", help="Flower strategy: fedavg, fedprox, fedadam, fedtrimmedavg, krum, fedmedian."
+        DEFAULTS["strategy"], "--strategy", help=f"Flower strategy: {', '.join(STRATEGIES)}."
     ),
-    fraction: float = typer.Option(1.0, "--fraction", help="Fraction of nodes trained per round, in (0, 1]."),
-    seed: int = typer.Option(42, "--seed", help="Seed for data splits, model init and node sampling."),
+    fraction: float = typer.Option(DEFAULTS["fraction-train"], "--fraction", help="Fraction of nodes trained per round, in (0, 1]."),
+    seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for data splits, model init and node sampling."),
     gpus_per_node: float = typer.Option(0.0, "--gpus-per-node", help="GPUs reserved per node (Flower client resources); >0 trains on cuda."),
     cpus_per_node: float = typer.Option(1.0, "--cpus-per-node", help="CPUs reserved per node (Flower client resources)."),
     out: Path = typer.Option(Path("fedgov-runs/latest"), "--out", help="Run directory: config, per-round metrics JSON, final model."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Attach to an existing Ray cluster (e.g. 127.0.0.1:6379) instead of starting one."
     ),
-    faults: str = typer.Option("", "--faults", help="Rehearse faulty or hostile nodes: PARTITION:KIND,... (kinds: nan, shape, dtype, extra-array, missing-array, missing-num-examples, extra-metric, extra-record, bad-npy, foreign-stype, huge-metric, deep-fingerprint, inflated-examples, unsigned, forged)."),
-    min_valid_replies: int = typer.Option(1, "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
-    local_epochs: int = typer.Option(2, "--local-epochs", help="Local epochs per round on each node."),
-    purpose: str = typer.Option("simulation", "--purpose", help="The purpose the run declares; only nodes with valid consent for it train."),
+    faults: str = typer.Option(DEFAULTS["faults"], "--faults", help=f"Rehearse faulty or hostile nodes: PARTITION:KIND,... (kinds: {', '.join(FAULTS)})."),
+    min_valid_replies: int = typer.Option(DEFAULTS["min-valid-replies"], "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
+    local_epochs: int = typer.Option(DEFAULTS["local-epochs"], "--local-epochs", help="Local epochs per round on each node."),
+    purpose: str = typer.Option(DEFAULTS["purpose"], "--purpose", help="The purpose the run declares; only nodes with valid consent for it train."),
     operator: Optional[str] = typer.Option(None, "--operator", help="Who launches the run (recorded in the ledger); default: the login name."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="fedgov workspace (default: $FEDGOV_HOME, else the nearest .fedgov)."),
     grant_consent: bool = typer.Option(True, "--grant-consent/--no-grant-consent", help="Grant the simulated nodes consent for --purpose where they lack it."),
     no_consent: str = typer.Option("", "--no-consent", help="Simulated nodes left without consent, e.g. sim-0003,sim-0007."),
-    revoke: str = typer.Option("", "--revoke", help="Rehearse withdrawal: NODE@ROUND withdraws consent before that round, e.g. sim-0002@2."),
-    drift: str = typer.Option("", "--drift", help="Rehearse data change: NODE@ROUND's data shifts from that round on, e.g. sim-0001@2."),
+    revoke: str = typer.Option(DEFAULTS["revoke"], "--revoke", help="Rehearse withdrawal: NODE@ROUND withdraws consent before that round, e.g. sim-0002@2."),
+    drift: str = typer.Option(DEFAULTS["drift"], "--drift", help="Rehearse data change: NODE@ROUND's data shifts from that round on, e.g. sim-0001@2."),
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
@@ -74,22 +79,16 @@ def run(
     """Run a simulated federated training and write its run directory."""
     import getpass
 
-    from fedgov.settings import RunSettings
-    from simulations.faults import parse_faults
     from simulations.runner import Governance, Resources, run_simulation
-    from simulations.scenarios import parse_node_rounds, parse_nodes
 
-    parse_faults(faults)
-    parse_node_rounds(revoke, "--revoke")
-    parse_node_rounds(drift, "--drift")
-    settings = RunSettings(
-        num_server_rounds=rounds, dataset=dataset, partition=partition, alpha=alpha,
-        num_partitions=nodes, strategy=strategy, fraction_train=fraction, seed=seed,
-        device="cuda" if gpus_per_node > 0 else "cpu", faults=faults,
-        min_valid_replies=min_valid_replies, local_epochs=local_epochs,
-        trace_dir=str(trace_dir.resolve()) if trace_dir else "",
-        purpose=purpose, operator=operator or getpass.getuser(), revoke=revoke, drift=drift,
-    )
+    settings = RunSettings.from_run_config({
+        "num-server-rounds": rounds, "dataset": dataset, "partition": partition, "alpha": alpha,
+        "num-partitions": nodes, "strategy": strategy, "fraction-train": fraction, "seed": seed,
+        "device": "cuda" if gpus_per_node > 0 else "cpu", "faults": faults,
+        "min-valid-replies": min_valid_replies, "local-epochs": local_epochs,
+        "trace-dir": str(trace_dir.resolve()) if trace_dir else "",
+        "purpose": purpose, "operator": operator or getpass.getuser(), "revoke": revoke, "drift": drift,
+    })
     if trace_dir:
         from governance.errors import UsageError
 

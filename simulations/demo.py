@@ -49,8 +49,9 @@ def run_demo(out: Path = Path("fedgov-runs/demo")) -> None:
         os.environ[ENV_PASSPHRASE] = DEMO_PASSPHRASE
         console.print(f"[yellow]demo: {ENV_PASSPHRASE} is not set; using the demo passphrase "
                       "(never use it for real data)[/]")
-    settings = RunSettings(num_server_rounds=3, dataset="breast-cancer", num_partitions=10,
-                           purpose=DEMO_PURPOSE, operator=getpass.getuser())
+    settings = RunSettings.from_run_config({"num-server-rounds": 3, "dataset": "breast-cancer",
+                                            "num-partitions": 10, "purpose": DEMO_PURPOSE,
+                                            "operator": getpass.getuser()})
     result = run_simulation(settings, Resources(), out, governance=Governance())
     print_summary(result, console)
     workspace = Workspace.discover()
