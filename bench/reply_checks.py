@@ -1,6 +1,6 @@
 """What the coordinator's reply checks cost per reply: structure, then signature and evidence.
 
-Runs the real checks (`server.replies.split_replies`, then `LedgerRecorder.check_reply`:
+Runs the real checks (`server.replies.split_replies`, then `ReplyVerifier.check`:
 decoding and bounds, digests, the Ed25519 signature, the fingerprint's row count against
 `num-examples`) on a genuine signed reply of each bundled model, and on replies broken
 three ways (bad .npy bytes, a forged signature, an inflated `num-examples`). Usage:
@@ -16,7 +16,6 @@ import argparse
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +29,12 @@ from flwr.app.metadata import Metadata  # noqa: E402
 
 from client.attestation import attest  # noqa: E402
 from fedgov.models import build_model  # noqa: E402
-from fedgov.settings import RunSettings  # noqa: E402
 from governance.fingerprint import fingerprint_arrays  # noqa: E402
 from governance.identity import NodeKey, NodeRegistry  # noqa: E402
-from governance.ledger import Ledger  # noqa: E402
-from governance.workspace import Workspace  # noqa: E402
-from server.ledger_recorder import LedgerRecorder  # noqa: E402
-from server.replies import GOVERNED_RECORDS, model_spec, split_replies  # noqa: E402
+from server.overhead import Overhead  # noqa: E402
+from server.reply_verifier import ReplyVerifier  # noqa: E402
+from fedgov.protocol import GOVERNED_RECORDS  # noqa: E402
+from server.replies import model_spec, split_replies  # noqa: E402
 
 NODE, FLOWER_ID, RUN, ROWS = "sim-0000", 4242, "77", 57
 
@@ -63,9 +61,9 @@ def genuine(dataset: str, key: NodeKey, num_examples: int = ROWS, forge: bool = 
     return content
 
 
-def judge(recorder: LedgerRecorder, spec: dict, content: RecordDict) -> str | None:
+def judge(verifier: ReplyVerifier, spec: dict, content: RecordDict) -> str | None:
     valid, rejected = split_replies([reply(content)], spec, GOVERNED_RECORDS)
-    return rejected[0].reason if rejected else recorder.check_reply(1, *valid[0])
+    return rejected[0].reason if rejected else verifier.check(1, *valid[0])
 
 
 def main() -> None:
@@ -75,30 +73,27 @@ def main() -> None:
     key = NodeKey.generate()
     registry = NodeRegistry()
     registry.register(NODE, key.public_bytes(), "team")
-    ws = Workspace.init(Path(tempfile.mkdtemp(prefix="fedgov-bench-")) / ".fedgov", "bench")
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
           f"repeats {args.repeats}\n")
     print("| model | reply | bytes of arrays | median µs per reply | p95 µs | verdict |")
     print("|---|---|---|---|---|---|")
-    with Ledger.open(ws, "bench") as ledger:
-        for dataset in ("breast-cancer", "digits"):
-            recorder = LedgerRecorder(ledger, RUN, RunSettings(num_partitions=1, dataset=dataset), {FLOWER_ID: NODE},
-                                      registry)
-            spec = model_spec(ArrayRecord(build_model(dataset).state_dict()))
-            cases = {"genuine": genuine(dataset, key), "bad .npy bytes": genuine(dataset, key, bad_npy=True),
-                     "forged signature": genuine(dataset, key, forge=True),
-                     "num-examples 10^6": genuine(dataset, key, num_examples=1_000_000)}
-            for name, content in cases.items():
-                size = sum(len(a.data) for a in content["arrays"].values())
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    verdict = judge(recorder, spec, content)
-                    times.append((time.perf_counter() - start) * 1e6)
-                times.sort()
-                shown = "accepted" if verdict is None else verdict[:60]
-                print(f"| {dataset} | {name} | {size:,} | {statistics.median(times):,.0f} | "
-                      f"{times[int(0.95 * len(times))]:,.0f} | {shown} |")
+    for dataset in ("breast-cancer", "digits"):
+        verifier = ReplyVerifier(RUN, {FLOWER_ID: NODE}, registry, Overhead())
+        spec = model_spec(ArrayRecord(build_model(dataset).state_dict()))
+        cases = {"genuine": genuine(dataset, key), "bad .npy bytes": genuine(dataset, key, bad_npy=True),
+                 "forged signature": genuine(dataset, key, forge=True),
+                 "num-examples 10^6": genuine(dataset, key, num_examples=1_000_000)}
+        for name, content in cases.items():
+            size = sum(len(a.data) for a in content["arrays"].values())
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                verdict = judge(verifier, spec, content)
+                times.append((time.perf_counter() - start) * 1e6)
+            times.sort()
+            shown = "accepted" if verdict is None else verdict[:60]
+            print(f"| {dataset} | {name} | {size:,} | {statistics.median(times):,.0f} | "
+                  f"{times[int(0.95 * len(times))]:,.0f} | {shown} |")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def plain(nodes: int, rounds: int, fraction: float):
 def fedgov(nodes: int, rounds: int, fraction: float):
     tmp = Path(tempfile.mkdtemp(prefix="fedgov-bench-"))
     env = {**ENV, "FEDGOV_HOME": str(tmp / "workspace")}
-    m = measure([sys.executable, "-m", "fedgov", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
+    m = measure([sys.executable, "-m", "cli", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
                  "--fraction", str(fraction), "--out", str(tmp / "run")], env=env)
     rounds_json = tmp / "run" / "rounds.json"
     return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None

@@ -2,6 +2,8 @@
 
 Governed means: consent is checked at every round's selection, every reply's signature
 is verified before aggregation, and every step is written to the encrypted ledger first.
+`serve` is the whole coordinator; the simulation harness calls it with its own node
+binding and rehearsal, the deployed app (`app`, below) with the registered names.
 """
 
 from __future__ import annotations
@@ -9,53 +11,79 @@ from __future__ import annotations
 import logging
 import sqlite3
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from sqlalchemy.exc import SQLAlchemyError
 
-from fedgov.models import build_model
 from fedgov.coordinator_keys import ledger_credentials
-from fedgov.settings import RunSettings
+from fedgov.datasets import load_split
+from fedgov.models import build_model
+from fedgov.protocol import GOVERNED_RECORDS
+from fedgov.settings import APP_DIR, RunSettings
+from fedgov.strategies import build_strategy, strategy_record
 from fedgov.training import evaluate, resolve_device
 from governance.errors import FedgovError
+from governance.identity import NodeRegistry
 from governance.ledger import Ledger
 from governance.node_store import load_registry
 from governance.workspace import Workspace
 from server.app_hash import app_code_hash
-from server.governed import GovernedStrategy
-from server.ledger_recorder import LedgerRecorder
-from server.node_binding import bind_nodes
-from server.registration import wait_for_gate, wait_for_nodes
-from server.replies import GOVERNED_RECORDS
+from server.consent_selector import ConsentSelector
+from server.governed import GovernedStrategy, Selector
+from server.node_binding import bind_registered
+from server.overhead import Overhead
+from server.registration import wait_for_nodes
+from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
-from server.strategies import build_strategy, strategy_parameters
-from fedgov.datasets import load_split
+from server.round_recorder import RoundRecorder
+from server.run_entries import RunEntries
 
 app = ServerApp()
-APP_DIR = Path(__file__).resolve().parent.parent
 
 
-def _central_evaluator(settings: RunSettings, report: RunReport, recorder: LedgerRecorder):
+@dataclass(frozen=True)
+class Coordinator:
+    """The three governance roles of one run, composed once and handed to the governed strategy."""
+
+    selector: ConsentSelector
+    verifier: ReplyVerifier
+    recorder: RoundRecorder
+    overhead: Overhead
+
+
+def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dict[int, str],
+                registry: NodeRegistry) -> Coordinator:
+    """The consent selector, the reply verifier and the round recorder of one run, sharing its entries."""
+    entries, overhead = RunEntries(ledger, run_id, settings.to_run_config()), Overhead()
+    selector = ConsentSelector(entries, settings, binding, overhead)
+    verifier = ReplyVerifier(run_id, binding, registry, overhead)
+    recorder = RoundRecorder(entries, settings, binding, registry, selector, verifier, overhead)
+    return Coordinator(selector, verifier, recorder, overhead)
+
+
+def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordinator):
     """Evaluate the global model on the held-out split after every round."""
-    _, held_out = load_split(settings.dataset, settings.seed)
-    model = build_model(settings.dataset, settings.seed)
-    device = resolve_device(settings.device)
+    _, held_out = load_split(settings.training.dataset, settings.training.seed)
+    model = build_model(settings.training.dataset, settings.training.seed)
+    device = resolve_device(settings.training.device)
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict(arrays.to_torch_state_dict())
         loss, accuracy = evaluate(model, held_out, device)
         metrics = {"loss": loss, "accuracy": accuracy}
-        recorder.evaluated(server_round, metrics)
-        report.evaluated(server_round, metrics, overhead=dict(recorder.overhead.pop(server_round, {})))
+        roles.recorder.evaluated(server_round, metrics)
+        report.evaluated(server_round, metrics, overhead=roles.overhead.pop(server_round))
         return MetricRecord(metrics)
 
     return evaluate_fn
 
 
-def _record_failure(recorder: LedgerRecorder, err: Exception) -> None:
+def _record_failure(recorder: RoundRecorder, err: Exception) -> None:
     """Write `run.finished: failed`; if the ledger itself is what failed, the original
     error is the one the operator must see, so a second failure here is not raised."""
     with suppress(FedgovError, OSError, SQLAlchemyError, sqlite3.Error, psycopg.Error):
@@ -67,52 +95,65 @@ def _quiet_build(settings: RunSettings):
     level = flwr_logger.level
     flwr_logger.setLevel(logging.ERROR)  # hush "federated evaluation skipped": it is by design
     try:
-        return build_strategy(settings)
+        return build_strategy(settings.strategy, settings.training.lr)
     finally:
         flwr_logger.setLevel(level)
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    """Run the configured strategy for the configured rounds, governed."""
+Binder = Callable[[Grid], dict[int, str]]
+SelectorHook = Callable[[ConsentSelector], Selector]
+
+
+def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
+          around_selection: SelectorHook | None = None) -> None:
+    """Run the configured strategy for the configured rounds, governed.
+
+    `bind` names the fedgov node behind each Flower node id; `around_selection`, when given,
+    turns the consent selector into the round's selector (the harness's scheduled withdrawals).
+    """
     settings = RunSettings.from_run_config(context.run_config)
-    wait_for_gate(settings.enrollment_gate, settings.registration_timeout)
-    out_dir = Path(settings.out_dir) if settings.out_dir else None
+    gov, training = settings.governance, settings.training
+    out_dir = Path(gov.out_dir) if gov.out_dir else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "config.json", settings.to_run_config())
-    report = RunReport(out_dir, settings.num_server_rounds, str(context.run_id))
-    workspace = Workspace.discover(Path(settings.workspace) if settings.workspace else None)
+    report = RunReport(out_dir, training.num_server_rounds, str(context.run_id))
+    workspace = Workspace.discover(Path(gov.workspace) if gov.workspace else None)
     with Ledger.open(workspace, **ledger_credentials()) as ledger:
-        wait_for_nodes(grid, settings.num_partitions, settings.registration_timeout)
-        binding = bind_nodes(grid, simulated=bool(settings.sim_root))
+        wait_for_nodes(grid, training.num_partitions, gov.registration_timeout)
+        binding = bind(grid)
         report.nodes_bound(binding)
-        recorder = LedgerRecorder(ledger, str(context.run_id), settings, binding, load_registry(ledger))
-        model = build_model(settings.dataset, settings.seed)
-        initial = ArrayRecord(model.state_dict())
+        roles = coordinator(ledger, str(context.run_id), settings, binding, load_registry(ledger))
+        selector = around_selection(roles.selector) if around_selection else roles.selector.select
+        initial = ArrayRecord(build_model(training.dataset, training.seed).state_dict())
         strategy = GovernedStrategy(
             _quiet_build(settings),
-            selector=recorder.select,
-            observers=[report, recorder],
+            selector=selector,
+            observers=[report, roles.recorder],
             min_valid_replies=settings.aggregation_minimum(),
             allowed_records=GOVERNED_RECORDS,
-            reply_checks=[recorder.check_reply],
+            reply_checks=[roles.verifier.check],
         )
-        recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_parameters(settings))
+        roles.recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_record(settings.strategy, settings.training.lr))
         try:
             result = strategy.start(
                 grid=grid,
                 initial_arrays=initial,
-                num_rounds=settings.num_server_rounds,
-                timeout=settings.round_timeout,
-                train_config=ConfigRecord(
-                    {"lr": settings.lr, "local-epochs": settings.local_epochs, "batch-size": settings.batch_size}
-                ),
-                evaluate_fn=_central_evaluator(settings, report, recorder),
+                num_rounds=training.num_server_rounds,
+                timeout=settings.strategy.round_timeout,
+                train_config=ConfigRecord({"lr": training.lr, "local-epochs": training.local_epochs,
+                                           "batch-size": training.batch_size}),
+                evaluate_fn=_central_evaluator(settings, report, roles),
             )
         except Exception as err:  # recorded, then re-raised: a failed run is still audited
-            _record_failure(recorder, err)
+            _record_failure(roles.recorder, err)
             raise
-        recorder.run_finished("finished")
+        roles.recorder.run_finished("finished")
     report.save()
     report.save_model(result.arrays if result.arrays is not None else initial)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """The deployed coordinator: nodes are bound by the names they registered under."""
+    serve(grid, context)

@@ -1,1 +1,1 @@
-"""Simulation scenarios, bundled datasets and partitioners, run through Flower's Simulation Engine."""
+"""The simulation harness: simulated apps and their rehearsal, run through Flower's Simulation Engine."""

@@ -4,8 +4,8 @@
 fails or is interrupted the parent can end every process it left (Ray included).
 
 This calls Flower's `_run_simulation` exactly as Flower's own `flwr-simulation` does
-(components loaded from the app's pyproject, run config fused from `[tool.flwr.app.config]`
-with the overrides). The public `run_simulation` is deprecated in 1.42 and takes no run
+(run config fused from `[tool.flwr.app.config]` with the overrides). The components are
+the harness's simulated apps (`simulations/apps.py`), not the deployed ones of pyproject.toml. The public `run_simulation` is deprecated in 1.42 and takes no run
 config; `flwr run` would need a detached SuperLink. flwr is pinned to 1.42.0 for this.
 """
 
@@ -24,6 +24,7 @@ from simulations.processes import die_with_parent
 from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent
+SERVER_APP, CLIENT_APP = "simulations.apps:server_app", "simulations.apps:client_app"
 
 
 def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str | None,
@@ -50,7 +51,7 @@ def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str 
 def run_engine(request: dict[str, Any]) -> None:
     """Run one simulation described by `request` (see `simulations.runner`)."""
     from flwr.app import Context, RecordDict
-    from flwr.common.config import get_fused_config_from_dir, get_project_config
+    from flwr.common.config import get_fused_config_from_dir
     from flwr.common.constant import SUPERLINK_NODE_ID, TASK_ID_NUM_BYTES
     from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
     from flwr.simulation.run_simulation import _run_simulation
@@ -60,7 +61,6 @@ def run_engine(request: dict[str, Any]) -> None:
     from flwr.supercore.telemetry import EventType
 
     logging.getLogger("flwr").setLevel(logging.DEBUG if request.get("verbose") else logging.WARNING)
-    components = get_project_config(APP_DIR)["tool"]["flwr"]["app"]["components"]
     run = Run.create_empty(run_id=int(request["run_id"]))  # chosen by the launcher, which holds its lock
     run.primary_task_id = generate_rand_int_from_bytes(TASK_ID_NUM_BYTES)
     run.federation_id = NOOP_FEDERATION_ID
@@ -77,8 +77,8 @@ def run_engine(request: dict[str, Any]) -> None:
     )
     _run_simulation(
         num_supernodes=int(request["num_nodes"]),
-        server_app_attr=components["serverapp"],
-        client_app_attr=components["clientapp"],
+        server_app_attr=SERVER_APP,
+        client_app_attr=CLIENT_APP,
         backend_name="ray",
         backend_config=backend_config(
             float(request["cpus_per_node"]), float(request["gpus_per_node"]), request.get("ray_address"),

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from fedgov.protocol import sim_node_id, sim_team
 from fedgov.settings import RunSettings
 from governance import consent_store
 from governance.consent import VALID, ConsentRecord, find_valid_consent, records_by_principal
@@ -22,7 +23,7 @@ from governance.keystore import ENV_PASSPHRASE
 from governance.ledger import Ledger
 from governance.node_store import register_nodes
 from governance.workspace import Workspace
-from simulations.scenarios import sim_key_path, sim_node_id, sim_team
+from simulations.rehearsal import sim_key_path
 
 SIM_NOTICE = "fedgov simulation: simulated nodes train on bundled public datasets (notice v1)"
 
@@ -50,25 +51,26 @@ def simulation_consent(node_id: str, team: str, purpose: str) -> ConsentRecord:
 
 def enroll_simulated_nodes(settings: RunSettings, ws: Workspace, grant_consent: bool,
                            no_consent: Sequence[str]) -> None:
-    """Keys (under `settings.sim_root`), registry and consent for the simulated nodes."""
+    """Keys (under the rehearsal's `sim_root`), registry and consent for the simulated nodes."""
+    purpose, operator = settings.governance.purpose, settings.governance.operator
     nodes = []
-    for i in range(settings.num_partitions):
+    for i in range(settings.training.num_partitions):
         node_id = sim_node_id(i)
-        key = NodeKey.load_or_create(sim_key_path(Path(settings.sim_root), node_id))
+        key = NodeKey.load_or_create(sim_key_path(settings.rehearsal.sim_root, node_id))
         nodes.append((node_id, key.public_bytes(), sim_team(i)))
     with Ledger.open(ws) as ledger:
         by_principal = records_by_principal(consent_store.load_records(ledger).values())
         now = datetime.now(timezone.utc)
         for node in no_consent:  # checked before anything is written
-            check = find_valid_consent(by_principal.get(node, []), node, settings.purpose, now)
+            check = find_valid_consent(by_principal.get(node, []), node, purpose, now)
             if check.state == VALID:
                 raise UsageError(f"--no-consent {node}: it already holds valid consent {check.record_id} for "
-                                 f"{settings.purpose!r} in this workspace; revoke it with `fedgov consent revoke "
+                                 f"{purpose!r} in this workspace; revoke it with `fedgov consent revoke "
                                  f"{check.record_id}` or use another --workspace")
-        register_nodes(ledger, nodes, actor=settings.operator)
+        register_nodes(ledger, nodes, actor=operator)
         if grant_consent:  # only to nodes that never answered for this purpose: a withdrawal stands
-            missing = [simulation_consent(node, team, settings.purpose) for node, _, team in nodes
+            missing = [simulation_consent(node, team, purpose) for node, _, team in nodes
                        if node not in no_consent
-                       and not any(r.purpose == settings.purpose for r in by_principal.get(node, []))]
+                       and not any(r.purpose == purpose for r in by_principal.get(node, []))]
             if missing:
-                consent_store.grant(ledger, missing, actor=f"{settings.operator} (automatic: fedgov sim run)")
+                consent_store.grant(ledger, missing, actor=f"{operator} (automatic: fedgov sim run)")

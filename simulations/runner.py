@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +146,9 @@ def _remove(scratch: Path, tries: int = 20) -> None:
 def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: bool, governance: Governance,
               workspace: Path, run_id: str, scratch: Path, hold: RunHold) -> dict[str, Any]:
     gate = scratch / "enrolled"
-    settings = replace(settings, out_dir=str(out.resolve()), workspace=str(workspace),
-                       sim_root=str(workspace / "sim-nodes"), enrollment_gate=str(gate))
-    request = {"num_nodes": settings.num_partitions, "run_config": settings.to_run_config(), "run_id": int(run_id),
+    settings = settings.override({"out-dir": str(out.resolve()), "workspace": str(workspace),
+                                  "sim-root": str(workspace / "sim-nodes"), "enrollment-gate": str(gate)})
+    request = {"num_nodes": settings.training.num_partitions, "run_config": settings.to_run_config(), "run_id": int(run_id),
                **asdict(resources), "verbose": verbose, "ray_temp_dir": str(scratch / "ray")}
     request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request, indent=2))
@@ -161,7 +161,7 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
 
         ws = open_workspace(workspace)
         enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
-        print(f"run {run_id}: enrolled {settings.num_partitions} simulated nodes in {ws.path}; starting Flower's "
+        print(f"run {run_id}: enrolled {settings.training.num_partitions} simulated nodes in {ws.path}; starting Flower's "
               "Simulation Engine (Ray)…", flush=True)
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +20,12 @@ from flwr.app.metadata import Metadata
 
 from client.attestation import attest
 from fedgov.models import build_model
-from fedgov.settings import RunSettings
+from fedgov.protocol import GOVERNED_RECORDS
 from governance.fingerprint import fingerprint_arrays
 from governance.identity import NodeKey, NodeRegistry
-from governance.ledger import Ledger
-from governance.workspace import Workspace
-from server.ledger_recorder import LedgerRecorder
-from server.replies import GOVERNED_RECORDS, model_spec, split_replies
+from server.overhead import Overhead
+from server.replies import model_spec, split_replies
+from server.reply_verifier import ReplyVerifier
 
 NODE, FLOWER_ID, RUN = "sim-0000", 4242, "77"
 CASES = 400
@@ -100,33 +98,30 @@ def _mutate(content: RecordDict, rnd: random.Random) -> str:
 
 
 @pytest.fixture(scope="module")
-def checks(tmp_path_factory: pytest.TempPathFactory):
+def checks():
     key = NodeKey.generate()
     registry = NodeRegistry()
     registry.register(NODE, key.public_bytes(), "team")
-    ws = Workspace.init(Path(tmp_path_factory.mktemp("hostile")) / ".fedgov", "pw")
-    ledger = Ledger.open(ws, "pw")
-    recorder = LedgerRecorder(ledger, RUN, RunSettings(num_partitions=1), {FLOWER_ID: NODE}, registry)
+    verifier = ReplyVerifier(RUN, {FLOWER_ID: NODE}, registry, Overhead())
     spec = model_spec(ArrayRecord(build_model("breast-cancer").state_dict()))
-    yield key, recorder, spec
-    ledger.close()
+    return key, verifier, spec
 
 
-def _judge(recorder: LedgerRecorder, spec: dict, content: RecordDict) -> str | None:
+def _judge(verifier: ReplyVerifier, spec: dict, content: RecordDict) -> str | None:
     """The coordinator's verdict, as GovernedStrategy.aggregate_train reaches it: a reason, or None."""
     valid, rejected = split_replies([_reply(content)], spec, GOVERNED_RECORDS)
     if rejected:
         return rejected[0].reason
-    return recorder.check_reply(1, *valid[0])
+    return verifier.check(1, *valid[0])
 
 
 def test_the_genuine_reply_is_accepted(checks) -> None:
-    key, recorder, spec = checks
-    assert _judge(recorder, spec, _genuine(key)) is None
+    key, verifier, spec = checks
+    assert _judge(verifier, spec, _genuine(key)) is None
 
 
 def test_randomly_mutated_replies_are_rejected_by_name_and_never_raise(checks) -> None:
-    key, recorder, spec = checks
+    key, verifier, spec = checks
     rnd = random.Random(20261129)
     outcomes: dict[str, int] = {}
     for case in range(CASES):
@@ -137,7 +132,7 @@ def test_randomly_mutated_replies_are_rejected_by_name_and_never_raise(checks) -
             outcomes["refused by Flower"] = outcomes.get("refused by Flower", 0) + 1
             continue
         try:
-            reason = _judge(recorder, spec, content)
+            reason = _judge(verifier, spec, content)
         except Exception as err:  # noqa: BLE001 - the assertion is that nothing escapes
             pytest.fail(f"case {case} ({what}) raised {type(err).__name__}: {err}")
         verdict = "accepted" if reason is None else reason.split(":")[0].split(" (")[0][:40]
@@ -150,7 +145,7 @@ def test_randomly_mutated_replies_are_rejected_by_name_and_never_raise(checks) -
 
 def test_weight_follows_the_signed_fingerprint() -> None:
     from governance.fingerprint import DatasetFingerprint
-    from server.ledger_recorder import weight_problem
+    from server.reply_verifier import weight_problem
 
     honest = DatasetFingerprint("a" * 64, "b" * 64, 91, {"0": 40, "1": 51})
     assert weight_problem(91, honest) is None

@@ -6,7 +6,7 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from fedgov.models import build_model
 from server.replies import content_problem, model_spec
-from simulations.faults import FAULTS, apply_fault
+from simulations.rehearsal import FAULTS, apply_fault
 
 
 def good_reply() -> tuple[RecordDict, dict]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from fedgov.settings import RunSettings
@@ -19,7 +17,7 @@ from simulations.enroll import enroll_simulated_nodes
 @pytest.fixture
 def setup(tmp_path):
     ws = Workspace.init(tmp_path / ".fedgov", "test-passphrase")
-    settings = RunSettings(num_partitions=3, sim_root=str(ws.path / "sim-nodes"))
+    settings = RunSettings.from_run_config({"num-partitions": 3, "sim-root": str(ws.path / "sim-nodes")})
     return ws, settings
 
 
@@ -38,7 +36,7 @@ def test_no_consent_for_a_node_that_already_consented_is_refused_before_writing(
     with Ledger.open(ws) as ledger:
         size = ledger.size()
     with pytest.raises(UsageError, match="--no-consent sim-0001: it already holds valid consent"):
-        enroll_simulated_nodes(replace(settings, num_partitions=4), ws, grant_consent=True, no_consent=["sim-0001"])
+        enroll_simulated_nodes(settings.override({"num-partitions": 4}), ws, grant_consent=True, no_consent=["sim-0001"])
     with Ledger.open(ws) as ledger:
         assert ledger.size() == size
 
@@ -65,7 +63,7 @@ def test_sim_run_never_grants_again_to_a_node_that_withdrew(setup):
         records = list(consent_store.load_records(ledger).values())
     assert sorted(r.principal for r in records) == ["sim-0000", "sim-0001", "sim-0002"]  # no new grant
     now = datetime.now(timezone.utc)
-    assert find_valid_consent(records, "sim-0001", settings.purpose, now).state == "withdrawn"
+    assert find_valid_consent(records, "sim-0001", settings.governance.purpose, now).state == "withdrawn"
 
 
 def test_automatic_grants_say_they_were_automatic(setup):
@@ -75,4 +73,4 @@ def test_automatic_grants_say_they_were_automatic(setup):
         grants = ledger.query(entry_type="consent.granted")
         actors = {ledger.read_payload(e)["actor"] for e in grants}
         methods = {ledger.read_payload(e)["record"]["collection_method"] for e in grants}
-    assert actors == {f"{settings.operator} (automatic: fedgov sim run)"} and methods == {"simulation-harness"}
+    assert actors == {f"{settings.governance.operator} (automatic: fedgov sim run)"} and methods == {"simulation-harness"}

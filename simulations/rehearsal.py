@@ -1,0 +1,208 @@
+"""Rehearsal: what a simulated federation makes go wrong on purpose, in one module.
+
+- Faults (`--faults PARTITION:KIND`): a simulated node sends a malformed or hostile reply.
+- Drift (`--drift NODE@ROUND`): a node's data changes from a round on.
+- Withdrawal (`--revoke NODE@ROUND`): a node's consent is withdrawn before a round.
+- Traces (`--trace-dir`): each node writes which pool rows it trained on.
+
+Only the simulation harness's apps (`simulations/apps.py`) import this module; the deployed
+ServerApp and ClientApp cannot reach it, so a coordinator's run config can never make a real
+node corrupt its reply or change its data. The settings parse the rehearsal strings
+(`fedgov.settings.Rehearsal`); the kinds of fault are named there and acted on here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+from fedgov import settings as run_settings
+from fedgov.partition import Partition
+from fedgov.protocol import ARRAYS_KEY, GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
+from governance import consent_store
+from governance.consent import VALID, find_valid_consent, records_by_principal
+from governance.identity import NodeKey
+from server.consent_selector import ConsentSelector
+from server.governed import Selector
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+def _first(arrays: ArrayRecord) -> str:
+    return next(iter(arrays.keys()))
+
+
+def _nan(content: RecordDict) -> None:
+    arrays = content[ARRAYS_KEY]
+    key = _first(arrays)
+    values = arrays[key].numpy().copy()
+    values.flat[0] = np.nan
+    arrays[key] = Array(values)
+
+
+def _shape(content: RecordDict) -> None:
+    arrays = content[ARRAYS_KEY]
+    key = _first(arrays)
+    arrays[key] = Array(np.zeros((3, 3), dtype=np.float32))
+
+
+def _dtype(content: RecordDict) -> None:
+    arrays = content[ARRAYS_KEY]
+    key = _first(arrays)
+    arrays[key] = Array(arrays[key].numpy().astype(np.float64))
+
+
+def _extra_array(content: RecordDict) -> None:
+    content[ARRAYS_KEY]["smuggled"] = Array(np.zeros(4, dtype=np.float32))
+
+
+def _missing_array(content: RecordDict) -> None:
+    del content[ARRAYS_KEY][_first(content[ARRAYS_KEY])]
+
+
+def _missing_num_examples(content: RecordDict) -> None:
+    del content[METRICS_KEY][NUM_EXAMPLES_KEY]
+
+
+def _extra_metric(content: RecordDict) -> None:
+    content[METRICS_KEY]["partition-size-leak"] = 1.0
+
+
+def _extra_record(content: RecordDict) -> None:
+    content["rows"] = ConfigRecord({"leaked": "raw data must never leave the node"})
+
+
+def _unsigned(content: RecordDict) -> None:
+    del content[GOVERNANCE_KEY]["signature"]
+
+
+def _forged(content: RecordDict) -> None:
+    """Sign with a key the coordinator never registered for this node."""
+    content[GOVERNANCE_KEY]["signature"] = NodeKey.generate().sign(b"forged by an impostor")
+
+
+def _bad_npy(content: RecordDict) -> None:
+    """Bytes of the right length that are no .npy array: numpy's loader raises on them."""
+    arrays = content[ARRAYS_KEY]
+    key = _first(arrays)
+    real = arrays[key]
+    arrays[key] = Array(dtype=real.dtype, shape=tuple(real.shape), stype=real.stype, data=b"\x93NUMPY garbage" * 8)
+
+
+def _foreign_stype(content: RecordDict) -> None:
+    arrays = content[ARRAYS_KEY]
+    key = _first(arrays)
+    real = arrays[key]
+    arrays[key] = Array(dtype=real.dtype, shape=tuple(real.shape), stype="torch.Tensor", data=real.data)
+
+
+def _inflated_examples(content: RecordDict) -> None:
+    """Claim a million examples (signed, so only the fingerprint's row count can tell)."""
+    content[METRICS_KEY][NUM_EXAMPLES_KEY] = 1_000_000
+
+
+def _huge_metric(content: RecordDict) -> None:
+    content[METRICS_KEY]["train-loss"] = 2**60  # beyond what JSON (RFC 8785) carries exactly
+
+
+def _deep_fingerprint(content: RecordDict) -> None:
+    content[GOVERNANCE_KEY]["fingerprint"] = "[" * 60_000  # nesting that a recursive parser cannot follow
+
+
+SIGNATURE_FAULTS: dict[str, Callable[[RecordDict], None]] = {
+    "unsigned": _unsigned, "forged": _forged, "deep-fingerprint": _deep_fingerprint,
+    "bad-npy": _bad_npy, "foreign-stype": _foreign_stype, "huge-metric": _huge_metric}
+
+FAULTS: dict[str, Callable[[RecordDict], None]] = {
+    "nan": _nan,
+    "shape": _shape,
+    "dtype": _dtype,
+    "extra-array": _extra_array,
+    "missing-array": _missing_array,
+    "missing-num-examples": _missing_num_examples,
+    "extra-metric": _extra_metric,
+    "extra-record": _extra_record,
+    "inflated-examples": _inflated_examples,
+    **SIGNATURE_FAULTS,
+}
+# The settings accept exactly the kinds acted on here.
+assert tuple(FAULTS) == run_settings.FAULTS and tuple(SIGNATURE_FAULTS) == run_settings.SIGNATURE_FAULTS
+
+
+def apply_fault(kind: str, content: RecordDict) -> None:
+    """Corrupt a reply in place the way `kind` says."""
+    FAULTS[kind](content)
+
+
+# -- drift ----------------------------------------------------------------------------------
+
+def drifted(partition: Partition, server_round: int, drift: dict[str, int], node_id: str) -> Partition:
+    """From its drift round on, a node's data changes: its features shift by +0.5.
+
+    The dataset fingerprint the node signs must change with it.
+    """
+    start = drift.get(node_id)
+    if start is None or server_round < start:
+        return partition
+    train = replace(partition.train, x=(partition.train.x + np.float32(0.5)).astype(np.float32))
+    return replace(partition, train=train)
+
+
+# -- traces ---------------------------------------------------------------------------------
+
+def write_trace(trace_dir: str, partition: Partition, server_round: int) -> None:
+    """Node-side record of what this node trained on (row indices into its own pool)."""
+    if not trace_dir:
+        return
+    path = Path(trace_dir) / f"node-{partition.partition_id}-round-{server_round}.json"
+    path.write_text(json.dumps({
+        "partition_id": partition.partition_id,
+        "round": server_round,
+        "pool_indices": partition.indices.tolist(),
+        "train_rows": len(partition.train),
+    }))
+
+
+# -- scheduled withdrawal -------------------------------------------------------------------
+
+def withdrawing_before_rounds(revoke: dict[str, int]) -> Callable[[ConsentSelector], Selector]:
+    """A selector that first withdraws the consent of the nodes due this round, then selects.
+
+    The rehearsal of a node withdrawing consent mid-run: the withdrawal is a real ledger
+    entry, and the consent selector then finds no valid consent for that node.
+    """
+
+    def around(selector: ConsentSelector) -> Selector:
+        def select(server_round: int, candidates: Sequence[int]) -> list[int]:
+            due = [node for node, at_round in revoke.items() if at_round == server_round]
+            if due:
+                _withdraw(selector, due)
+            return selector.select(server_round, candidates)
+
+        return select
+
+    return around
+
+
+def _withdraw(selector: ConsentSelector, nodes: list[str]) -> None:
+    ledger, purpose = selector.entries.ledger, selector.settings.governance.purpose
+    records = records_by_principal(consent_store.load_records(ledger, selector.consent_cache).values())
+    now = datetime.now(timezone.utc)
+    for node in nodes:
+        check = find_valid_consent(records.get(node, []), node, purpose, now)
+        if check.state == VALID:
+            consent_store.withdraw(ledger, check.record_id, "consent withdrawn mid-run (scenario)",
+                                   actor=f"node:{node}")
+
+
+# -- simulated nodes' keys ------------------------------------------------------------------
+
+def sim_key_path(sim_root: Path | str, node_id: str) -> Path:
+    """Where simulated node `node_id` keeps its key: its own directory, as on a real machine."""
+    return Path(sim_root) / node_id / "node.key"
