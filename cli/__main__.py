@@ -1,5 +1,5 @@
-"""`python -m fedgov` is the `fedgov` command."""
+"""`python -m cli` is the `fedgov` command (what the tests and benchmarks run with the venv's Python)."""
 
-from fedgov.cli import main
+from cli.main import main
 
 main()

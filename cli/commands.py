@@ -1,7 +1,7 @@
 """The `fedgov` command tree: a small root that mounts each component's CLI group.
 
 Each group lives with the component that owns it. User errors (`FedgovError`) become
-one line on stderr and a meaningful exit code, never a traceback. (`fedgov/cli.py` is the
+one line on stderr and a meaningful exit code, never a traceback. (`cli/main.py` is the
 entry point; it imports this module inside its own guard.)
 """
 

@@ -2,7 +2,7 @@
 
 Importing the command tree takes a moment (typer, rich, the governance CLI groups), and a
 Ctrl-C that lands during it must not print a traceback either; so the import happens here,
-inside the guard, and everything else lives in `fedgov/commands.py`.
+inside the guard, and everything else lives in `cli/commands.py`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import sys
 
 
 def main() -> None:
-    """Entry point of the `fedgov` console script and of `python -m fedgov`."""
+    """Entry point of the `fedgov` console script and of `python -m cli`."""
     from fedgov import interrupts
 
     interrupts.install()
     try:
-        from fedgov.commands import run
+        from cli.commands import run
     except KeyboardInterrupt as interrupt:
         sys.stderr.write(f"error: interrupted by {interrupts.signal_name(interrupt)}\n")
         sys.exit(interrupts.exit_code(interrupt))

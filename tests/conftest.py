@@ -53,7 +53,7 @@ def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None =
                timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the real `fedgov` command as a user would, capturing its output."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "fedgov", *args], cwd=cwd or REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(600)
 def fedgov(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace"),
            "FEDGOV_PASSPHRASE": "test-passphrase"}
-    result = subprocess.run([sys.executable, "-m", "fedgov", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
                             timeout=600, env=env, cwd=tmp)
     if check:
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def fedgov_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fedgov", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 def start_ray_head(*extra: str) -> tuple[str, str]:

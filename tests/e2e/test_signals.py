@@ -30,7 +30,7 @@ class LiveRun:
         self.tmp, self.mark = tmp, f"signals-{uuid.uuid4().hex}"
         self.env = {**os.environ, MARK_VARIABLE: self.mark, "FLWR_HOME": str(tmp / "flwr"),
                     "FEDGOV_HOME": str(tmp / "workspace"), "FEDGOV_PASSPHRASE": PASSPHRASE}
-        self.proc = subprocess.Popen([sys.executable, "-m", "fedgov", "sim", "run", "--nodes", "3", "--rounds", "500",
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli", "sim", "run", "--nodes", "3", "--rounds", "500",
                                       "--out", str(tmp / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=self.env, cwd=tmp)
         first = self.proc.stdout.readline()
@@ -63,7 +63,7 @@ class LiveRun:
         return self.processes()
 
     def fedgov(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fedgov", *args], capture_output=True, text=True, env=self.env,
+        return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=self.env,
                               cwd=self.tmp, timeout=120)
 
     def closing(self) -> dict:

@@ -20,7 +20,7 @@ def sim_run(tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Pa
     """Run `fedgov sim run` as a user would; return the result, run dir and trace dir."""
     out, trace = tmp / "run", tmp / "trace"
     result = subprocess.run(
-        [sys.executable, "-m", "fedgov", "sim", "run", "--out", str(out), "--trace-dir", str(trace), *args],
+        [sys.executable, "-m", "cli", "sim", "run", "--out", str(out), "--trace-dir", str(trace), *args],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace")},
     )
@@ -135,5 +135,5 @@ def test_every_strategy_trains_three_rounds_in_the_models_dtype(tmp_path, strate
         [start] = [ledger.read_payload(e) for e in ledger.query(entry_type=et.RUN_STARTED)]
         assert start["strategy"]["name"] == strategy
         assert len(ledger.query(entry_type=et.ROUND_AGGREGATED)) == 3
-    assert subprocess.run([sys.executable, "-m", "fedgov", "audit", "verify", "--require-signed"],
+    assert subprocess.run([sys.executable, "-m", "cli", "audit", "verify", "--require-signed"],
                           env={**os.environ, "FEDGOV_HOME": str(tmp_path / "workspace")}).returncode == 0

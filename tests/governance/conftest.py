@@ -57,7 +57,7 @@ def pg_url() -> Iterator[str]:
 
 
 def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real `fedgov` console script (fedgov.cli:main)."""
+    """Run the real `fedgov` console script (cli.main:main)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGOV_")}
     full_env["FEDGOV_PASSPHRASE"] = PASSPHRASE
     full_env.update(env or {})

@@ -3,7 +3,7 @@
 Every command that takes a value is fed hostile values: bytes that are not UTF-8 (as
 Python hands them over: surrogates), NaN, huge numbers, control characters, missing
 files, directories, /proc. Commands run in this process through the real entry point
-(`fedgov.commands.run`), which keeps the test fast; they find a small real workspace.
+(`cli.commands.run`), which keeps the test fast; they find a small real workspace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fedgov.commands import run
+from cli.commands import run
 from governance import consent_store
 from governance.ledger import Ledger
 from governance.workspace import Workspace
