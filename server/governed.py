@@ -14,9 +14,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedgov.protocol import ALLOWED_RECORDS, NamedArrays
 from server.grid_view import SelectedGrid
-from server.replies import (ALLOWED_RECORDS, DECODE_ERRORS, ArraySpec, NamedArrays, Rejection, model_spec,
-                            split_replies)
+from server.replies import DECODE_ERRORS, ArraySpec, Rejection, model_spec, split_replies
 
 Selector = Callable[[int, Sequence[int]], Sequence[int]]
 ReplyCheck = Callable[[int, Message, NamedArrays], "str | None"]

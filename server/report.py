@@ -16,6 +16,7 @@ from flwr.app import ArrayRecord
 from rich.console import Console
 from rich.markup import escape
 
+from fedgov.protocol import METRICS_KEY, NUM_EXAMPLES_KEY
 from server.governed import RoundFacts
 
 
@@ -28,10 +29,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def _reply_shape(reply) -> dict[str, Any]:
     content = reply.content
-    metrics = dict(content["metrics"])
+    metrics = dict(content[METRICS_KEY])
     return {
         "node_id": reply.metadata.src_node_id,
-        "num_examples": metrics.get("num-examples"),
+        "num_examples": metrics.get(NUM_EXAMPLES_KEY),
         "records": {key: sorted(content[key].keys()) for key in content.keys()},
         "record_types": {key: type(content[key]).__name__ for key in content.keys()},
         "metrics": metrics,

@@ -10,7 +10,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord
 
-from fedgov.protocol import METRICS_KEY, named_arrays
+from fedgov.protocol import METRICS_KEY, NUM_EXAMPLES_KEY, named_arrays
 from fedgov.settings import RunSettings
 from governance import entry_types as et
 from governance.archive import archive_model
@@ -76,7 +76,7 @@ class RoundRecorder:
             contributors.append(node)
             drafts.append(entries.draft(et.ROUND_REPLY, {
                 "node_id": node, "flower_node_id": str(reply.metadata.src_node_id),
-                "team": self.registry.get(node).team, "num_examples": metrics["num-examples"],
+                "team": self.registry.get(node).team, "num_examples": metrics[NUM_EXAMPLES_KEY],
                 "metrics": metrics, "consent_record_id": self.selector.consent_used.get(node),
                 **self.verifier.take(reply.metadata.src_node_id),
             }, round_=r, node_id=node, model=input_hash, scope=et.node_scope(node)))
