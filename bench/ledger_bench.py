@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from governance.ledger import EntryDraft, Ledger
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger import merkle
 from governance.ledger.checkpoint import parse_checkpoint
 from governance.ledger.verify import verify_ledger
-from governance.workspace import Workspace
 
 
 def main() -> None:
@@ -29,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     passphrase = "bench"
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace.init(Path(tmp) / ".fedgov", passphrase, db_url=args.db_url)
+        ws = create_workspace(Path(tmp) / ".fedgov", passphrase, db_url=args.db_url)
         nodes = 50
         with Ledger.open(ws, passphrase) as ledger:
             # Only the append() calls are timed: building the caller's EntryDrafts is not ledger work.

@@ -33,8 +33,7 @@ from fedgov.models import build_model  # noqa: E402
 from fedgov.settings import RunSettings  # noqa: E402
 from governance.fingerprint import fingerprint_arrays  # noqa: E402
 from governance.identity import NodeKey, NodeRegistry  # noqa: E402
-from governance.ledger import Ledger  # noqa: E402
-from governance.workspace import Workspace  # noqa: E402
+from governance.ledger import Ledger, create_workspace  # noqa: E402
 from server.ledger_recorder import LedgerRecorder  # noqa: E402
 from server.replies import GOVERNED_RECORDS, model_spec, split_replies  # noqa: E402
 
@@ -75,7 +74,7 @@ def main() -> None:
     key = NodeKey.generate()
     registry = NodeRegistry()
     registry.register(NODE, key.public_bytes(), "team")
-    ws = Workspace.init(Path(tempfile.mkdtemp(prefix="fedgov-bench-")) / ".fedgov", "bench")
+    ws = create_workspace(Path(tempfile.mkdtemp(prefix="fedgov-bench-")) / ".fedgov", "bench")
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
           f"repeats {args.repeats}\n")
     print("| model | reply | bytes of arrays | median µs per reply | p95 µs | verdict |")

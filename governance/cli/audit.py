@@ -31,6 +31,7 @@ def init(workspace: WorkspaceOpt = None,
          passphrase_file: PassFileOpt = None) -> None:
     """Create a workspace: keystore, ledger database, trust file, first checkpoint."""
     from governance.keystore import passphrase_from
+    from governance.ledger import create_workspace
 
     ws = Workspace.locate(workspace) if workspace else Workspace.discover(None, must_exist=False)
     if ws.exists:
@@ -38,7 +39,7 @@ def init(workspace: WorkspaceOpt = None,
     passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty(), confirm=True)
     if not passphrase:
         raise UsageError("no passphrase: set FEDGOV_PASSPHRASE, pass --passphrase-file, or run interactively")
-    ws = Workspace.init(ws.path, passphrase, db_url)
+    ws = create_workspace(ws.path, passphrase, db_url)
     typer.echo(f"initialised fedgov workspace at {ws.path}")
     typer.echo(f"trusted key: {ws.trust_path.read_text(encoding='utf-8').strip()}")
 

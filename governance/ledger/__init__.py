@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from governance.ledger.entry import Entry, EntryDraft
     from governance.ledger.envelope import KeyDestroyedError
-    from governance.ledger.ledger import Ledger
+    from governance.ledger.ledger import Ledger, create_workspace
 
-__all__ = ["Entry", "EntryDraft", "KeyDestroyedError", "Ledger"]
+__all__ = ["Entry", "EntryDraft", "KeyDestroyedError", "Ledger", "create_workspace"]
 
 _HOMES = {"Entry": "governance.ledger.entry", "EntryDraft": "governance.ledger.entry",
-          "KeyDestroyedError": "governance.ledger.envelope", "Ledger": "governance.ledger.ledger"}
+          "KeyDestroyedError": "governance.ledger.envelope", "Ledger": "governance.ledger.ledger",
+          "create_workspace": "governance.ledger.ledger"}
 
 
 def __getattr__(name: str) -> Any:

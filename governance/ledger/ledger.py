@@ -38,7 +38,7 @@ from governance.ledger.unsigned_tail import OwnBatch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
 from governance.workspace import Workspace
 
-__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "utc_now"]
+__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "create_workspace", "utc_now"]
 
 
 def utc_now() -> str:
@@ -736,6 +736,17 @@ def _checked(draft: EntryDraft) -> dict[str, Any]:
     if not isinstance(draft.payload, dict):
         raise UsageError("payload must be a dict")
     return draft.payload
+
+
+def create_workspace(path: Path, passphrase: str, db_url: str | None = None) -> Workspace:
+    """Create a workspace: keystore, database with a genesis entry and checkpoint, trust file."""
+    ws = Workspace(Path(path).expanduser().resolve(), db_url)
+    if ws.exists:
+        raise UsageError(f"a fedgov workspace already exists at {ws.path}")
+    if not passphrase:
+        raise UsageError("the passphrase must not be empty")
+    create_ledger(ws, passphrase, db_url)
+    return Workspace(ws.path)
 
 
 def create_ledger(ws: Workspace, passphrase: str, db_url: str | None) -> None:

@@ -24,8 +24,7 @@ from fedgov.models import build_model
 from fedgov.settings import RunSettings
 from governance.fingerprint import fingerprint_arrays
 from governance.identity import NodeKey, NodeRegistry
-from governance.ledger import Ledger
-from governance.workspace import Workspace
+from governance.ledger import Ledger, create_workspace
 from server.ledger_recorder import LedgerRecorder
 from server.replies import GOVERNED_RECORDS, model_spec, split_replies
 
@@ -104,7 +103,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory):
     key = NodeKey.generate()
     registry = NodeRegistry()
     registry.register(NODE, key.public_bytes(), "team")
-    ws = Workspace.init(Path(tmp_path_factory.mktemp("hostile")) / ".fedgov", "pw")
+    ws = create_workspace(Path(tmp_path_factory.mktemp("hostile")) / ".fedgov", "pw")
     ledger = Ledger.open(ws, "pw")
     recorder = LedgerRecorder(ledger, RUN, RunSettings(num_partitions=1), {FLOWER_ID: NODE}, registry)
     spec = model_spec(ArrayRecord(build_model("breast-cancer").state_dict()))

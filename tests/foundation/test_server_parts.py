@@ -110,15 +110,14 @@ def test_a_round_whose_selection_cannot_be_written_sends_no_instruction(tmp_path
     from fedgov.models import build_model
     from governance import consent_store
     from governance.identity import NodeRegistry
-    from governance.ledger import Ledger
-    from governance.workspace import Workspace
+    from governance.ledger import Ledger, create_workspace
     from server.governed import GovernedStrategy
     from server.ledger_recorder import LedgerRecorder
     from simulations.enroll import simulation_consent
 
     grid, _ = grid_with_nodes(3)
     binding = bind_simulated(grid)
-    workspace = Workspace.init(tmp_path / ".fedgov", "pw")
+    workspace = create_workspace(tmp_path / ".fedgov", "pw")
     with Ledger.open(workspace, "pw") as ledger:
         consent_store.grant(ledger, [simulation_consent(n, "team", "simulation") for n in binding.values()], "test")
     with sqlite3.connect(workspace.sqlite_path) as db:  # the database starts refusing writes

@@ -9,7 +9,7 @@ import pytest
 
 from governance.errors import UsageError, VerificationError
 from governance.keystore import KeyMaterial
-from governance.ledger import EntryDraft, KeyDestroyedError, Ledger
+from governance.ledger import EntryDraft, KeyDestroyedError, Ledger, create_workspace
 from governance.ledger import merkle
 from governance.ledger.checkpoint import parse_checkpoint, verify_checkpoint
 from governance.ledger.envelope import DecryptionError
@@ -184,7 +184,7 @@ def test_schema_1_ledger_keeps_every_tree_level_and_stays_readable_by_older_fedg
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from governance.ledger import store as store_module
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
-    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE)  # as an older fedgov created it
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)  # as an older fedgov created it
     monkeypatch.undo()
     with Ledger.open(ws, PASSPHRASE) as old:
         assert old.store.meta["schema_version"] == "1" and old.store.min_stored_level == 1

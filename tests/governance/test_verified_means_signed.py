@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.ledger import EntryDraft, Ledger
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.bundle import jcs_line
 from governance.workspace import Workspace
 from tests.governance.attacks import fails_with, rewrite_entry, sql, succeeds
@@ -177,7 +177,7 @@ def test_a_known_checkpoint_that_the_ledger_holds_is_reported(three_rounds: Work
 
 
 def test_a_known_checkpoint_that_no_trusted_key_signed_is_a_usage_error(three_rounds: Workspace, tmp_path: Path) -> None:
-    other = Workspace.init(tmp_path / "other", "another passphrase")
+    other = create_workspace(tmp_path / "other", "another passphrase")
     fails_with(_verify(three_rounds, "--known-checkpoint", str(other.head_path)),
                f"error: --known-checkpoint {other.head_path} is not a checkpoint signed by a trusted key: ...", code=2)
 
