@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from governance.ledger import EntryDraft, Ledger, create_workspace
-from governance.ledger import merkle
-from governance.ledger.checkpoint import parse_checkpoint
 from governance.ledger.verify import verify_ledger
+from governance.verify.checkpoint import parse_checkpoint
+from governance.verify.merkle import verify_inclusion
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
             proofs = [ledger.inclusion_proof(i, size) for i in probes]
             proof_ms = (time.perf_counter() - t0) / len(probes) * 1000
             for i, proof in zip(probes[:20], proofs[:20]):
-                merkle.verify_inclusion(i, size, ledger.get(i).leaf_hash, proof, cp.root)
+                verify_inclusion(i, size, ledger.get(i).leaf_hash, proof, cp.root)
             t0 = time.perf_counter()
             rounds = max(1, args.entries // (nodes * 20))
             hits = 0

@@ -28,8 +28,8 @@ from governance.errors import FedgovError
 from governance.fingerprint import DatasetFingerprint
 from governance.identity import NodeRegistry, ReplyRejected, reply_signing_payload, verify_reply
 from governance.ledger import EntryDraft, Ledger
-from governance.ledger.canonical import canonical_bytes
 from governance.selection import SelectionError, select_nodes
+from governance.verify.canonical import canonical_bytes
 from server.governed import RoundFacts
 from server.replies import DECODE_ERRORS, NUM_EXAMPLES_KEY, NamedArrays
 from simulations.scenarios import parse_node_rounds

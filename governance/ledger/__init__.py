@@ -1,7 +1,8 @@
 """The governance ledger: append-only, encrypted at rest, Merkle-proved, checkpoint-signed.
 
-Names are resolved on first use (PEP 562), so importing a light submodule such as
-`governance.ledger.checkpoint` does not pull in SQLAlchemy and the storage layer.
+The writer's side; what checks it is governance.verify. Names are resolved on first use
+(PEP 562), so importing a light submodule such as `governance.ledger.entry` does not
+pull in SQLAlchemy and the storage layer.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from governance.ledger import EntryDraft, Ledger, create_workspace
-from governance.ledger.bundle import DATA_FILES, jcs_line
+from governance.verify.bundle import DATA_FILES, jcs_line
 from governance.workspace import Workspace
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
 from tests.governance.conftest import FEDGOV, PASSPHRASE
