@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from governance.ledger import EntryDraft, Ledger
-from governance.ledger import merkle
-from governance.ledger.checkpoint import parse_checkpoint
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.verify import verify_ledger
-from governance.workspace import Workspace
+from governance.verify.checkpoint import parse_checkpoint
+from governance.verify.merkle import verify_inclusion
 
 
 def main() -> None:
@@ -29,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     passphrase = "bench"
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace.init(Path(tmp) / ".fedgov", passphrase, db_url=args.db_url)
+        ws = create_workspace(Path(tmp) / ".fedgov", passphrase, db_url=args.db_url)
         nodes = 50
         with Ledger.open(ws, passphrase) as ledger:
             # Only the append() calls are timed: building the caller's EntryDrafts is not ledger work.
@@ -56,7 +55,7 @@ def main() -> None:
             proofs = [ledger.inclusion_proof(i, size) for i in probes]
             proof_ms = (time.perf_counter() - t0) / len(probes) * 1000
             for i, proof in zip(probes[:20], proofs[:20]):
-                merkle.verify_inclusion(i, size, ledger.get(i).leaf_hash, proof, cp.root)
+                verify_inclusion(i, size, ledger.get(i).leaf_hash, proof, cp.root)
             t0 = time.perf_counter()
             rounds = max(1, args.entries // (nodes * 20))
             hits = 0

@@ -31,10 +31,10 @@ from client.attestation import attest  # noqa: E402
 from fedgov.models import build_model  # noqa: E402
 from governance.fingerprint import fingerprint_arrays  # noqa: E402
 from governance.identity import NodeKey, NodeRegistry  # noqa: E402
-from server.overhead import Overhead  # noqa: E402
-from server.reply_verifier import ReplyVerifier  # noqa: E402
 from fedgov.protocol import GOVERNED_RECORDS  # noqa: E402
+from server.overhead import Overhead  # noqa: E402
 from server.replies import model_spec, split_replies  # noqa: E402
+from server.reply_verifier import ReplyVerifier  # noqa: E402
 
 NODE, FLOWER_ID, RUN, ROWS = "sim-0000", 4242, "77", 57
 

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from governance.ledger import EntryDraft, Ledger
-from governance.workspace import Workspace
+from governance.ledger import EntryDraft, Ledger, create_workspace
 
 PASSPHRASE = "bench"
 
@@ -57,7 +56,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}, "
           f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL)")
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace.init(Path(tmp) / ".fedgov", PASSPHRASE)
+        ws = create_workspace(Path(tmp) / ".fedgov", PASSPHRASE)
         with Ledger.open(ws, PASSPHRASE) as ledger:
             print("ledger size | append one entry (ms, median / p95) | append + sign in the same transaction | "
                   "added by signing")
@@ -71,7 +70,7 @@ def main() -> None:
                 s95 = statistics.quantiles(signed, n=20)[-1]
                 print(f"{size:>11,} | {p50:.2f} / {p95:.2f} | {s50:.2f} / {s95:.2f} | {s50 - p50:+.2f} ms")
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace.init(Path(tmp) / ".fedgov", PASSPHRASE)
+        ws = create_workspace(Path(tmp) / ".fedgov", PASSPHRASE)
         with Ledger.open(ws, PASSPHRASE) as ledger:
             ledger.append([EntryDraft("round.reply", {"i": i}, f"node:n{i}", node_id=f"n{i}")
                            for i in range(args.scopes)], sign=True)

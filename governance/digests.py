@@ -29,7 +29,7 @@ The result is the lowercase hex SHA-256. A model's hash (``model_hash``) is
 ``metrics_digest``
 ------------------
 Lowercase hex SHA-256 of the RFC 8785 canonical JSON of the metrics mapping
-(``governance.ledger.canonical.canonical_bytes``).
+(``governance.verify.canonical.canonical_bytes``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from governance.errors import UsageError
-from governance.ledger.canonical import canonical_bytes
+from governance.verify.canonical import canonical_bytes
 
 
 class DigestInputError(UsageError):

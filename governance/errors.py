@@ -1,26 +1,13 @@
 """Typed errors that the CLI turns into one clear line and an exit code.
 
 Exit codes follow the CLI convention: 1 for a verification or policy failure,
-2 for a usage error (bad input, missing file, wrong key).
+2 for a usage error (bad input, missing file, wrong key). The three roots are defined
+with the standalone verifier (governance/verify/errors.py), which raises them too.
 """
 
+from governance.verify.errors import FedgovError, UsageError, VerificationError
 
-class FedgovError(Exception):
-    """A user-facing error: the message names what is wrong and how to fix it."""
-
-    exit_code: int = 2
-
-
-class UsageError(FedgovError):
-    """Bad input from the user: a wrong flag, a missing file, a wrong passphrase."""
-
-    exit_code = 2
-
-
-class VerificationError(FedgovError):
-    """A check failed: tampering, a bad signature, an inconsistent checkpoint."""
-
-    exit_code = 1
+__all__ = ["FedgovError", "PolicyError", "UsageError", "VerificationError"]
 
 
 class PolicyError(FedgovError):

@@ -32,7 +32,7 @@ import numpy as np
 
 from governance.digests import DigestInputError, little_endian
 from governance.errors import UsageError, VerificationError
-from governance.ledger.canonical import canonical_bytes
+from governance.verify.canonical import canonical_bytes
 
 FINGERPRINT_FORMAT = "fedgov.dataset-fingerprint.v1"
 

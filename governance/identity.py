@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from governance.errors import PolicyError, UsageError
-from governance.ledger.canonical import canonical_bytes
+from governance.verify.canonical import canonical_bytes
 
 REPLY_PURPOSE = "fedgov.reply.v1"
 REGISTRY_FORMAT = "fedgov.node-registry.v1"

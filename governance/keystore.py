@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from governance.errors import UsageError
 from governance.private_files import write_atomic
+from governance.verify.canonical import canonical_bytes
 
 FORMAT = "fedgov-keystore"
 VERSION = 1
@@ -66,13 +67,6 @@ class KeyMaterial:
         """Fresh KEK and signing key."""
         seed = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return cls(kek=AESGCM.generate_key(bit_length=256), signing_seed=seed)
-
-
-def canonical_bytes(value: object) -> bytes:
-    """JCS bytes (imported late: the ledger package imports this module)."""
-    from governance.ledger.canonical import canonical_bytes as jcs
-
-    return jcs(value)
 
 
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:

@@ -1,7 +1,9 @@
 """The workspace: one directory holding the ledger database, keystore, trust file and archives.
 
 Found like git finds a repository: an explicit path, else $FEDGOV_HOME, else the
-nearest `.fedgov/` walking up from the current directory, else `./.fedgov`.
+nearest `.fedgov/` walking up from the current directory, else `./.fedgov`. Creating
+one is the ledger's job (`governance.ledger.create_workspace`): this module names the
+files, it does not make them.
 """
 
 from __future__ import annotations
@@ -104,19 +106,6 @@ class Workspace:
         if must_exist and not ws.exists:
             raise UsageError(f"no fedgov workspace at {ws.path}: run `fedgov audit init` (or pass --workspace / set {ENV_HOME})")
         return ws
-
-    @classmethod
-    def init(cls, path: Path, passphrase: str, db_url: str | None = None) -> Workspace:
-        """Create a workspace: keystore, database with a genesis entry and checkpoint, trust file."""
-        from governance.ledger.ledger import create_ledger
-
-        ws = cls(Path(path).expanduser().resolve(), db_url)
-        if ws.exists:
-            raise UsageError(f"a fedgov workspace already exists at {ws.path}")
-        if not passphrase:
-            raise UsageError("the passphrase must not be empty")
-        create_ledger(ws, passphrase, db_url)
-        return cls(ws.path)
 
     def write_config(self, config: dict) -> None:
         write_atomic(self.config_path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -11,7 +11,7 @@ from typing import Any
 
 from governance import entry_types as et
 from governance.ledger import EntryDraft, Ledger
-from governance.ledger.canonical import canonical_bytes
+from governance.verify.canonical import canonical_bytes
 
 
 def config_hash(run_config: dict[str, Any]) -> str:

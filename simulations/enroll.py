@@ -20,7 +20,7 @@ from governance.consent import VALID, ConsentRecord, find_valid_consent, records
 from governance.errors import UsageError
 from governance.identity import NodeKey
 from governance.keystore import ENV_PASSPHRASE
-from governance.ledger import Ledger
+from governance.ledger import Ledger, create_workspace
 from governance.node_store import register_nodes
 from governance.workspace import Workspace
 from simulations.rehearsal import sim_key_path
@@ -37,7 +37,7 @@ def open_workspace(explicit: Path | None) -> Workspace:
     if not passphrase:
         raise UsageError(f"no fedgov workspace at {ws.path}: run `fedgov audit init`, "
                          f"or set {ENV_PASSPHRASE} to create one")
-    return Workspace.init(ws.path, passphrase)
+    return create_workspace(ws.path, passphrase)
 
 
 def simulation_consent(node_id: str, team: str, purpose: str) -> ConsentRecord:

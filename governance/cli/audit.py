@@ -31,6 +31,7 @@ def init(workspace: WorkspaceOpt = None,
          passphrase_file: PassFileOpt = None) -> None:
     """Create a workspace: keystore, ledger database, trust file, first checkpoint."""
     from governance.keystore import passphrase_from
+    from governance.ledger import create_workspace
 
     ws = Workspace.locate(workspace) if workspace else Workspace.discover(None, must_exist=False)
     if ws.exists:
@@ -38,7 +39,7 @@ def init(workspace: WorkspaceOpt = None,
     passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty(), confirm=True)
     if not passphrase:
         raise UsageError("no passphrase: set FEDGOV_PASSPHRASE, pass --passphrase-file, or run interactively")
-    ws = Workspace.init(ws.path, passphrase, db_url)
+    ws = create_workspace(ws.path, passphrase, db_url)
     typer.echo(f"initialised fedgov workspace at {ws.path}")
     typer.echo(f"trusted key: {ws.trust_path.read_text(encoding='utf-8').strip()}")
 
@@ -59,15 +60,16 @@ def verify(workspace: WorkspaceOpt = None,
     import json
 
     from governance.errors import FedgovError, VerificationError
-    from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_bundle, verify_ledger
+    from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger
+    from governance.verify.bundle import verify_bundle
 
     try:
         keys = None
         if trusted_key:
             keys = _trusted_keys_option(trusted_key)
         if bundle is not None:
-            from governance.ledger.bundle import TRUST_FILE, BundleReader
-            from governance.ledger.verify import parse_trusted_keys
+            from governance.verify.bundle import TRUST_FILE, BundleReader
+            from governance.verify.checkpoint import parse_trusted_keys
 
             trust = keys or parse_trusted_keys(BundleReader(bundle).read_text(TRUST_FILE), f"bundle file {TRUST_FILE}")
             known = [load_known_checkpoint(f, trust) for f in known_checkpoint or ()]
@@ -104,8 +106,8 @@ def verify(workspace: WorkspaceOpt = None,
 
 def _trusted_keys_option(value: str) -> list:
     """`--trusted-key`: a verifier key line, or a trust file of them; a malformed one is a usage error."""
-    from governance.ledger.checkpoint import CheckpointError, VerifierKey
     from governance.ledger.verify import load_trusted_keys
+    from governance.verify.checkpoint import CheckpointError, VerifierKey
 
     path = Path(value)
     try:

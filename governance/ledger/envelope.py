@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from governance.errors import FedgovError, UsageError, VerificationError
-from governance.ledger.canonical import canonical_bytes
+from governance.verify.canonical import canonical_bytes
 
 NONCE_SIZE = 12
 BLOB_MAGIC = b"FGB1"

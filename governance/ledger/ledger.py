@@ -26,19 +26,22 @@ from governance.errors import UsageError, VerificationError
 from governance.keystore import (ENV_PASSPHRASE, KeyMaterial, keys_from_env, read_keystore,
                                  write_keystore)
 from governance.ledger import envelope, merkle
-from governance.ledger.canonical import fast_canonical_bytes
-from governance.ledger.checkpoint import (Checkpoint, CheckpointError, VerifierKey, parse_checkpoint, public_key_bytes,
-                                          sign_checkpoint, verify_checkpoint)
-from governance.ledger.entry import MAX_SAFE_INTEGER, Entry, EntryDraft, LeafEncoder
+from governance.ledger.checkpoint import public_key_bytes, sign_checkpoint, verify_checkpoint
+from governance.ledger.entry import Entry, EntryDraft
+from governance.ledger.fast_canonical import fast_canonical_bytes
 from governance.ledger.signed_head import (SigningRefusedError, advance_head, check_before_signing, parse_head,
                                           read_head)
 from governance.ledger.store import LedgerStore, StoreError
-from governance.ledger.tree_cache import CacheDiff, compare, node_order, repair_rows
+from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompute_tree, repair_rows
 from governance.ledger.unsigned_tail import OwnBatch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
+from governance.verify.canonical import MAX_SAFE_INTEGER
+from governance.verify.checkpoint import Checkpoint, CheckpointError, VerifierKey, parse_checkpoint
+from governance.verify.leaf import LeafEncoder
+from governance.verify.merkle import Frontier, ProofError, verify_consistency
 from governance.workspace import Workspace
 
-__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "utc_now"]
+__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "create_workspace", "utc_now"]
 
 
 def utc_now() -> str:
@@ -59,7 +62,7 @@ class Ledger:
         self.origin = store.meta["origin"]
         self._scope_keys: dict[str, tuple[str, AESGCM]] = {}
         self._aeads: dict[str, AESGCM] = {}
-        self._frontier: tuple[merkle.Frontier, bytes] | None = None
+        self._frontier: tuple[Frontier, bytes] | None = None
         self._own: list[OwnBatch] = []  # batches this process committed and no checkpoint covers yet
         self._pending: list[OwnBatch] = []  # batches of the open transaction
         self._shredding: dict[str, AESGCM] = {}  # keys destroyed in the open transaction, for the tail check
@@ -371,16 +374,16 @@ class Ledger:
         self._frontier = (frontier, leaves[-1])
         return list(range(size, size + len(drafts)))
 
-    def _load_frontier(self, conn: Connection, size: int) -> merkle.Frontier:
+    def _load_frontier(self, conn: Connection, size: int) -> Frontier:
         # Reuse our own frontier only if the DB still ends with the leaf we last wrote.
         if self._frontier is not None and self._frontier[0].size == size:
             cached, last_leaf = self._frontier
             self._frontier = None  # re-set only once the batch is built
             if self.store.fetch_nodes(conn, [(0, size - 1)])[(0, size - 1)] == last_leaf:
                 return cached
-        keys = merkle.Frontier.keys_for(size)
+        keys = merkle.frontier_keys(size)
         found = self.store.fetch_nodes(conn, keys)
-        return merkle.Frontier(size, [found[k] for k in keys])
+        return Frontier(size, [found[k] for k in keys])
 
     # -- tree and checkpoints ---------------------------------------------------------------
 
@@ -455,8 +458,8 @@ class Ledger:
             self._check_root_from_leaves(conn, prev, tail, root)
             proof = merkle.consistency_proof(prev.size, size, fetch)
             try:
-                merkle.verify_consistency(prev.size, size, proof, prev.root, root)
-            except merkle.ProofError as err:
+                verify_consistency(prev.size, size, proof, prev.root, root)
+            except ProofError as err:
                 raise SigningRefusedError(f"refusing to sign: tree is not consistent with checkpoint "
                                           f"#{previous['id']}: {err} (if `fedgov audit verify` names a cached tree "
                                           "node, run `fedgov audit repair-cache`)") from err
@@ -473,9 +476,9 @@ class Ledger:
         The frontier at `prev.size` is taken from the cache and checked against `prev`'s
         signed root, so only the tail is rehashed.
         """
-        keys = merkle.Frontier.keys_for(prev.size)
+        keys = merkle.frontier_keys(prev.size)
         found = self.store.fetch_nodes(conn, keys)
-        frontier = merkle.Frontier(prev.size, [found[k] for k in keys])
+        frontier = Frontier(prev.size, [found[k] for k in keys])
         if frontier.root() != prev.root:
             raise SigningRefusedError(f"refusing to sign: the cached tree nodes at size {prev.size} do not hash to the "
                                       "signed root there; run `fedgov audit verify`, then `fedgov audit repair-cache`")
@@ -535,8 +538,6 @@ class Ledger:
         Returns what differed and the new checkpoint (None when the cache was intact). The
         signing rules still apply, so a cache "repaired" over rewritten entries is refused.
         """
-        from governance.ledger.verify import recompute_tree
-
         self._require_keys()
         if not actor:
             raise UsageError("repairing the cache needs an actor")
@@ -736,6 +737,17 @@ def _checked(draft: EntryDraft) -> dict[str, Any]:
     if not isinstance(draft.payload, dict):
         raise UsageError("payload must be a dict")
     return draft.payload
+
+
+def create_workspace(path: Path, passphrase: str, db_url: str | None = None) -> Workspace:
+    """Create a workspace: keystore, database with a genesis entry and checkpoint, trust file."""
+    ws = Workspace(Path(path).expanduser().resolve(), db_url)
+    if ws.exists:
+        raise UsageError(f"a fedgov workspace already exists at {ws.path}")
+    if not passphrase:
+        raise UsageError("the passphrase must not be empty")
+    create_ledger(ws, passphrase, db_url)
+    return Workspace(ws.path)
 
 
 def create_ledger(ws: Workspace, passphrase: str, db_url: str | None) -> None:

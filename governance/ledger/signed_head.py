@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from governance.errors import VerificationError
-from governance.ledger.checkpoint import Checkpoint, CheckpointError, VerifierKey, parse_checkpoint, verify_checkpoint
+from governance.ledger.checkpoint import verify_checkpoint
 from governance.private_files import write_atomic
+from governance.verify.checkpoint import Checkpoint, CheckpointError, VerifierKey, parse_checkpoint
 from governance.workspace import Workspace
 
 

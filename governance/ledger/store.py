@@ -23,8 +23,10 @@ from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
 from governance.entry_types import stored_names
 from governance.errors import UsageError, VerificationError
-from governance.ledger.entry import Entry, as_bytes
-from governance.ledger.merkle import NodeKey, hash_children
+from governance.ledger.entry import Entry
+from governance.ledger.merkle import NodeKey
+from governance.verify.leaf import as_bytes
+from governance.verify.merkle import hash_children
 
 SCHEMA_VERSION = 2  # written by new ledgers
 SUPPORTED_SCHEMA_VERSIONS = ("1", "2")

@@ -9,9 +9,13 @@ genuine ledger's entries false, but it makes proofs and the next checkpoint wron
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import groupby
-from operator import itemgetter
 from dataclasses import dataclass, field
+from itertools import groupby, islice
+from operator import itemgetter
+
+from governance.verify.leaf import LeafEncoder
+from governance.verify.merkle import Frontier
+from governance.verify.rows import VERIFY_CHUNK, EntryRow, leaf_hashes
 
 NAMED = 5  # nodes named in one line; the counts cover the rest
 
@@ -49,12 +53,30 @@ def node_order(key: tuple) -> tuple:
 
 
 def add_nodes(expected: ExpectedNodes, completed: Iterable[tuple[int, int, bytes]]) -> None:
-    """Collect nodes as `merkle.Frontier.extend` completes them (each level in idx order)."""
+    """Collect nodes as `Frontier.extend` completes them (each level in idx order)."""
     for level, idx, digest in completed:
         column = expected.setdefault(level, [])
         if idx != len(column):
             raise ValueError(f"node (level {level}, idx {idx}) completed out of order")
         column.append(digest)
+
+
+def recompute_tree(rows: Iterable[EntryRow], min_level: int) -> tuple[int, ExpectedNodes]:
+    """Every complete subtree of level >= `min_level` from the entries themselves (for `repair-cache`).
+
+    Each row's leaf hash is recomputed and must equal the stored one: the cache can be
+    rebuilt, an altered entry cannot be repaired.
+    """
+    frontier = Frontier()
+    nodes: ExpectedNodes = {}
+    encode_leaf = LeafEncoder()
+    it = iter(rows)
+    while chunk := list(islice(it, VERIFY_CHUNK)):
+        leaves, failure = leaf_hashes(chunk, frontier.size, encode_leaf)
+        add_nodes(nodes, frontier.extend(leaves, min_level=min_level))
+        if failure is not None:
+            raise failure
+    return frontier.size, nodes
 
 
 def compare(expected: ExpectedNodes, stored: Iterable[tuple[int, int, bytes]], min_level: int) -> CacheDiff:

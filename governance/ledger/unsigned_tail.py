@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
 from governance.ledger.envelope import NONCE_SIZE, entry_aad
-from governance.ledger.entry import LeafEncoder, as_bytes
 from governance.ledger.signed_head import SigningRefusedError
 from governance.ledger.store import LedgerStore
+from governance.verify.leaf import LeafEncoder, as_bytes
 
 INVESTIGATE = "an entry inserted or altered in the database; investigate with `fedgov audit log` and `fedgov audit verify`"
 

@@ -15,9 +15,9 @@ import pytest
 from governance import entry_types as et
 from governance.identity import reply_signing_payload
 from governance.ledger import Ledger
-from governance.ledger.canonical import canonical_bytes
 from governance.node_store import load_registry
-from governance.selection import verify_selection
+from governance.verify.canonical import canonical_bytes
+from governance.verify.selection import verify_selection
 from governance.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(600)

@@ -121,7 +121,7 @@ def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_sel
                                                                                        ray_or_flower_processes):
     from governance import entry_types as et
     from governance.ledger import Ledger
-    from governance.selection import draw
+    from governance.verify.selection import draw
     from governance.workspace import Workspace
 
     out = tmp_path / "run"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from governance.ledger.entry import leaf_bytes
-from governance.ledger.merkle import Frontier, hash_leaf
+from governance.verify.leaf import leaf_bytes
+from governance.verify.merkle import Frontier, hash_leaf
 from governance.workspace import Workspace
 from tests.governance.conftest import run_fedgov
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.ledger import Ledger
+from governance.ledger import Ledger, create_workspace
 from governance.workspace import Workspace
 
 PASSPHRASE = "correct horse battery staple"
@@ -29,7 +29,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
-    return Workspace.init(tmp_path / ".fedgov", PASSPHRASE)
+    return create_workspace(tmp_path / ".fedgov", PASSPHRASE)
 
 
 @pytest.fixture

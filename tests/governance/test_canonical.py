@@ -4,9 +4,8 @@ import math
 
 import pytest
 
-from governance.ledger.canonical import CanonicalError, canonical_str, format_number
-from governance.ledger.entry import LEAF_FIELDS, leaf_bytes
-from governance.ledger.canonical import canonical_bytes
+from governance.verify.canonical import CanonicalError, canonical_bytes, canonical_str, format_number
+from governance.verify.leaf import LEAF_FIELDS, leaf_bytes
 import base64
 
 

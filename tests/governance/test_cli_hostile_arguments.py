@@ -16,8 +16,7 @@ import pytest
 
 from cli.commands import run
 from governance import consent_store
-from governance.ledger import Ledger
-from governance.workspace import Workspace
+from governance.ledger import Ledger, create_workspace
 from simulations.enroll import simulation_consent
 
 HOSTILE = ["\udcff\udcfe", "nan", "1e999", "-1", "9" * 400, "\x1b[31mred", "two\nlines", "MISSING",
@@ -52,7 +51,7 @@ COMMANDS = [
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile-args")
-    ws = Workspace.init(root / ".fedgov", "test-passphrase")
+    ws = create_workspace(root / ".fedgov", "test-passphrase")
     with Ledger.open(ws, "test-passphrase") as ledger:
         consent_store.grant(ledger, [simulation_consent("sim-0000", "team-a", "simulation")], actor="test")
     (root / "DIRECTORY").mkdir()
@@ -82,7 +81,7 @@ def test_hostile_values_give_one_line_or_do_the_job(template, home, monkeypatch,
 
 
 def test_a_corrupted_database_page_is_one_line(tmp_path, monkeypatch, capsys):
-    ws = Workspace.init(tmp_path / ".fedgov", "test-passphrase")
+    ws = create_workspace(tmp_path / ".fedgov", "test-passphrase")
     with Ledger.open(ws, "test-passphrase") as ledger:
         consent_store.grant(ledger, [simulation_consent(f"sim-{i:04d}", "t", "simulation") for i in range(300)],
                             actor="test")

@@ -9,11 +9,12 @@ import pytest
 
 from governance.errors import UsageError, VerificationError
 from governance.keystore import KeyMaterial
-from governance.ledger import EntryDraft, KeyDestroyedError, Ledger
-from governance.ledger import merkle
-from governance.ledger.checkpoint import parse_checkpoint, verify_checkpoint
+from governance.ledger import EntryDraft, KeyDestroyedError, Ledger, create_workspace
+from governance.ledger.checkpoint import verify_checkpoint
 from governance.ledger.envelope import DecryptionError
 from governance.ledger.verify import verify_ledger
+from governance.verify.checkpoint import parse_checkpoint
+from governance.verify.merkle import hash_leaf, verify_consistency, verify_inclusion
 from governance.workspace import Workspace
 from tests.governance.conftest import PASSPHRASE
 
@@ -61,9 +62,9 @@ def test_inclusion_and_consistency_proofs_verify_against_checkpoints(ledger: Led
     ledger.append(_drafts(23))
     new = parse_checkpoint(ledger.checkpoint())
     entry = ledger.get(7)
-    merkle.verify_inclusion(7, new.size, entry.leaf_hash, ledger.inclusion_proof(7, new.size), new.root)
-    merkle.verify_inclusion(7, new.size, merkle.hash_leaf(entry.leaf_bytes()), ledger.inclusion_proof(7), new.root)
-    merkle.verify_consistency(old.size, new.size, ledger.consistency_proof(old.size, new.size), old.root, new.root)
+    verify_inclusion(7, new.size, entry.leaf_hash, ledger.inclusion_proof(7, new.size), new.root)
+    verify_inclusion(7, new.size, hash_leaf(entry.leaf_bytes()), ledger.inclusion_proof(7), new.root)
+    verify_consistency(old.size, new.size, ledger.consistency_proof(old.size, new.size), old.root, new.root)
 
 
 def test_shredding_makes_payloads_unreadable_but_the_ledger_still_verifies(ledger: Ledger) -> None:
@@ -184,7 +185,7 @@ def test_schema_1_ledger_keeps_every_tree_level_and_stays_readable_by_older_fedg
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from governance.ledger import store as store_module
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
-    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE)  # as an older fedgov created it
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)  # as an older fedgov created it
     monkeypatch.undo()
     with Ledger.open(ws, PASSPHRASE) as old:
         assert old.store.meta["schema_version"] == "1" and old.store.min_stored_level == 1
@@ -194,7 +195,7 @@ def test_schema_1_ledger_keeps_every_tree_level_and_stays_readable_by_older_fedg
             levels = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT level FROM fedgov_tree_nodes")}
         assert levels == {1, 2, 3, 4, 5}  # every level, as schema 1 readers expect
         for seq in (0, 7, 33, 40):
-            merkle.verify_inclusion(seq, note.size, old.get(seq).leaf_hash, old.inclusion_proof(seq), note.root)
+            verify_inclusion(seq, note.size, old.get(seq).leaf_hash, old.inclusion_proof(seq), note.root)
     assert verify_ledger(ws).entries == 41
 
 
@@ -206,7 +207,7 @@ def test_schema_2_ledger_stores_levels_from_4_and_proves_every_entry(ledger: Led
         levels = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT level FROM fedgov_tree_nodes")}
     assert levels == {4, 5}
     for seq in range(note.size):
-        merkle.verify_inclusion(seq, note.size, ledger.get(seq).leaf_hash, ledger.inclusion_proof(seq), note.root)
+        verify_inclusion(seq, note.size, ledger.get(seq).leaf_hash, ledger.inclusion_proof(seq), note.root)
     for size1 in (1, 3, 8, 17, 30):
-        merkle.verify_consistency(size1, note.size, ledger.consistency_proof(size1, note.size),
+        verify_consistency(size1, note.size, ledger.consistency_proof(size1, note.size),
                                   ledger.root(size1), note.root)

@@ -10,8 +10,9 @@ import pytest
 
 from governance.errors import UsageError, VerificationError
 from governance.ledger import EntryDraft, Ledger
-from governance.ledger.bundle import export_bundle, jcs_line
-from governance.ledger.verify import load_trusted_keys, verify_bundle, verify_ledger
+from governance.ledger.bundle import export_bundle
+from governance.ledger.verify import load_trusted_keys, verify_ledger
+from governance.verify.bundle import jcs_line, verify_bundle
 from governance.workspace import Workspace
 from tests.governance.conftest import run_fedgov
 

@@ -8,10 +8,11 @@ import random
 
 import pytest
 
-from governance.ledger import merkle
-from governance.ledger.canonical import CanonicalError, canonical_bytes, fast_canonical_bytes
-from governance.ledger.entry import LeafEncoder, leaf_bytes
 from governance.ledger.envelope import entry_aad, entry_aad_prefix
+from governance.ledger.fast_canonical import fast_canonical_bytes
+from governance.verify.canonical import CanonicalError, canonical_bytes
+from governance.verify.leaf import LeafEncoder, leaf_bytes
+from governance.verify.merkle import Frontier
 
 EDGE_FLOATS = [0.0, -0.0, 1.0, -3.0, 0.1, 1e-4, 9.999e-5, 1e-7, 1e16, 9999999999999998.0, 1e21, 1e22,
                123456789012345.67, 5e-324, 1.7976931348623157e308, 0.1234]
@@ -86,14 +87,14 @@ def test_entry_aad_prefix_plus_seq_is_the_entry_aad() -> None:
             == entry_aad("lid", seq, "update_received", "ab" * 16)
 
 
-def test_frontier_extend_matches_leaf_by_leaf_append_from_any_start() -> None:
+def test_frontier_extend_in_batches_matches_leaf_by_leaf_from_any_start() -> None:
     rng = random.Random(2)
     for _ in range(200):
         leaves = [os.urandom(32) for _ in range(rng.randint(0, 300))]
         start = rng.randint(0, len(leaves))
-        one, batch = merkle.Frontier(), merkle.Frontier()
-        one_nodes = [n for leaf in leaves for n in one.append(leaf)]
-        batch_nodes = [n for leaf in leaves[:start] for n in batch.append(leaf)]
+        one, batch = Frontier(), Frontier()
+        one_nodes = [n for leaf in leaves for n in one.extend([leaf])]
+        batch_nodes = [n for leaf in leaves[:start] for n in batch.extend([leaf])]
         cut = start
         while cut < len(leaves):
             step = rng.randint(1, 70)

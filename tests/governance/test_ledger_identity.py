@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from governance.ledger import EntryDraft, Ledger
-from governance.ledger.bundle import DATA_FILES, jcs_line
+from governance.verify.bundle import DATA_FILES, jcs_line
 from governance.workspace import Workspace
 from tests.governance.attacks import count, fails_with, sql, succeeds
 

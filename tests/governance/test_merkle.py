@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from governance.ledger import merkle
+from governance.verify.merkle import Frontier, ProofError, hash_leaf, verify_consistency, verify_inclusion
 from tests.governance.conftest import VECTORS
 
 
@@ -27,10 +28,10 @@ def test_inclusion_vector(path: Path) -> None:
     case = json.loads(path.read_text())
     args = (case["leafIdx"], case["treeSize"], _b(case["leafHash"]), [_b(p) for p in case["proof"] or []], _b(case["root"]))
     if case["wantErr"]:
-        with pytest.raises(merkle.ProofError):
-            merkle.verify_inclusion(*args)
+        with pytest.raises(ProofError):
+            verify_inclusion(*args)
     else:
-        merkle.verify_inclusion(*args)
+        verify_inclusion(*args)
 
 
 @pytest.mark.parametrize("path", _cases("consistency"), ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -38,33 +39,33 @@ def test_consistency_vector(path: Path) -> None:
     case = json.loads(path.read_text())
     args = (case["size1"], case["size2"], [_b(p) for p in case["proof"] or []], _b(case["root1"]), _b(case["root2"]))
     if case["wantErr"]:
-        with pytest.raises(merkle.ProofError):
-            merkle.verify_consistency(*args)
+        with pytest.raises(ProofError):
+            verify_consistency(*args)
     else:
-        merkle.verify_consistency(*args)
+        verify_consistency(*args)
 
 
 def test_tree_roots_match_the_reference_roots() -> None:
     data = json.loads((VECTORS / "tree-roots.json").read_text())
-    leaves = [merkle.hash_leaf(bytes.fromhex(x)) for x in data["leaf_inputs_hex"]]
+    leaves = [hash_leaf(bytes.fromhex(x)) for x in data["leaf_inputs_hex"]]
     for size, root_hex in enumerate(data["root_hashes_by_size_hex"]):
         assert merkle.root_of(leaves[:size]).hex() == root_hex
 
 
 def test_proofs_from_stored_subtrees_verify_for_every_size_up_to_40() -> None:
-    leaves = [merkle.hash_leaf(i.to_bytes(2, "big")) for i in range(40)]
+    leaves = [hash_leaf(i.to_bytes(2, "big")) for i in range(40)]
     fetch = merkle.leaf_hashes_fetcher(leaves)
     for size in range(1, 41):
         root = merkle.root_of(leaves[:size])
         assert merkle.root_from_nodes(size, fetch) == root
         for index in range(size):
-            merkle.verify_inclusion(index, size, leaves[index], merkle.inclusion_proof(index, size, fetch), root)
+            verify_inclusion(index, size, leaves[index], merkle.inclusion_proof(index, size, fetch), root)
         for old in range(1, size + 1):
             proof = merkle.consistency_proof(old, size, fetch)
-            merkle.verify_consistency(old, size, proof, merkle.root_of(leaves[:old]), root)
+            verify_consistency(old, size, proof, merkle.root_of(leaves[:old]), root)
 
 
 def test_frontier_reports_each_completed_subtree_once() -> None:
-    frontier = merkle.Frontier()
-    completed = [node[:2] for i in range(8) for node in frontier.append(merkle.hash_leaf(bytes([i])))]
+    frontier = Frontier()
+    completed = [node[:2] for i in range(8) for node in frontier.extend([hash_leaf(bytes([i]))])]
     assert completed == [(1, 0), (1, 1), (2, 0), (1, 2), (1, 3), (2, 1), (3, 0)]

@@ -2,13 +2,12 @@ import pytest
 
 from governance.consent import ConsentCheck
 from governance.errors import PolicyError, VerificationError
-from governance.selection import (
-    SelectionError,
+from governance.selection import SelectionError, select_nodes
+from governance.verify.selection import (
     SelectionMismatchError,
     SelectionRecord,
     SelectionUsageError,
     recompute,
-    select_nodes,
     verify_selection,
 )
 

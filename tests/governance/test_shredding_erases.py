@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from governance.keystore import read_keystore
-from governance.ledger import EntryDraft, Ledger
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.envelope import entry_aad
 from governance.workspace import Workspace
 from tests.governance.attacks import succeeds
@@ -99,7 +99,7 @@ def test_shred_on_sqlite_with_another_connection_open_leaves_no_copy_that_decryp
 def test_shred_on_postgres_leaves_no_heap_or_wal_copy_that_decrypts(tmp_path: Path, pg_url: str) -> None:
     import psycopg
 
-    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
     noted = _fill_and_note(ws)
     succeeds("audit", "shred", SCOPE, "--actor", "dpo", "--reason", "art17-7", "--workspace", str(ws.path))
     with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:

@@ -262,7 +262,7 @@ def test_adoption_never_signs_rows_the_replaced_head_covered(signed: Workspace) 
 
 def test_signer_refuses_cached_nodes_that_commit_to_other_rows(workspace: Workspace) -> None:
     """The cache is rewritten to commit to forged rows before they are swapped in: no signature."""
-    from governance.ledger.merkle import Frontier
+    from governance.verify.merkle import Frontier
 
     with Ledger.open(workspace) as ledger:
         ledger.append([EntryDraft("round.reply", {"i": i}, "node:n1") for i in range(31)])  # a running round

@@ -10,9 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance import entry_types as et
 from governance.ledger import EntryDraft, Ledger
-from governance.ledger.checkpoint import (SIG_PREFIX, CheckpointError, VerifierKey, key_id, public_key_bytes,
-                                          sign_checkpoint, verify_checkpoint)
-from governance.ledger.verify import parse_trusted_keys
+from governance.ledger.checkpoint import public_key_bytes, sign_checkpoint, verify_checkpoint
+from governance.verify.checkpoint import SIG_PREFIX, CheckpointError, VerifierKey, key_id, parse_trusted_keys
 from governance.workspace import Workspace
 from tests.governance.attacks import succeeds
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from governance.ledger import EntryDraft, Ledger
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.verify import verify_ledger
 from governance.workspace import Workspace
 from tests.governance.conftest import PASSPHRASE
@@ -67,7 +67,7 @@ def test_sqlite_triggers_reject_update_and_delete(ledger: Ledger, statement: str
 
 
 def test_postgres_ledger_appends_checkpoints_and_verifies(tmp_path, pg_url: str) -> None:
-    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
     assert ws.config()["db_url"] == pg_url
     with Ledger.open(ws) as ledger:
         ledger.append([EntryDraft("t", {"i": i}, "run:pg", run_id="pg", round=1, node_id="n") for i in range(5)])
@@ -81,7 +81,7 @@ def test_postgres_ledger_appends_checkpoints_and_verifies(tmp_path, pg_url: str)
 @pytest.mark.parametrize("statement", ["UPDATE fedgov_entries SET node_id = 'x'", "DELETE FROM fedgov_entries",
                                        "TRUNCATE fedgov_entries", "TRUNCATE fedgov_checkpoints"])
 def test_postgres_triggers_reject_update_delete_and_truncate(tmp_path, pg_url: str, statement: str) -> None:
-    Workspace.init(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
+    create_workspace(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
     engine = sa.create_engine(pg_url)
     try:
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
@@ -91,6 +91,6 @@ def test_postgres_triggers_reject_update_delete_and_truncate(tmp_path, pg_url: s
 
 
 def test_parallel_writer_processes_keep_postgres_gapless_and_consistent(tmp_path, pg_url: str) -> None:
-    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
     _run_writers(ws)
     _assert_gapless_and_verified(ws)

@@ -69,8 +69,8 @@ def test_edited_field_with_recomputed_leaf_hash_is_caught_by_the_checkpoint(sign
     row = db.execute("SELECT seq, timestamp, entry_type, run_id, round, node_id, model_hash, config_hash, key_id, "
                      "ciphertext FROM fedgov_entries WHERE seq = 2").fetchone()
     db.close()
-    from governance.ledger.entry import leaf_bytes
-    from governance.ledger.merkle import hash_leaf
+    from governance.verify.leaf import leaf_bytes
+    from governance.verify.merkle import hash_leaf
 
     forged = hash_leaf(leaf_bytes(row[0], row[1], row[2], row[3], row[4], "n999", row[6], row[7], row[8], row[9]))
     _attack(signed_ws, "UPDATE fedgov_entries SET node_id = 'n999', leaf_hash = ? WHERE seq = 2", params=(forged,))
@@ -136,7 +136,8 @@ def test_checkpoint_rewritten_to_a_fork_is_detected(signed_ws: Workspace, tmp_pa
 def test_replaced_public_key_in_the_db_does_not_fool_the_pinned_key(signed_ws: Workspace) -> None:
     import base64
 
-    from governance.ledger.checkpoint import parse_checkpoint, public_key_bytes
+    from governance.ledger.checkpoint import public_key_bytes
+    from governance.verify.checkpoint import parse_checkpoint
 
     attacker = Ed25519PrivateKey.generate()
     db = sqlite3.connect(signed_ws.sqlite_path)

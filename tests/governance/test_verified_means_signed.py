@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from governance.ledger import EntryDraft, Ledger
-from governance.ledger.bundle import jcs_line
+from governance.ledger import EntryDraft, Ledger, create_workspace
+from governance.verify.bundle import jcs_line
 from governance.workspace import Workspace
 from tests.governance.attacks import fails_with, rewrite_entry, sql, succeeds
 
@@ -110,7 +110,7 @@ def test_bundle_without_a_checkpoints_file_fails(three_rounds: Workspace, tmp_pa
 def _recompute_manifest(bundle: Path) -> None:
     import hashlib
 
-    from governance.ledger.bundle import DATA_FILES
+    from governance.verify.bundle import DATA_FILES
 
     manifest = json.loads((bundle / "manifest.json").read_bytes())
     manifest["sha256"] = {name: hashlib.sha256((bundle / name).read_bytes()).hexdigest() for name in DATA_FILES}
@@ -177,7 +177,7 @@ def test_a_known_checkpoint_that_the_ledger_holds_is_reported(three_rounds: Work
 
 
 def test_a_known_checkpoint_that_no_trusted_key_signed_is_a_usage_error(three_rounds: Workspace, tmp_path: Path) -> None:
-    other = Workspace.init(tmp_path / "other", "another passphrase")
+    other = create_workspace(tmp_path / "other", "another passphrase")
     fails_with(_verify(three_rounds, "--known-checkpoint", str(other.head_path)),
                f"error: --known-checkpoint {other.head_path} is not a checkpoint signed by a trusted key: ...", code=2)
 
@@ -198,7 +198,8 @@ def test_a_known_checkpoint_pins_the_key_of_a_bundle_that_ships_its_own(three_ro
     """An extra key under the ledger's name in the shipped trusted_keys must not sign a forged continuation."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from governance.ledger.checkpoint import VerifierKey, parse_checkpoint, public_key_bytes, sign_checkpoint
+    from governance.ledger.checkpoint import public_key_bytes, sign_checkpoint
+    from governance.verify.checkpoint import VerifierKey, parse_checkpoint
 
     bundle = tmp_path / "bundle"
     succeeds("audit", "export", "--workspace", str(three_rounds.path), "--out", str(bundle))

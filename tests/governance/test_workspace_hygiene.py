@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from governance.archive import archive_model
-from governance.ledger import EntryDraft, Ledger
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.workspace import Workspace
 from tests.governance.attacks import fails_with, succeeds
 from tests.governance.conftest import FEDGOV, PASSPHRASE, run_fedgov
@@ -54,7 +54,7 @@ def test_init_refuses_a_password_in_the_database_url(tmp_path: Path) -> None:
 
 
 def test_a_postgres_workspace_config_names_the_server_without_a_password(tmp_path: Path, pg_url: str) -> None:
-    ws = Workspace.init(tmp_path / "ws", PASSPHRASE, db_url=pg_url)
+    ws = create_workspace(tmp_path / "ws", PASSPHRASE, db_url=pg_url)
     config = json.loads(ws.config_path.read_text(encoding="utf-8"))
     assert config["db_url"] == pg_url and ":" not in pg_url.split("@")[0].split("//")[1]
 
@@ -132,7 +132,7 @@ def test_verify_and_listings_work_on_a_postgres_database_opened_read_only(tmp_pa
 
     import psycopg
 
-    ws = Workspace.init(tmp_path / "ws", PASSPHRASE, db_url=pg_url)
+    ws = create_workspace(tmp_path / "ws", PASSPHRASE, db_url=pg_url)
     with Ledger.open(ws) as ledger:
         ledger.append([EntryDraft("round.reply", {"i": i}, "node:n1") for i in range(5)], sign=True)
     role = f"fedgov_auditor_{uuid.uuid4().hex[:8]}"

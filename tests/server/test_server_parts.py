@@ -80,15 +80,14 @@ def test_a_round_whose_selection_cannot_be_written_sends_no_instruction(tmp_path
     from fedgov.models import build_model
     from governance import consent_store
     from governance.identity import NodeRegistry
-    from governance.ledger import Ledger
-    from governance.workspace import Workspace
+    from governance.ledger import Ledger, create_workspace
     from server.app import coordinator
     from server.governed import GovernedStrategy
     from simulations.enroll import simulation_consent
 
     grid, mapping = grid_with_nodes(3)
     binding = {node: f"sim-{partition:04d}" for node, partition in mapping.items()}
-    workspace = Workspace.init(tmp_path / ".fedgov", "pw")
+    workspace = create_workspace(tmp_path / ".fedgov", "pw")
     with Ledger.open(workspace, "pw") as ledger:
         consent_store.grant(ledger, [simulation_consent(n, "team", "simulation") for n in binding.values()], "test")
     with sqlite3.connect(workspace.sqlite_path) as db:  # the database starts refusing writes

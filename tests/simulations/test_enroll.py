@@ -8,15 +8,14 @@ from fedgov.settings import RunSettings
 from governance import consent_store
 from governance.errors import UsageError
 from governance.identity import IdentityError, NodeKey
-from governance.ledger import Ledger
+from governance.ledger import Ledger, create_workspace
 from governance.node_store import load_registry
-from governance.workspace import Workspace
 from simulations.enroll import enroll_simulated_nodes
 
 
 @pytest.fixture
 def setup(tmp_path):
-    ws = Workspace.init(tmp_path / ".fedgov", "test-passphrase")
+    ws = create_workspace(tmp_path / ".fedgov", "test-passphrase")
     settings = RunSettings.from_run_config({"num-partitions": 3, "sim-root": str(ws.path / "sim-nodes")})
     return ws, settings
 

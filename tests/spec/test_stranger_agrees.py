@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from governance.ledger import EntryDraft, Ledger
-from governance.ledger.bundle import DATA_FILES, jcs_line
+from governance.ledger import EntryDraft, Ledger, create_workspace
+from governance.verify.bundle import DATA_FILES, jcs_line
 from governance.workspace import Workspace
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
 from tests.governance.conftest import FEDGOV, PASSPHRASE
@@ -31,7 +31,7 @@ STRANGER = Path(__file__).with_name("stranger_verifier.py")
 @pytest.fixture(scope="module")
 def genuine(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """41 signed entries of every kind fedgov writes, a shred and a rotation among them, then 2 unsigned."""
-    ws = Workspace.init(tmp_path_factory.mktemp("genuine") / ".fedgov", PASSPHRASE)
+    ws = create_workspace(tmp_path_factory.mktemp("genuine") / ".fedgov", PASSPHRASE)
     with Ledger.open(ws, PASSPHRASE) as ledger:
         for r in range(3):
             ledger.append([EntryDraft("round.reply", {"i": i, "loss": 0.25}, f"node:n{i}", run_id="r1", round=r,

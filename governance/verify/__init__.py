@@ -1,0 +1,6 @@
+"""The verifier on its own: all an auditor reads to trust a fedgov ledger or evidence bundle.
+
+Standard library and `cryptography` only (a test holds it to that), and no writer code: the
+writer imports its encoders from here, so what is written and what is checked cannot drift.
+Reading order: canonical, leaf, merkle, checkpoint, rows, bundle; selection redoes a draw.
+"""
