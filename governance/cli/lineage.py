@@ -27,14 +27,11 @@ def _versions(ledger):
 
 
 def _resolve(versions, prefix: str) -> str:
-    from governance.errors import UsageError
+    from governance.hashes import resolve_prefix
 
-    hashes = sorted({v.model_hash for v in versions if v.model_hash.startswith(prefix)})
-    if len(hashes) == 1:
-        return hashes[0]
-    if not hashes:
-        raise UsageError(f"no recorded model version matches {prefix!r}; see `fedgov audit log --type round.aggregated`")
-    raise UsageError(f"{prefix!r} matches {len(hashes)} model versions; give more characters")
+    return resolve_prefix(prefix, (v.model_hash for v in versions), plural="model versions",
+                          not_found=f"no recorded model version matches {prefix!r}; see `fedgov audit log --type "
+                                    "round.aggregated`")
 
 
 @app.command("show")
@@ -78,15 +75,13 @@ def export(
         typer.echo(document)
     else:
         from governance.errors import UsageError
+        from governance.private_files import UMASK_MODE, write_atomic
 
         if not out.name or out.is_dir() or not out.parent.is_dir():
             raise UsageError(f"--out {str(out)!r}: not a file path in an existing directory")
-        tmp = out.with_suffix(out.suffix + ".tmp")
         try:
-            tmp.write_text(document)
-            tmp.replace(out)
+            write_atomic(out, document.encode("utf-8"), mode=UMASK_MODE, durable=False)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
         typer.echo(f"wrote {len(versions)} model versions to {out}")
 
