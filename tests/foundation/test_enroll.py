@@ -14,11 +14,12 @@ from governance.ledger import Ledger
 from governance.node_store import load_registry
 from governance.workspace import Workspace
 from simulations.enroll import enroll_simulated_nodes
+from tests.cli import PASSPHRASE
 
 
 @pytest.fixture
 def setup(tmp_path):
-    ws = Workspace.init(tmp_path / ".fedgov", "test-passphrase")
+    ws = Workspace.init(tmp_path / ".fedgov", PASSPHRASE)
     settings = RunSettings(num_partitions=3, sim_root=str(ws.path / "sim-nodes"))
     return ws, settings
 

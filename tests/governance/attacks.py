@@ -13,7 +13,7 @@ import sqlite3
 from governance.ledger.entry import leaf_bytes
 from governance.ledger.merkle import Frontier, hash_leaf
 from governance.workspace import Workspace
-from tests.governance.conftest import run_fedgov
+from tests.cli import run_fedgov
 
 ENTRY_FIELDS = ("seq", "timestamp", "entry_type", "run_id", "round", "node_id", "model_hash", "config_hash",
                 "key_id", "ciphertext")

@@ -12,8 +12,8 @@ import pytest
 from governance.keystore import read_keystore
 from governance.ledger import EntryDraft, Ledger
 from governance.workspace import Workspace
+from tests.cli import PASSPHRASE
 from tests.governance.attacks import count, fails_with, sql, succeeds
-from tests.governance.conftest import PASSPHRASE
 
 
 @pytest.fixture

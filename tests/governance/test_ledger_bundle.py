@@ -13,7 +13,7 @@ from governance.ledger import EntryDraft, Ledger
 from governance.ledger.bundle import export_bundle, jcs_line
 from governance.ledger.verify import load_trusted_keys, verify_bundle, verify_ledger
 from governance.workspace import Workspace
-from tests.governance.conftest import run_fedgov
+from tests.cli import run_fedgov
 
 
 @pytest.fixture

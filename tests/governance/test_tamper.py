@@ -14,7 +14,7 @@ import pytest
 from governance.ledger import EntryDraft, Ledger
 from governance.ledger.checkpoint import sign_checkpoint
 from governance.workspace import Workspace
-from tests.governance.conftest import run_fedgov
+from tests.cli import run_fedgov
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 

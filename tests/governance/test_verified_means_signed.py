@@ -15,6 +15,7 @@ import pytest
 from governance.ledger import EntryDraft, Ledger
 from governance.ledger.bundle import jcs_line
 from governance.workspace import Workspace
+from tests.cli import run_fedgov
 from tests.governance.attacks import fails_with, rewrite_entry, sql, succeeds
 
 
@@ -82,8 +83,6 @@ def test_json_output_gives_the_whole_result(three_rounds: Workspace) -> None:
 
 
 def test_json_output_of_a_failure_says_not_verified(three_rounds: Workspace) -> None:
-    from tests.governance.conftest import run_fedgov
-
     sql(three_rounds, "DELETE FROM fedgov_checkpoints")
     result = run_fedgov(*_verify(three_rounds, "--format", "json"))
     assert result.returncode == 1

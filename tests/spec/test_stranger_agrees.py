@@ -22,8 +22,8 @@ import pytest
 from governance.ledger import EntryDraft, Ledger
 from governance.ledger.bundle import DATA_FILES, jcs_line
 from governance.workspace import Workspace
+from tests.cli import PASSPHRASE, run_fedgov
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
-from tests.governance.conftest import FEDGOV, PASSPHRASE
 
 STRANGER = Path(__file__).with_name("stranger_verifier.py")
 
@@ -43,8 +43,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 def _fedgov(args: list[str]) -> tuple[bool, dict | None]:
-    result = subprocess.run([str(FEDGOV), *args, "--format", "json"], capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "FEDGOV_PASSPHRASE": PASSPHRASE})
+    result = run_fedgov(*args, "--format", "json")
     report = json.loads(result.stdout) if result.stdout.strip() else None
     assert "Traceback" not in result.stderr, result.stderr
     return result.returncode == 0, report
@@ -174,8 +173,7 @@ BUNDLE_CASES: list[tuple[str, bool, Callable[[Path], None]]] = [
 def test_the_stranger_agrees_on_a_bundle(genuine: Workspace, tmp_path: Path, name: str, accepted: bool,
                                         attack: Callable[[Path], None]) -> None:
     bundle = tmp_path / "bundle"
-    subprocess.run([str(FEDGOV), "audit", "export", "--workspace", str(genuine.path), "--out", str(bundle)],
-                   check=True, capture_output=True, timeout=60)
+    assert run_fedgov("audit", "export", "--workspace", str(genuine.path), "--out", str(bundle)).returncode == 0
     attack(bundle)
     trust = ["--trusted-key", str(genuine.trust_path)]
     assert _agree(["audit", "verify", "--bundle", str(bundle), *trust],
