@@ -24,6 +24,7 @@ from governance.ledger.bundle import DATA_FILES, jcs_line
 from governance.workspace import Workspace
 from tests.cli import PASSPHRASE, run_fedgov
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
+from tests.governance.tamper_vectors import TamperCase, attacked_copy, build_good_ledger, tamper_cases
 
 STRANGER = Path(__file__).with_name("stranger_verifier.py")
 
@@ -127,6 +128,23 @@ def test_the_stranger_agrees_on_a_database(genuine: Workspace, tmp_path: Path, n
     known = ["--known-checkpoint", str(ws.head_path)]
     assert _agree(["audit", "verify", "--workspace", str(ws.path)],
                   ["--db", str(ws.sqlite_path), "--trusted-keys", str(ws.trust_path), *known]) == accepted
+
+
+TAMPER_CASES = tamper_cases()
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return build_good_ledger(tmp_path_factory.mktemp("good") / ".fedgov")
+
+
+@pytest.mark.parametrize("case", TAMPER_CASES, ids=[c.name for c in TAMPER_CASES])
+def test_the_stranger_rejects_every_tamper_vector(good: Workspace, tmp_path: Path, case: TamperCase) -> None:
+    """fedgov's own verdict on each case (exit 1, its line) is asserted in tests/governance/test_tamper.py."""
+    ws = attacked_copy(good, case, tmp_path / "ws")
+    accepted, _ = _stranger(["--db", str(ws.sqlite_path), "--trusted-keys", str(ws.trust_path),
+                             "--known-checkpoint", str(ws.head_path)])
+    assert accepted == case.stranger_accepts
 
 
 def _fix_manifest(bundle: Path) -> None:
