@@ -17,8 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from fedgov.datasets import check_dataset
-from fedgov.partition import check_partition
 from fedgov.strategies import StrategySettings
 from governance.errors import UsageError
 from governance.names import MAX_PURPOSE, check_name
@@ -103,6 +101,9 @@ class Training:
     device: str
 
     def check(self) -> None:
+        from fedgov.datasets import check_dataset  # numpy loads only once a run is checked, not for `fedgov --help`
+        from fedgov.partition import check_partition
+
         check_dataset(self.dataset)
         check_partition(self.partition, self.alpha)
         if not 1 <= self.num_server_rounds <= MAX_ROUNDS:

@@ -15,6 +15,7 @@ import numpy as np
 
 from governance.digests import decode_arrays, encode_arrays
 from governance.errors import UsageError, VerificationError
+from governance.hashes import is_hash_prefix, resolve_prefix
 from governance.ledger import Ledger
 from governance.private_files import make_private_dir, write_atomic
 
@@ -50,14 +51,12 @@ def archive_model(ledger: Ledger, named_arrays: Sequence[tuple[str, np.ndarray]]
 
 def resolve_hash(ledger: Ledger, prefix: str) -> str:
     """Expand an unambiguous hash prefix, as git does with commit ids."""
-    if not (1 <= len(prefix) <= 64 and all(c in "0123456789abcdef" for c in prefix)):
+    if not is_hash_prefix(prefix):  # checked before it goes into a glob pattern
         raise ModelNotArchivedError(f"{prefix[:70]!r} is not a model hash or a prefix of one (lower-case hex)")
-    matches = sorted(p.stem for p in ledger.workspace.archive_dir.glob(f"{prefix}*.model"))
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise ModelNotArchivedError(f"no archived model matches {prefix!r}; model hashes are in `fedgov audit log --type round.aggregated`")
-    raise ModelNotArchivedError(f"{prefix!r} matches {len(matches)} models; give more characters")
+    return resolve_prefix(prefix, (p.stem for p in ledger.workspace.archive_dir.glob(f"{prefix}*.model")),
+                          plural="models", error=ModelNotArchivedError,
+                          not_found=f"no archived model matches {prefix!r}; model hashes are in `fedgov audit log "
+                                    "--type round.aggregated`")
 
 
 def load_model(ledger: Ledger, model_hash: str) -> list[tuple[str, np.ndarray]]:

@@ -9,13 +9,13 @@ Kantara Consent Receipt. Times are ISO-8601 strings in UTC (``...Z`` or ``+00:00
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from governance.errors import UsageError
+from governance.hashes import SHA256_HEX
 
 VALID = "valid"
 EXPIRED = "expired"
@@ -28,7 +28,6 @@ CHECK_STATES = (*CONSENT_STATES, NO_CONSENT)
 
 GRANTED = "consent.granted"
 WITHDRAWN_EVENT = "consent.withdrawn"
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ConsentUsageError(UsageError):
@@ -96,7 +95,7 @@ class ConsentRecord:
             )
         for category in self.data_categories:
             _require_text(category, "each data category")
-        if not isinstance(self.privacy_notice_hash, str) or not _SHA256_HEX.fullmatch(
+        if not isinstance(self.privacy_notice_hash, str) or not SHA256_HEX.fullmatch(
             self.privacy_notice_hash
         ):
             raise InvalidConsentRecordError(

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Sequence
 
+from governance.clock import utc_now
 from governance.consent import (ConsentEvent, ConsentGranted, ConsentRecord, ConsentWithdrawn,
                                 UnknownConsentRecordError, consent_event_from_dict, fold_consent)
 from governance.entry_types import CONSENT_GRANTED, CONSENT_WITHDRAWN, node_scope
 from governance.ledger import EntryDraft, KeyDestroyedError, Ledger
-
-
-def utc_iso(at: datetime | None = None) -> str:
-    """An RFC 3339 UTC timestamp, the form consent records use."""
-    return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_record_id() -> str:
@@ -50,7 +46,7 @@ def withdraw(ledger: Ledger, record_id: str, reason: str, actor: str,
     if record_id not in records:
         raise UnknownConsentRecordError(
             f"no consent record {record_id!r}; list them with `fedgov consent list`")
-    event = ConsentWithdrawn(record_id, utc_iso(at), reason)
+    event = ConsentWithdrawn(record_id, utc_now(at), reason)
     fold_consent([ConsentGranted(records[record_id]), event])  # refuses a second withdrawal in one line
     principal = records[record_id].principal
     return ledger.append([EntryDraft(CONSENT_WITHDRAWN, {**event.to_dict(), "actor": actor},

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from governance.errors import PolicyError, UsageError
+from governance.hashes import SHA256_HEX
+from governance.private_files import UMASK_MODE, write_atomic
 from governance.verify.canonical import canonical_bytes
 
 REPLY_PURPOSE = "fedgov.reply.v1"
 REGISTRY_FORMAT = "fedgov.node-registry.v1"
 PUBLIC_KEY_BYTES = 32
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class IdentityError(UsageError):
@@ -149,7 +149,7 @@ def reply_signing_payload(
         ("dataset_fingerprint", dataset_fingerprint),
         ("metrics_digest", metrics_digest),
     ):
-        if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+        if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
             raise IdentityError(f"{name} must be 64 lowercase hex chars (SHA-256), got {value!r}")
     return canonical_bytes(
         {
@@ -247,10 +247,8 @@ class NodeRegistry:
 
     def save(self, path: Path) -> None:
         """Write the registry as JSON, atomically (a reader never sees half a file)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(Path(path), (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8"),
+                     mode=UMASK_MODE, durable=False)
 
     @classmethod
     def load(cls, path: Path) -> NodeRegistry:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from rich.tree import Tree
-
 from governance.errors import UsageError, VerificationError
 
 FEDGOV_NS = "https://fedgov.dev/ns#"
@@ -160,35 +158,6 @@ def lineage_tree(versions: Iterable[ModelVersion], model_hash: str, run_id: str 
         }
     assert node is not None
     return node
-
-
-def _short(digest: str) -> str:
-    return digest[:12]
-
-
-def render_tree(tree: Mapping[str, Any]) -> Tree:
-    """A rich Tree of ``lineage_tree`` output, for ``fedgov lineage show``."""
-    root: Tree | None = None
-    parent_branch: Tree | None = None
-    node: Mapping[str, Any] | None = tree
-    while node is not None:
-        if node["recorded"]:
-            label = f"model {_short(node['model_hash'])} (run {node['run_id']}, round {node['round']})"
-        else:
-            label = f"model {_short(node['model_hash'])} (not recorded: initial or external)"
-        branch = Tree(label) if parent_branch is None else parent_branch.add(label)
-        root = root or branch
-        if node["recorded"]:
-            contributors = branch.add(f"contributors ({len(node['contributors'])})")
-            for c in node["contributors"]:
-                contributors.add(
-                    f"node {c['node_id']} (team {c['team']}) dataset {_short(c['dataset_fingerprint'])} "
-                    f"consent {c['consent_record_id']} update {_short(c['update_digest'])}"
-                )
-        parent_branch = branch.add("parent") if node.get("parent") is not None else None
-        node = node.get("parent")
-    assert root is not None
-    return root
 
 
 def _qname(value: str) -> dict[str, str]:

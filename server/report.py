@@ -7,7 +7,6 @@ round, so an interrupted run still leaves valid JSON) and `model.pt` at the end.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedgov.protocol import METRICS_KEY, NUM_EXAMPLES_KEY
+from governance.private_files import UMASK_MODE, write_atomic
 from server.governed import RoundFacts
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    """Write the run directory's JSON atomically, so readers never see half a file (the umask's mode, no fsync)."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode(), mode=UMASK_MODE, durable=False)
 
 
 def _reply_shape(reply) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Sequence
 from fedgov.protocol import sim_node_id, sim_team
 from fedgov.settings import RunSettings
 from governance import consent_store
+from governance.clock import utc_now
 from governance.consent import VALID, ConsentRecord, find_valid_consent, records_by_principal
 from governance.errors import UsageError
 from governance.identity import NodeKey
@@ -45,7 +46,7 @@ def simulation_consent(node_id: str, team: str, purpose: str) -> ConsentRecord:
         record_id=consent_store.new_record_id(), principal=node_id, team=team, purpose=purpose,
         data_categories=["bundled-public-dataset"], privacy_notice_version="sim-1",
         privacy_notice_hash=consent_store.notice_hash(SIM_NOTICE), collection_method="simulation-harness",
-        granted_at=consent_store.utc_iso(),
+        granted_at=utc_now(),
     )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.fedgov_command import MARK_VARIABLE, PASSPHRASE, run_fedgov
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
@@ -23,7 +25,6 @@ RAY_OR_FLOWER = ("raylet", "gcs_server", "ray::", "default_worker.py", "flower-s
 # Every command this test session starts, and everything those start (Ray and Flower included),
 # inherits this mark; a check for leftovers looks at marked processes only, never at another
 # user's Ray cluster or Flower processes on the same machine.
-MARK_VARIABLE = "FEDGOV_TEST_MARK"
 SESSION_MARK = f"session-{uuid.uuid4().hex}"
 os.environ[MARK_VARIABLE] = SESSION_MARK
 
@@ -49,21 +50,7 @@ def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]
     return [f"{pid}: {cmd}" for pid, cmd in processes_marked(SESSION_MARK, words).items()]
 
 
-def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the real `fedgov` command as a user would, capturing its output."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd or REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def fedgov():
-    return run_fedgov
-
-
-TEST_PASSPHRASE = "test-passphrase"
-os.environ.setdefault("FEDGOV_PASSPHRASE", TEST_PASSPHRASE)
+os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE  # in-process code of module-scoped fixtures too
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +58,16 @@ def _isolated_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own Flower home and fedgov workspace, never the repo's."""
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr-home"))
     monkeypatch.setenv("FEDGOV_HOME", str(tmp_path / "workspace"))
-    monkeypatch.setenv("FEDGOV_PASSPHRASE", TEST_PASSPHRASE)
+    monkeypatch.setenv("FEDGOV_PASSPHRASE", PASSPHRASE)
+
+
+@pytest.fixture
+def fedgov(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run_fedgov` inside this test's own workspace (the FEDGOV_HOME above) and directory."""
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return run_fedgov(*args, cwd=tmp_path, env={"FEDGOV_HOME": str(tmp_path / "workspace"), **(env or {})},
+                          timeout=timeout)
+    return run
 
 
 @pytest.fixture

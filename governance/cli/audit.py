@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from governance.cli.listing import emit
 from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
 from governance.errors import UsageError
 from governance.workspace import Workspace
@@ -182,10 +183,6 @@ def log(workspace: WorkspaceOpt = None,
         limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.", min=1, max=2**53 - 1)] = None,
         passphrase_file: PassFileOpt = None) -> None:
     """List entries by their plaintext index fields; --decrypt adds payloads."""
-    import csv
-    import io
-    import json
-
     from governance.ledger import KeyDestroyedError, Ledger
     from governance.ledger.envelope import UnknownDataKeyError
 
@@ -209,30 +206,21 @@ def log(workspace: WorkspaceOpt = None,
                 except KeyDestroyedError:
                     record["payload"] = "<key destroyed>"
             records.append(record)
-    if fmt is Format.json:
-        typer.echo(json.dumps(records, indent=2))
-    elif fmt is Format.csv:
-        out = io.StringIO()
-        columns = list(records[0]) if records else ["seq"]
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()})
-        typer.echo(out.getvalue(), nl=False)
-    else:
-        from rich.console import Console
-        from rich.table import Table
+    title = f"{len(records)} entries"
+    if fmt is Format.table:  # for people: short headers, hashes cut to 12 characters
+        columns = LOG_TABLE_COLUMNS + (("payload",) if decrypt else ())
+        emit([_log_table_row(r) for r in records], fmt, columns, title)
+    else:  # for scripts: every field, named as stored
+        emit(records, fmt, list(records[0]) if records else ["seq"], title)
 
-        table = Table(title=f"{len(records)} entries")
-        for column in ("seq", "type", "time", "run", "round", "node", "model", "config") + (("payload",) if decrypt else ()):
-            table.add_column(column)
-        for r in records:
-            cells = [str(r["seq"]), r["entry_type"], r["timestamp"], r["run_id"],
-                     "" if r["round"] is None else str(r["round"]), r["node_id"], r["model_hash"][:12], r["config_hash"][:12]]
-            if decrypt:
-                cells.append(json.dumps(r["payload"]) if isinstance(r["payload"], dict) else r["payload"])
-            table.add_row(*cells)
-        Console().print(table)
+
+LOG_TABLE_COLUMNS = ("seq", "type", "time", "run", "round", "node", "model", "config")
+
+
+def _log_table_row(record: dict) -> dict:
+    return {"seq": record["seq"], "type": record["entry_type"], "time": record["timestamp"], "run": record["run_id"],
+            "round": record["round"], "node": record["node_id"], "model": record["model_hash"][:12],
+            "config": record["config_hash"][:12], "payload": record.get("payload")}
 
 
 @app.command("shred")

@@ -41,6 +41,7 @@ def grant(
 ) -> None:
     """Record that a node consented to a purpose."""
     from governance import consent_store
+    from governance.clock import utc_now
     from governance.consent import ConsentRecord
     from governance.names import MAX_PURPOSE, check_name
 
@@ -63,7 +64,7 @@ def grant(
         record_id=record_id or consent_store.new_record_id(), principal=node, team=team, purpose=purpose,
         data_categories=list(data_category), privacy_notice_version=notice_version,
         privacy_notice_hash=notice_hash or "", collection_method=collection_method,
-        granted_at=consent_store.utc_iso(), jurisdiction=jurisdiction, expires_at=expires_at,
+        granted_at=utc_now(), jurisdiction=jurisdiction, expires_at=expires_at,
     )
     with open_writer(workspace, passphrase_file) as ledger:
         seq = consent_store.grant(ledger, [record], actor)[0]

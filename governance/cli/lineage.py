@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from governance.cli.listing import emit
 from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, require_known
+
+if TYPE_CHECKING:  # rich's Tree loads when a tree is drawn, not on every `fedgov` start-up
+    from rich.tree import Tree
 
 app = typer.Typer(name="lineage", help="Model lineage: show a model's history, export W3C PROV, find affected models.",
                   no_args_is_help=True, add_completion=False)
@@ -27,14 +31,11 @@ def _versions(ledger):
 
 
 def _resolve(versions, prefix: str) -> str:
-    from governance.errors import UsageError
+    from governance.hashes import resolve_prefix
 
-    hashes = sorted({v.model_hash for v in versions if v.model_hash.startswith(prefix)})
-    if len(hashes) == 1:
-        return hashes[0]
-    if not hashes:
-        raise UsageError(f"no recorded model version matches {prefix!r}; see `fedgov audit log --type round.aggregated`")
-    raise UsageError(f"{prefix!r} matches {len(hashes)} model versions; give more characters")
+    return resolve_prefix(prefix, (v.model_hash for v in versions), plural="model versions",
+                          not_found=f"no recorded model version matches {prefix!r}; see `fedgov audit log --type "
+                                    "round.aggregated`")
 
 
 @app.command("show")
@@ -48,7 +49,7 @@ def show(
     """The tree: model -> round -> parent model, with contributing nodes, fingerprints, consents."""
     from rich.console import Console
 
-    from governance.lineage import lineage_tree, render_tree
+    from governance.lineage import lineage_tree
 
     with open_reader(workspace, passphrase_file) as ledger:
         versions = _versions(ledger)
@@ -57,6 +58,37 @@ def show(
         typer.echo(json.dumps(tree, indent=2))
     else:
         Console().print(render_tree(tree))
+
+
+def _short(digest: str) -> str:
+    return digest[:12]
+
+
+def render_tree(tree: Mapping[str, Any]) -> Tree:
+    """A rich Tree of ``lineage_tree`` output, for ``fedgov lineage show``: drawing is the CLI's job."""
+    from rich.tree import Tree
+
+    root: Tree | None = None
+    parent_branch: Tree | None = None
+    node: Mapping[str, Any] | None = tree
+    while node is not None:
+        if node["recorded"]:
+            label = f"model {_short(node['model_hash'])} (run {node['run_id']}, round {node['round']})"
+        else:
+            label = f"model {_short(node['model_hash'])} (not recorded: initial or external)"
+        branch = Tree(label) if parent_branch is None else parent_branch.add(label)
+        root = root or branch
+        if node["recorded"]:
+            contributors = branch.add(f"contributors ({len(node['contributors'])})")
+            for c in node["contributors"]:
+                contributors.add(
+                    f"node {c['node_id']} (team {c['team']}) dataset {_short(c['dataset_fingerprint'])} "
+                    f"consent {c['consent_record_id']} update {_short(c['update_digest'])}"
+                )
+        parent_branch = branch.add("parent") if node.get("parent") is not None else None
+        node = node.get("parent")
+    assert root is not None
+    return root
 
 
 @app.command("export")
@@ -78,15 +110,13 @@ def export(
         typer.echo(document)
     else:
         from governance.errors import UsageError
+        from governance.private_files import UMASK_MODE, write_atomic
 
         if not out.name or out.is_dir() or not out.parent.is_dir():
             raise UsageError(f"--out {str(out)!r}: not a file path in an existing directory")
-        tmp = out.with_suffix(out.suffix + ".tmp")
         try:
-            tmp.write_text(document)
-            tmp.replace(out)
+            write_atomic(out, document.encode("utf-8"), mode=UMASK_MODE, durable=False)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
         typer.echo(f"wrote {len(versions)} model versions to {out}")
 

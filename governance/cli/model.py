@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -25,6 +25,7 @@ def get(
 
     from governance.archive import load_model, resolve_hash
     from governance.errors import UsageError
+    from governance.private_files import UMASK_MODE, write_atomic
 
     if out.suffix not in (".npz", ".pt"):
         raise UsageError(f"--out {out} must end in .npz or .pt")
@@ -34,17 +35,17 @@ def get(
     with open_reader(workspace, passphrase_file) as ledger:
         model_hash = resolve_hash(ledger, model)
         arrays = load_model(ledger, model_hash)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+
+    def write(f: BinaryIO) -> None:
         if out.suffix == ".npz":
-            with tmp.open("wb") as f:
-                np.savez(f, **dict(arrays))
+            np.savez(f, **dict(arrays))
         else:
             import torch
 
-            torch.save({name: torch.from_numpy(a.copy()) for name, a in arrays}, tmp)
-        tmp.replace(out)
+            torch.save({name: torch.from_numpy(a.copy()) for name, a in arrays}, f)
+
+    try:
+        write_atomic(out, write, mode=UMASK_MODE, durable=False)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
     typer.echo(f"model {model_hash} ({len(arrays)} arrays) written to {out}")

@@ -12,7 +12,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
 from governance import entry_types as et
+from governance.clock import utc_now
 from governance.deferred_signals import signals_deferred
 from governance.entry_types import SYSTEM_SCOPE
 from governance.errors import UsageError, VerificationError
@@ -41,12 +41,7 @@ from governance.verify.leaf import LeafEncoder
 from governance.verify.merkle import Frontier, ProofError, verify_consistency
 from governance.workspace import Workspace
 
-__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "create_workspace", "utc_now"]
-
-
-def utc_now() -> str:
-    """RFC 3339 UTC timestamp with microseconds, e.g. 2025-01-31T12:00:00.000000Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "create_workspace"]
 
 
 class Ledger:

@@ -3,7 +3,6 @@ inherits the coordinator's secrets (issue 8, item 5). One real `fedgov sim run` 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -12,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.governance.conftest import FEDGOV
+from tests.fedgov_command import MARK_VARIABLE, fedgov_argv, fedgov_env
 
 pytestmark = pytest.mark.timeout(600)
-PASSPHRASE = "coordinator-only-passphrase"
 
 
 def _environ(pid: str) -> dict[str, str]:
@@ -36,9 +34,8 @@ def contained_run(tmp_path_factory):
     (cwd / "simulations" / "engine.py").write_text(
         "import os, pathlib\npathlib.Path('HIJACKED').write_text(os.environ.get('FEDGOV_PASSPHRASE', ''))\n")
     mark = uuid.uuid4().hex
-    env = {**os.environ, "FEDGOV_TEST_MARK": mark, "FEDGOV_PASSPHRASE": PASSPHRASE,
-           "FLWR_HOME": str(cwd / "flwr"), "FEDGOV_HOME": str(cwd / "workspace")}
-    proc = subprocess.Popen([str(FEDGOV), "sim", "run", "--nodes", "3", "--rounds", "1", "--out", str(cwd / "run")],
+    env = fedgov_env({MARK_VARIABLE: mark, "FLWR_HOME": str(cwd / "flwr"), "FEDGOV_HOME": str(cwd / "workspace")})
+    proc = subprocess.Popen(fedgov_argv("sim", "run", "--nodes", "3", "--rounds", "1", "--out", str(cwd / "run")),
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: dict[str, dict[str, str]] = {}
     done = threading.Event()
@@ -48,7 +45,7 @@ def contained_run(tmp_path_factory):
             for entry in Path("/proc").glob("[0-9]*"):
                 if entry.name != str(proc.pid) and entry.name not in seen:
                     environ = _environ(entry.name)
-                    if environ.get("FEDGOV_TEST_MARK") == mark:
+                    if environ.get(MARK_VARIABLE) == mark:
                         cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                         seen[entry.name] = {**environ, "_cmdline": cmdline}
             time.sleep(0.1)

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,14 @@ from governance.node_store import load_registry
 from governance.verify.canonical import canonical_bytes
 from governance.verify.selection import verify_selection
 from governance.workspace import Workspace
+from tests.fedgov_command import PASSPHRASE, run_fedgov
 
 pytestmark = pytest.mark.timeout(600)
 
 
 def fedgov(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace"),
-           "FEDGOV_PASSPHRASE": "test-passphrase"}
-    result = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
-                            timeout=600, env=env, cwd=tmp)
+    result = run_fedgov(*args, cwd=tmp, env={"FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace")},
+                        timeout=600)
     if check:
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
@@ -47,7 +45,7 @@ class Run:
             run_dir = tmp / "run"
         self.rounds = json.loads((run_dir / "rounds.json").read_text())
         self.run_id = self.rounds["run_id"]
-        os.environ["FEDGOV_PASSPHRASE"] = "test-passphrase"
+        os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE
         with Ledger.open(Workspace.discover(tmp / "workspace")) as ledger:
             self.entries = [(e, ledger.read_payload(e)) for e in ledger.query(run_id=self.run_id)]
             self.registry = load_registry(ledger)

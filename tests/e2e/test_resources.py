@@ -27,10 +27,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fedgov_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", *args]
-
-
 def start_ray_head(*extra: str) -> tuple[str, str]:
     """A local Ray head with its own mark and temp dir; returns (address, mark)."""
     import tempfile
@@ -86,13 +82,12 @@ def test_cuda_is_used_only_when_asked_and_available():
     assert resolve_device("cuda").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def test_gpus_per_node_without_a_visible_gpu_is_one_clear_line(tmp_path):
+def test_gpus_per_node_without_a_visible_gpu_is_one_clear_line(fedgov, tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here: the refusal only applies without one")
-    result = subprocess.run(fedgov_cmd("sim", "run", "--gpus-per-node", "0.1", "--out", str(tmp_path / "r")),
-                            capture_output=True, text=True, timeout=120)
+    result = fedgov("sim", "run", "--gpus-per-node", "0.1", "--out", str(tmp_path / "r"), timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --gpus-per-node 0.1 asks for a GPU but none is visible; "
@@ -100,15 +95,12 @@ def test_gpus_per_node_without_a_visible_gpu_is_one_clear_line(tmp_path):
     ]
 
 
-def test_a_run_attaches_to_an_existing_ray_cluster_with_gpu_resources(ray_head, tmp_path):
+def test_a_run_attaches_to_an_existing_ray_cluster_with_gpu_resources(ray_head, fedgov, tmp_path):
     """The GPU code path on CPU: Ray schedules nodes on declared GPU shares, training
     asks for cuda and falls back to the CPU where torch sees no GPU."""
     out = tmp_path / "run"
-    result = subprocess.run(
-        fedgov_cmd("sim", "run", "--nodes", "3", "--rounds", "1", "--ray-address", ray_head,
-                   "--gpus-per-node", "0.3", "--out", str(out)),
-        capture_output=True, text=True, timeout=600,
-    )
+    result = fedgov("sim", "run", "--nodes", "3", "--rounds", "1", "--ray-address", ray_head, "--gpus-per-node", "0.3",
+                    "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     request = json.loads((out / "request.json").read_text())
     assert request["ray_address"] == ray_head and request["gpus_per_node"] == 0.3
@@ -117,7 +109,7 @@ def test_a_run_attaches_to_an_existing_ray_cluster_with_gpu_resources(ray_head, 
     assert len(rounds[0]["replies"]) == 3
 
 
-def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_selection(tmp_path,
+def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_selection(fedgov, tmp_path,
                                                                                        ray_or_flower_processes):
     from governance import entry_types as et
     from governance.ledger import Ledger
@@ -125,11 +117,8 @@ def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_sel
     from governance.workspace import Workspace
 
     out = tmp_path / "run"
-    result = subprocess.run(
-        fedgov_cmd("sim", "run", "--nodes", "1000", "--rounds", "2", "--fraction", "0.1", "--seed", "3",
-                   "--out", str(out)),
-        capture_output=True, text=True, timeout=600,
-    )
+    result = fedgov("sim", "run", "--nodes", "1000", "--rounds", "2", "--fraction", "0.1", "--seed", "3",
+                    "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((out / "rounds.json").read_text())
     rounds = data["rounds"]
@@ -149,7 +138,7 @@ def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_sel
 # Ctrl-C, SIGTERM, kill -9 and a dying Ray cluster: test_signals.py
 
 
-def test_a_run_beside_a_foreign_ray_cluster_leaves_it_running_and_untouched(tmp_path):
+def test_a_run_beside_a_foreign_ray_cluster_leaves_it_running_and_untouched(fedgov, tmp_path):
     """Another user's Ray head on the same machine: the run neither joins nor disturbs it."""
     from tests.conftest import processes_marked
 
@@ -157,8 +146,7 @@ def test_a_run_beside_a_foreign_ray_cluster_leaves_it_running_and_untouched(tmp_
     try:
         foreign = set(processes_marked(mark))
         assert foreign
-        result = subprocess.run(fedgov_cmd("sim", "run", "--nodes", "3", "--rounds", "1", "--out", str(tmp_path / "r")),
-                                capture_output=True, text=True, timeout=600)
+        result = fedgov("sim", "run", "--nodes", "3", "--rounds", "1", "--out", str(tmp_path / "r"))
         assert result.returncode == 0, result.stderr[-3000:]
         assert set(processes_marked(mark)) == foreign  # every process of the foreign head still there
         status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True, timeout=60)

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,10 +16,10 @@ import pytest
 from governance import entry_types as et
 from governance.ledger import Ledger
 from governance.workspace import Workspace
-from tests.conftest import MARK_VARIABLE, processes_marked
+from tests.fedgov_command import MARK_VARIABLE, PASSPHRASE, fedgov_argv, fedgov_env, run_fedgov
+from tests.conftest import processes_marked
 
 pytestmark = pytest.mark.timeout(600)
-PASSPHRASE = "test-passphrase"
 
 
 class LiveRun:
@@ -28,11 +27,10 @@ class LiveRun:
 
     def __init__(self, tmp: Path, until: str = "round 1/500") -> None:
         self.tmp, self.mark = tmp, f"signals-{uuid.uuid4().hex}"
-        self.env = {**os.environ, MARK_VARIABLE: self.mark, "FLWR_HOME": str(tmp / "flwr"),
-                    "FEDGOV_HOME": str(tmp / "workspace"), "FEDGOV_PASSPHRASE": PASSPHRASE}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli", "sim", "run", "--nodes", "3", "--rounds", "500",
-                                      "--out", str(tmp / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=self.env, cwd=tmp)
+        self.env = {MARK_VARIABLE: self.mark, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace")}
+        self.proc = subprocess.Popen(fedgov_argv("sim", "run", "--nodes", "3", "--rounds", "500", "--out",
+                                                 str(tmp / "run")), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=fedgov_env(self.env), cwd=tmp)
         first = self.proc.stdout.readline()
         self.run_id = re.match(r"run (\d+): ", first).group(1)
         for line in self.proc.stdout:  # until training is under way
@@ -63,8 +61,7 @@ class LiveRun:
         return self.processes()
 
     def fedgov(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=self.env,
-                              cwd=self.tmp, timeout=120)
+        return run_fedgov(*args, cwd=self.tmp, env=self.env, timeout=120)
 
     def closing(self) -> dict:
         os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from itertools import combinations
 from pathlib import Path
 
 import pytest
 
 from fedgov.partition import load_partition
+from tests.fedgov_command import run_fedgov
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -19,11 +18,8 @@ pytestmark = pytest.mark.timeout(600)
 def sim_run(tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     """Run `fedgov sim run` as a user would; return the result, run dir and trace dir."""
     out, trace = tmp / "run", tmp / "trace"
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "sim", "run", "--out", str(out), "--trace-dir", str(trace), *args],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace")},
-    )
+    result = run_fedgov("sim", "run", "--out", str(out), "--trace-dir", str(trace), *args, timeout=600,
+                        env={"FLWR_HOME": str(tmp / "flwr"), "FEDGOV_HOME": str(tmp / "workspace")})
     return result, out, trace
 
 
@@ -135,5 +131,5 @@ def test_every_strategy_trains_three_rounds_in_the_models_dtype(tmp_path, strate
         [start] = [ledger.read_payload(e) for e in ledger.query(entry_type=et.RUN_STARTED)]
         assert start["strategy"]["name"] == strategy
         assert len(ledger.query(entry_type=et.ROUND_AGGREGATED)) == 3
-    assert subprocess.run([sys.executable, "-m", "cli", "audit", "verify", "--require-signed"],
-                          env={**os.environ, "FEDGOV_HOME": str(tmp_path / "workspace")}).returncode == 0
+    assert run_fedgov("audit", "verify", "--require-signed", env={"FEDGOV_HOME": str(tmp_path / "workspace")}
+                      ).returncode == 0

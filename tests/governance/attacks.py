@@ -3,6 +3,7 @@
 Every helper works on the raw file with the standard `sqlite3` module, as an attacker
 would: the append-only triggers are dropped first, and a rewritten entry gets a
 recomputed leaf hash and a recomputed cache of tree nodes, so only signatures can tell.
+The attack tests reach fedgov's Merkle, leaf and checkpoint code only through here.
 """
 
 from __future__ import annotations
@@ -10,38 +11,78 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from governance.ledger.checkpoint import public_key_bytes, sign_checkpoint
+from governance.verify.checkpoint import parse_checkpoint
 from governance.verify.leaf import leaf_bytes
 from governance.verify.merkle import Frontier, hash_leaf
 from governance.workspace import Workspace
-from tests.governance.conftest import run_fedgov
+from tests.fedgov_command import run_fedgov
 
 ENTRY_FIELDS = ("seq", "timestamp", "entry_type", "run_id", "round", "node_id", "model_hash", "config_hash",
                 "key_id", "ciphertext")
 
 
-def sql(ws: Workspace, *statements: str, params: tuple = ()) -> None:
-    """Run statements on the ledger file with the append-only triggers dropped."""
+def _untriggered(ws: Workspace) -> sqlite3.Connection:
+    """The ledger file, opened as its holder would, with the append-only triggers dropped."""
     db = sqlite3.connect(ws.sqlite_path)
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         db.execute(f"DROP TRIGGER {name}")
+    return db
+
+
+def sql(ws: Workspace, *statements: str, params: tuple = ()) -> None:
+    """Run statements on the ledger file with the append-only triggers dropped."""
+    db = _untriggered(ws)
     for statement in statements:
         db.execute(statement, params if "?" in statement else ())
     db.commit()
     db.close()
 
 
-def rewrite_entry(ws: Workspace, seq: int, **fields: object) -> None:
-    """Change an entry's fields, recompute its leaf hash and every cached tree node: a clean-looking forgery."""
+def sql_script(ws: Workspace, script: str) -> None:
+    """Run a file of SQL statements (a tamper vector's `attack.sql`) with the triggers dropped."""
+    db = _untriggered(ws)
+    db.executescript(script)
+    db.commit()
+    db.close()
+
+
+def leaf_hash_of(ws: Workspace, seq: int, **fields: object) -> bytes:
+    """The leaf hash entry `seq` would have with `fields` changed: what a forger writes beside them."""
     db = sqlite3.connect(ws.sqlite_path)
     row = dict(zip(ENTRY_FIELDS, db.execute(f"SELECT {', '.join(ENTRY_FIELDS)} FROM fedgov_entries WHERE seq = ?",
                                             (seq,)).fetchone()))
     db.close()
     row.update(fields)
-    leaf = hash_leaf(leaf_bytes(*(row[f] for f in ENTRY_FIELDS)))
+    return hash_leaf(leaf_bytes(*(row[f] for f in ENTRY_FIELDS)))
+
+
+def rewrite_entry(ws: Workspace, seq: int, **fields: object) -> None:
+    """Change an entry's fields, recompute its leaf hash and every cached tree node: a clean-looking forgery."""
+    leaf = leaf_hash_of(ws, seq, **fields)
     assignments = ", ".join(f"{k} = ?" for k in fields)
     sql(ws, f"UPDATE fedgov_entries SET {assignments}, leaf_hash = ? WHERE seq = {seq}",
         params=(*fields.values(), leaf))
     recompute_cache(ws)
+
+
+def resign_checkpoints(ws: Workspace) -> None:
+    """Sign every checkpoint again with a key of the attacker's own, and put its public key in the meta table."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    attacker = Ed25519PrivateKey.generate()
+    db = sqlite3.connect(ws.sqlite_path)
+    rows = db.execute("SELECT id, note FROM fedgov_checkpoints").fetchall()
+    db.close()
+    statements = [f"UPDATE fedgov_meta SET value = '{base64.b64encode(public_key_bytes(attacker)).decode()}' "
+                  "WHERE key = 'public_key'"]
+    for cp_id, note in rows:
+        cp = parse_checkpoint(note)
+        resigned = sign_checkpoint(cp.origin, cp.size, cp.root, cp.origin, attacker).replace("'", "''")
+        statements.append(f"UPDATE fedgov_checkpoints SET note = '{resigned}' WHERE id = {cp_id}")
+    sql(ws, *statements)
 
 
 def recompute_cache(ws: Workspace) -> None:

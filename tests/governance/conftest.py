@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +11,10 @@ import pytest
 
 from governance.ledger import Ledger, create_workspace
 from governance.workspace import Workspace
+from tests.fedgov_command import PASSPHRASE
 
-PASSPHRASE = "correct horse battery staple"
 PG_ADMIN_URL = os.environ.get("FEDGOV_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 VECTORS = Path(__file__).resolve().parents[1] / "data" / "rfc9162-merkle"  # vendored: see its README and LICENSE
-FEDGOV = Path(sys.executable).parent / "fedgov"
 
 
 @pytest.fixture(autouse=True)
@@ -54,11 +51,3 @@ def pg_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
-
-
-def run_fedgov(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real `fedgov` console script (cli.main:main)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGOV_")}
-    full_env["FEDGOV_PASSPHRASE"] = PASSPHRASE
-    full_env.update(env or {})
-    return subprocess.run([str(FEDGOV), *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=60)

@@ -7,7 +7,7 @@ import pytest
 
 from governance.archive import ARCHIVE_SCOPE, archive_model, archive_path, load_model
 from governance.digests import arrays_digest
-from tests.governance.conftest import run_fedgov
+from tests.fedgov_command import run_fedgov
 
 MODEL = [("w", np.arange(12, dtype=np.float32).reshape(3, 4)), ("b", np.zeros(4, dtype=np.float32))]
 

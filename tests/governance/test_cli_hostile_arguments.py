@@ -18,6 +18,7 @@ from cli.commands import run
 from governance import consent_store
 from governance.ledger import Ledger, create_workspace
 from simulations.enroll import simulation_consent
+from tests.fedgov_command import PASSPHRASE
 
 HOSTILE = ["\udcff\udcfe", "nan", "1e999", "-1", "9" * 400, "\x1b[31mred", "two\nlines", "MISSING",
            "/proc", "", " ", "*", "DIRECTORY"]
@@ -51,8 +52,8 @@ COMMANDS = [
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile-args")
-    ws = create_workspace(root / ".fedgov", "test-passphrase")
-    with Ledger.open(ws, "test-passphrase") as ledger:
+    ws = create_workspace(root / ".fedgov", PASSPHRASE)
+    with Ledger.open(ws, PASSPHRASE) as ledger:
         consent_store.grant(ledger, [simulation_consent("sim-0000", "team-a", "simulation")], actor="test")
     (root / "DIRECTORY").mkdir()
     return root
@@ -62,7 +63,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_hostile_values_give_one_line_or_do_the_job(template, home, monkeypatch, capsys):
     monkeypatch.chdir(home)
     monkeypatch.setenv("FEDGOV_HOME", str(home / ".fedgov"))
-    monkeypatch.setenv("FEDGOV_PASSPHRASE", "test-passphrase")
+    monkeypatch.setenv("FEDGOV_PASSPHRASE", PASSPHRASE)
     for value in HOSTILE:
         value = {"DIRECTORY": str(home / "DIRECTORY"), "MISSING": str(home / "missing" / "dir" / "x")}.get(value, value)
         argv = ["fedgov", *(value if part == "{}" else str(home / "new-ws") if part == "NEWWS" else part
@@ -81,14 +82,14 @@ def test_hostile_values_give_one_line_or_do_the_job(template, home, monkeypatch,
 
 
 def test_a_corrupted_database_page_is_one_line(tmp_path, monkeypatch, capsys):
-    ws = create_workspace(tmp_path / ".fedgov", "test-passphrase")
-    with Ledger.open(ws, "test-passphrase") as ledger:
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)
+    with Ledger.open(ws, PASSPHRASE) as ledger:
         consent_store.grant(ledger, [simulation_consent(f"sim-{i:04d}", "t", "simulation") for i in range(300)],
                             actor="test")
     data = bytearray(ws.sqlite_path.read_bytes())
     data[8192:] = b"\xa5" * (len(data) - 8192)  # every page but the schema's, scribbled over
     ws.sqlite_path.write_bytes(bytes(data))
-    monkeypatch.setenv("FEDGOV_PASSPHRASE", "test-passphrase")
+    monkeypatch.setenv("FEDGOV_PASSPHRASE", PASSPHRASE)
     for argv in (["audit", "log", "--workspace", str(ws.path)],
                  ["lineage", "affected", "--node", "sim-0001", "--workspace", str(ws.path)]):
         monkeypatch.setattr(sys, "argv", ["fedgov", *argv])
@@ -100,7 +101,7 @@ def test_a_corrupted_database_page_is_one_line(tmp_path, monkeypatch, capsys):
 
 def test_model_get_into_a_missing_directory_is_one_line(home, monkeypatch, capsys):
     monkeypatch.setenv("FEDGOV_HOME", str(home / ".fedgov"))
-    monkeypatch.setenv("FEDGOV_PASSPHRASE", "test-passphrase")
+    monkeypatch.setenv("FEDGOV_PASSPHRASE", PASSPHRASE)
     monkeypatch.setattr(sys, "argv", ["fedgov", "model", "get", "ab", "--out", "/nonexistent/m.pt"])
     with pytest.raises(SystemExit) as ended:
         run()

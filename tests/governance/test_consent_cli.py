@@ -9,7 +9,7 @@ import json
 import pytest
 
 from governance.ledger import Ledger
-from tests.governance.conftest import run_fedgov
+from tests.fedgov_command import run_fedgov
 
 NOTICE = "a" * 64
 

@@ -10,7 +10,7 @@ import pytest
 
 from governance.errors import UsageError
 from governance.workspace import Workspace
-from tests.governance.conftest import run_fedgov
+from tests.fedgov_command import PASSPHRASE, run_fedgov
 
 
 def _snapshot(path: Path) -> dict[str, str]:
@@ -52,7 +52,7 @@ def test_unsupported_schema_version_is_one_line_and_writes_nothing(workspace: Wo
 
 def test_passphrase_file_opens_the_keystore(workspace: Workspace, tmp_path: Path) -> None:
     secret = tmp_path / "pass"
-    secret.write_text("correct horse battery staple\n")
+    secret.write_text(f"{PASSPHRASE}\n")
     result = run_fedgov("audit", "checkpoint", "--workspace", str(workspace.path), "--passphrase-file", str(secret),
                         env={"FEDGOV_PASSPHRASE": ""})
     assert result.returncode == 0 and result.stdout.startswith("fedgov.ledger/")

@@ -16,7 +16,7 @@ from governance.ledger.verify import verify_ledger
 from governance.verify.checkpoint import parse_checkpoint
 from governance.verify.merkle import hash_leaf, verify_consistency, verify_inclusion
 from governance.workspace import Workspace
-from tests.governance.conftest import PASSPHRASE
+from tests.fedgov_command import PASSPHRASE
 
 
 def _drafts(n: int, scope: str = "run:r1", run_id: str = "r1", node: str = "n1") -> list[EntryDraft]:
@@ -135,7 +135,7 @@ def test_readonly_ledger_refuses_to_write(workspace: Workspace) -> None:
 def test_keys_from_env_open_the_ledger_without_a_passphrase(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from governance.keystore import read_keystore
 
-    keys = read_keystore(workspace.keystore_path, "correct horse battery staple")
+    keys = read_keystore(workspace.keystore_path, PASSPHRASE)
     monkeypatch.delenv("FEDGOV_PASSPHRASE")
     monkeypatch.setenv("FEDGOV_KEK", base64.b64encode(keys.kek).decode())
     monkeypatch.setenv("FEDGOV_SIGNING_KEY", base64.b64encode(keys.signing_seed).decode())

@@ -14,7 +14,7 @@ from governance.ledger.bundle import export_bundle
 from governance.ledger.verify import load_trusted_keys, verify_ledger
 from governance.verify.bundle import jcs_line, verify_bundle
 from governance.workspace import Workspace
-from tests.governance.conftest import run_fedgov
+from tests.fedgov_command import run_fedgov
 
 
 @pytest.fixture

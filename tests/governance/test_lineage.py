@@ -4,6 +4,7 @@ import pytest
 from prov.model import ProvDocument
 from rich.console import Console
 
+from governance.cli.lineage import render_tree
 from governance.errors import UsageError
 from governance.lineage import (
     Contribution,
@@ -12,7 +13,6 @@ from governance.lineage import (
     UnknownModelError,
     affected_models,
     lineage_tree,
-    render_tree,
     to_prov_json,
 )
 

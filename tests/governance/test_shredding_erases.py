@@ -21,8 +21,8 @@ from governance.keystore import read_keystore
 from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.envelope import entry_aad
 from governance.workspace import Workspace
+from tests.fedgov_command import PASSPHRASE
 from tests.governance.attacks import succeeds
-from tests.governance.conftest import PASSPHRASE
 
 SCOPE = "node:n7"
 
@@ -228,13 +228,13 @@ def test_a_shred_racing_a_rotation_keeps_the_current_kek_and_drops_the_old(works
                                                                            attempt: int) -> None:
     import subprocess
 
-    from tests.governance.conftest import FEDGOV
+    from tests.fedgov_command import fedgov_argv, fedgov_env
 
     noted = _fill_and_note(workspace)
     before = tmp_path / "before.db"
     shutil.copy(workspace.sqlite_path, before)
-    procs = [subprocess.Popen([str(FEDGOV), *args, "--workspace", str(workspace.path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    procs = [subprocess.Popen(fedgov_argv(*args, "--workspace", str(workspace.path)), env=fedgov_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for args in (["audit", "shred", SCOPE, "--actor", "dpo", "--reason", "art17"],
                           ["audit", "rotate-kek", "--actor", "ops"])]
     assert [p.wait(60) for p in procs] == [0, 0], [p.stderr.read() for p in procs]

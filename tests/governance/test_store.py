@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.verify import verify_ledger
 from governance.workspace import Workspace
-from tests.governance.conftest import PASSPHRASE
+from tests.fedgov_command import PASSPHRASE
 
 WRITERS, BATCHES, PER_BATCH = 4, 5, 20
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 
 import pytest
 
 from governance.names import InvalidNameError, check_name
 from governance.workspace import Workspace
+from tests.fedgov_command import run_fedgov
 from tests.governance.attacks import fails_with, succeeds
-from tests.governance.conftest import FEDGOV, PASSPHRASE
 
 NOTICE = hashlib.sha256(b"notice").hexdigest()
 
@@ -38,10 +37,9 @@ def test_names_that_are_names_pass():
 
 
 def _grant(ws: Workspace, node: str | bytes) -> subprocess.CompletedProcess:
-    args = [str(FEDGOV).encode(), b"consent", b"grant", b"--node", node if isinstance(node, bytes) else node.encode(),
-            b"--team", b"t", b"--purpose", b"p", b"--data-category", b"d", b"--notice-version", b"1",
-            b"--notice-hash", NOTICE.encode(), b"--workspace", str(ws.path).encode()]
-    return subprocess.run(args, capture_output=True, env={**os.environ, "FEDGOV_PASSPHRASE": PASSPHRASE}, timeout=60)
+    return run_fedgov(b"consent", b"grant", b"--node", node if isinstance(node, bytes) else node.encode(),
+                      b"--team", b"t", b"--purpose", b"p", b"--data-category", b"d", b"--notice-version", b"1",
+                      b"--notice-hash", NOTICE.encode(), b"--workspace", str(ws.path).encode(), text=False)
 
 
 @pytest.mark.parametrize("node", [b"sim-0001 ", b"sim\xe2\x80\xae0001", b"sim-\xff\xfe"],

@@ -16,8 +16,8 @@ import pytest
 from governance.archive import archive_model
 from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.workspace import Workspace
+from tests.fedgov_command import PASSPHRASE, fedgov_argv, fedgov_env, run_fedgov
 from tests.governance.attacks import fails_with, succeeds
-from tests.governance.conftest import FEDGOV, PASSPHRASE, run_fedgov
 
 
 def _modes(root: Path) -> dict[str, str]:
@@ -117,10 +117,10 @@ def test_verify_and_listings_work_on_a_read_only_workspace(workspace: Workspace,
                 ["audit", "export", "--out", str(tmp_path / f"bundle-{writer_open}")]]
     script = ["set -e", f"mount --bind {mounted} {mounted}", f"mount -o remount,bind,ro {mounted}",
               f"! touch {mounted}/probe 2>/dev/null"]
-    script += [" ".join([str(FEDGOV), *cmd, "--workspace", str(mounted)]) + " >/dev/null" for cmd in commands]
+    script += [" ".join(fedgov_argv(*cmd, "--workspace", str(mounted))) + " >/dev/null" for cmd in commands]
     result = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", "\n".join(script)],
                             capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "FEDGOV_PASSPHRASE": PASSPHRASE})
+                            env=fedgov_env())
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in mounted.iterdir()) == sorted(p.name for p in workspace.path.iterdir()) \
         or writer_open

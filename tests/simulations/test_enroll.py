@@ -11,11 +11,12 @@ from governance.identity import IdentityError, NodeKey
 from governance.ledger import Ledger, create_workspace
 from governance.node_store import load_registry
 from simulations.enroll import enroll_simulated_nodes
+from tests.fedgov_command import PASSPHRASE
 
 
 @pytest.fixture
 def setup(tmp_path):
-    ws = create_workspace(tmp_path / ".fedgov", "test-passphrase")
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)
     settings = RunSettings.from_run_config({"num-partitions": 3, "sim-root": str(ws.path / "sim-nodes")})
     return ws, settings
 

@@ -22,8 +22,9 @@ import pytest
 from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.verify.bundle import DATA_FILES, jcs_line
 from governance.workspace import Workspace
+from tests.fedgov_command import PASSPHRASE, run_fedgov
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
-from tests.governance.conftest import FEDGOV, PASSPHRASE
+from tests.governance.tamper_vectors import TamperCase, attacked_copy, build_good_ledger, tamper_cases
 
 STRANGER = Path(__file__).with_name("stranger_verifier.py")
 
@@ -43,8 +44,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 def _fedgov(args: list[str]) -> tuple[bool, dict | None]:
-    result = subprocess.run([str(FEDGOV), *args, "--format", "json"], capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "FEDGOV_PASSPHRASE": PASSPHRASE})
+    result = run_fedgov(*args, "--format", "json")
     report = json.loads(result.stdout) if result.stdout.strip() else None
     assert "Traceback" not in result.stderr, result.stderr
     return result.returncode == 0, report
@@ -130,6 +130,23 @@ def test_the_stranger_agrees_on_a_database(genuine: Workspace, tmp_path: Path, n
                   ["--db", str(ws.sqlite_path), "--trusted-keys", str(ws.trust_path), *known]) == accepted
 
 
+TAMPER_CASES = tamper_cases()
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return build_good_ledger(tmp_path_factory.mktemp("good") / ".fedgov")
+
+
+@pytest.mark.parametrize("case", TAMPER_CASES, ids=[c.name for c in TAMPER_CASES])
+def test_the_stranger_rejects_every_tamper_vector(good: Workspace, tmp_path: Path, case: TamperCase) -> None:
+    """fedgov's own verdict on each case (exit 1, its line) is asserted in tests/governance/test_tamper.py."""
+    ws = attacked_copy(good, case, tmp_path / "ws")
+    accepted, _ = _stranger(["--db", str(ws.sqlite_path), "--trusted-keys", str(ws.trust_path),
+                             "--known-checkpoint", str(ws.head_path)])
+    assert accepted == case.stranger_accepts
+
+
 def _fix_manifest(bundle: Path) -> None:
     manifest = json.loads((bundle / "manifest.json").read_bytes())
     manifest["sha256"] = {f: hashlib.sha256((bundle / f).read_bytes()).hexdigest() for f in DATA_FILES}
@@ -174,8 +191,7 @@ BUNDLE_CASES: list[tuple[str, bool, Callable[[Path], None]]] = [
 def test_the_stranger_agrees_on_a_bundle(genuine: Workspace, tmp_path: Path, name: str, accepted: bool,
                                         attack: Callable[[Path], None]) -> None:
     bundle = tmp_path / "bundle"
-    subprocess.run([str(FEDGOV), "audit", "export", "--workspace", str(genuine.path), "--out", str(bundle)],
-                   check=True, capture_output=True, timeout=60)
+    assert run_fedgov("audit", "export", "--workspace", str(genuine.path), "--out", str(bundle)).returncode == 0
     attack(bundle)
     trust = ["--trusted-key", str(genuine.trust_path)]
     assert _agree(["audit", "verify", "--bundle", str(bundle), *trust],
