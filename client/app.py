@@ -54,6 +54,11 @@ def deployed_self(context: Context) -> NodeSelf:
     return NodeSelf(str(config["fedgov-node-id"]), NodeKey.load(Path(str(config.get("fedgov-key", "")))))
 
 
+def server_round_of(msg: Message) -> int:
+    """The round an instruction belongs to, as the strategy sent it."""
+    return int(msg.content["config"].get("server-round", 0))
+
+
 def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Partition,
                 before_signing: Callable[[RecordDict], None] | None = None) -> RecordDict:
     """Train the received global model on `partition`, then sign the reply's content.
@@ -63,7 +68,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     """
     training = settings.training
     config = msg.content["config"]
-    server_round = int(config.get("server-round", 0))
+    server_round = server_round_of(msg)
     model = build_model(training.dataset, training.seed)
     model.load_state_dict(msg.content[ARRAYS_KEY].to_torch_state_dict())
     loss = train(
@@ -85,11 +90,6 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     attest(content, me.key, me.node_id, str(msg.metadata.run_id), server_round,
            fingerprint_arrays(partition.train.x, partition.train.y))
     return content
-
-
-def server_round_of(msg: Message) -> int:
-    """The round an instruction belongs to, as the strategy sent it."""
-    return int(msg.content["config"].get("server-round", 0))
 
 
 @app.train()

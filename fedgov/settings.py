@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from fedgov.strategies import StrategySettings
 from governance.errors import UsageError
@@ -34,11 +34,20 @@ FAULTS = ("nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-
           "extra-record", "inflated-examples", *SIGNATURE_FAULTS)
 
 
-@lru_cache(maxsize=1)
 def default_run_config() -> dict[str, Any]:
-    """`[tool.flwr.app.config]` of the app's pyproject.toml: every default, in one place."""
-    with open(APP_DIR / "pyproject.toml", "rb") as f:
-        return dict(tomllib.load(f)["tool"]["flwr"]["app"]["config"])
+    """`[tool.flwr.app.config]` of the app's pyproject.toml: every default, in one place (a copy)."""
+    return dict(_app_config())
+
+
+@lru_cache(maxsize=1)
+def _app_config() -> dict[str, Any]:
+    path = APP_DIR / "pyproject.toml"
+    try:
+        with open(path, "rb") as f:
+            return dict(tomllib.load(f)["tool"]["flwr"]["app"]["config"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as err:
+        raise UsageError(f"cannot read the run config's defaults from {path} ({type(err).__name__}); run fedgov "
+                         "from its repository, which is the Flower app") from None
 
 
 # -- the rehearsal strings, parsed here and nowhere else ---------------------------------
@@ -68,19 +77,6 @@ def parse_node_rounds(spec: str, what: str) -> dict[str, int]:
 def parse_nodes(spec: str) -> list[str]:
     """`"sim-0003,sim-0007"` -> the node names, each checked."""
     return [check_name(n.strip(), "node") for n in spec.split(",") if n.strip()]
-
-
-def _render_faults(faults: Mapping[int, str]) -> str:
-    return ",".join(f"{pid}:{kind}" for pid, kind in faults.items())
-
-
-def _render_node_rounds(node_rounds: Mapping[str, int]) -> str:
-    return ",".join(f"{node}@{rnd}" for node, rnd in node_rounds.items())
-
-
-def _parsed(parse: Callable[[str], Any], render: Callable[[Any], str]) -> Any:
-    """A field whose run-config value is a string parsed into structure (and rendered back)."""
-    return field(metadata={"parse": parse, "render": render})
 
 
 # -- the four groups -----------------------------------------------------------------------
@@ -140,15 +136,25 @@ class GovernanceSettings:
 
 @dataclass(frozen=True)
 class Rehearsal:
-    """What a simulation makes go wrong on purpose, and the harness's own plumbing. Only the
-    simulation harness reads it: the deployed apps never import the code that acts on it."""
+    """What a simulation makes go wrong on purpose, and the harness's own plumbing. The deployed
+    apps check these keys like any other but never act on them: only the simulation harness
+    imports the code that does (`simulations/rehearsal.py`)."""
 
-    faults: dict[int, str] = _parsed(parse_faults, _render_faults)
-    drift: dict[str, int] = _parsed(lambda s: parse_node_rounds(s, "--drift"), _render_node_rounds)
-    revoke: dict[str, int] = _parsed(lambda s: parse_node_rounds(s, "--revoke"), _render_node_rounds)
-    trace_dir: str = field()
-    sim_root: str = field()  # the simulated nodes' own directories
-    enrollment_gate: str = field()  # a file the launcher writes once the simulated nodes are enrolled
+    faults: str  # as given, which is what the run records
+    drift: str
+    revoke: str
+    trace_dir: str
+    sim_root: str  # the simulated nodes' own directories
+    enrollment_gate: str  # a file the launcher writes once the simulated nodes are enrolled
+    # the strings above, parsed once, here
+    fault_plan: dict[int, str] = field(init=False, compare=False, repr=False)
+    drift_plan: dict[str, int] = field(init=False, compare=False, repr=False)
+    revocations: dict[str, int] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fault_plan", parse_faults(self.faults))
+        object.__setattr__(self, "drift_plan", parse_node_rounds(self.drift, "--drift"))
+        object.__setattr__(self, "revocations", parse_node_rounds(self.revoke, "--revoke"))
 
     def check(self) -> None:
         """Parsing already checked every rehearsal string."""
@@ -162,11 +168,14 @@ def _run_key(f: Any) -> str:
     return f.metadata.get("key", f.name.replace("_", "-"))
 
 
+def _config_fields(kind: type) -> list[Any]:
+    """A group's fields that are run-config keys (not what it derives from them)."""
+    return [f for f in fields(kind) if f.init]
+
+
 def _convert(key: str, value: Any, f: Any) -> Any:
     """A run-config value as the field holds it: parsed, or of the default's type."""
-    kind = type(default_run_config()[key])
-    if "parse" in f.metadata:
-        return f.metadata["parse"](str(value))
+    kind = type(_app_config()[key])
     if kind is int and isinstance(value, float) and not value.is_integer():
         raise UsageError(f"run config {key} must be a whole number, got {value}")
     try:
@@ -190,7 +199,7 @@ class RunSettings:
         given = {**default_run_config(), **(config or {})}
         groups = {}
         for group, kind in GROUPS.items():
-            groups[group] = kind(**{f.name: _convert(_run_key(f), given[_run_key(f)], f) for f in fields(kind)})
+            groups[group] = kind(**{f.name: _convert(_run_key(f), given[_run_key(f)], f) for f in _config_fields(kind)})
         settings = cls(**groups)
         settings.check()
         return settings
@@ -204,10 +213,9 @@ class RunSettings:
         config = {}
         for group in GROUPS:
             values = getattr(self, group)
-            for f in fields(values):
-                value = getattr(values, f.name)
-                config[_run_key(f)] = f.metadata["render"](value) if "render" in f.metadata else value
-        return {key: config[key] for key in default_run_config()}  # pyproject's order
+            for f in _config_fields(type(values)):
+                config[_run_key(f)] = getattr(values, f.name)
+        return {key: config[key] for key in _app_config()}  # pyproject's order
 
     def min_nodes(self) -> int:
         """The fewest nodes a round of this strategy can aggregate."""

@@ -18,6 +18,9 @@ from server.overhead import Overhead
 from server.run_entries import RunEntries
 
 
+SELECTION_STEP = "consent selection (read, draw, write)"  # the step's name in the overhead breakdown
+
+
 class ConsentSelector:
     """`select(round, candidates)` for the governed strategy; remembers the consent each node trained under."""
 
@@ -32,7 +35,7 @@ class ConsentSelector:
 
     def select(self, server_round: int, candidates: Sequence[int]) -> list[int]:
         """The Flower node ids this round may train; raises SelectionError (recorded) when too few consent."""
-        with self.overhead.timed(server_round, "consent selection (read, draw, write)"):
+        with self.overhead.timed(server_round, SELECTION_STEP):
             return self._select(server_round, candidates)
 
     def _select(self, server_round: int, candidates: Sequence[int]) -> list[int]:

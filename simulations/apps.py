@@ -13,6 +13,9 @@ import this module or `simulations.rehearsal`. What a simulation adds:
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
@@ -23,7 +26,6 @@ from fedgov.settings import RunSettings
 from governance.errors import PolicyError
 from governance.identity import NodeKey
 from server.app import serve
-from server.registration import wait_for_gate
 from simulations.rehearsal import (SIGNATURE_FAULTS, apply_fault, drifted, sim_key_path,
                                    withdrawing_before_rounds, write_trace)
 
@@ -40,12 +42,27 @@ def bind_simulated(grid: Grid) -> dict[int, str]:
     return {n.node_id: sim_node_id(i) for i, n in enumerate(nodes)}
 
 
+def wait_for_gate(path: str, timeout: float, poll: float = 0.05) -> None:
+    """Wait until the launcher has enrolled the simulated nodes (it writes `path` when done).
+
+    The launcher enrolls while Flower starts, to hide that work behind Ray's start-up; a
+    failed enrollment ends this process, so waiting here never outlives the launcher.
+    """
+    if not path:
+        return
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        if time.monotonic() >= deadline:
+            raise PolicyError(f"node enrollment did not finish within {timeout:g} s")
+        time.sleep(poll)
+
+
 @server_app.main()
 def simulated_coordinator(grid: Grid, context: Context) -> None:
     """The coordinator, with simulated binding and scheduled withdrawals."""
     settings = RunSettings.from_run_config(context.run_config)
     wait_for_gate(settings.rehearsal.enrollment_gate, settings.governance.registration_timeout)
-    serve(grid, context, bind=bind_simulated, around_selection=withdrawing_before_rounds(settings.rehearsal.revoke))
+    serve(grid, context, bind=bind_simulated, around_selection=withdrawing_before_rounds(settings.rehearsal.revocations))
 
 
 def simulated_self(settings: RunSettings, context: Context) -> NodeSelf:
@@ -61,8 +78,8 @@ def simulated_train(msg: Message, context: Context) -> Message:
     rehearsal = settings.rehearsal
     me = simulated_self(settings, context)
     server_round = server_round_of(msg)
-    partition = drifted(node_partition(settings, context), server_round, rehearsal.drift, me.node_id)
-    fault = rehearsal.faults.get(partition.partition_id)
+    partition = drifted(node_partition(settings, context), server_round, rehearsal.drift_plan, me.node_id)
+    fault = rehearsal.fault_plan.get(partition.partition_id)
     unsigned_fault = fault if fault and fault not in SIGNATURE_FAULTS else None
     content = train_reply(msg, settings, me, partition,
                           before_signing=(lambda c: apply_fault(unsigned_fault, c)) if unsigned_fault else None)

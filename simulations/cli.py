@@ -11,8 +11,20 @@ from rich.table import Table
 
 from fedgov.settings import FAULTS, RunSettings, default_run_config, parse_nodes
 from fedgov.strategies import STRATEGIES
+from governance.errors import UsageError
 
-DEFAULTS = default_run_config()  # pyproject.toml's [tool.flwr.app.config]: one place for every default
+
+
+def _shown_defaults() -> dict:
+    """pyproject.toml's [tool.flwr.app.config], the one place for every default. Without it (fedgov
+    installed apart from its app) the other commands still work, and `sim run` says what is missing."""
+    try:
+        return default_run_config()
+    except UsageError:
+        return {}
+
+
+DEFAULTS = _shown_defaults()
 
 app = typer.Typer(
     help="Run simulated federations on one machine (Flower Simulation Engine, Ray backend).",
@@ -44,32 +56,32 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
 
 @app.command("run")
 def run(
-    nodes: int = typer.Option(DEFAULTS["num-partitions"], "--nodes", help="Number of simulated team nodes (virtual SuperNodes)."),
-    rounds: int = typer.Option(DEFAULTS["num-server-rounds"], "--rounds", help="Number of federated rounds."),
-    dataset: str = typer.Option(DEFAULTS["dataset"], "--dataset", help="Bundled dataset: breast-cancer or digits."),
-    partition: str = typer.Option(DEFAULTS["partition"], "--partition", help="Partitioner: iid, or dirichlet (label-skewed non-IID)."),
-    alpha: float = typer.Option(DEFAULTS["alpha"], "--alpha", help="Dirichlet concentration for --partition dirichlet; must be > 0."),
+    nodes: int = typer.Option(DEFAULTS.get("num-partitions"), "--nodes", help="Number of simulated team nodes (virtual SuperNodes)."),
+    rounds: int = typer.Option(DEFAULTS.get("num-server-rounds"), "--rounds", help="Number of federated rounds."),
+    dataset: str = typer.Option(DEFAULTS.get("dataset"), "--dataset", help="Bundled dataset: breast-cancer or digits."),
+    partition: str = typer.Option(DEFAULTS.get("partition"), "--partition", help="Partitioner: iid, or dirichlet (label-skewed non-IID)."),
+    alpha: float = typer.Option(DEFAULTS.get("alpha"), "--alpha", help="Dirichlet concentration for --partition dirichlet; must be > 0."),
     strategy: str = typer.Option(
-        DEFAULTS["strategy"], "--strategy", help=f"Flower strategy: {', '.join(STRATEGIES)}."
+        DEFAULTS.get("strategy"), "--strategy", help=f"Flower strategy: {', '.join(STRATEGIES)}."
     ),
-    fraction: float = typer.Option(DEFAULTS["fraction-train"], "--fraction", help="Fraction of nodes trained per round, in (0, 1]."),
-    seed: int = typer.Option(DEFAULTS["seed"], "--seed", help="Seed for data splits, model init and node sampling."),
+    fraction: float = typer.Option(DEFAULTS.get("fraction-train"), "--fraction", help="Fraction of nodes trained per round, in (0, 1]."),
+    seed: int = typer.Option(DEFAULTS.get("seed"), "--seed", help="Seed for data splits, model init and node sampling."),
     gpus_per_node: float = typer.Option(0.0, "--gpus-per-node", help="GPUs reserved per node (Flower client resources); >0 trains on cuda."),
     cpus_per_node: float = typer.Option(1.0, "--cpus-per-node", help="CPUs reserved per node (Flower client resources)."),
     out: Path = typer.Option(Path("fedgov-runs/latest"), "--out", help="Run directory: config, per-round metrics JSON, final model."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Attach to an existing Ray cluster (e.g. 127.0.0.1:6379) instead of starting one."
     ),
-    faults: str = typer.Option(DEFAULTS["faults"], "--faults", help=f"Rehearse faulty or hostile nodes: PARTITION:KIND,... (kinds: {', '.join(FAULTS)})."),
-    min_valid_replies: int = typer.Option(DEFAULTS["min-valid-replies"], "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
-    local_epochs: int = typer.Option(DEFAULTS["local-epochs"], "--local-epochs", help="Local epochs per round on each node."),
-    purpose: str = typer.Option(DEFAULTS["purpose"], "--purpose", help="The purpose the run declares; only nodes with valid consent for it train."),
+    faults: str = typer.Option(DEFAULTS.get("faults"), "--faults", help=f"Rehearse faulty or hostile nodes: PARTITION:KIND,... (kinds: {', '.join(FAULTS)})."),
+    min_valid_replies: int = typer.Option(DEFAULTS.get("min-valid-replies"), "--min-valid-replies", help="Below this many valid replies a round fails and keeps the model."),
+    local_epochs: int = typer.Option(DEFAULTS.get("local-epochs"), "--local-epochs", help="Local epochs per round on each node."),
+    purpose: str = typer.Option(DEFAULTS.get("purpose"), "--purpose", help="The purpose the run declares; only nodes with valid consent for it train."),
     operator: Optional[str] = typer.Option(None, "--operator", help="Who launches the run (recorded in the ledger); default: the login name."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="fedgov workspace (default: $FEDGOV_HOME, else the nearest .fedgov)."),
     grant_consent: bool = typer.Option(True, "--grant-consent/--no-grant-consent", help="Grant the simulated nodes consent for --purpose where they lack it."),
     no_consent: str = typer.Option("", "--no-consent", help="Simulated nodes left without consent, e.g. sim-0003,sim-0007."),
-    revoke: str = typer.Option(DEFAULTS["revoke"], "--revoke", help="Rehearse withdrawal: NODE@ROUND withdraws consent before that round, e.g. sim-0002@2."),
-    drift: str = typer.Option(DEFAULTS["drift"], "--drift", help="Rehearse data change: NODE@ROUND's data shifts from that round on, e.g. sim-0001@2."),
+    revoke: str = typer.Option(DEFAULTS.get("revoke"), "--revoke", help="Rehearse withdrawal: NODE@ROUND withdraws consent before that round, e.g. sim-0002@2."),
+    drift: str = typer.Option(DEFAULTS.get("drift"), "--drift", help="Rehearse data change: NODE@ROUND's data shifts from that round on, e.g. sim-0001@2."),
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
@@ -81,17 +93,16 @@ def run(
 
     from simulations.runner import Governance, Resources, run_simulation
 
-    settings = RunSettings.from_run_config({
+    given = {
         "num-server-rounds": rounds, "dataset": dataset, "partition": partition, "alpha": alpha,
         "num-partitions": nodes, "strategy": strategy, "fraction-train": fraction, "seed": seed,
         "device": "cuda" if gpus_per_node > 0 else "cpu", "faults": faults,
         "min-valid-replies": min_valid_replies, "local-epochs": local_epochs,
         "trace-dir": str(trace_dir.resolve()) if trace_dir else "",
         "purpose": purpose, "operator": operator or getpass.getuser(), "revoke": revoke, "drift": drift,
-    })
+    }
+    settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})
     if trace_dir:
-        from governance.errors import UsageError
-
         try:
             trace_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:

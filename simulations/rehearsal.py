@@ -22,13 +22,12 @@ from typing import Callable, Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from fedgov import settings as run_settings
 from fedgov.partition import Partition
 from fedgov.protocol import ARRAYS_KEY, GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
 from governance import consent_store
 from governance.consent import VALID, find_valid_consent, records_by_principal
 from governance.identity import NodeKey
-from server.consent_selector import ConsentSelector
+from server.consent_selector import SELECTION_STEP, ConsentSelector
 from server.governed import Selector
 
 
@@ -131,8 +130,7 @@ FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "inflated-examples": _inflated_examples,
     **SIGNATURE_FAULTS,
 }
-# The settings accept exactly the kinds acted on here.
-assert tuple(FAULTS) == run_settings.FAULTS and tuple(SIGNATURE_FAULTS) == run_settings.SIGNATURE_FAULTS
+# The settings accept exactly the kinds acted on here (tests/fedgov/test_settings.py holds them equal).
 
 
 def apply_fault(kind: str, content: RecordDict) -> None:
@@ -182,7 +180,8 @@ def withdrawing_before_rounds(revoke: dict[str, int]) -> Callable[[ConsentSelect
         def select(server_round: int, candidates: Sequence[int]) -> list[int]:
             due = [node for node, at_round in revoke.items() if at_round == server_round]
             if due:
-                _withdraw(selector, due)
+                with selector.overhead.timed(server_round, SELECTION_STEP):
+                    _withdraw(selector, due)
             return selector.select(server_round, candidates)
 
         return select

@@ -47,15 +47,20 @@ def test_run_config_round_trips():
 def test_the_rehearsal_strings_are_parsed_once_into_structure():
     rehearsal = RunSettings.from_run_config({"faults": " 3:nan, 5:forged", "revoke": "sim-0001@2",
                                              "drift": "sim-0002@3,sim-0004@1"}).rehearsal
-    assert rehearsal.faults == {3: "nan", 5: "forged"}
-    assert rehearsal.revoke == {"sim-0001": 2}
-    assert rehearsal.drift == {"sim-0002": 3, "sim-0004": 1}
+    assert rehearsal.fault_plan == {3: "nan", 5: "forged"}
+    assert rehearsal.revocations == {"sim-0001": 2}
+    assert rehearsal.drift_plan == {"sim-0002": 3, "sim-0004": 1}
+
+
+def test_the_rehearsal_strings_are_recorded_as_given():
+    config = RunSettings.from_run_config({"faults": " 3:nan, 5:forged", "revoke": "sim-0001@2"}).to_run_config()
+    assert (config["faults"], config["revoke"]) == (" 3:nan, 5:forged", "sim-0001@2")
 
 
 def test_settings_come_in_four_groups():
     settings = RunSettings.from_run_config({"strategy": "fedprox", "purpose": "triage"})
     assert (settings.training.num_server_rounds, settings.strategy.name, settings.governance.purpose,
-            settings.rehearsal.faults) == (3, "fedprox", "triage", {})
+            settings.rehearsal.fault_plan) == (3, "fedprox", "triage", {})
 
 
 @pytest.mark.parametrize("change,message", [
@@ -95,9 +100,11 @@ def test_one_table_builds_and_records_every_strategy():
 
 
 def test_every_fault_the_settings_accept_is_one_the_rehearsal_applies():
-    from simulations.rehearsal import FAULTS as APPLIED
+    from fedgov.settings import SIGNATURE_FAULTS
+    from simulations.rehearsal import FAULTS as APPLIED, SIGNATURE_FAULTS as APPLIED_AFTER_SIGNING
 
     assert tuple(APPLIED) == FAULTS
+    assert tuple(APPLIED_AFTER_SIGNING) == SIGNATURE_FAULTS
 
 
 @pytest.mark.parametrize("config,message", [
