@@ -1,6 +1,6 @@
 """The house is one-way: each package imports only the layers below it, and no module imports itself back.
 
-governance  <-  fedgov  <-  client, server  <-  simulations  <-  cli
+governance  <-  fedgov  <-  client, server  <-  simulations, deploy  <-  cli
 
 Every import counts, at module level or inside a function: a late import is still a
 dependency. The walk reads the source with `ast`, so it sees imports that a test run
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LAYERS = {"governance": 0, "fedgov": 1, "client": 2, "server": 2, "simulations": 3, "cli": 4}
+LAYERS = {"governance": 0, "fedgov": 1, "client": 2, "server": 2, "simulations": 3, "deploy": 3, "cli": 4}
 
 
 def _module_name(path: Path) -> str:

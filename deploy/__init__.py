@@ -1,0 +1,1 @@
+"""Real deployment: certificates, the coordinator's SuperLink and the team nodes' SuperNodes."""
