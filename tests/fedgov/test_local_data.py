@@ -8,6 +8,7 @@ import csv
 import os
 import sys
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +332,11 @@ def test_a_refusal_names_the_file_not_its_directory_and_never_quotes_a_cell(tmp_
 def test_a_refusal_is_a_fedgov_error_but_neither_a_policy_nor_a_usage_error():
     assert issubclass(LocalDataError, FedgovError)
     assert not issubclass(LocalDataError, (PolicyError, UsageError))
+
+
+def test_the_schema_in_the_deployment_guide_reads():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    example = guide.split("```toml\n", 1)[1].split("```", 1)[0]
+    schema = DataSchema.from_mapping(tomllib.loads(example)["data"]["schema"], "docs/deployment.md")
+    assert schema.feature_names == ("age", "weight", "mean radius")
+    assert (schema.labels, schema.max_bad_fraction) == (("benign", "malignant"), 0.01)
