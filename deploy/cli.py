@@ -14,15 +14,21 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Directory to write into (ma
 DaysOpt = Annotated[int, typer.Option("--days", help="Validity in days.")]
 
 
+def _refuse_existing(paths) -> None:
+    from governance.errors import UsageError
+
+    for path in paths:
+        if path.exists() or path.is_symlink():
+            raise UsageError(f"{path} already exists; fedgov never overwrites key material: move it away or choose "
+                             "another --out")
+
+
 def _write_new(files: dict[Path, tuple[bytes, bool]]) -> None:
     """Write each file (private ones 0600, the rest as the umask says); refuse before writing any if one exists."""
     from governance.errors import UsageError
     from governance.private_files import FILE_MODE, UMASK_MODE, make_private_dir, write_atomic
 
-    for path in files:
-        if path.exists() or path.is_symlink():
-            raise UsageError(f"{path} already exists; fedgov never overwrites key material: move it away or choose "
-                             "another --out")
+    _refuse_existing(files)
     for path, (data, private) in files.items():
         try:
             make_private_dir(path.parent)
@@ -79,3 +85,66 @@ def node(name: Annotated[str, typer.Argument(help="The node's fedgov id, e.g. ra
                          "letter or digit (it names the key files)")
     private, public = node_auth_keys()
     _write_new({out / f"{name}.auth": (private, True), out / f"{name}.auth.pub": (public, False)})
+
+
+node_app = typer.Typer(help="A team node: make its keys and policy (on the node), register it (at the coordinator).",
+                       no_args_is_help=True)
+
+
+@node_app.command("init")
+def node_init(
+    node_id: Annotated[str, typer.Argument(help="The node's fedgov id, e.g. radiology (it is also its Flower name).")],
+    out: OutOpt,
+) -> None:
+    """Make a node's directory on its own machine: keys, a policy that refuses every run until filled in,
+    and registration.json (public keys only) for the coordinator."""
+    from deploy.certs import node_auth_keys
+    from deploy.node_files import POLICY_TEMPLATE, Registration, check_node_id
+    from governance.identity import NodeKey
+
+    check_node_id(node_id)
+    key_path = out / "node.key"
+    private, public = node_auth_keys()
+    files = {out / f"{node_id}.auth": (private, True), out / f"{node_id}.auth.pub": (public, False),
+             out / "policy.toml": (POLICY_TEMPLATE.format(node_id=node_id).encode(), False)}
+    _refuse_existing([key_path, *files, out / "registration.json"])  # before the signing key is made
+    signing = NodeKey.load_or_create(key_path)
+    typer.echo(f"wrote {key_path} (0600)")
+    registration = Registration(node_id, signing.public_bytes(), public.decode().strip())
+    _write_new({**files, out / "registration.json": (registration.to_json(), False)})
+    typer.echo(f"give {out / 'registration.json'} to the coordinator's operator, who runs `fedgov node register`")
+
+
+@node_app.command("register")
+def node_register(
+    registration_file: Annotated[Path, typer.Argument(help="The node's registration.json (from `fedgov node init`).")],
+    team: Annotated[str, typer.Option("--team", help="The team the node belongs to, as recorded in the ledger.")],
+    superlink: Annotated[str, typer.Option("--superlink", help="The SuperLink's loopback address (Control API).")],
+    ca: Annotated[Path, typer.Option("--ca", help="The federation's CA certificate (ca.crt).")],
+    workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory.")] = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore "
+                                                            "passphrase (default: $FEDGOV_PASSPHRASE).")] = None,
+    actor: Annotated[Optional[str], typer.Option("--actor", help="Who registers (recorded); default: the login "
+                                                 "name.")] = None,
+) -> None:
+    """Register a node with Flower's SuperLink and in fedgov's ledger, both or neither."""
+    import getpass
+
+    from deploy.node_files import MAX_REGISTRATION_BYTES, Registration
+    from deploy.registration import register
+    from governance.cli.options import open_writer
+    from governance.errors import UsageError
+    from governance.names import check_name
+
+    check_name(team, "--team")
+    try:
+        with open(registration_file, "rb") as f:
+            data = f.read(MAX_REGISTRATION_BYTES + 1)
+    except OSError as err:
+        raise UsageError(f"cannot read {registration_file}: {err.strerror}") from None
+    registration = Registration.from_json(data, str(registration_file))
+    with open_writer(workspace, passphrase_file) as ledger:
+        flower_id = register(ledger, registration, team, superlink, ca, actor=check_name(actor or getpass.getuser(),
+                                                                                          "--actor"))
+    typer.echo(f"registered node {registration.node_id} (team {team}): Flower node id {flower_id}, signing key "
+               f"recorded in the ledger")

@@ -5,7 +5,7 @@ Registering is an entry, so a key swapped later shows in the audit trail.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from governance.entry_types import NODE_REGISTERED, REGISTRY_SCOPE
 from governance.identity import NodeRegistry
@@ -22,11 +22,13 @@ def load_registry(ledger: Ledger) -> NodeRegistry:
     return registry
 
 
-def register_nodes(ledger: Ledger, nodes: Iterable[tuple[str, bytes, str]], actor: str) -> int:
+def register_nodes(ledger: Ledger, nodes: Iterable[tuple[str, bytes, str]], actor: str,
+                   details: Mapping[str, Mapping[str, Any]] | None = None) -> int:
     """Register (node id, public key, team) triples not yet registered; return how many were new.
 
     Re-registering a node with the same key and team is a no-op; a different key for a
-    known node is refused by the registry with one clear line.
+    known node is refused by the registry with one clear line. `details` adds members to a
+    node's entry (a deployed node's Flower node id and auth key hash).
     """
     registry = load_registry(ledger)
     drafts = []
@@ -36,8 +38,8 @@ def register_nodes(ledger: Ledger, nodes: Iterable[tuple[str, bytes, str]], acto
         known = registry.get(node_id)
         registry.register(node_id, public_key, team)
         if known is None:
-            drafts.append(EntryDraft(NODE_REGISTERED, {"node_id": node_id, "public_key": public_key.hex(),
-                                                       "team": team, "actor": actor},
+            drafts.append(EntryDraft(NODE_REGISTERED, {**(details or {}).get(node_id, {}), "node_id": node_id,
+                                                       "public_key": public_key.hex(), "team": team, "actor": actor},
                                      scope=REGISTRY_SCOPE, node_id=node_id))
     if drafts:
         ledger.append(drafts, sign=True)
