@@ -1,10 +1,13 @@
-"""fedgov's ClientApp: trains on the node's own partition and replies weights and metrics.
+"""fedgov's ClientApp: trains on the node's own data and replies weights and metrics.
 
 Raw data never goes into a reply: it holds the updated weights, a few scalar metrics and
-the node's signed statement (digests and counts only). The node's id and key come from
-its own config (`--node-config 'fedgov-node-id=... fedgov-key=PATH'`), and the key must
-already exist: a node never signs with a key it has just made up. The simulation harness
-builds its simulated nodes from the same steps (`simulations/apps.py`).
+the node's signed statement (digests and counts only). The node's id, key and site file come
+from its own config (`--node-config 'fedgov-node-id=ID fedgov-key=PATH fedgov-site=PATH'`);
+the key must already exist (a node never signs with a key it has just made up), and the site
+file names the node's CSV, its schema and its policy (client/site.py). A file that does not
+match its schema, or an update the policy does not allow, is an error reply with the reason,
+which the coordinator records; never a crash. The simulation harness builds its simulated
+nodes from the same steps (`simulations/apps.py`).
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.clientapp import ClientApp
 
 from client.attestation import attest
+from client.site import Site
+from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
-from fedgov.partition import Partition, load_partition
+from fedgov.partition import Partition, load_partition, split_local
 from fedgov.protocol import ARRAYS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
 from fedgov.settings import RunSettings
 from fedgov.training import evaluate, resolve_device, train
-from governance.errors import UsageError
+from governance.errors import FedgovError, UsageError
 from governance.fingerprint import fingerprint_arrays
 from governance.identity import NodeKey
 
@@ -50,8 +56,39 @@ def deployed_self(context: Context) -> NodeSelf:
     config = context.node_config
     if "fedgov-node-id" not in config:
         raise UsageError("this node has no fedgov identity: start it with --node-config "
-                         "'fedgov-node-id=ID fedgov-key=PATH'")
+                         "'fedgov-node-id=ID fedgov-key=PATH fedgov-site=PATH'")
     return NodeSelf(str(config["fedgov-node-id"]), NodeKey.load(Path(str(config.get("fedgov-key", "")))))
+
+
+def deployed_site(context: Context) -> Site:
+    """The node's site file (policy, data, schema) from its own config."""
+    path = context.node_config.get("fedgov-site")
+    if not path:
+        raise UsageError("this node has no site file: start it with --node-config 'fedgov-site=PATH' (the "
+                         "policy.toml `fedgov node init` made, with its [data] filled in)")
+    return Site.load(Path(str(path)))
+
+
+def site_partition(site: Site, settings: RunSettings) -> Partition:
+    """The site's own CSV, checked, and split into train and local test; it must fit the run's model."""
+    data = load_csv(site.data_path, site.schema)
+    model_schema = schema_for(settings.training.dataset)
+    want = model_schema.shape or (len(model_schema.features),)
+    if tuple(data.x.shape[1:]) != tuple(want) or data.num_classes != len(model_schema.labels):
+        raise LocalDataError(f"{site.data_path.name}: examples of shape {tuple(data.x.shape[1:])} with "
+                             f"{data.num_classes} labels; the run's model ({settings.training.dataset}) takes shape "
+                             f"{tuple(want)} with {len(model_schema.labels)} labels")
+    return split_local(data, settings.training.seed)
+
+
+def refusal(msg: Message, reason: str) -> Message:
+    """An error reply carrying the node's reason, which the coordinator records (never a crash)."""
+    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=reason[:500]), reply_to=msg)
+
+
+def update_bytes(content: RecordDict) -> int:
+    """The size of a reply's arrays as sent: what the site policy's max_update_bytes bounds."""
+    return sum(len(array.data) for array in content[ARRAYS_KEY].values())
 
 
 def server_round_of(msg: Message) -> int:
@@ -92,22 +129,36 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     return content
 
 
-@app.train()
-def train_handler(msg: Message, context: Context) -> Message:
-    """Train the received global model on this node's partition, then sign the reply."""
-    settings = RunSettings.from_run_config(context.run_config)
-    content = train_reply(msg, settings, deployed_self(context), node_partition(settings, context))
-    return Message(content, reply_to=msg)
-
-
-@app.evaluate()
-def evaluate_handler(msg: Message, context: Context) -> Message:
-    """Evaluate the received model on this node's local test split."""
-    settings = RunSettings.from_run_config(context.run_config)
+def evaluate_reply(msg: Message, settings: RunSettings, partition: Partition) -> Message:
+    """Evaluate the received model on the node's local test split."""
     training = settings.training
-    partition = node_partition(settings, context)
     model = build_model(training.dataset, training.seed)
     model.load_state_dict(msg.content[ARRAYS_KEY].to_torch_state_dict())
     loss, accuracy = evaluate(model, partition.test, resolve_device(training.device))
     metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, NUM_EXAMPLES_KEY: max(len(partition.test), 1)})
     return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
+
+
+@app.train()
+def train_handler(msg: Message, context: Context) -> Message:
+    """Train the received global model on this site's own data, then sign the reply, if the site allows it."""
+    try:
+        settings = RunSettings.from_run_config(context.run_config)
+        me, site = deployed_self(context), deployed_site(context)
+        partition = site_partition(site, settings)
+    except FedgovError as err:  # a malformed file, config or identity: the reason goes back, not a crash
+        return refusal(msg, str(err))
+    content = train_reply(msg, settings, me, partition)
+    problem = site.policy.check_update(update_bytes(content))
+    return refusal(msg, problem) if problem else Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_handler(msg: Message, context: Context) -> Message:
+    """Evaluate the received model on this site's local test split."""
+    try:
+        settings = RunSettings.from_run_config(context.run_config)
+        partition = site_partition(deployed_site(context), settings)
+    except FedgovError as err:
+        return refusal(msg, str(err))
+    return evaluate_reply(msg, settings, partition)

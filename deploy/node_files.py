@@ -4,7 +4,8 @@
 <dir>/node.key            the node's fedgov signing key (Ed25519, 0600): it signs every reply
 <dir>/<id>.auth           its SuperNode authentication key (OpenSSH ECDSA P-384, 0600)
 <dir>/<id>.auth.pub       the public half, for Flower's registration
-<dir>/policy.toml         the site's own policy; made to refuse every run until its operator fills it in
+<dir>/policy.toml         the site file: its own policy (made to refuse every run until its operator
+                          fills it in) and its data's path and schema (client/site.py)
 <dir>/registration.json   what the coordinator needs to register the node: public keys only
 ```
 
@@ -36,6 +37,18 @@ app_hashes = []
 max_rounds = 100
 max_update_bytes = 100000000
 min_dp_noise_multiplier = 0.0
+
+# The node's own data: a CSV beside this file, and its layout. Checked on this machine before any
+# training; a file that does not match is refused with the reason (docs/deployment.md, "Local data").
+[data]
+path = "data.csv"
+
+[data.schema]
+label = "label"
+labels = []
+
+[data.schema.features]
+# one line per feature column, in the order the model takes them: name = "float" or "int"
 """
 
 

@@ -93,3 +93,13 @@ def load_partition(
         Dataset(dataset, x[tr], y[tr], pool.num_classes),
         Dataset(dataset, x[te], y[te], pool.num_classes),
     )
+
+
+def split_local(data: Dataset, seed: int) -> Partition:
+    """A site's own rows as a partition: a seeded train split and a local test split, as for bundled data."""
+    order = np.random.default_rng(seed).permutation(len(data))
+    cut = max(1, int(round(len(data) * (1.0 - LOCAL_TEST_FRACTION)))) if len(data) > 1 else len(data)
+    tr, te = order[:cut], order[cut:]
+    return Partition(0, np.arange(len(data)),
+                     Dataset(data.name, data.x[tr], data.y[tr], data.num_classes),
+                     Dataset(data.name, data.x[te], data.y[te], data.num_classes))

@@ -20,7 +20,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from client.app import NodeSelf, evaluate_handler, node_partition, server_round_of, train_reply
+from client.app import NodeSelf, evaluate_reply, node_partition, server_round_of, train_reply
 from fedgov.protocol import sim_node_id
 from fedgov.settings import RunSettings
 from governance.errors import PolicyError
@@ -91,5 +91,6 @@ def simulated_train(msg: Message, context: Context) -> Message:
 
 @client_app.evaluate()
 def simulated_evaluate(msg: Message, context: Context) -> Message:
-    """Evaluation is the deployed node's: rehearsal does not touch it."""
-    return evaluate_handler(msg, context)
+    """Evaluation as a deployed node does it, on the simulated node's partition: rehearsal does not touch it."""
+    settings = RunSettings.from_run_config(context.run_config)
+    return evaluate_reply(msg, settings, node_partition(settings, context))

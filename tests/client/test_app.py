@@ -1,15 +1,19 @@
-"""The deployed ClientApp: a node is who its own config says, and its signed reply verifies on the server."""
+"""The deployed ClientApp: a node is who its own config says, trains on its own checked data, and its
+signed reply verifies on the server; anything wrong on its side is an error reply with the reason."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.app.message.message import make_message
 from flwr.app.metadata import Metadata
 
-from client.app import deployed_self, node_partition, train_reply
+from client.app import deployed_self, train_handler
+from fedgov.datasets import load_split
+from fedgov.local_data import schema_for, write_csv
 from fedgov.models import build_model
 from fedgov.protocol import GOVERNED_RECORDS
 from fedgov.settings import RunSettings
@@ -20,11 +24,27 @@ from server.replies import model_spec, split_replies
 from server.reply_verifier import ReplyVerifier
 
 RUN, FLOWER_ID = 77, 4242
+POLICY = ('[policy]\npurposes = ["simulation"]\napp_hashes = []\nmax_rounds = 10\nmax_update_bytes = {max_bytes}\n'
+          'min_dp_noise_multiplier = 0.0\n\n[data]\npath = "data.csv"\n\n')
+
+
+def _site(tmp_path: Path, max_bytes: int = 10_000_000, rows: int = 60) -> Path:
+    """A site file and its CSV (rows of the bundled breast-cancer set, under its own schema)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    pool, _ = load_split("breast-cancer", 42)
+    data = type(pool)(pool.name, pool.x[:rows], pool.y[:rows], pool.num_classes)
+    schema = schema_for("breast-cancer")
+    write_csv(tmp_path / "data.csv", data, schema)
+    features = "".join(f'"{f.name}" = "{f.type}"\n' for f in schema.features)
+    labels = ", ".join(f'"{label}"' for label in schema.labels)
+    (tmp_path / "policy.toml").write_text(POLICY.format(max_bytes=max_bytes) + f'[data.schema]\nlabel = "{schema.label}"\n'
+                                          f"labels = [{labels}]\n\n[data.schema.features]\n{features}")
+    return tmp_path / "policy.toml"
 
 
 def _context(node_config: dict) -> Context:
-    return Context(run_id=RUN, node_id=FLOWER_ID, node_config={"partition-id": 1, "num-partitions": 4, **node_config},
-                   state=RecordDict(), run_config=RunSettings.from_run_config().to_run_config())
+    return Context(run_id=RUN, node_id=FLOWER_ID, node_config=node_config, state=RecordDict(),
+                   run_config=RunSettings.from_run_config().to_run_config())
 
 
 def _message(content: RecordDict, src: int, dst: int, reply_to: str = "") -> Message:
@@ -32,6 +52,18 @@ def _message(content: RecordDict, src: int, dst: int, reply_to: str = "") -> Mes
                         reply_to_message_id=reply_to, group_id="1", created_at=time.time(), ttl=3600,
                         message_type="train")
     return make_message(metadata, content)
+
+
+def _instruction() -> tuple[Message, ArrayRecord]:
+    model = ArrayRecord(build_model("breast-cancer", 42).state_dict())
+    return _message(RecordDict({"arrays": model, "config": ConfigRecord({"server-round": 1})}), 1, FLOWER_ID), model
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> tuple[NodeKey, dict]:
+    key = NodeKey.load_or_create(tmp_path / "node" / "node.key")  # made on its own machine, beforehand
+    return key, {"fedgov-node-id": "radiology", "fedgov-key": str(tmp_path / "node" / "node.key"),
+                 "fedgov-site": str(_site(tmp_path))}
 
 
 def test_a_deployed_node_without_its_fedgov_identity_refuses_to_train():
@@ -45,19 +77,54 @@ def test_a_deployed_node_never_makes_up_a_key(tmp_path):
     assert not (tmp_path / "absent.key").exists()
 
 
-def test_a_deployed_nodes_signed_reply_verifies_on_the_server(tmp_path):
-    key_path = tmp_path / "node.key"
-    key = NodeKey.load_or_create(key_path)  # the node made its key on its own machine, beforehand
-    context = _context({"fedgov-node-id": "radiology", "fedgov-key": str(key_path)})
-    settings = RunSettings.from_run_config(context.run_config)
-    model = ArrayRecord(build_model("breast-cancer", 42).state_dict())
-    instruction = _message(RecordDict({"arrays": model, "config": ConfigRecord({"server-round": 1})}), 1, FLOWER_ID)
-    content = train_reply(instruction, settings, deployed_self(context), node_partition(settings, context))
-    reply = _message(content, FLOWER_ID, 1, reply_to="m1")
-
+def test_a_deployed_nodes_signed_reply_on_its_own_data_verifies_on_the_server(node):
+    key, config = node
+    instruction, model = _instruction()
+    reply = train_handler(instruction, _context(config))
+    assert not reply.has_error(), reply.error
+    reply = _message(reply.content, FLOWER_ID, 1, reply_to="m1")
     registry = NodeRegistry()
     registry.register("radiology", key.public_bytes(), "radiology")
     valid, rejected = split_replies([reply], model_spec(model), GOVERNED_RECORDS)
     assert rejected == [] and len(valid) == 1
-    verifier = ReplyVerifier(str(RUN), {FLOWER_ID: "radiology"}, registry, Overhead())
-    assert verifier.check(1, *valid[0]) is None
+    assert ReplyVerifier(str(RUN), {FLOWER_ID: "radiology"}, registry, Overhead()).check(1, *valid[0]) is None
+    assert reply.content["metrics"]["num-examples"] == 48  # 80 % of the site's 60 rows: its own data
+
+
+def test_a_malformed_data_file_is_an_error_reply_naming_it(node, tmp_path):
+    _, config = node
+    (tmp_path / "data.csv").write_text("mean_radius,diagnosis\n1.0,benign\n")
+    reply = train_handler(_instruction()[0], _context(config))
+    assert reply.has_error()
+    assert reply.error.reason.startswith("data.csv: the header lacks the schema's column")
+
+
+def test_an_update_over_the_sites_limit_is_refused_not_sent(node, tmp_path):
+    _, config = node
+    config["fedgov-site"] = str(_site(tmp_path / "small", max_bytes=100))
+    reply = train_handler(_instruction()[0], _context(config))
+    assert reply.has_error()
+    assert reply.error.reason.startswith("site policy: the update is ") and "maximum of 100" in reply.error.reason
+
+
+def test_data_that_does_not_fit_the_runs_model_is_refused(node, tmp_path):
+    _, config = node
+    site = tmp_path / "digits-site"
+    site.mkdir()
+    pool, _ = load_split("digits", 42)
+    schema = schema_for("digits")
+    write_csv(site / "data.csv", type(pool)(pool.name, pool.x[:20], pool.y[:20], 10), schema)
+    features = "".join(f'"{f.name}" = "{f.type}"\n' for f in schema.features)
+    (site / "policy.toml").write_text(POLICY.format(max_bytes=10**8) + f'[data.schema]\nlabel = "{schema.label}"\n'
+                                      f'labels = {list(schema.labels)!r}\n\n[data.schema.features]\n{features}'.replace("'", '"'))
+    config["fedgov-site"] = str(site / "policy.toml")
+    reply = train_handler(_instruction()[0], _context(config))
+    assert reply.error.reason == ("data.csv: examples of shape (64,) with 10 labels; the run's model (breast-cancer) "
+                                  "takes shape (30,) with 2 labels")
+
+
+def test_a_node_without_a_site_file_says_how_to_give_one(node):
+    _, config = node
+    del config["fedgov-site"]
+    reply = train_handler(_instruction()[0], _context(config))
+    assert reply.error.reason.startswith("this node has no site file: start it with --node-config 'fedgov-site=PATH'")

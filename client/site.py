@@ -1,0 +1,45 @@
+"""A node's site file: its own policy and its own data, read on its own machine.
+
+The file (`policy.toml`, made by `fedgov node init`) holds `[policy]` (see client/policy.py)
+and `[data]`: `path` (the CSV, relative to the file) and `[data.schema]` (fedgov/local_data.py).
+A deployed node is pointed at it with `--node-config 'fedgov-site=PATH'`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from client.policy import SitePolicy
+from fedgov.local_data import DataSchema
+from governance.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the site allows, and where its data is and how it is laid out."""
+
+    policy: SitePolicy
+    data_path: Path
+    schema: DataSchema
+
+    @classmethod
+    def load(cls, path: Path) -> "Site":
+        """Read the site file; one clear line naming the key for anything missing or malformed."""
+        try:
+            with open(path, "rb") as f:
+                document = tomllib.load(f)
+        except OSError as err:
+            raise UsageError(f"cannot read the site file {path}: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise UsageError(f"the site file {path} is not valid TOML: {err}") from None
+        policy = document.get("policy")
+        if not isinstance(policy, dict):
+            raise UsageError(f"{path}: no [policy] table")
+        data = document.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str) or not data["path"]:
+            raise UsageError(f"{path}: [data] must give path = \"FILE.csv\" (relative to this file) and a "
+                             "[data.schema] table")
+        schema = DataSchema.from_mapping(data.get("schema"), f"{path} [data.schema]")
+        return cls(SitePolicy.from_mapping(policy, str(path)), (path.parent / data["path"]), schema)
