@@ -148,3 +148,19 @@ def node_register(
                                                                                           "--actor"))
     typer.echo(f"registered node {registration.node_id} (team {team}): Flower node id {flower_id}, signing key "
                f"recorded in the ledger")
+
+
+app_app = typer.Typer(help="fedgov's app bundle: what a coordinator sends and a site approves.", no_args_is_help=True)
+
+
+@app_app.command("hash")
+def app_hash() -> None:
+    """Print the SHA-256 of fedgov's app bundle as Flower builds it: a site lists it in its policy's app_hashes."""
+    from deploy.app_bundle import bundle_sha256
+
+    typer.echo(bundle_sha256())
+
+
+@app_app.callback()
+def app_group() -> None:
+    """fedgov's app bundle."""
