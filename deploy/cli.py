@@ -164,3 +164,56 @@ def app_hash() -> None:
 @app_app.callback()
 def app_group() -> None:
     """fedgov's app bundle."""
+
+
+def run_command(
+    purpose: Annotated[str, typer.Option("--purpose", help="The purpose the run declares; only nodes with valid "
+                                          "consent for it train, and only sites whose policy allows it take part.")],
+    superlink: Annotated[str, typer.Option("--superlink", help="The SuperLink's loopback address (its Control API), "
+                                           "as `fedgov server start` printed it.")],
+    ca: Annotated[Path, typer.Option("--ca", help="The federation's CA certificate (ca.crt).")],
+    nodes: Annotated[int, typer.Option("--nodes", help="Nodes the run waits for and expects (num-partitions).")] = 2,
+    rounds: Annotated[int, typer.Option("--rounds", help="Federated rounds.")] = 3,
+    strategy: Annotated[str, typer.Option("--strategy", help="Flower strategy (see `fedgov sim run --help`).")] =
+    "fedavg",
+    workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w", help="The coordinator's workspace "
+                                                      "(default: $FEDGOV_HOME, else the nearest .fedgov).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory on the coordinator (rounds.json, "
+                                                "model).")] = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for --nodes nodes to be online.")] = 120.0,
+) -> None:
+    """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
+    import getpass
+
+    from deploy.app_bundle import build_bundle
+    from deploy.launch import follow, start, stop, wait_for_nodes
+    from deploy.registration import control_client, flower_call
+    from fedgov.settings import RunSettings
+    from governance.errors import PolicyError
+    from governance.workspace import Workspace
+
+    ws = Workspace.discover(workspace)
+    overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "num-partitions": nodes,
+                 "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
+                 "out-dir": str(out.resolve()) if out else ""}
+    RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
+    bundle = build_bundle()
+    with control_client(superlink, ca) as client:
+        online = flower_call("list the nodes", lambda: wait_for_nodes(client, nodes, wait))
+        typer.echo(f"{len(online)} nodes online: {', '.join(online)}")
+        run_id = flower_call("start the run", lambda: start(client, bundle, overrides))
+        typer.echo(f"run {run_id} started (app bundle {hashlib_hex(bundle)[:16]}…)")
+        try:
+            outcome = flower_call("follow the run", lambda: follow(client, run_id, typer.echo))
+        except KeyboardInterrupt:
+            flower_call("stop the run", lambda: stop(client, run_id))
+            raise
+    if not outcome.completed:
+        raise PolicyError(f"run {run_id} {outcome.sub_status or outcome.status}: {outcome.details or 'no details'}")
+    typer.echo(f"run {run_id} completed")
+
+
+def hashlib_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -48,7 +48,7 @@ def control_client(superlink: str, ca: Path):
                                                      component_name="flwr CLI")])
 
 
-def _flower_call(what: str, call):
+def flower_call(what: str, call):
     """Run a Control API call; Flower's own refusal or an unreachable SuperLink becomes one line."""
     import httpx
     from flwr.supercore.error.base import FlowerError
@@ -75,7 +75,7 @@ def register(ledger: Ledger, registration: Registration, team: str, superlink: s
         raise UsageError(f"node {registration.node_id} is already registered in this ledger (team {known.team}); a "
                          "node id is registered once")
     with control_client(superlink, ca) as client:
-        response = _flower_call("register the node", lambda: client.RegisterNode(
+        response = flower_call("register the node", lambda: client.RegisterNode(
             RegisterNodeRequest(public_key=pem, name=registration.node_id)))
         flower_id = int(response.node_id)
         if not flower_id:
@@ -86,7 +86,7 @@ def register(ledger: Ledger, registration: Registration, team: str, superlink: s
                                "flower_node_id": str(flower_id),
                                "auth_key_sha256": hashlib.sha256(_spki_der(pem)).hexdigest()}})
         except BaseException:
-            _flower_call("undo the registration", lambda: client.UnregisterNode(
+            flower_call("undo the registration", lambda: client.UnregisterNode(
                 UnregisterNodeRequest(node_id=flower_id)))
             raise
     return flower_id
