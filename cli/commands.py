@@ -15,6 +15,7 @@ import typer
 from fedgov.interrupts import Terminated, exit_code, last_was_sigterm, signal_name
 from governance.errors import FedgovError
 from deploy.cli import app as certs_app
+from deploy.cli import server_app
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
 from governance.cli.consent import app as consent_app
@@ -46,6 +47,7 @@ def root(_version_flag: bool = typer.Option(False, "--version", callback=_versio
 
 app.add_typer(sim_app, name="sim")
 app.add_typer(certs_app, name="certs")
+app.add_typer(server_app, name="server")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
 app.add_typer(lineage_app, name="lineage")
