@@ -33,6 +33,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import ssl
 import subprocess
@@ -292,9 +293,17 @@ def _check_children(children: list[tuple[str, subprocess.Popen, Path]]) -> None:
     for name, child, log in children:
         code = child.poll()
         if code is not None:
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
             last = _last_line(log)
-            raise ComponentDied(f"{name} (pid {child.pid}) exited with code {code}; the coordinator stopped everything "
-                                f"it started; its log: {log}" + (f" (last line: {last})" if last else ""))
+            raise ComponentDied(f"{name} (pid {child.pid}) {how}; the coordinator stopped everything it started; its "
+                                f"log: {log}" + (f" (last line: {last})" if last else ""))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _last_line(log: Path, limit: int = 200) -> str:
