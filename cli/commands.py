@@ -14,7 +14,7 @@ import typer
 
 from fedgov.interrupts import Terminated, exit_code, last_was_sigterm, signal_name
 from governance.errors import FedgovError
-from deploy.cli import app as certs_app, app_app, node_app, run_command
+from deploy.cli import app as certs_app, app_app, node_app, run_command, server_app
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
 from governance.cli.consent import app as consent_app
@@ -49,6 +49,7 @@ app.add_typer(certs_app, name="certs")
 app.add_typer(node_app, name="node")
 app.add_typer(app_app, name="app")
 app.command("run")(run_command)
+app.add_typer(server_app, name="server")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
 app.add_typer(lineage_app, name="lineage")

@@ -18,8 +18,10 @@ import datetime
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -146,3 +148,65 @@ def node_auth_keys() -> tuple[bytes, bytes]:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return private, public + b"\n"
+
+
+@dataclass(frozen=True)
+class CoordinatorFiles:
+    """The coordinator's TLS files, as `fedgov certs coordinator --out DIR` wrote them."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def check_coordinator_files(directory: Path) -> CoordinatorFiles:
+    """`DIR/ca.crt`, `coordinator.crt`, `coordinator.key`, checked before anything is started.
+
+    Each must be readable; the key private to its owner (like ssh, fedgov refuses a key
+    others may read) and the certificate's; the certificate issued by `ca.crt`, valid now,
+    and naming 127.0.0.1 (the SuperExec and the Fleet proxy reach the SuperLink there).
+    One UsageError line for the first thing wrong.
+    """
+    files = CoordinatorFiles(directory / "ca.crt", directory / "coordinator.crt", directory / "coordinator.key")
+    made_by = "make them with `fedgov certs coordinator --ca CA_DIR --out DIR`"
+    data = {}
+    for path in (files.ca, files.cert, files.key):
+        try:
+            data[path] = path.read_bytes()
+        except OSError as err:
+            raise UsageError(f"cannot read {path} ({err.strerror}); --certs names the directory of the "
+                             f"coordinator's TLS files: {made_by}") from None
+    mode = files.key.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise UsageError(f"{files.key} can be read by other users (mode {mode:04o}); make it private: "
+                         f"chmod 600 {files.key}")
+    try:
+        ca = x509.load_pem_x509_certificate(data[files.ca])
+        cert = x509.load_pem_x509_certificate(data[files.cert])
+    except ValueError:
+        raise UsageError(f"{files.ca} or {files.cert} is not a PEM certificate; {made_by}") from None
+    try:
+        key = serialization.load_pem_private_key(data[files.key], password=None)
+    except (ValueError, TypeError):
+        raise UsageError(f"{files.key} is not an unencrypted PEM private key; {made_by}") from None
+    if key.public_key() != cert.public_key():
+        raise UsageError(f"{files.key} does not belong to {files.cert}; use the pair `fedgov certs coordinator` "
+                         "wrote together")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise UsageError(f"{files.cert} was not issued by {files.ca}; nodes trust that CA only") from None
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for path, checked, remedy in ((files.cert, cert, "issue a new one with `fedgov certs coordinator`"),
+                                  (files.ca, ca, "make a new CA with `fedgov certs ca`, then new certificates")):
+        if not checked.not_valid_before_utc <= now <= checked.not_valid_after_utc:
+            raise UsageError(f"{path} is valid from {checked.not_valid_before_utc:%Y-%m-%d} to "
+                             f"{checked.not_valid_after_utc:%Y-%m-%d}, not now; {remedy}")
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        names = None
+    if names is None or ipaddress.ip_address("127.0.0.1") not in names.get_values_for_type(x509.IPAddress):
+        raise UsageError(f"{files.cert} does not name 127.0.0.1, where Flower's SuperExec and the Fleet proxy reach "
+                         f"the SuperLink; {made_by}")
+    return files

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from deploy.coordinator import DEFAULT_LINK_PORT, DEFAULT_LISTEN
+
 app = typer.Typer(help="Make the federation's TLS material: a private CA, the coordinator's certificate, "
                        "node authentication keys.", no_args_is_help=True)
 
@@ -217,3 +219,44 @@ def hashlib_hex(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+server_app = typer.Typer(help="Run the coordinator: Flower's SuperLink and SuperExec on loopback, and a TLS front "
+                              "that exposes only the Fleet API to nodes.", no_args_is_help=True)
+
+
+@server_app.command("start")
+def server_start(
+    certs: Annotated[Optional[Path], typer.Option(
+        "--certs", help="Directory with ca.crt, coordinator.crt and coordinator.key (from `fedgov certs "
+                        "coordinator`). Required: there is no insecure mode.")] = None,
+    listen: Annotated[str, typer.Option(
+        "--listen", help="IP:PORT where nodes reach the Fleet API (TLS). 0.0.0.0 is every IPv4 address of this "
+                         "host; [::] every IPv6 one.")] = DEFAULT_LISTEN,
+    link_port: Annotated[int, typer.Option(
+        "--link-port", help="Port of the SuperLink on 127.0.0.1 (Control, Runtime and Fleet API; TLS), for the "
+                            "fedgov commands on this host.")] = DEFAULT_LINK_PORT,
+    workspace: Annotated[Optional[Path], typer.Option(
+        "--workspace", help="fedgov workspace; the coordinator's state goes in its coordinator/ directory (default: "
+                            "$FEDGOV_HOME, else the nearest .fedgov).")] = None,
+    state_dir: Annotated[Optional[Path], typer.Option(
+        "--state-dir", help="Keep the coordinator's state (Flower's database, FLWR_HOME, logs) here instead.")] = None,
+) -> None:
+    """Start the coordinator in the foreground; Ctrl-C or SIGTERM stops everything it started."""
+    from deploy.certs import check_coordinator_files
+    from deploy.coordinator import Coordinator, check_link_port, parse_listen, serve
+    from fedgov.interrupts import exit_code, signal_name
+    from governance.errors import UsageError
+    from governance.workspace import Workspace
+
+    if certs is None:
+        raise UsageError("--certs DIR is required: fedgov server start has no insecure mode (make the coordinator's "
+                         "TLS files with `fedgov certs coordinator --ca CA_DIR --out DIR`)")
+    coordinator = Coordinator(
+        certs=check_coordinator_files(certs.expanduser().resolve()), listen=parse_listen(listen),
+        link_port=check_link_port(link_port),
+        state=(state_dir.expanduser().resolve() if state_dir else Workspace.locate(workspace).path / "coordinator"))
+    try:
+        serve(coordinator, say=lambda line: typer.echo(line))
+    except KeyboardInterrupt as interrupt:
+        typer.echo(f"coordinator stopped by {signal_name(interrupt)}; every process it started has ended")
+        raise typer.Exit(exit_code(interrupt)) from None

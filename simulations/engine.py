@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from governance.private_files import write_atomic
-from simulations.processes import die_with_parent
+from fedgov.processes import die_with_parent
 from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from simulations.processes import descendants, running
+from fedgov.processes import descendants, running
 
 
 def _raylet_address() -> tuple[str, int] | None:

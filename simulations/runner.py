@@ -21,7 +21,7 @@ from governance.errors import FedgovError, PolicyError, UsageError
 from governance.deferred_signals import signals_deferred
 from governance.open_runs import (CLOSED, CRASHED, INTERRUPTED, OPEN, SCRATCH_PREFIX, UNSTARTED, RunHold, close_run,
                                   hold_run, run_state)
-from simulations.processes import PARENT_VARIABLE, TAG_VARIABLE, Stopped, run_guarded
+from fedgov.processes import PARENT_VARIABLE, TAG_VARIABLE, Stopped, run_guarded
 from simulations.ray_watch import OwnRaylet
 
 

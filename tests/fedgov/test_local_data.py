@@ -336,7 +336,8 @@ def test_a_refusal_is_a_fedgov_error_but_neither_a_policy_nor_a_usage_error():
 
 def test_the_schema_in_the_deployment_guide_reads():
     guide = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
-    example = guide.split("```toml\n", 1)[1].split("```", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in guide.split("```toml\n")[1:]]
+    [example] = [block for block in blocks if block.lstrip().startswith("[data.schema]")]
     schema = DataSchema.from_mapping(tomllib.loads(example)["data"]["schema"], "docs/deployment.md")
     assert schema.feature_names == ("age", "weight", "mean radius")
     assert (schema.labels, schema.max_bad_fraction) == (("benign", "malignant"), 0.01)

@@ -1,8 +1,10 @@
 """Process hygiene: no Ray or Flower process outlives the `fedgov` command that made it.
 
-The command becomes a Linux child subreaper, so anything its simulation child leaves
-behind (Ray's raylet, GCS, workers, even ones that start their own session) is re-parented
-to it rather than to init; it then ends and reaps them all.
+The command becomes a Linux child subreaper, so anything its children leave behind (Ray's
+raylet, GCS, workers, Flower's app processes, even ones that start their own session) is
+re-parented to it rather than to init; it then ends and reaps them all. `fedgov sim run`
+guards its one engine child with `run_guarded`; `fedgov server start` guards the Flower
+processes of a coordinator with `guarded`, the same mechanism.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable
 from pathlib import Path
 
@@ -169,10 +173,52 @@ def tagged(env: dict[str, str] | None) -> set[int]:
     return found
 
 
+@contextmanager
+def guarded(env: dict[str, str] | None = None, grace: float = 3.0) -> Iterator[list[subprocess.Popen]]:
+    """End, on leaving the block however it is left, every process started in it and all they started.
+
+    Put each child started in the block into the yielded list. On leaving, those children, any
+    other child of this process that appeared meanwhile, everything re-parented to it (it is a
+    subreaper) and, with `TAG_VARIABLE` in `env`, every process that inherited that tag get
+    SIGTERM, then SIGKILL after `grace` seconds, and are reaped. Signals that arrive meanwhile
+    wait until it is done. Processes that existed before are left alone.
+    """
+    become_subreaper()
+    me = os.getpid()
+    before = set(_children_map().get(me, []))
+    started: list[subprocess.Popen] = []
+    try:
+        yield started
+    finally:
+        with signals_deferred():  # a signal now would cut the clean-up short
+            _end_trees(lambda: (set(_children_map().get(me, [])) - before) | {c.pid for c in started} | tagged(env),
+                       grace)
+
+
+def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `preexec_fn` for a child that must not outlive this process, even its `kill -9`.
+
+    The kernel sends `sig` to the child when the thread that started it ends, so start such
+    children from the main thread. Made before the fork: the child only calls `prctl`.
+    """
+    me = os.getpid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None  # not Linux: `guarded` still ends the child on every exit but SIGKILL
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != me:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
 def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float = 3.0,
                 meanwhile: Callable[[], None] | None = None, pass_fds: tuple[int, ...] = (),
                 watch: Callable[[int], str | None] | None = None) -> int:
-    """Run `cmd` and return its exit code; afterwards end everything it started.
+    """Run `cmd` and return its exit code; afterwards end everything it started (`guarded`).
 
     `meanwhile` runs here while the child starts; if it raises, the child is ended and the
     error propagates. On Ctrl-C or SIGTERM (see fedgov.interrupts) the whole tree is ended at
@@ -182,23 +228,18 @@ def run_guarded(cmd: list[str], env: dict[str, str] | None = None, grace: float 
     re-parented. `watch(child_pid)` is asked every second while the child runs; a reason it returns ends
     the tree and is raised as `Stopped`.
     """
-    become_subreaper()
-    me = os.getpid()
-    before = set(_children_map().get(me, []))
-    try:
-        child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds)
-    finally:
-        for fd in pass_fds:  # the child holds its own copy now
-            os.close(fd)
-    try:
-        if meanwhile is not None:
-            meanwhile()
-        code = _wait(child, watch)
-    except KeyboardInterrupt:
-        ignore_further()
-        child.kill()  # the engine first, at once: SIGTERM would have Ray and Flower print dumps and tracebacks
-        raise
-    finally:
-        with signals_deferred():  # a signal now would cut the clean-up short
-            _end_trees(lambda: (set(_children_map().get(me, [])) - before) | {child.pid} | tagged(env), grace)
-    return code
+    with guarded(env, grace) as started:
+        try:
+            child = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=pass_fds)
+        finally:
+            for fd in pass_fds:  # the child holds its own copy now
+                os.close(fd)
+        started.append(child)
+        try:
+            if meanwhile is not None:
+                meanwhile()
+            return _wait(child, watch)
+        except KeyboardInterrupt:
+            ignore_further()
+            child.kill()  # the engine first, at once: SIGTERM would have Ray and Flower print dumps and tracebacks
+            raise
