@@ -77,6 +77,10 @@ def run() -> None:
         _error(f"{message}{hint}")
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
+        cause = err.__cause__
+        if isinstance(cause, KeyboardInterrupt):  # typer turns any Ctrl-C or SIGTERM in a command into Exit(130)
+            _error(f"interrupted by {signal_name(cause)}")
+            sys.exit(exit_code(cause))
         code = err.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as err:  # Ctrl-C, or SIGTERM (fedgov.interrupts)
         interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__  # click wraps it in Abort

@@ -260,3 +260,30 @@ def server_start(
     except KeyboardInterrupt as interrupt:
         typer.echo(f"coordinator stopped by {signal_name(interrupt)}; every process it started has ended")
         raise typer.Exit(exit_code(interrupt)) from None
+
+
+@node_app.command("join")
+def node_join(
+    node_dir: Annotated[Path, typer.Option("--dir", help="The node directory `fedgov node init` made.")],
+    superlink: Annotated[str, typer.Option("--superlink", help="The coordinator's node address, HOST:PORT, as "
+                                           "`fedgov server start` printed it.")],
+    ca: Annotated[Path, typer.Option("--ca", help="The federation's CA certificate (ca.crt).")],
+    runtime_port: Annotated[int, typer.Option("--runtime-port", help="Loopback port for the SuperNode's Runtime "
+                                              "API, which only the gatekeeper uses.")] = 9094,
+) -> None:
+    """Join the federation: Flower's SuperNode (TLS, node authentication, process isolation) and fedgov's
+    gatekeeper, which runs only what this site's policy allows. Runs until Ctrl-C or SIGTERM."""
+    from deploy.node_join import NodeDir, join
+
+    if not 1024 <= runtime_port <= 65535:
+        from governance.errors import UsageError
+
+        raise UsageError(f"--runtime-port must be between 1024 and 65535, got {runtime_port}")
+    from fedgov.interrupts import exit_code, signal_name
+
+    node = NodeDir.open(node_dir)
+    try:
+        join(node, superlink, ca, runtime_port, typer.echo)
+    except KeyboardInterrupt as interrupt:  # stopping a node is normal: a plain line, and 130 or 143
+        typer.echo(f"node {node.node_id} stopped by {signal_name(interrupt)}; its SuperNode and gatekeeper have ended")
+        raise typer.Exit(exit_code(interrupt)) from None

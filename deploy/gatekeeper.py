@@ -58,15 +58,21 @@ def decide(policy: SitePolicy, fab_content: bytes, run_config: Mapping[str, Any]
                             dp_noise_multiplier=float(noise))
 
 
-def _runtime_client(address: str, interceptors: list) -> Any:
+def _runtime_client(address: str, interceptors: list, retry: bool) -> Any:
+    """A client of the SuperNode's loopback Runtime API.
+
+    `retry` uses Flower's own retry policy, which answers an HTTP 401 by sending SIGINT to its
+    own process: right for a task process (as in Flower's `flwr-clientapp`), wrong for the
+    long-lived `fedgov node join`, whose acquire loop therefore retries by itself.
+    """
     from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
     from flwr.supercore.retry import make_simple_http_retry_invoker
     from flwr.supercore.runtime import RuntimeHttpClient
 
     return RuntimeHttpClient.from_server_address(
-        server_address=address, insecure=True, root_certificates=None,  # the SuperNode's loopback Runtime API
+        server_address=address, insecure=True, root_certificates=None,  # loopback, on the node's own machine
         interceptors=[RuntimeVersionHttpInterceptor(component_name=TASK_TYPE), *interceptors],
-        retry_invoker=make_simple_http_retry_invoker())
+        retry_invoker=make_simple_http_retry_invoker() if retry else None)
 
 
 def run_task(address: str, token: str, site: Path) -> int:
@@ -79,7 +85,7 @@ def run_task(address: str, token: str, site: Path) -> int:
     from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor
     from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
-    client = _runtime_client(address, [RuntimeTokenHttpInterceptor(token)])
+    client = _runtime_client(address, [RuntimeTokenHttpInterceptor(token)], retry=True)
     heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
     heartbeat.start()
     context, status, details, code = None, SubStatus.FAILED, "the task failed before it started", 1
@@ -113,7 +119,7 @@ def serve(address: str, secret: bytes, site: Path, stop: threading.Event) -> Non
     from flwr.supercore.interceptors import SuperExecAuthHttpInterceptor
 
     client = _runtime_client(address, [SuperExecAuthHttpInterceptor(
-        master_secret=secret, protected_methods={"/flwr.proto.Runtime/AcquireTask"})])
+        master_secret=secret, protected_methods={"/flwr.proto.Runtime/AcquireTask"})], retry=False)
     try:
         while not stop.is_set():
             response = client.AcquireTask(AcquireTaskRequest(supported_task_types=[TASK_TYPE]))
