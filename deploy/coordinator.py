@@ -260,11 +260,11 @@ def _run(coordinator: Coordinator, bin_dir: Path, env: dict[str, str], proxy: Fl
          started: list[subprocess.Popen], say: Callable[[str], None]) -> None:
     children: list[tuple[str, subprocess.Popen, Path]] = []
 
-    def start(name: str, command: list[str]) -> subprocess.Popen:
+    def start(name: str, command: list[str], child_env: dict[str, str] = env) -> subprocess.Popen:
         log = coordinator.logs / f"{name.removeprefix('flower-')}.log"
         with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
             # umask 077: Flower's database, its FLWR_HOME and the apps it unpacks are this user's alone
-            child = subprocess.Popen(command, env=env, cwd=coordinator.state, stdin=subprocess.DEVNULL, stdout=out,
+            child = subprocess.Popen(command, env=child_env, cwd=coordinator.state, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True, umask=0o077,
                                      preexec_fn=parent_death_signal())
         started.append(child)
@@ -275,7 +275,13 @@ def _run(coordinator: Coordinator, bin_dir: Path, env: dict[str, str], proxy: Fl
     _wait_healthy(upstream, lambda: _check_children(children))
     say(f"superlink: https://{coordinator.link} (loopback only: Control, Runtime and Fleet API), pid {superlink.pid}, "
         f"state {coordinator.database}")
-    superexec = start("flower-superexec", coordinator.superexec_command(bin_dir))
+    # The ServerApp (started by the SuperExec) writes the run to the ledger, so the SuperExec, and only it,
+    # gets the ledger's credentials; the SuperLink never does (docs/security.md, threat 11).
+    _, ledger_secrets = split_secrets(os.environ)
+    superexec = start("flower-superexec", coordinator.superexec_command(bin_dir), {**env, **ledger_secrets})
+    if not ledger_secrets:
+        say("superexec: no FEDGOV_PASSPHRASE (or FEDGOV_KEK and FEDGOV_SIGNING_KEY) was given, so a governed run's "
+            "ServerApp cannot open the ledger; restart with it set")
     say(f"superexec: runs each ServerApp, signs to the Runtime API with {coordinator.secret_file.name}, pid "
         f"{superexec.pid}")
     proxy.start()
