@@ -70,7 +70,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory):
         run = run_fedgov("run", "--purpose", PURPOSE, "--superlink", f"127.0.0.1:{link}", "--ca",
                          str(certs / "ca.crt"), "--nodes", "3", "--rounds", "2", "--wait", "120", env=ws_env,
                          timeout=360)
-        yield root, run
+        refused = run_fedgov("run", "--purpose", "marketing", "--superlink", f"127.0.0.1:{link}", "--ca",
+                             str(certs / "ca.crt"), "--nodes", "3", "--rounds", "1", env=ws_env, timeout=240)
+        yield root, run, refused
     finally:
         for process in reversed(processes):
             if process.poll() is None:
@@ -86,13 +88,13 @@ def _ledger(root: Path) -> Ledger:
 
 
 def test_the_run_completes_and_says_so(federation):
-    _, run = federation
+    _, run, _ = federation
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert run.stdout.splitlines()[-1].endswith("completed")
 
 
 def test_each_consenting_node_that_allows_the_purpose_sent_a_signed_update_every_round(federation):
-    root, _ = federation
+    root, _, _ = federation
     with _ledger(root) as ledger:
         replies = [ledger.read_payload(e) for e in ledger.query(et.ROUND_REPLY)]
     by_node = sorted(r["node_id"] for r in replies)
@@ -101,7 +103,7 @@ def test_each_consenting_node_that_allows_the_purpose_sent_a_signed_update_every
 
 
 def test_the_node_whose_policy_forbids_the_purpose_refused_and_the_refusal_is_recorded(federation):
-    root, _ = federation
+    root, _, _ = federation
     with _ledger(root) as ledger:
         rejected = [ledger.read_payload(e) for e in ledger.query(et.ROUND_REJECTED)]
     assert {r["node_id"] for r in rejected} == {"marketing-dept"}
@@ -109,5 +111,12 @@ def test_the_node_whose_policy_forbids_the_purpose_refused_and_the_refusal_is_re
 
 
 def test_the_ledger_verifies_afterwards(federation):
-    root, _ = federation
+    root, _, _ = federation
     assert run_fedgov("audit", "verify", "--require-signed", env={"FEDGOV_HOME": str(root / "ws")}).returncode == 0
+
+
+def test_a_run_no_node_consented_to_fails_in_one_line_with_the_reason(federation):
+    _, _, refused = federation
+    assert refused.returncode == 1, refused.stdout[-2000:]
+    assert refused.stderr.startswith("error: run ") and refused.stderr.count("\n") == 1, refused.stderr
+    assert "consent" in refused.stderr, refused.stderr
