@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -103,6 +103,7 @@ class GovernedStrategy(Strategy):
         self.reply_checks = list(reply_checks)
         self._facts: RoundFacts | None = None
         self._spec: dict[str, ArraySpec] = {}
+        self._sent: list[Message] = []  # this round's instructions; the grid gives each its id when it sends it
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -113,13 +114,15 @@ class GovernedStrategy(Strategy):
         self._facts = RoundFacts(server_round, candidates, selected, arrays)
         for observer in self.observers:
             observer.round_selected(self._facts)
-        return self.inner.configure_train(server_round, arrays, config, SelectedGrid(grid, selected))
+        self._sent = list(self.inner.configure_train(server_round, arrays, config, SelectedGrid(grid, selected)))
+        return self._sent
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         facts = self._facts
         assert facts is not None and facts.server_round == server_round
+        replies = [self._from_its_node(reply) for reply in replies]
         checked, rejected = split_replies(replies, self._spec, self.allowed_records)
         for check in self.reply_checks:
             still_valid = []
@@ -134,6 +137,9 @@ class GovernedStrategy(Strategy):
                     rejected.append(Rejection(reply.metadata.src_node_id, reason))
             checked = still_valid
         valid = [reply for reply, _ in checked]
+        answered = {reply.metadata.src_node_id for reply in replies}
+        rejected += [Rejection(node, "dropout: no reply within the round's time-out")
+                     for node in facts.selected if node not in answered]
         facts.valid, facts.rejected = valid, rejected
         for observer in self.observers:
             observer.round_checked(facts)
@@ -148,6 +154,17 @@ class GovernedStrategy(Strategy):
         for observer in self.observers:
             observer.round_aggregated(facts)
         return facts.output_arrays, facts.train_metrics
+
+    def _from_its_node(self, reply: Message) -> Message:
+        """A reply the SuperLink wrote for a node (Flower's "Node Unavailable" when a node stops mid-round)
+        comes from the SuperLink's own id: it is attributed to the node the instruction went to, and named
+        a dropout."""
+        sent = {m.metadata.message_id: m for m in self._sent if m.metadata.message_id}
+        instruction = sent.get(reply.metadata.reply_to_message_id)
+        if instruction is None or reply.metadata.src_node_id == instruction.metadata.dst_node_id \
+                or not reply.has_error():
+            return reply
+        return Message(Error(code=reply.error.code, reason=f"dropout: {reply.error.reason}"), reply_to=instruction)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
