@@ -30,6 +30,20 @@ from governance.hashes import SHA256_HEX
 KEYS = ("purposes", "app_hashes", "max_rounds", "max_update_bytes", "min_dp_noise_multiplier")
 
 
+def read_site_file(path: Path) -> dict[str, Any]:
+    """The node's site file as TOML, with its [policy] table; one clear line when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as err:
+        raise UsageError(f"cannot read the site file {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"the site file {path} is not valid TOML: {err}") from None
+    if not isinstance(document.get("policy"), dict):
+        raise UsageError(f"{path}: no [policy] table")
+    return document
+
+
 @dataclass(frozen=True)
 class SitePolicy:
     """What one site allows."""
@@ -65,18 +79,8 @@ class SitePolicy:
 
     @classmethod
     def load(cls, path: Path) -> "SitePolicy":
-        """Read the policy from the node's own TOML file."""
-        try:
-            with open(path, "rb") as f:
-                document = tomllib.load(f)
-        except OSError as err:
-            raise UsageError(f"cannot read the site policy {path}: {err.strerror}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise UsageError(f"the site policy {path} is not valid TOML: {err}") from None
-        table = document.get("policy")
-        if not isinstance(table, dict):
-            raise UsageError(f"{path}: no [policy] table")
-        return cls.from_mapping(table, str(path))
+        """Read the policy from the node's own site file."""
+        return cls.from_mapping(read_site_file(path)["policy"], str(path))
 
     def check_run(self, *, purpose: str, app_hash: str, rounds: int, dp_noise_multiplier: float = 0.0) -> str | None:
         """Why this node refuses a run, or None when the policy allows it. Checked before any data is read."""
@@ -84,9 +88,11 @@ class SitePolicy:
             return f"site policy: purpose {purpose[:120]!r} is not one this site allows"
         if app_hash not in self.app_hashes:
             return f"site policy: app bundle {app_hash[:64]!r} is not one this site approved"
+        if rounds < 1:
+            return f"site policy: a run of {rounds} rounds is no run"
         if rounds > self.max_rounds:
             return f"site policy: {rounds} rounds is more than this site's maximum of {self.max_rounds}"
-        if dp_noise_multiplier < self.min_dp_noise_multiplier:
+        if not dp_noise_multiplier >= self.min_dp_noise_multiplier:  # NaN never satisfies a minimum
             return (f"site policy: DP noise multiplier {dp_noise_multiplier:g} is below this site's minimum of "
                     f"{self.min_dp_noise_multiplier:g}")
         return None

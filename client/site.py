@@ -7,11 +7,10 @@ A deployed node is pointed at it with `--node-config 'fedgov-site=PATH'`.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.policy import SitePolicy
+from client.policy import SitePolicy, read_site_file
 from fedgov.local_data import DataSchema
 from governance.errors import UsageError
 
@@ -27,19 +26,10 @@ class Site:
     @classmethod
     def load(cls, path: Path) -> "Site":
         """Read the site file; one clear line naming the key for anything missing or malformed."""
-        try:
-            with open(path, "rb") as f:
-                document = tomllib.load(f)
-        except OSError as err:
-            raise UsageError(f"cannot read the site file {path}: {err.strerror}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise UsageError(f"the site file {path} is not valid TOML: {err}") from None
-        policy = document.get("policy")
-        if not isinstance(policy, dict):
-            raise UsageError(f"{path}: no [policy] table")
+        document = read_site_file(path)
         data = document.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("path"), str) or not data["path"]:
             raise UsageError(f"{path}: [data] must give path = \"FILE.csv\" (relative to this file) and a "
                              "[data.schema] table")
         schema = DataSchema.from_mapping(data.get("schema"), f"{path} [data.schema]")
-        return cls(SitePolicy.from_mapping(policy, str(path)), (path.parent / data["path"]), schema)
+        return cls(SitePolicy.from_mapping(document["policy"], str(path)), (path.parent / data["path"]), schema)

@@ -51,11 +51,33 @@ def decide(policy: SitePolicy, fab_content: bytes, run_config: Mapping[str, Any]
     rounds = run_config.get("num-server-rounds")
     if isinstance(rounds, bool) or not isinstance(rounds, int):
         return "site policy: the run declares no whole number of rounds (num-server-rounds)"
-    noise = run_config.get("dp-noise-multiplier", 0.0)  # fedgov runs have no DP yet: 0
+    noise = run_config.get("dp-noise-multiplier", 0.0)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)):
         return "site policy: the run's dp-noise-multiplier is not a number"
+    if noise != 0:  # NaN included: fedgov's app applies no DP yet, so a declared noise would be a false promise
+        return (f"site policy: the run declares DP noise {noise!r}, which fedgov's app does not apply yet; this "
+                "node does not take a declaration for noise")
     return policy.check_run(purpose=purpose, app_hash=bundle_hash(fab_content), rounds=rounds,
-                            dp_noise_multiplier=float(noise))
+                            dp_noise_multiplier=0.0)
+
+
+def count_training(counters: Path, run_id: int) -> int:
+    """Count one more training instruction of `run_id`, outside any bundle's reach; return the count so far.
+
+    The declared number of rounds is only a declaration: a coordinator could declare one round and
+    send ten. Each task process adds one under an exclusive lock, in the node's own directory.
+    """
+    import fcntl
+
+    counters.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(counters / f"{int(run_id)}", os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        count = int(f.read() or 0) + 1
+        f.seek(0)
+        f.truncate()
+        f.write(str(count))
+        return count
 
 
 def _runtime_client(address: str, interceptors: list, retry: bool) -> Any:
@@ -92,7 +114,14 @@ def run_task(address: str, token: str, site: Path) -> int:
     unpacked = Path(tempfile.mkdtemp(prefix="fedgov-app-"))
     try:
         message, context, run, fab = pull_task_input(client)
-        reason = decide(SitePolicy.load(site), fab.content, context.run_config)
+        policy = SitePolicy.load(site)
+        reason = decide(policy, fab.content, context.run_config)
+        if reason is None and message.metadata.message_type == "train":
+            allowed = min(int(context.run_config["num-server-rounds"]), policy.max_rounds)
+            sent = count_training(site.parent / "runs", run.run_id)
+            if sent > allowed:
+                reason = (f"site policy: this is the run's training instruction number {sent}, more than the "
+                          f"{allowed} rounds it may have here")
         if reason is not None:
             reply = Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=reason), reply_to=message)
             details = reason
@@ -112,6 +141,16 @@ def run_task(address: str, token: str, site: Path) -> int:
     return code
 
 
+def task_environment() -> dict[str, str]:
+    """What a task process (and the bundle it runs) inherits: this environment without any fedgov secret
+    and without Flower settings meant for other components."""
+    from fedgov.coordinator_keys import split_secrets
+
+    clean, _ = split_secrets(os.environ)
+    return {k: v for k, v in clean.items() if not k.startswith("FLWR_") or k in (
+        "FLWR_HOME", "FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK")}
+
+
 def serve(address: str, secret: bytes, site: Path, stop: threading.Event) -> None:
     """Take the SuperNode's tasks until `stop`; each runs in a fresh process (a new interpreter, so
     no module of one run's bundle is reused by the next)."""
@@ -125,7 +164,7 @@ def serve(address: str, secret: bytes, site: Path, stop: threading.Event) -> Non
             response = client.AcquireTask(AcquireTaskRequest(supported_task_types=[TASK_TYPE]))
             if response.token:
                 subprocess.run([sys.executable, "-P", "-m", "deploy.gatekeeper", address, str(site)],
-                               env={**os.environ, TOKEN_VARIABLE: response.token}, check=False)
+                               env={**task_environment(), TOKEN_VARIABLE: response.token}, check=False)
             else:
                 stop.wait(POLL_SECONDS)
     finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.site import Site
-from deploy.gatekeeper import serve
+from deploy.gatekeeper import serve, task_environment
 from deploy.node_files import Registration
 from governance.errors import PolicyError, UsageError
 from governance.identity import NodeKey
@@ -91,9 +91,10 @@ def join(node: NodeDir, superlink: str, ca: Path, runtime_port: int, echo) -> No
         raise UsageError(f"the CA certificate {ca} does not exist; copy the federation's ca.crt to this machine")
     secret = node.path / "superexec.secret"
     write_atomic(secret, secrets.token_bytes(32), mode=FILE_MODE)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    env = {**task_environment(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "FLWR_HOME": str(node.path.resolve() / "flwr-home"), "FLWR_TELEMETRY_ENABLED": "0",
            "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    os.environ.update({k: env[k] for k in ("FLWR_HOME", "FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK")})
     runtime = f"127.0.0.1:{runtime_port}"
     stop = threading.Event()
     keeper = threading.Thread(target=_keep_serving, args=(runtime, secret.read_bytes(), node.site, stop),

@@ -80,3 +80,9 @@ def test_an_unreadable_policy_file_is_one_clear_line(tmp_path: Path, text: str, 
     path.write_text(text)
     with pytest.raises(UsageError, match=re.escape(line)):
         SitePolicy.load(path)
+
+
+def test_nan_never_satisfies_a_dp_minimum():
+    demanding = _policy(min_dp_noise_multiplier=1.0)
+    assert demanding.check_run(purpose="triage model", app_hash=APP, rounds=1,
+                               dp_noise_multiplier=float("nan")) is not None

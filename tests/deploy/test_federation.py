@@ -5,10 +5,6 @@ is in the ledger. Afterwards the ledger verifies and nothing is left running."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,71 +12,19 @@ import pytest
 from governance import entry_types as et
 from governance.ledger import Ledger
 from governance.workspace import Workspace
-from tests.conftest import processes_marked
-from tests.deploy.superlink import free_port
-from tests.deploy.test_node_join import site_file
-from tests.deploy.test_server_start import make_certs
-from tests.fedgov_command import MARK_VARIABLE, PASSPHRASE, fedgov_argv, fedgov_env, run_fedgov
+from tests.deploy.federation import PURPOSE, loopback_federation
+from tests.fedgov_command import PASSPHRASE, run_fedgov
 
 pytestmark = pytest.mark.timeout(420)
-PURPOSE = "triage model"
 NODES = {"radiology": (PURPOSE,), "cardiology": (PURPOSE,), "marketing-dept": ("marketing",)}
-
-
-def _background(args: list[str], out: Path, mark: str, cwd: Path) -> subprocess.Popen:
-    with open(out, "w") as sink:
-        return subprocess.Popen(fedgov_argv(*args), stdout=sink, stderr=subprocess.STDOUT,
-                                env=fedgov_env({MARK_VARIABLE: mark, "FEDGOV_HOME": str(cwd / "ws")}), cwd=cwd)
-
-
-def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in (path.read_text() if path.exists() else ""):
-        assert process.poll() is None and time.monotonic() < deadline, path.read_text()[-3000:]
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("federation")
-    mark = f"federation-{uuid.uuid4().hex}"
-    ws_env = {"FEDGOV_HOME": str(root / "ws")}
-    assert run_fedgov("audit", "init", env=ws_env).returncode == 0
-    certs = make_certs(root)
-    fleet, link = free_port(), free_port()
-    processes = [_background(["server", "start", "--certs", str(certs), "--listen", f"127.0.0.1:{fleet}",
-                              "--link-port", str(link)], root / "server.out", mark, root)]
-    try:
-        _wait_for(root / "server.out", "coordinator up", processes[0])
-        app_hash = run_fedgov("app", "hash").stdout.strip()
-        for name, purposes in NODES.items():
-            node = root / name
-            assert run_fedgov("node", "init", name, "--out", str(node)).returncode == 0
-            site_file(node, [app_hash], purposes)
-            registered = run_fedgov("node", "register", str(node / "registration.json"), "--team", name,
-                                    "--superlink", f"127.0.0.1:{link}", "--ca", str(certs / "ca.crt"), env=ws_env)
-            assert registered.returncode == 0, registered.stderr
-            granted = run_fedgov("consent", "grant", "--node", name, "--team", name, "--purpose", PURPOSE,
-                                 "--data-category", "imaging", "--notice-version", "1", "--notice-hash", "a" * 64,
-                                 env=ws_env)
-            assert granted.returncode == 0, granted.stderr
-            processes.append(_background(["node", "join", "--dir", str(node), "--superlink", f"127.0.0.1:{fleet}",
-                                          "--ca", str(certs / "ca.crt"), "--runtime-port", str(free_port())],
-                                         root / f"{name}.out", mark, root))
-        run = run_fedgov("run", "--purpose", PURPOSE, "--superlink", f"127.0.0.1:{link}", "--ca",
-                         str(certs / "ca.crt"), "--nodes", "3", "--rounds", "2", "--wait", "120", env=ws_env,
-                         timeout=360)
-        refused = run_fedgov("run", "--purpose", "marketing", "--superlink", f"127.0.0.1:{link}", "--ca",
-                             str(certs / "ca.crt"), "--nodes", "3", "--rounds", "1", env=ws_env, timeout=240)
-        yield root, run, refused
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        codes = [process.wait(60) for process in processes]
-        assert codes == [143] * len(processes), codes
-        time.sleep(0.5)
-        assert processes_marked(mark) == {}
+    with loopback_federation(tmp_path_factory.mktemp("federation"), NODES) as federation:
+        run = run_fedgov(*federation.run_args(PURPOSE, 3, 2), "--wait", "120", env=federation.env, timeout=360)
+        refused = run_fedgov(*federation.run_args("marketing", 3, 1), env=federation.env, timeout=240)
+        yield federation.root, run, refused
 
 
 def _ledger(root: Path) -> Ledger:

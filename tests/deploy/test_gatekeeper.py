@@ -40,4 +40,25 @@ def test_a_run_the_policy_does_not_allow_is_refused_by_name(config, reason):
 def test_a_site_demanding_dp_refuses_a_run_without_it():
     demanding = SitePolicy(("triage model",), (APPROVED,), 10, 10**6, 1.0)
     assert decide(demanding, BUNDLE, RUN) == "site policy: DP noise multiplier 0 is below this site's minimum of 1"
-    assert decide(demanding, BUNDLE, {**RUN, "dp-noise-multiplier": 1.2}) is None
+
+
+@pytest.mark.parametrize("noise", [1.2, float("nan"), float("inf")])
+def test_a_declared_dp_noise_is_not_taken_for_noise_applied(noise):
+    """fedgov's app applies no DP yet: a run declaring some cannot keep that promise, so it is refused."""
+    demanding = SitePolicy(("triage model",), (APPROVED,), 10, 10**6, 1.0)
+    assert decide(demanding, BUNDLE, {**RUN, "dp-noise-multiplier": noise}) == (
+        f"site policy: the run declares DP noise {noise!r}, which fedgov's app does not apply yet; this node does "
+        "not take a declaration for noise")
+
+
+@pytest.mark.parametrize("rounds", [0, -3])
+def test_a_run_of_no_rounds_is_refused(rounds):
+    assert decide(POLICY, BUNDLE, {**RUN, "num-server-rounds": rounds}) == f"site policy: a run of {rounds} rounds is no run"
+
+
+def test_training_instructions_are_counted_per_run_outside_the_bundle(tmp_path):
+    from deploy.gatekeeper import count_training
+
+    assert [count_training(tmp_path / "runs", 7) for _ in range(3)] == [1, 2, 3]
+    assert count_training(tmp_path / "runs", 8) == 1
+    assert oct((tmp_path / "runs" / "7").stat().st_mode & 0o777) == "0o600"

@@ -82,7 +82,7 @@ def _serve_when_up(runtime: str, secret: bytes, site: Path, stop: threading.Even
             stop.wait(0.5)
 
 
-def _run(link, out: Path) -> list[dict]:
+def _run(link, out: Path, **config) -> list[dict]:
     from flwr.common.serde import fab_to_proto, user_config_to_proto
     from flwr.proto.control_pb2 import StartRunRequest
     from flwr.supercore.fab import Fab
@@ -92,7 +92,7 @@ def _run(link, out: Path) -> list[dict]:
     fab = _fab()
     with control_client(link.address, link.ca) as client:
         client.StartRun(StartRunRequest(fab=fab_to_proto(Fab(hashlib.sha256(fab).hexdigest(), fab, {})),
-                                        override_config=user_config_to_proto({"out": str(out)})))
+                                        override_config=user_config_to_proto({"out": str(out), **config})))
     deadline = time.monotonic() + 150
     while not out.exists():
         assert time.monotonic() < deadline, "the probe run wrote no result"
@@ -112,3 +112,12 @@ def test_an_app_bundle_the_site_did_not_approve_never_runs_and_the_coordinator_g
     digest = hashlib.sha256(_fab()).hexdigest()
     assert _run(link, root / "refused.json") == [
         {"error": f"site policy: app bundle '{digest}' is not one this site approved"}]
+
+
+def test_a_run_that_sends_more_training_than_it_declared_is_refused_beyond_it(federation):
+    link, root = federation
+    _policy(root / "node" / "policy.toml", [hashlib.sha256(_fab()).hexdigest()])
+    assert _run(link, root / "more.json", instructions=2) == [
+        {"reply": {"hello": "from the node's approved app"}},
+        {"error": "site policy: this is the run's training instruction number 2, more than the 1 rounds it may have "
+                  "here"}]

@@ -18,10 +18,12 @@ def main(grid: Grid, context: Context) -> None:
     deadline = time.time() + 60
     while not list(grid.get_node_ids()) and time.time() < deadline:
         time.sleep(0.5)
-    messages = [Message(RecordDict({"probe": ConfigRecord({"ask": 1})}), dst_node_id=node, message_type="train")
-                for node in grid.get_node_ids()]
-    replies = grid.send_and_receive(messages, timeout=120)
-    out = [{"error": r.error.reason} if r.has_error() else {"reply": dict(r.content["probe"])} for r in replies]
+    out = []
+    for ask in range(int(context.run_config["instructions"])):  # a hostile coordinator may send more than it declared
+        messages = [Message(RecordDict({"probe": ConfigRecord({"ask": ask})}), dst_node_id=node, message_type="train")
+                    for node in grid.get_node_ids()]
+        replies = grid.send_and_receive(messages, timeout=120)
+        out += [{"error": r.error.reason} if r.has_error() else {"reply": dict(r.content["probe"])} for r in replies]
     Path(str(context.run_config["out"])).write_text(json.dumps(out))
 
 
