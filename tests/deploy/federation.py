@@ -33,6 +33,16 @@ class Federation:
     link: int  # the SuperLink's loopback port (Control API): what `fedgov run` and `node register` use
     fleet: int  # the Fleet proxy's port: what nodes join
     joins: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_server(self) -> subprocess.Popen:
+        """`fedgov server start` on this federation's ports and workspace; returns once it is up."""
+        out = self.root / f"server-{len(self.processes)}.out"
+        server = _background(["server", "start", "--certs", str(self.root / "coord"), "--listen",
+                              f"127.0.0.1:{self.fleet}", "--link-port", str(self.link)], out, self.mark, self.root)
+        self.processes.append(server)
+        _wait_for(out, "coordinator up", server)
+        return server
 
     @property
     def env(self) -> dict[str, str]:
@@ -62,10 +72,9 @@ def loopback_federation(root: Path, nodes: Mapping[str, tuple[str, ...]]) -> Ite
     federation = Federation(root, f"federation-{uuid.uuid4().hex}", free_port(), free_port())
     assert run_fedgov("audit", "init", env=federation.env).returncode == 0
     certs = make_certs(root)
-    processes = [_background(["server", "start", "--certs", str(certs), "--listen", f"127.0.0.1:{federation.fleet}",
-                              "--link-port", str(federation.link)], root / "server.out", federation.mark, root)]
+    processes = federation.processes
     try:
-        _wait_for(root / "server.out", "coordinator up", processes[0])
+        federation.start_server()
         app_hash = run_fedgov("app", "hash").stdout.strip()
         for name, purposes in nodes.items():
             node = root / name
