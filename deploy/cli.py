@@ -77,14 +77,10 @@ def coordinator(
 @app.command("node")
 def node(name: Annotated[str, typer.Argument(help="The node's fedgov id, e.g. radiology.")], out: OutOpt) -> None:
     """Make a node's SuperNode authentication key pair: NAME.auth (0600) and NAME.auth.pub (to register)."""
-    import re
-
     from deploy.certs import node_auth_keys
-    from governance.errors import UsageError
+    from deploy.node_files import check_node_id
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        raise UsageError(f"node name {name[:80]!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
-                         "letter or digit (it names the key files)")
+    check_node_id(name, "node name", " (it names the key files)")
     private, public = node_auth_keys()
     _write_new({out / f"{name}.auth": (private, True), out / f"{name}.auth.pub": (public, False)})
 
@@ -188,6 +184,7 @@ def run_command(
     import getpass
 
     from deploy.app_bundle import build_bundle
+    from deploy.gatekeeper import bundle_hash
     from deploy.launch import follow, start, stop, wait_for_nodes
     from deploy.registration import control_client, flower_call
     from fedgov.settings import RunSettings
@@ -203,8 +200,9 @@ def run_command(
     with control_client(superlink, ca) as client:
         online = flower_call("list the nodes", lambda: wait_for_nodes(client, nodes, wait))
         typer.echo(f"{len(online)} nodes online: {', '.join(online)}")
-        run_id = flower_call("start the run", lambda: start(client, bundle, overrides))
-        typer.echo(f"run {run_id} started (app bundle {hashlib_hex(bundle)[:16]}…)")
+        digest = bundle_hash(bundle)
+        run_id = flower_call("start the run", lambda: start(client, bundle, digest, overrides))
+        typer.echo(f"run {run_id} started (app bundle {digest[:16]}…)")
         try:
             outcome = flower_call("follow the run", lambda: follow(client, run_id, typer.echo))
         except KeyboardInterrupt:
@@ -213,12 +211,6 @@ def run_command(
     if not outcome.completed:
         raise PolicyError(f"run {run_id} {outcome.sub_status or outcome.status}: {outcome.details or 'no details'}")
     typer.echo(f"run {run_id} completed")
-
-
-def hashlib_hex(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 server_app = typer.Typer(help="Run the coordinator: Flower's SuperLink and SuperExec on loopback, and a TLS front "
                               "that exposes only the Fleet API to nodes.", no_args_is_help=True)

@@ -9,7 +9,6 @@ with Flower's `details` (the ServerApp's exception, e.g. a consent refusal) as t
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,13 +53,13 @@ def wait_for_nodes(client: Any, minimum: int, timeout: float, poll: float = 1.0)
         time.sleep(poll)
 
 
-def start(client: Any, bundle: bytes, overrides: Mapping[str, Any]) -> int:
-    """Start a run of `bundle` with these run-config overrides; return its run id."""
+def start(client: Any, bundle: bytes, digest: str, overrides: Mapping[str, Any]) -> int:
+    """Start a run of `bundle` (whose SHA-256 is `digest`) with these run-config overrides; return its run id."""
     from flwr.common.serde import fab_to_proto, user_config_to_proto
     from flwr.proto.control_pb2 import StartRunRequest
     from flwr.supercore.fab import Fab
 
-    fab = Fab(hashlib.sha256(bundle).hexdigest(), bundle, {})
+    fab = Fab(digest, bundle, {})
     response = client.StartRun(StartRunRequest(fab=fab_to_proto(fab), override_config=user_config_to_proto(
         dict(overrides))))
     if not response.run_id:

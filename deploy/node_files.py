@@ -52,11 +52,11 @@ labels = []
 """
 
 
-def check_node_id(node_id: str) -> str:
+def check_node_id(node_id: str, what: str = "node id", why: str = "") -> str:
     """A node id that can also name files: 1-64 letters, digits, '.', '_' or '-'."""
     if not isinstance(node_id, str) or not NODE_ID.fullmatch(node_id):
-        raise UsageError(f"node id {str(node_id)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-', starting "
-                         "with a letter or digit")
+        raise UsageError(f"{what} {str(node_id)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-', starting "
+                         f"with a letter or digit{why}")
     return node_id
 
 

@@ -23,15 +23,15 @@ from governance.ledger import Ledger
 from governance.node_store import load_registry, register_nodes
 
 
-def auth_key_pem(registration: Registration) -> bytes:
-    """The node's auth key as PEM SubjectPublicKeyInfo, what Flower's RegisterNode takes; P-384 only."""
+def auth_key(registration: Registration) -> ec.EllipticCurvePublicKey:
+    """The node's SuperNode auth key, parsed from its OpenSSH line; P-384 only."""
     try:
         key = serialization.load_ssh_public_key(registration.auth_key.encode())
     except (ValueError, TypeError) as err:
         raise UsageError(f"node {registration.node_id}: auth_key is not an OpenSSH public key ({err})") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise UsageError(f"node {registration.node_id}: auth_key must be an ECDSA P-384 key")
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key
 
 
 def control_client(superlink: str, ca: Path):
@@ -69,7 +69,10 @@ def register(ledger: Ledger, registration: Registration, team: str, superlink: s
     """Register the node with Flower, then in the ledger; return its Flower node id."""
     from flwr.proto.control_pb2 import RegisterNodeRequest, UnregisterNodeRequest
 
-    pem = auth_key_pem(registration)
+    key = auth_key(registration)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = key.public_bytes(serialization.Encoding.PEM, spki)  # what Flower's RegisterNode takes
+    der = key.public_bytes(serialization.Encoding.DER, spki)  # what the ledger records the hash of
     known = load_registry(ledger).get(registration.node_id)
     if known is not None:
         raise UsageError(f"node {registration.node_id} is already registered in this ledger (team {known.team}); a "
@@ -84,14 +87,10 @@ def register(ledger: Ledger, registration: Registration, team: str, superlink: s
             register_nodes(ledger, [(registration.node_id, registration.signing_key, team)], actor=actor,
                            details={registration.node_id: {
                                "flower_node_id": str(flower_id),
-                               "auth_key_sha256": hashlib.sha256(_spki_der(pem)).hexdigest()}})
+                               "auth_key_sha256": hashlib.sha256(der).hexdigest()}})
         except BaseException:
             flower_call("undo the registration", lambda: client.UnregisterNode(
                 UnregisterNodeRequest(node_id=flower_id)))
             raise
     return flower_id
 
-
-def _spki_der(pem: bytes) -> bytes:
-    return serialization.load_pem_public_key(pem).public_bytes(serialization.Encoding.DER,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -23,16 +23,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import processes_marked
+from tests.deploy.superlink import free_port
 from tests.fedgov_command import MARK_VARIABLE, fedgov_argv, fedgov_env, run_fedgov
 
 BIN = Path(sys.executable).parent
 FLOWER = ("flower-superlink", "flower-superexec", "flower-supernode", "flwr-")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
