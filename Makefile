@@ -13,7 +13,7 @@ export FLWR_DISABLE_UPDATE_CHECK := 1
 export FLWR_HOME := $(CURDIR)/.flwr
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test bench clean
+.PHONY: demo demo-deploy test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/fedgov demo
+
+# The real thing rehearsed on loopback: a TLS coordinator and three authenticated nodes in separate processes,
+# a governed run, the ledger verified, everything stopped (also on Ctrl-C). Its own workspace: fedgov-runs/deploy.
+DEPLOY_HOME := $(CURDIR)/fedgov-runs/deploy/.fedgov
+demo-deploy: $(STAMP)
+	@export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" FEDGOV_HOME="$(DEPLOY_HOME)" \
+	  FEDGOV_PASSPHRASE="$${FEDGOV_PASSPHRASE:-fedgov-demo-passphrase}"; \
+	trap 'fedgov federation down || true' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	set -e -x; \
+	fedgov federation up --nodes 3; \
+	fedgov federation status; \
+	fedgov run --purpose "rehearsal: breast-cancer screening model" --nodes 3 --rounds 2; \
+	fedgov audit verify --require-signed
 
 test: $(STAMP)
 	$(PY) -m pytest

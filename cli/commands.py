@@ -15,6 +15,7 @@ import typer
 from fedgov.interrupts import Terminated, exit_code, last_was_sigterm, signal_name
 from governance.errors import FedgovError
 from deploy.cli import app as certs_app, app_app, node_app, run_command, server_app
+from deploy.federation_cli import app as federation_app
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
 from governance.cli.consent import app as consent_app
@@ -50,6 +51,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(app_app, name="app")
 app.command("run")(run_command)
 app.add_typer(server_app, name="server")
+app.add_typer(federation_app, name="federation")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
 app.add_typer(lineage_app, name="lineage")
@@ -69,18 +71,17 @@ def run() -> None:
     _refuse_undecodable_arguments(sys.argv[1:])
     command = typer.main.get_command(app)
     try:
-        code = command.main(prog_name="fedgov", standalone_mode=False)
+        # Not `command.main`: typer's would turn a Ctrl-C or SIGTERM that a command does not handle itself into a
+        # silent exit 130; invoked directly, it reaches the handler below and is one line, with 130 or 143.
+        with command.make_context("fedgov", sys.argv[1:]) as ctx:
+            code = command.invoke(ctx)
     except click.ClickException as err:  # a bad option or argument: one line too, with where to look
         ctx = getattr(err, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = " ".join(err.format_message().split())
         _error(f"{message}{hint}")
         sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        cause = err.__cause__
-        if isinstance(cause, KeyboardInterrupt):  # typer turns any Ctrl-C or SIGTERM in a command into Exit(130)
-            _error(f"interrupted by {signal_name(cause)}")
-            sys.exit(exit_code(cause))
+    except click.exceptions.Exit as err:  # --help, --version, or a command's own typer.Exit
         code = err.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as err:  # Ctrl-C, or SIGTERM (fedgov.interrupts)
         interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__  # click wraps it in Abort

@@ -167,13 +167,18 @@ def app_group() -> None:
 def run_command(
     purpose: Annotated[str, typer.Option("--purpose", help="The purpose the run declares; only nodes with valid "
                                           "consent for it train, and only sites whose policy allows it take part.")],
-    superlink: Annotated[str, typer.Option("--superlink", help="The SuperLink's loopback address (its Control API), "
-                                           "as `fedgov server start` printed it.")],
-    ca: Annotated[Path, typer.Option("--ca", help="The federation's CA certificate (ca.crt).")],
+    superlink: Annotated[Optional[str], typer.Option("--superlink", help="The SuperLink's loopback address (its "
+                                                     "Control API), as `fedgov server start` printed it (default: "
+                                                     "the coordinator running on this workspace).")] = None,
+    ca: Annotated[Optional[Path], typer.Option("--ca", help="The federation's CA certificate (default: the one of "
+                                               "the coordinator running on this workspace).")] = None,
     nodes: Annotated[int, typer.Option("--nodes", help="Nodes the run waits for and expects (num-partitions).")] = 2,
     rounds: Annotated[int, typer.Option("--rounds", help="Federated rounds.")] = 3,
     strategy: Annotated[str, typer.Option("--strategy", help="Flower strategy (see `fedgov sim run --help`).")] =
     "fedavg",
+    dataset: Annotated[str, typer.Option("--dataset", help="The model the run trains, named for its bundled dataset "
+                                         "(breast-cancer or digits); every node's data must fit it.")] =
+    "breast-cancer",
     workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w", help="The coordinator's workspace "
                                                       "(default: $FEDGOV_HOME, else the nearest .fedgov).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory on the coordinator (rounds.json, "
@@ -192,10 +197,16 @@ def run_command(
     from governance.workspace import Workspace
 
     ws = Workspace.discover(workspace)
-    overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "num-partitions": nodes,
+    overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "dataset": dataset,
+                 "num-partitions": nodes,
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
                  "out-dir": str(out.resolve()) if out else ""}
     RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
+    if superlink is None or ca is None:
+        from deploy.coordinator import running_coordinator
+
+        running = running_coordinator(ws.path / "coordinator")
+        superlink, ca = superlink or running.link, ca or running.ca
     bundle = build_bundle()
     with control_client(superlink, ca) as client:
         online = flower_call("list the nodes", lambda: wait_for_nodes(client, nodes, wait))

@@ -360,3 +360,36 @@ def _write_info(coordinator: Coordinator) -> None:
     info = {"pid": os.getpid(), "superlink": coordinator.link, "fleet": coordinator.fleet,
             "ca": str(coordinator.certs.ca), "database": str(coordinator.database)}
     write_atomic(coordinator.state / INFO_FILE, (json.dumps(info, indent=2) + "\n").encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Running:
+    """Where the coordinator started on a state directory listens, as its coordinator.json says."""
+
+    link: str
+    ca: Path
+
+
+def running_coordinator(state: Path) -> Running:
+    """The coordinator `fedgov server start` runs on `state` now; UsageError when none does."""
+    from governance.errors import UsageError
+
+    try:
+        info = json.loads((state / INFO_FILE).read_bytes())
+        pid, link, ca = int(info["pid"]), str(info["superlink"]), Path(info["ca"])
+    except (OSError, ValueError, KeyError, TypeError):
+        info = None
+    if info is None or not _alive(pid):
+        raise UsageError(f"no coordinator is running on {state}; give --superlink and --ca, or start it with `fedgov "
+                         "server start` (or `fedgov federation up`)")
+    return Running(link, ca)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import subprocess
 import sys
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.site import Site
+from deploy.connection_watch import ConnectionWatch
 from deploy.gatekeeper import serve, task_environment
 from deploy.node_files import Registration
 from governance.errors import PolicyError, UsageError
 from governance.identity import NodeKey
 
-ACTIVATION_REFUSED = 305  # Flower's exit code when the SuperLink does not (yet) activate the node
 RETRY_FOR = 90.0  # seconds within which a refused activation is retried
 BIN = Path(sys.executable).parent
 
@@ -105,12 +106,14 @@ def join(node: NodeDir, superlink: str, ca: Path, runtime_port: int, echo) -> No
         try:
             while True:
                 supernode = subprocess.Popen(supernode_command(node, superlink, ca, secret, runtime_port), env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                              preexec_fn=parent_death_signal())
                 started.append(supernode)
                 echo(f"node {node.node_id}: SuperNode started (pid {supernode.pid}), connecting to {superlink}; "
                      f"gatekeeper on {runtime}")
-                code = supernode.wait()
-                if code == ACTIVATION_REFUSED and time.monotonic() - started_at < RETRY_FOR:
+                watch = ConnectionWatch(node.node_id, superlink)
+                code = _follow(supernode, watch, echo)
+                if watch.refused and time.monotonic() - started_at < RETRY_FOR:
                     echo(f"node {node.node_id}: the coordinator refused the activation (it may still count an "
                          "earlier session); trying again in 5 s")
                     time.sleep(5)
@@ -120,6 +123,32 @@ def join(node: NodeDir, superlink: str, ca: Path, runtime_port: int, echo) -> No
         finally:
             stop.set()
             keeper.join(5)
+
+
+def _follow(supernode: subprocess.Popen, watch: ConnectionWatch, echo) -> int:
+    """Pass the SuperNode's output on as it comes, with a line of ours at each change of connection state;
+    return its exit code."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for raw in supernode.stdout:
+            lines.put(raw.decode("utf-8", "replace"))
+        lines.put(None)
+
+    threading.Thread(target=read, name="supernode-output", daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=1.0)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            return supernode.wait()
+        if line:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        said = watch.feed(line, time.monotonic()) if line else watch.tick(time.monotonic())
+        if said:
+            echo(said)
 
 
 def _keep_serving(runtime: str, secret: bytes, site: Path, stop: threading.Event) -> None:
