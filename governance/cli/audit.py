@@ -28,7 +28,8 @@ app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance l
 
 @app.command("init")
 def init(workspace: WorkspaceOpt = None,
-         db_url: Annotated[Optional[str], typer.Option("--db-url", help="SQLAlchemy URL (default: SQLite in the workspace).")] = None,
+         db_url: Annotated[Optional[str], typer.Option("--db-url", envvar="FEDGOV_DB_URL", show_envvar=True,
+                                                       help="SQLAlchemy URL (default: SQLite in the workspace).")] = None,
          passphrase_file: PassFileOpt = None) -> None:
     """Create a workspace: keystore, ledger database, trust file, first checkpoint."""
     from governance.keystore import passphrase_from

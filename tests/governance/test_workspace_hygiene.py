@@ -59,6 +59,15 @@ def test_a_postgres_workspace_config_names_the_server_without_a_password(tmp_pat
     assert config["db_url"] == pg_url and ":" not in pg_url.split("@")[0].split("//")[1]
 
 
+def test_init_takes_the_database_from_fedgov_db_url_as_the_readme_says(tmp_path: Path, pg_url: str) -> None:
+    ws = tmp_path / "ws"
+    result = run_fedgov("audit", "init", "--workspace", str(ws), env={"FEDGOV_DB_URL": pg_url})
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ws / "config.json").read_text(encoding="utf-8"))["db_url"] == pg_url
+    assert not (ws / "ledger.db").exists()
+    assert run_fedgov("audit", "verify", "--workspace", str(ws)).returncode == 0  # found without the variable
+
+
 def test_failed_init_against_an_unreachable_server_leaves_nothing(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     fails_with(["audit", "init", "--workspace", str(ws), "--db-url", "postgresql+psycopg://postgres@127.0.0.1:9/x"],
