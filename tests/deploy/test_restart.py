@@ -33,4 +33,11 @@ def test_a_restarted_coordinator_loses_nothing_and_its_nodes_come_back(tmp_path:
         runs = [ledger.read_payload(e)["status"] for e in ledger.query(et.RUN_FINISHED)]
         assert ledger.size() > before
     assert runs == ["finished", "finished"]
+    for node in ("alpha", "beta"):  # what `fedgov node join` told its operator meanwhile
+        said = [line for line in (tmp_path / f"{node}.out").read_text().splitlines() if line.startswith(f"node {node}:")]
+        assert said[1].startswith(f"node {node}: connected to 127.0.0.1:{federation.fleet} (Flower node id ")
+        assert f"node {node}: lost the connection to 127.0.0.1:{federation.fleet}; the SuperNode retries by itself" \
+            in said
+        assert said.index(f"node {node}: connected to 127.0.0.1:{federation.fleet} again") > \
+            said.index(f"node {node}: lost the connection to 127.0.0.1:{federation.fleet}; the SuperNode retries by itself")
     assert run_fedgov("audit", "verify", "--require-signed", env={"FEDGOV_HOME": str(tmp_path / "ws")}).returncode == 0
