@@ -223,8 +223,9 @@ def run_command(
         raise PolicyError(f"run {run_id} {outcome.sub_status or outcome.status}: {outcome.details or 'no details'}")
     typer.echo(f"run {run_id} completed")
 
-server_app = typer.Typer(help="Run the coordinator: Flower's SuperLink and SuperExec on loopback, and a TLS front "
-                              "that exposes only the Fleet API to nodes.", no_args_is_help=True)
+server_app = typer.Typer(help="Run the coordinator: Flower's SuperLink on loopback, fedgov's gatekeeper that starts "
+                              "only approved ServerApps, and a TLS front that exposes only the Fleet API to nodes.",
+                         no_args_is_help=True)
 
 
 @server_app.command("start")
@@ -243,10 +244,15 @@ def server_start(
                             "$FEDGOV_HOME, else the nearest .fedgov).")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(
         "--state-dir", help="Keep the coordinator's state (Flower's database, FLWR_HOME, logs) here instead.")] = None,
+    approve_app: Annotated[Optional[list[str]], typer.Option(
+        "--approve-app", metavar="SHA256",
+        help="Also run ServerApps of the app bundle with this SHA-256, with the ledger credentials (repeatable). "
+             "fedgov's own bundle, as built here, is always approved; a run of any other bundle ends failed.")] = None,
 ) -> None:
     """Start the coordinator in the foreground; Ctrl-C or SIGTERM stops everything it started."""
     from deploy.certs import check_coordinator_files
     from deploy.coordinator import Coordinator, check_link_port, parse_listen, serve
+    from deploy.coordinator_gate import check_hash
     from fedgov.interrupts import exit_code, signal_name
     from governance.errors import UsageError
     from governance.workspace import Workspace
@@ -254,10 +260,15 @@ def server_start(
     if certs is None:
         raise UsageError("--certs DIR is required: fedgov server start has no insecure mode (make the coordinator's "
                          "TLS files with `fedgov certs coordinator --ca CA_DIR --out DIR`)")
+    try:
+        approve = tuple(dict.fromkeys(check_hash(text) for text in approve_app or ()))
+    except ValueError as err:
+        raise UsageError(f"--approve-app {err}") from None
     coordinator = Coordinator(
         certs=check_coordinator_files(certs.expanduser().resolve()), listen=parse_listen(listen),
         link_port=check_link_port(link_port),
-        state=(state_dir.expanduser().resolve() if state_dir else Workspace.locate(workspace).path / "coordinator"))
+        state=(state_dir.expanduser().resolve() if state_dir else Workspace.locate(workspace).path / "coordinator"),
+        approve=approve)
     try:
         serve(coordinator, say=lambda line: typer.echo(line))
     except KeyboardInterrupt as interrupt:

@@ -6,8 +6,11 @@ It starts, as one guarded process tree (`fedgov.processes.guarded`, as `fedgov s
    authentication, a persistent state database, runtime dependency installation off, and
    `--isolation process` with a SuperExec secret: the Runtime API, which would otherwise hand
    a ServerApp's task token to any caller, answers only requests signed with that secret.
-2. `flower-superexec`, which runs each ServerApp, with the same secret (a fresh random file,
-   0600, each start) and `--parent-pid` of this process.
+2. fedgov's gatekeeper (`deploy/coordinator_gate.py`) in place of Flower's `flower-superexec`,
+   with the same secret (a fresh random file, 0600, each start): it starts Flower's
+   `flwr-serverapp` only for a run of an approved app bundle (fedgov's own, as built on this
+   host, and any `--approve-app` hash), and only that process gets the ledger's credentials;
+   any other run ends failed with the reason. The credentials reach the gatekeeper over a pipe.
 3. The Fleet proxy (`deploy/fleet_proxy.py`), in this process, on `--listen`: the only port
    nodes reach. It forwards the Fleet API and answers 404 to the rest.
 
@@ -15,12 +18,13 @@ There is no insecure mode: TLS is always on, so nothing listens without it on an
 The children get `FLWR_TELEMETRY_ENABLED=0`, `FLWR_DISABLE_UPDATE_CHECK=1`, their own
 `FLWR_HOME` in the state directory, no other `FLWR_*` setting of the caller (one of them
 would start Flower's legacy gRPC Control API on every address), and none of fedgov's
-secrets. They are started from the main thread with a parent-death signal, so even
-`kill -9` of this process stops them.
+secrets in their environment. They are started from the main thread with a parent-death
+signal, so even `kill -9` of this process stops them.
 
 Bad input (missing or mismatched certificates, a busy port, another coordinator on the same
-state) is one line before anything starts. If a child dies, the others are stopped and the
-command exits 1 naming it. Ctrl-C or SIGTERM stops everything, exit 130 or 143.
+state, fedgov's own app bundle that cannot be built) is one line before anything starts. If a
+child dies, the others are stopped and the command exits 1 naming it. Ctrl-C or SIGTERM stops
+everything, exit 130 or 143.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy.fleet_proxy import FleetProxy, Upstream, server_context
-from fedgov.coordinator_keys import split_secrets
+from fedgov.coordinator_keys import hand_over, split_secrets
 from fedgov.interrupts import ignore_further
 from fedgov.processes import TAG_VARIABLE, guarded, parent_death_signal
 from governance.errors import FedgovError, UsageError
@@ -97,6 +101,7 @@ class Coordinator:
     listen: tuple[str, int]
     link_port: int
     state: Path
+    approve: tuple[str, ...] = ()  # app bundle hashes approved besides fedgov's own (--approve-app)
 
     @property
     def database(self) -> Path:
@@ -132,16 +137,22 @@ class Coordinator:
                 "--disable-runtime-dependency-installation",
                 "--isolation", "process", "--superexec-auth-secret-file", str(self.secret_file)]
 
-    def superexec_command(self, bin_dir: Path) -> list[str]:
-        return [str(bin_dir / "flower-superexec"),
+    @property
+    def serverapps(self) -> Path:
+        return self.state / "serverapps"
+
+    def gatekeeper_command(self) -> list[str]:
+        """fedgov's gatekeeper in place of `flower-superexec` (deploy/coordinator_gate.py)."""
+        return [sys.executable, "-P", "-m", "deploy.coordinator_gate",
                 "--runtime-api-address", self.link, "--root-certificates", str(self.certs.ca),
-                "--superexec-auth-secret-file", str(self.secret_file), "--parent-pid", str(os.getpid())]
+                "--superexec-auth-secret-file", str(self.secret_file), "--work-dir", str(self.serverapps),
+                "--approve-own-bundle", *[arg for digest in self.approve for arg in ("--approve", digest)]]
 
 
 def flower_bin_dir() -> Path:
     """The directory of this Python's console scripts, where pip put Flower's (not resolved: a venv's python is a link)."""
     bin_dir = Path(sys.executable).parent
-    for name in ("flower-superlink", "flower-superexec", "flwr-serverapp"):
+    for name in ("flower-superlink", "flwr-serverapp"):
         if not os.access(bin_dir / name, os.X_OK):
             raise UsageError(f"{name} is not in {bin_dir}; install fedgov with its Flower (flwr==1.42.0) into this "
                              "environment")
@@ -260,30 +271,39 @@ def _run(coordinator: Coordinator, bin_dir: Path, env: dict[str, str], proxy: Fl
          started: list[subprocess.Popen], say: Callable[[str], None]) -> None:
     children: list[tuple[str, subprocess.Popen, Path]] = []
 
-    def start(name: str, command: list[str], child_env: dict[str, str] = env) -> subprocess.Popen:
+    def start(name: str, command: list[str], child_env: dict[str, str] = env,
+              pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
         log = coordinator.logs / f"{name.removeprefix('flower-')}.log"
         with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
             # umask 077: Flower's database, its FLWR_HOME and the apps it unpacks are this user's alone
-            child = subprocess.Popen(command, env=child_env, cwd=coordinator.state, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True, umask=0o077,
-                                     preexec_fn=parent_death_signal())
+            try:
+                child = subprocess.Popen(command, env=child_env, cwd=coordinator.state, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077,
+                                         preexec_fn=parent_death_signal(), pass_fds=pass_fds)
+            finally:
+                for fd in pass_fds:  # the child holds its own copy now
+                    os.close(fd)
         started.append(child)
         children.append((name, child, log))
         return child
 
     superlink = start("flower-superlink", coordinator.superlink_command(bin_dir))
+    # The ServerApp writes the run to the ledger, so it needs the ledger's credentials. They go to the
+    # gatekeeper over a pipe, and from it only to the ServerApp of an approved app bundle; the SuperLink
+    # never gets them (docs/security.md, threat 11). Started now, it builds fedgov's own bundle to hash it
+    # while the SuperLink starts, and waits for the SuperLink's Runtime API by itself.
+    gate_env, ledger_secrets = dict(env), split_secrets(os.environ)[1]
+    gatekeeper = start("gatekeeper", coordinator.gatekeeper_command(), gate_env,
+                       (hand_over(ledger_secrets, gate_env),))
     _wait_healthy(upstream, lambda: _check_children(children))
     say(f"superlink: https://{coordinator.link} (loopback only: Control, Runtime and Fleet API), pid {superlink.pid}, "
         f"state {coordinator.database}")
-    # The ServerApp (started by the SuperExec) writes the run to the ledger, so the SuperExec, and only it,
-    # gets the ledger's credentials; the SuperLink never does (docs/security.md, threat 11).
-    _, ledger_secrets = split_secrets(os.environ)
-    superexec = start("flower-superexec", coordinator.superexec_command(bin_dir), {**env, **ledger_secrets})
     if not ledger_secrets:
-        say("superexec: no FEDGOV_PASSPHRASE (or FEDGOV_KEK and FEDGOV_SIGNING_KEY) was given, so a governed run's "
+        say("gatekeeper: no FEDGOV_PASSPHRASE (or FEDGOV_KEK and FEDGOV_SIGNING_KEY) was given, so a governed run's "
             "ServerApp cannot open the ledger; restart with it set")
-    say(f"superexec: runs each ServerApp, signs to the Runtime API with {coordinator.secret_file.name}, pid "
-        f"{superexec.pid}")
+    extra = f" and {len(coordinator.approve)} more by --approve-app" if coordinator.approve else ""
+    say(f"gatekeeper: starts a ServerApp only for an approved app bundle (fedgov's own{extra}), and gives only it the "
+        f"ledger credentials; signs to the Runtime API with {coordinator.secret_file.name}, pid {gatekeeper.pid}")
     proxy.start()
     say(f"fleet:     https://{coordinator.fleet} (the Fleet API only, for nodes), in this process, pid {os.getpid()}")
     _write_info(coordinator)

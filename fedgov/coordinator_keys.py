@@ -7,6 +7,9 @@ simulated node's ClientApp) inherits the environment of the process that started
 JSON object, into a pipe whose read end only the child holds (its number in
 `FEDGOV_KEYS_FD`). The child reads them before Flower starts, and the ServerApp, which runs
 in that same process, opens the ledger with them.
+
+`fedgov server start` hands them to its gatekeeper (deploy/coordinator_gate.py) the same way;
+the gatekeeper puts them only in the environment of an approved ServerApp's process.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def receive() -> None:
         return
     with os.fdopen(int(fd), "rb") as pipe:
         _received.update(json.loads(pipe.read().decode("utf-8")))
+
+
+def handed_over() -> dict[str, str]:
+    """What `receive` read: the secrets as environment variables, for a process that passes them on."""
+    return dict(_received)
 
 
 def ledger_credentials() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`fedgov server start`: a real SuperLink and SuperExec on loopback, and only the Fleet API on the public port.
+"""`fedgov server start`: a real SuperLink and fedgov's gatekeeper on loopback, and only the Fleet API on the public port.
 
 One coordinator serves the module's read-only checks; the tests that stop a coordinator
 start their own. Every process a test starts carries a mark of its own (MARK_VARIABLE), so
@@ -27,7 +27,7 @@ from tests.deploy.superlink import free_port
 from tests.fedgov_command import MARK_VARIABLE, fedgov_argv, fedgov_env, run_fedgov
 
 BIN = Path(sys.executable).parent
-FLOWER = ("flower-superlink", "flower-superexec", "flower-supernode", "flwr-")
+FLOWER = ("flower-superlink", "deploy.coordinator_gate", "flower-supernode", "flwr-")
 
 
 @dataclass
@@ -63,14 +63,14 @@ def make_certs(where: Path) -> Path:
     return where / "coord"
 
 
-def start(where: Path, certs: Path, timeout: float = 60) -> Running:
+def start(where: Path, certs: Path, *extra: str, timeout: float = 60) -> Running:
     where.mkdir(parents=True, exist_ok=True)
     fleet, link, mark = free_port(), free_port(), f"server-{uuid.uuid4().hex}"
     out, err = where / "server.out", where / "server.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         process = subprocess.Popen(
             fedgov_argv("server", "start", "--certs", str(certs), "--listen", f"127.0.0.1:{fleet}",
-                        "--link-port", str(link), "--state-dir", str(where / "state")),
+                        "--link-port", str(link), "--state-dir", str(where / "state"), *extra),
             stdout=stdout, stderr=stderr, env=fedgov_env({MARK_VARIABLE: mark}), cwd=where)
     running = Running(process, out, err, certs, where / "state", fleet, link, mark)
     deadline = time.monotonic() + timeout
@@ -118,7 +118,8 @@ def test_it_prints_one_line_per_component_with_its_address(coordinator: Running)
     lines = coordinator.lines()
     assert len(lines) == 4
     assert lines[0].startswith(f"superlink: https://127.0.0.1:{coordinator.link} (loopback only")
-    assert lines[1].startswith("superexec: runs each ServerApp")
+    assert lines[1].startswith("gatekeeper: starts a ServerApp only for an approved app bundle (fedgov's own), and "
+                               "gives only it the ledger credentials")
     assert lines[2].startswith(f"fleet:     https://127.0.0.1:{coordinator.fleet} (the Fleet API only")
     assert lines[3] == f"coordinator up; logs in {coordinator.state / 'logs'}; stop it with Ctrl-C or SIGTERM"
     assert coordinator.err.read_text() == ""
@@ -216,7 +217,7 @@ def test_a_registered_supernode_connects_through_the_proxy(coordinator: Running,
 def test_sigterm_ends_every_process_it_started(tmp_path: Path):
     running = start(tmp_path / "server", make_certs(tmp_path))
     commands = " ".join(running.processes().values())
-    assert "flower-superlink" in commands and "flower-superexec" in commands
+    assert "flower-superlink" in commands and "deploy.coordinator_gate" in commands
     assert running.stop(signal.SIGTERM) == 143
     assert running.lines()[-1] == "coordinator stopped by SIGTERM; every process it started has ended"
     assert processes_marked(running.mark) == {}
@@ -272,6 +273,7 @@ def bad_inputs(coordinator: Running, tmp_path_factory: pytest.TempPathFactory) -
                   "choose another"),
     ("same-state", "error: another `fedgov server start` is running on {state}; stop it first, or give this one its "
                    "own --state-dir"),
+    ("approve-app", "error: --approve-app 'abc' is not a SHA-256 (64 hex digits, as `fedgov app hash` prints one)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_starts_nothing(coordinator: Running, bad_inputs: Path, tmp_path: Path,
                                                          case: str, line: str):
@@ -286,6 +288,7 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(coordinator: Running, b
         "link-busy": [*good, "--listen", f"127.0.0.1:{free_port()}", "--link-port", str(coordinator.link)],
         "same-state": ["--certs", str(coordinator.certs), "--state-dir", str(coordinator.state),
                        "--listen", f"127.0.0.1:{free_port()}", "--link-port", str(free_port())],
+        "approve-app": [*good, "--approve-app", "a" * 64, "--approve-app", "abc"],
     }[case]
     mark = f"bad-{uuid.uuid4().hex}"
     result = run_fedgov("server", "start", *args, env={MARK_VARIABLE: mark}, cwd=tmp_path)
