@@ -268,7 +268,7 @@ def server_start(
         certs=check_coordinator_files(certs.expanduser().resolve()), listen=parse_listen(listen),
         link_port=check_link_port(link_port),
         state=(state_dir.expanduser().resolve() if state_dir else Workspace.locate(workspace).path / "coordinator"),
-        approve=approve)
+        approve=approve, workspace=Workspace.locate(workspace).path)
     try:
         serve(coordinator, say=lambda line: typer.echo(line))
     except KeyboardInterrupt as interrupt:

@@ -102,6 +102,7 @@ class Coordinator:
     link_port: int
     state: Path
     approve: tuple[str, ...] = ()  # app bundle hashes approved besides fedgov's own (--approve-app)
+    workspace: Path | None = None  # the fedgov workspace whose ledger the ServerApps write: the only one allowed
 
     @property
     def database(self) -> Path:
@@ -146,7 +147,8 @@ class Coordinator:
         return [sys.executable, "-P", "-m", "deploy.coordinator_gate",
                 "--runtime-api-address", self.link, "--root-certificates", str(self.certs.ca),
                 "--superexec-auth-secret-file", str(self.secret_file), "--work-dir", str(self.serverapps),
-                "--approve-own-bundle", *[arg for digest in self.approve for arg in ("--approve", digest)]]
+                "--approve-own-bundle", *[arg for digest in self.approve for arg in ("--approve", digest)],
+                *(["--workspace", str(self.workspace)] if self.workspace is not None else [])]
 
 
 def flower_bin_dir() -> Path:

@@ -75,8 +75,39 @@ def check_hash(text: str) -> str:
     return digest
 
 
-def decide(task: Any, run: Any | None, approved: Iterable[str]) -> str | None:
-    """Why this task must not run here, or None. `task` is Flower's Task, `run` its Run (None: not found)."""
+def run_config(run: Any) -> dict[str, Any]:
+    """The run-config overrides the run was started with (Flower's Run proto)."""
+    from flwr.common.serde import user_config_from_proto
+
+    return dict(user_config_from_proto(run.override_config))
+
+
+def check_places(config: Mapping[str, Any], workspace: Path) -> str | None:
+    """Why the run's own settings must not steer this coordinator's ServerApp, or None.
+
+    An approved bundle still takes the caller's run config. Its ServerApp holds the ledger's
+    credentials, so it must open this coordinator's workspace and no other (an attacker's
+    ledger would get checkpoints signed with the coordinator's key), and must not write its run
+    files (config.json, rounds.json, the model) into the workspace, where config.json is the
+    workspace's own.
+    """
+    named = config.get("workspace", "")
+    if not isinstance(named, str) or (named and Path(named).resolve() != workspace):
+        return (f"coordinator gatekeeper: the run names workspace {str(named)[:200]!r}, not this coordinator's "
+                f"{str(workspace)!r}; its ServerApp was not started")
+    out = config.get("out-dir", "")
+    if not isinstance(out, str):
+        return "coordinator gatekeeper: the run's out-dir is not a path; its ServerApp was not started"
+    if out and Path(out).resolve().is_relative_to(workspace):
+        return (f"coordinator gatekeeper: the run's out-dir {out[:200]!r} is inside the coordinator's workspace, "
+                "whose files it would overwrite; choose a directory outside it")
+    return None
+
+
+def decide(task: Any, run: Any | None, approved: Iterable[str], workspace: Path | None = None,
+           config: Mapping[str, Any] | None = None) -> str | None:
+    """Why this task must not run here, or None. `task` is Flower's Task, `run` its Run (None: not found),
+    `config` the run's run-config overrides, checked against `workspace` when the coordinator has one."""
     if task.type != SERVER_APP:
         return (f"coordinator gatekeeper: this coordinator runs ServerApps ({SERVER_APP}) only; a {task.type or 'typeless'}"
                 " task is never started here")
@@ -89,6 +120,8 @@ def decide(task: Any, run: Any | None, approved: Iterable[str]) -> str | None:
         return (f"coordinator gatekeeper: app bundle '{run.fab_hash}' is not one this coordinator approved (fedgov's "
                 "own, or one given to `fedgov server start --approve-app`); its ServerApp was not started and got no "
                 "ledger credentials")
+    if workspace is not None:
+        return check_places(config or {}, workspace)
     return None
 
 
@@ -133,6 +166,7 @@ class Gatekeeper:
     credentials: Mapping[str, str]  # the ledger's, for approved ServerApps only
     work: Path  # a fresh directory per started ServerApp (its FLWR_HOME and token file), removed after
     bin_dir: Path
+    workspace: Path | None = None  # the coordinator's: the only one its ServerApps open
     running: dict[int, tuple[subprocess.Popen, Path]] = field(default_factory=dict)
 
     def serve(self) -> None:
@@ -176,7 +210,8 @@ class Gatekeeper:
     def _handle(self, task: Any, token: str) -> None:
         what = f"run {task.run_id} (task {task.task_id}, {task.type or 'no type'})"
         try:
-            reason = decide(task, self._run(task.run_id), self.approved)
+            run = self._run(task.run_id)
+            reason = decide(task, run, self.approved, self.workspace, run_config(run) if run is not None else {})
         except Exception as err:  # noqa: BLE001 - whatever failed, this task does not run
             reason = f"coordinator gatekeeper: could not check run {task.run_id} ({type(err).__name__}: {err})"[:500]
         if reason is not None:
@@ -206,6 +241,8 @@ class Gatekeeper:
         env = {key: value for key, value in os.environ.items() if key != "FLWR_HOME"}
         env.update(self.credentials)
         env["FLWR_HOME"] = str(where / "flwr-home")  # fresh: Flower unpacks the very bytes it pulls
+        if self.workspace is not None:
+            env["FEDGOV_HOME"] = str(self.workspace)  # a run that names none opens this one too
         command = [str(self.bin_dir / SERVER_APP), "--runtime-api-address", self.address, "--token-file",
                    str(where / "token"), "--root-certificates", str(self.ca), "--parent-pid", str(os.getpid())]
         child = subprocess.Popen(command, env=env, cwd=where, stdin=subprocess.DEVNULL, umask=0o077,
@@ -267,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--superexec-auth-secret-file", required=True, type=Path)
     parser.add_argument("--work-dir", required=True, type=Path)
     parser.add_argument("--approve", action="append", default=[], type=check_hash)
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="the coordinator's workspace: the only one a ServerApp may open")
     parser.add_argument("--approve-own-bundle", action="store_true",
                         help="approve fedgov's own app bundle, as Flower builds it from this installation")
     args = parser.parse_args(argv)
@@ -279,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(args.work_dir, ignore_errors=True)  # what a killed gatekeeper left behind
     args.work_dir.mkdir(mode=0o700, parents=True)
     keeper = Gatekeeper(args.runtime_api_address, args.root_certificates, args.superexec_auth_secret_file.read_bytes(),
-                        frozenset(approved), handed_over(), args.work_dir, Path(sys.executable).parent)
+                        frozenset(approved), handed_over(), args.work_dir, Path(sys.executable).parent,
+                        args.workspace.resolve() if args.workspace else None)
     _say(f"approves app bundles {', '.join(sorted(approved)) or '(none)'}")
     try:
         keeper.serve()

@@ -159,3 +159,22 @@ def test_an_approved_hash_is_64_hex_digits():
     assert check_hash(" " + "AB" * 32 + "\n") == "ab" * 32
     with pytest.raises(ValueError):
         check_hash("ab" * 31)
+
+
+WORKSPACE = Path("/srv/fedgov/ws")
+
+
+@pytest.mark.parametrize("config,starts", [
+    ({"workspace": str(WORKSPACE), "out-dir": ""}, "approved"),
+    ({}, "approved"),  # none named: the gatekeeper gives the ServerApp this coordinator's workspace
+    ({"workspace": str(WORKSPACE), "out-dir": "/srv/fedgov/runs/r1"}, "approved"),
+    ({"workspace": "/tmp/attacker/ws"}, "coordinator gatekeeper: the run names workspace '/tmp/attacker/ws', not this "
+                                        "coordinator's '/srv/fedgov/ws'; its ServerApp was not started"),
+    ({"workspace": str(WORKSPACE), "out-dir": str(WORKSPACE)},
+     "coordinator gatekeeper: the run's out-dir '/srv/fedgov/ws' is inside the coordinator's workspace"),
+    ({"workspace": str(WORKSPACE), "out-dir": str(WORKSPACE / "coordinator" / "x")},
+     "coordinator gatekeeper: the run's out-dir '/srv/fedgov/ws/coordinator/x' is inside"),
+])
+def test_an_approved_bundles_serverapp_opens_only_this_coordinators_workspace_and_never_writes_into_it(config, starts):
+    reason = decide(_task(), _run(), {"a" * 64}, WORKSPACE, config)
+    assert (reason or "approved").startswith(starts)
