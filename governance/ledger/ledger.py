@@ -797,23 +797,28 @@ def create_ledger(ws: Workspace, passphrase: str, db_url: str | None) -> None:
 
 def _checked_new_url(ws: Workspace, db_url: str | None) -> str:
     """The database URL for a new ledger, refused when it holds a password or names no driver fedgov has."""
+    if db_url is None:
+        return f"sqlite:///{ws.sqlite_path}"
+    check_db_url(db_url, "--db-url")
+    return db_url
+
+
+def check_db_url(db_url: str, option: str) -> None:
+    """Refuse (UsageError naming `option`) a URL config.json must not keep: a password, or a database fedgov has no driver for."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    if db_url is None:
-        return f"sqlite:///{ws.sqlite_path}"
     try:
         parts = make_url(db_url)
     except ArgumentError as err:
-        raise UsageError(f"--db-url {db_url!r} is not a database URL (e.g. postgresql+psycopg://user@host/db)") from err
+        raise UsageError(f"{option} {db_url!r} is not a database URL (e.g. postgresql+psycopg://user@host/db)") from err
     if parts.password or any(k.lower() == "password" for k in parts.query):
-        raise UsageError("--db-url holds a password, which the workspace would keep in config.json: remove it "
+        raise UsageError(f"{option} holds a password, which the workspace would keep in config.json: remove it "
                          "and give it to the driver through PGPASSWORD or a PGPASSFILE")
     if parts.get_backend_name() not in ("sqlite", "postgresql"):
-        raise UsageError(f"--db-url: fedgov keeps its ledger in SQLite or PostgreSQL, not {parts.get_backend_name()}")
+        raise UsageError(f"{option}: fedgov keeps its ledger in SQLite or PostgreSQL, not {parts.get_backend_name()}")
     if parts.get_backend_name() == "sqlite" and not parts.database:
-        raise UsageError("--db-url: a SQLite ledger needs a file path (sqlite:///path/ledger.db)")
-    return db_url
+        raise UsageError(f"{option}: a SQLite ledger needs a file path (sqlite:///path/ledger.db)")
 
 
 def _sqlite_file(url: str) -> Path | None:
