@@ -31,7 +31,7 @@ from governance.ledger.entry import Entry, EntryDraft
 from governance.ledger.fast_canonical import fast_canonical_bytes
 from governance.ledger.signed_head import (SigningRefusedError, advance_head, check_before_signing, parse_head,
                                           read_head)
-from governance.ledger.store import LedgerStore, StoreError
+from governance.ledger.store import LedgerStore, StoreError, display_url
 from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompute_tree, repair_rows
 from governance.ledger.unsigned_tail import OwnBatch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
@@ -291,12 +291,25 @@ class Ledger:
         self._pending, self._shredding = [], {}
         try:
             with self.store.write() as conn:
+                self._refuse_moved_away()
                 yield conn
         except BaseException:
             self._pending, self._shredding = [], {}
             raise
         self._own.extend(self._pending)
         self._pending, self._shredding = [], {}
+
+    def _refuse_moved_away(self) -> None:
+        """Write only to the database the workspace names now, checked under the writer lock.
+
+        `fedgov audit move` holds the old database's writer lock until config.json names the
+        new one: a process that opened the ledger before a move would otherwise add entries
+        (and advance the signed head) where nobody reads them any more.
+        """
+        current = self.workspace.db_url
+        if current != self.store.url:
+            raise StoreError(f"the workspace's ledger moved to {display_url(current)} after this process opened "
+                             f"{self.store.display_url}: nothing was written; run the command again")
 
     def _tail_aead(self, conn: Connection) -> Callable[[str], AESGCM | None]:
         """The data key (as an AESGCM) for a key id, for checking the unsigned tail; None if the ledger lacks it."""
