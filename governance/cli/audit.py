@@ -55,7 +55,7 @@ def move(to: Annotated[str, typer.Option("--to", help="SQLAlchemy URL of the dat
     done = move_ledger(Workspace.discover(workspace), to, say=typer.echo)
     counts = ", ".join(f"{done.rows[table]} {what}" for table, what in WHAT.items())
     checked = done.checked
-    typer.echo(f"copied {counts} in {done.seconds:.1f} s")
+    typer.echo(f"copied {counts} in {done.copy_s:.1f} s; checked in {done.check_s:.1f} s")
     typer.echo(f"checked the copy: {checked.entries} entries, {checked.checkpoints} checkpoints and "
                f"{checked.cache_nodes} cached tree nodes verify with the pinned key; tree size {checked.entries} and "
                f"root {checked.root_hex} are the source's latest signed checkpoint (#{done.checkpoint_id})")

@@ -77,7 +77,8 @@ class MoveReport:
     rows: dict[str, int]  # table -> rows copied
     checked: VerifyReport
     checkpoint_id: int
-    seconds: float
+    copy_s: float  # schema and rows
+    check_s: float  # counts, verification, comparison with the signed checkpoint
 
 
 def move_ledger(ws: Workspace, to_url: str, *, say: Callable[[str], None] = lambda _line: None,
@@ -93,7 +94,6 @@ def move_ledger(ws: Workspace, to_url: str, *, say: Callable[[str], None] = lamb
                          "nothing to move")
     _refuse_existing_file(target_url)
     keys, _ = workspace_trust(ws, workspace_head=False)  # a missing trust file stops the move before anything
-    started = time.monotonic()
     with ws.lock(wait_s=wait_s):
         _refuse_live_writers(ws)
         old_config = ws.config_path.read_bytes()
@@ -106,14 +106,13 @@ def move_ledger(ws: Workspace, to_url: str, *, say: Callable[[str], None] = lamb
                 latest = _signed_state(source, src, expected["fedgov_entries"])
                 target = _new_target(target_url)
                 try:
-                    rows, checked = _copy_and_switch(ws, source, src, target, expected, latest, keys, head, batch,
+                    rows, checked, seconds = _copy_and_switch(ws, source, src, target, expected, latest, keys, head, batch,
                                                      wait_s, {**config, "db_url": target_url}, old_config, say)
                 finally:
                     target.close()
         finally:
             source.close()
-    return MoveReport(display_url(source_url), display_url(target_url), rows, checked, int(latest["id"]),
-                      time.monotonic() - started)
+    return MoveReport(display_url(source_url), display_url(target_url), rows, checked, int(latest["id"]), *seconds)
 
 
 def _target_url(to_url: str) -> str:
@@ -217,7 +216,7 @@ def _new_target(url: str) -> LedgerStore:
 def _copy_and_switch(ws: Workspace, source: LedgerStore, src: Connection, target: LedgerStore,
                      expected: dict[str, int], latest: dict, keys: list[VerifierKey], head: KnownCheckpoint | None,
                      batch: int, wait_s: float, new_config: dict, old_config: bytes,
-                     say: Callable[[str], None]) -> tuple[dict[str, int], VerifyReport]:
+                     say: Callable[[str], None]) -> tuple[dict[str, int], VerifyReport, tuple[float, float]]:
     committed = made_function = False
     try:
         try:
@@ -228,9 +227,12 @@ def _copy_and_switch(ws: Workspace, source: LedgerStore, src: Connection, target
                 made_function = not target.has_trigger_function(conn)
                 say(f"copying {expected['fedgov_entries']} entries and their tree, checkpoints and keys from "
                     f"{source.display_url} to {target.display_url}")
+                started = time.monotonic()
                 rows = _copy(source, src, target, conn, batch)
+                copied = time.monotonic()
                 say("checking the copy")
                 checked = _check(target, conn, expected, rows, latest, keys, head)
+                seconds = copied - started, time.monotonic() - copied
                 with signals_deferred() as held:
                     conn.get_transaction().commit()
                     committed = True
@@ -254,7 +256,7 @@ def _copy_and_switch(ws: Workspace, source: LedgerStore, src: Connection, target
                 _take_back(target, made_function)
         _remove_sqlite_target(target)
         raise
-    return rows, checked
+    return rows, checked, seconds
 
 
 def _refuse_a_ledger_there(target: LedgerStore, conn: Connection) -> None:

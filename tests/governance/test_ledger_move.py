@@ -85,7 +85,7 @@ def test_a_sqlite_ledger_moved_to_postgres_verifies_decrypts_and_takes_new_entri
     assert lines[0] == f"copying {entries} entries and their tree, checkpoints and keys from sqlite:///{source} to {pg_url}"
     assert lines[1] == "checking the copy"
     assert re.fullmatch(rf"copied {entries} entries, 3 tree nodes, 4 checkpoints, 5 data keys, 6 meta rows in "
-                        r"\d+\.\d s", lines[2]), lines[2]
+                        r"\d+\.\d s; checked in \d+\.\d s", lines[2]), lines[2]
     assert re.fullmatch(rf"checked the copy: {entries} entries, 4 checkpoints and 3 cached tree nodes verify with the "
                         rf"pinned key; tree size {entries} and root [0-9a-f]{{64}} are the source's latest signed "
                         r"checkpoint \(#4\)", lines[3]), lines[3]
@@ -282,3 +282,18 @@ def test_a_schema_1_ledger_keeps_its_version_and_every_tree_level(tmp_path: Path
     with Ledger.open(ws) as ledger:
         ledger.append([EntryDraft("round.reply", {"i": 20}, "node:n1")], sign=True)
     assert verify_ledger(ws).entries == 22
+
+
+def test_the_deployment_guide_s_move_commands_run_as_written(sqlite_ws: Workspace, pg_url: str) -> None:
+    from tests.deploy.deployment_doc import block_with
+
+    script = block_with("bash", "fedgov audit move")
+    for word, mine in (("postgresql+psycopg://fedgov@db.example.org:5432/fedgov_ledger", pg_url),
+                       ("/srv/fedgov/ws", str(sqlite_ws.path))):
+        assert word in script
+        script = script.replace(word, mine)
+    env = fedgov_env({"PATH": f"{Path(fedgov_argv()[0]).parent}{os.pathsep}{os.environ['PATH']}"})
+    done = subprocess.run(["bash", "-e", "-u", "-o", "pipefail", "-c", script], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\nchecked 43 entries, 4 checkpoints" in done.stdout and sqlite_ws.config()["db_url"] == pg_url
