@@ -297,3 +297,22 @@ def test_the_deployment_guide_s_move_commands_run_as_written(sqlite_ws: Workspac
                           env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "\nchecked 43 entries, 4 checkpoints" in done.stdout and sqlite_ws.config()["db_url"] == pg_url
+
+
+def test_config_json_that_cannot_be_written_after_the_commit_takes_the_copy_back(sqlite_ws: Workspace,
+                                                                                 pg_url: str) -> None:
+    ws = sqlite_ws
+    config = ws.config_path.read_bytes()
+    blocker = ws.path / f"config.json.{os.getpid()}.tmp"  # where write_atomic puts the new config.json first
+    blocker.mkdir()
+    try:
+        with pytest.raises(UsageError, match=rf"^cannot write {re.escape(str(ws.config_path))}: Is a directory; "
+                                             "nothing was moved$"):
+            move_ledger(ws, pg_url)
+    finally:
+        blocker.rmdir()
+    assert ws.config_path.read_bytes() == config and pg_tables(pg_url) == []  # committed, then dropped again
+    import psycopg
+
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as conn:  # the triggers' function it made went too
+        assert conn.execute("SELECT to_regprocedure('fedgov_reject_change()')").fetchone() == (None,)
