@@ -18,15 +18,19 @@ HELD = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Run the block with SIGINT/SIGTERM recorded instead of handled; deliver the first one after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives Python signal handlers; nothing to hold here
-        return
+def signals_deferred() -> Iterator[list[int]]:
+    """Run the block with SIGINT/SIGTERM recorded instead of handled; deliver the first one after.
+
+    Yields the signals received so far, so a block can tell that one came (a move puts
+    everything back before the signal is delivered).
+    """
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # only the main thread receives Python signal handlers; nothing to hold here
+        return
     previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in HELD}
     try:
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

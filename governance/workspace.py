@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,15 +116,20 @@ class Workspace:
         tighten(self.path)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive lock on the workspace's files (keystore, signed head) across processes.
+    def lock(self, wait_s: float | None = None) -> Iterator[None]:
+        """Exclusive lock on the workspace's files (keystore, signed head, config) across processes.
 
         Re-entrant within a process: a shred that rewrites the keystore also advances the
         signed head, under the one lock. Taken after, never while holding, the database's
-        writer lock, except by key rotation, which holds it around its whole transaction.
+        writer lock, except by key rotation and by a move, which hold it around their whole
+        transaction. `wait_s` bounds the wait (UsageError after it); by default it waits.
         """
-        with _dir_lock(self.path):
+        lock = _dir_lock(self.path)
+        lock.acquire(wait_s)
+        try:
             yield
+        finally:
+            lock.release()
 
 
 class _DirLock:
@@ -136,6 +142,12 @@ class _DirLock:
         self.fd = -1
 
     def __enter__(self) -> None:
+        self.acquire(None)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def acquire(self, wait_s: float | None) -> None:
         self.guard.acquire()
         if self.depth == 0:
             try:
@@ -143,17 +155,39 @@ class _DirLock:
             except OSError as err:
                 self.guard.release()
                 raise UsageError(f"cannot lock workspace {self.path}: {err.strerror}") from err
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                _flock(fd, wait_s)
+            except BaseException:
+                os.close(fd)
+                self.guard.release()
+                raise
             self.fd = fd
         self.depth += 1
 
-    def __exit__(self, *_exc: object) -> None:
+    def release(self) -> None:
         self.depth -= 1
         if self.depth == 0:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
         self.guard.release()
+
+
+def _flock(fd: int, wait_s: float | None) -> None:
+    """flock(2) the workspace directory; with `wait_s`, give up after that many seconds."""
+    if wait_s is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise UsageError(f"another fedgov command has held the lock on the workspace for {wait_s:g} s (a write, "
+                                 "shred or key rotation): try again when it has finished") from None
+            time.sleep(0.05)
 
 
 _DIR_LOCKS: dict[Path, _DirLock] = {}

@@ -46,6 +46,24 @@ def init(workspace: WorkspaceOpt = None,
     typer.echo(f"trusted key: {ws.trust_path.read_text(encoding='utf-8').strip()}")
 
 
+@app.command("move")
+def move(to: Annotated[str, typer.Option("--to", help="SQLAlchemy URL of the database to move the ledger to: a PostgreSQL database with no fedgov tables, or a new SQLite file. No password in it.")],
+         workspace: WorkspaceOpt = None) -> None:
+    """Move the workspace's ledger to another database: copy every row, check the copy, then switch config.json to it. The old database is left as it was."""
+    from governance.ledger.move import WHAT, move_ledger
+
+    done = move_ledger(Workspace.discover(workspace), to, say=typer.echo)
+    counts = ", ".join(f"{done.rows[table]} {what}" for table, what in WHAT.items())
+    checked = done.checked
+    typer.echo(f"copied {counts} in {done.copy_s:.1f} s; checked in {done.check_s:.1f} s")
+    typer.echo(f"checked the copy: {checked.entries} entries, {checked.checkpoints} checkpoints and "
+               f"{checked.cache_nodes} cached tree nodes verify with the pinned key; tree size {checked.entries} and "
+               f"root {checked.root_hex} are the source's latest signed checkpoint (#{done.checkpoint_id})")
+    typer.echo(f"the workspace now uses {done.target} (config.json); keystore, trusted_keys and latest_checkpoint "
+               "are unchanged")
+    typer.echo(f"the old database {done.source} is left as it was: keep it as a backup, or remove it")
+
+
 class VerifyFormat(str, Enum):
     text = "text"
     json = "json"

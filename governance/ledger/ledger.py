@@ -31,7 +31,7 @@ from governance.ledger.entry import Entry, EntryDraft
 from governance.ledger.fast_canonical import fast_canonical_bytes
 from governance.ledger.signed_head import (SigningRefusedError, advance_head, check_before_signing, parse_head,
                                           read_head)
-from governance.ledger.store import LedgerStore, StoreError
+from governance.ledger.store import LedgerStore, StoreError, display_url
 from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompute_tree, repair_rows
 from governance.ledger.unsigned_tail import OwnBatch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
@@ -291,12 +291,25 @@ class Ledger:
         self._pending, self._shredding = [], {}
         try:
             with self.store.write() as conn:
+                self._refuse_moved_away()
                 yield conn
         except BaseException:
             self._pending, self._shredding = [], {}
             raise
         self._own.extend(self._pending)
         self._pending, self._shredding = [], {}
+
+    def _refuse_moved_away(self) -> None:
+        """Write only to the database the workspace names now, checked under the writer lock.
+
+        `fedgov audit move` holds the old database's writer lock until config.json names the
+        new one: a process that opened the ledger before a move would otherwise add entries
+        (and advance the signed head) where nobody reads them any more.
+        """
+        current = self.workspace.db_url
+        if current != self.store.url:
+            raise StoreError(f"the workspace's ledger moved to {display_url(current)} after this process opened "
+                             f"{self.store.display_url}: nothing was written; run the command again")
 
     def _tail_aead(self, conn: Connection) -> Callable[[str], AESGCM | None]:
         """The data key (as an AESGCM) for a key id, for checking the unsigned tail; None if the ledger lacks it."""
@@ -797,23 +810,28 @@ def create_ledger(ws: Workspace, passphrase: str, db_url: str | None) -> None:
 
 def _checked_new_url(ws: Workspace, db_url: str | None) -> str:
     """The database URL for a new ledger, refused when it holds a password or names no driver fedgov has."""
+    if db_url is None:
+        return f"sqlite:///{ws.sqlite_path}"
+    check_db_url(db_url, "--db-url")
+    return db_url
+
+
+def check_db_url(db_url: str, option: str) -> None:
+    """Refuse (UsageError naming `option`) a URL config.json must not keep: a password, or a database fedgov has no driver for."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    if db_url is None:
-        return f"sqlite:///{ws.sqlite_path}"
     try:
         parts = make_url(db_url)
     except ArgumentError as err:
-        raise UsageError(f"--db-url {db_url!r} is not a database URL (e.g. postgresql+psycopg://user@host/db)") from err
+        raise UsageError(f"{option} {db_url!r} is not a database URL (e.g. postgresql+psycopg://user@host/db)") from err
     if parts.password or any(k.lower() == "password" for k in parts.query):
-        raise UsageError("--db-url holds a password, which the workspace would keep in config.json: remove it "
+        raise UsageError(f"{option} holds a password, which the workspace would keep in config.json: remove it "
                          "and give it to the driver through PGPASSWORD or a PGPASSFILE")
     if parts.get_backend_name() not in ("sqlite", "postgresql"):
-        raise UsageError(f"--db-url: fedgov keeps its ledger in SQLite or PostgreSQL, not {parts.get_backend_name()}")
+        raise UsageError(f"{option}: fedgov keeps its ledger in SQLite or PostgreSQL, not {parts.get_backend_name()}")
     if parts.get_backend_name() == "sqlite" and not parts.database:
-        raise UsageError("--db-url: a SQLite ledger needs a file path (sqlite:///path/ledger.db)")
-    return db_url
+        raise UsageError(f"{option}: a SQLite ledger needs a file path (sqlite:///path/ledger.db)")
 
 
 def _sqlite_file(url: str) -> Path | None:

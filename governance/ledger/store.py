@@ -84,6 +84,7 @@ data_keys_table = sa.Table(
     sa.Column("destroyed_at", sa.String(32), nullable=True),
     sa.Column("destroyed_by", sa.Text, nullable=True),
 )
+LEDGER_TABLES = ("fedgov_meta", "fedgov_data_keys", "fedgov_checkpoints", "fedgov_entries", "fedgov_tree_nodes")
 ENTRY_COLUMNS = ("seq", "entry_type", "timestamp", "run_id", "round", "node_id", "model_hash", "config_hash",
                  "key_id", "ciphertext", "leaf_hash")
 APPEND_ONLY = ("fedgov_entries", "fedgov_tree_nodes", "fedgov_checkpoints")
@@ -102,6 +103,10 @@ class StoreError(UsageError):
 
 class MetaMissingError(VerificationError):
     """A meta row every fedgov ledger has is gone: the table was edited."""
+
+
+class WriterBusyError(StoreError):
+    """Another process held the ledger's writer lock for longer than the caller would wait."""
 
 
 class UnsupportedSchemaError(StoreError):
@@ -208,14 +213,20 @@ class LedgerStore:
             create_private_file(path)
         return cls(url, _make_engine(url))
 
-    def create_schema(self, conn: Connection, meta: dict[str, str]) -> None:
-        """Create tables, triggers and meta rows in an empty database, inside the caller's transaction."""
+    def create_schema(self, conn: Connection, meta: dict[str, str], schema_version: str | None = None) -> None:
+        """Create tables, triggers and meta rows in an empty database, inside the caller's transaction.
+
+        A new ledger gets the current schema version; a moved one (`move.py`) keeps its own.
+        """
         if sa.inspect(conn).has_table("fedgov_meta"):
             raise StoreError("the database already holds a fedgov ledger")
+        schema_version = str(SCHEMA_VERSION) if schema_version is None else schema_version
+        if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise UnsupportedSchemaError(f"ledger schema version {schema_version} is not supported")
         metadata.create_all(conn)
         for table in APPEND_ONLY:
             self._protect(conn, table)
-        rows = {**meta, "schema_version": str(SCHEMA_VERSION)}
+        rows = {**meta, "schema_version": schema_version}
         conn.execute(meta_table.insert(), [{"key": k, "value": v} for k, v in rows.items()])
         self._set_meta(rows)
 
@@ -275,15 +286,35 @@ class LedgerStore:
         self.engine.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A transaction holding the ledger's writer lock; commits on exit."""
+    def write(self, wait_s: float | None = None) -> Iterator[Connection]:
+        """A transaction holding the ledger's writer lock; commits on exit.
+
+        `wait_s` bounds the wait for the lock (else SQLite's busy timeout, or for ever on
+        PostgreSQL): WriterBusyError when another process holds it that long.
+        """
         if self.readonly:
             raise UsageError("this ledger was opened read-only")
         with self.engine.connect() as conn:
             conn = conn.execution_options(fedgov_write=True)
-            with conn.begin():
+            if wait_s is not None and self.is_sqlite:  # BEGIN IMMEDIATE waits this long for other writers
+                conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+            try:
+                transaction = conn.begin()
                 if not self.is_sqlite:
+                    if wait_s is not None:
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_s * 1000)}")
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+                    if wait_s is not None:
+                        conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+                elif wait_s is not None:
+                    conn.connection.driver_connection.execute("PRAGMA busy_timeout = 120000")
+            except OperationalError as err:
+                if wait_s is None:
+                    raise
+                raise WriterBusyError(f"another process has held the writer lock of {self.display_url} for "
+                                      f"{wait_s:g} s (a run or a command writing): try again when it has finished") \
+                    from err
+            with transaction:
                 yield conn
 
     @contextmanager
@@ -475,6 +506,56 @@ class LedgerStore:
             cur.close()
         self.insert_nodes(conn, insert)
         self._protect(conn, table)
+
+    # -- whole tables (moving a ledger) -------------------------------------------------------
+
+    def ledger_tables(self, conn: Connection) -> list[str]:
+        """The tables of a fedgov ledger this database holds, in LEDGER_TABLES order."""
+        present = set(sa.inspect(conn).get_table_names())
+        return [name for name in LEDGER_TABLES if name in present]
+
+    def count_rows(self, conn: Connection, table: str) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[table])).scalar() or 0)
+
+    def iter_rows(self, conn: Connection, table: str, batch: int = 50000) -> Iterator[list[tuple]]:
+        """Every row of a ledger table in key order, in batches of tuples in its column order.
+
+        Streamed: a server-side cursor on PostgreSQL, `fetchmany` on SQLite, so a million
+        entries never sit in memory at once. The values are as stored, unchecked.
+        """
+        columns = [c.name for c in metadata.tables[table].columns]
+        keys = [c.name for c in metadata.tables[table].primary_key.columns]
+        raw = conn.connection.driver_connection
+        cur = raw.cursor() if self.is_sqlite else raw.cursor(name=f"fedgov_rows_{table}")
+        try:
+            cur.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(keys)}")
+            while True:
+                chunk = cur.fetchmany(batch)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            cur.close()
+
+    def insert_rows(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None:
+        """Insert rows given as tuples in the table's column order, in one driver call (COPY on PostgreSQL)."""
+        self._bulk_insert(conn, table, [c.name for c in metadata.tables[table].columns], rows)
+
+    def drop_schema(self, conn: Connection, drop_function: bool) -> None:
+        """Drop every ledger table (and, on PostgreSQL with `drop_function`, the triggers' function).
+
+        Only for taking back a copy this process made (`move.py`): the triggers guard rows, not tables.
+        """
+        for name in reversed(LEDGER_TABLES):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        if drop_function and not self.is_sqlite:
+            conn.exec_driver_sql("DROP FUNCTION IF EXISTS fedgov_reject_change()")
+
+    def has_trigger_function(self, conn: Connection) -> bool:
+        """Whether PostgreSQL already holds the function the append-only triggers call (never on SQLite)."""
+        if self.is_sqlite:
+            return False
+        return conn.execute(sa.text("SELECT to_regprocedure('fedgov_reject_change()') IS NOT NULL")).scalar() is True
 
     # -- meta ---------------------------------------------------------------------------
 

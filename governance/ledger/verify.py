@@ -9,13 +9,20 @@ readers of a trust file and a kept checkpoint, which name its flags in their err
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from governance.errors import UsageError, VerificationError
 from governance.ledger.tree_cache import ExpectedNodes, add_nodes, compare
 from governance.verify.checkpoint import CheckpointError, VerifierKey, parse_trusted_keys
 from governance.verify.rows import KnownCheckpoint, VerifyReport, check_signed, ledger_origin, verify_rows
 from governance.workspace import Workspace
+
+if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle needs none
+    from sqlalchemy.engine import Connection
+
+    from governance.ledger.store import LedgerStore
 
 
 def load_trusted_keys(path: Path) -> list[VerifierKey]:
@@ -50,17 +57,36 @@ def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
     be contained in the ledger: that catches a rollback of the database alone
     (`workspace_head=False` leaves it out, for adopting a restored database on purpose).
     """
-    from sqlalchemy.exc import SQLAlchemyError  # here: reading a bundle needs no SQLAlchemy
-
     from governance.ledger.store import LedgerStore
 
-    keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
-    head = _workspace_head(ws, keys) if workspace_head else None
-    known = [*known, *([head] if head else [])]
+    keys, head = workspace_trust(ws, trusted, workspace_head)
     store = LedgerStore.open(ws.db_url, readonly=True)
     try:
+        return verify_store(store, None, keys, [*known, *([head] if head else [])], head)
+    finally:
+        store.close()
+
+
+def workspace_trust(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
+                    workspace_head: bool = True) -> tuple[list[VerifierKey], KnownCheckpoint | None]:
+    """The keys verification trusts (`trusted`, else the workspace trust file) and the workspace's signed head."""
+    keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
+    return keys, _workspace_head(ws, keys) if workspace_head else None
+
+
+def verify_store(store: LedgerStore, conn: Connection | None, keys: Sequence[VerifierKey],
+                 known: Sequence[KnownCheckpoint], head: KnownCheckpoint | None) -> VerifyReport:
+    """Verify the ledger in an open store: in the caller's transaction `conn` (a copy not yet
+    committed, `move.py`), or in a read transaction of its own when `conn` is None.
+
+    `head` (also among `known`) is the workspace's signed head: the database's latest
+    checkpoint must be at least as large.
+    """
+    from sqlalchemy.exc import SQLAlchemyError  # here: reading a bundle needs no SQLAlchemy
+
+    try:
         origin = ledger_origin(store.meta, "the ledger's meta table")
-        with store.read() as conn:
+        with nullcontext(conn) if conn is not None else store.read() as conn:
             checkpoints = store.checkpoints(conn)
             nodes: ExpectedNodes = {}
             rows = store.iter_entries(conn)
@@ -73,8 +99,6 @@ def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
     except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as err:
         raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "
                                 f"{type(err).__name__}") from err
-    finally:
-        store.close()
     if diff:
         raise VerificationError(f"{diff.describe()}: the cache of tree nodes is corrupted (entries and checkpoints "
                                 "verify); rebuild it with `fedgov audit repair-cache`")
