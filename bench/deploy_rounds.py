@@ -434,6 +434,20 @@ def node_timeline(fed: Federation, start: float, end: float, first_round_at: flo
     return {"wait": wait, "work": work}
 
 
+def server_pickup(fed: Federation, start: float, round_ends: list[tuple[int, float]]) -> list[float]:
+    """Per round: from the last node's reply (its SuperNode's "Sending") to the round's progress line from the
+    ServerApp. It holds the ServerApp's wait for its next pull (Flower's 3 s), the upload, aggregation, central
+    evaluation and the ledger, and the log's way to `fedgov run` (Flower uploads and streams it every 0.2-0.5 s):
+    the most a faster poll on the ServerApp's side could take off a round."""
+    sending = [[t for t, what in list(events) if what == "sending" and t >= start] for events in fed.events.values()]
+    pickup = []
+    for k, (_, end) in enumerate(round_ends):
+        last = [times[k] for times in sending if len(times) > k and times[k] <= end]
+        if len(last) == len(sending):
+            pickup.append(end - max(last))
+    return pickup
+
+
 def one_run(fed: Federation, sampler: Sampler, rounds: int, index: int) -> dict:
     out_dir = fed.root / "runs" / f"run-{index}"
     for tree in sampler.trees.values():
@@ -484,6 +498,7 @@ def one_run(fed: Federation, sampler: Sampler, rounds: int, index: int) -> dict:
         "rejected": [r.get("rejected", []) for r in report["rounds"]],
         "wire": per_round_wire,
         "timeline": timeline,
+        "pickup": server_pickup(fed, began, [(rnd, t) for rnd, t, _ in wire[1:]]),
         "flower": flower_run_record(fed.root / "ws" / "coordinator" / "state.db", run_id),
         "cpu": {name: cpu_after[name] - cpu_before[name] for name in trees},
         "cpu_parts": {name: tree.cpu_by_part(own_before[name]) for name, tree in trees.items()},
@@ -576,8 +591,9 @@ def report(results: list[dict]) -> None:
           "and runs). Wait: round 1 from the ServerApp's \"training starts\" line to the node receiving the "
           "instruction; later rounds from the node's previous reply to its next instruction. Work: instruction "
           "received to reply ready.\n")
-    print("| nodes | wait, round 1 | wait, rounds 2.. | work, round 1 | work, rounds 2.. |")
-    print("|---|---|---|---|---|")
+    print("| nodes | wait, round 1 | wait, rounds 2.. | work, round 1 | work, rounds 2.. | last reply to the "
+          "ServerApp's round line |")
+    print("|---|---|---|---|---|---|")
 
     def spread(values: list[float]) -> str:
         return f"{statistics.mean(values):.2f} ({min(values):.1f}-{max(values):.1f})" if values else "-"
@@ -587,6 +603,7 @@ def report(results: list[dict]) -> None:
         for key in ("wait", "work"):
             for first in (True, False):
                 cells.append(spread([v for run in res["runs"] for k, v in run["timeline"][key] if (k == 1) == first]))
+        cells.append(spread([v for run in res["runs"] for v in run.get("pickup", [])]))
         print(f"| {res['nodes']} | " + " | ".join(cells) + " |")
     print("\nBytes per node on the wire (TLS, TCP payload, counted at the relay), mean over nodes and runs; "
           "Flower's own message bytes per node per round.\n")
