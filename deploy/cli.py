@@ -184,6 +184,8 @@ def run_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory on the coordinator (rounds.json, "
                                                 "model).")] = None,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for --nodes nodes to be online.")] = 120.0,
+    allow_failed_rounds: Annotated[bool, typer.Option("--allow-failed-rounds", help="Exit 0 even if a round built "
+                                                      "no model (each failure is in the ledger either way).")] = False,
 ) -> None:
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
@@ -198,7 +200,7 @@ def run_command(
 
     ws = Workspace.discover(workspace)
     overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "dataset": dataset,
-                 "num-partitions": nodes,
+                 "num-partitions": nodes, "allow-failed-rounds": allow_failed_rounds,
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
                  "out-dir": str(out.resolve()) if out else ""}
     RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts

@@ -124,6 +124,7 @@ class GovernanceSettings:
     workspace: str
     out_dir: str
     registration_timeout: float
+    allow_failed_rounds: bool  # a deployed run with a failed round ends failed unless this is set
 
     def check(self) -> None:
         if not 0 < self.registration_timeout < math.inf:
@@ -176,6 +177,8 @@ def _config_fields(kind: type) -> list[Any]:
 def _convert(key: str, value: Any, f: Any) -> Any:
     """A run-config value as the field holds it: parsed, or of the default's type."""
     kind = type(_app_config()[key])
+    if kind is bool and not isinstance(value, bool):
+        raise UsageError(f"run config {key} must be true or false, got {value!r}")
     if kind is int and isinstance(value, float) and not value.is_integer():
         raise UsageError(f"run config {key} must be a whole number, got {value}")
     try:

@@ -105,7 +105,7 @@ SelectorHook = Callable[[ConsentSelector], Selector]
 
 
 def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
-          around_selection: SelectorHook | None = None) -> None:
+          around_selection: SelectorHook | None = None) -> RunReport:
     """Run the configured strategy for the configured rounds, governed.
 
     `bind` names the fedgov node behind each Flower node id; `around_selection`, when given,
@@ -151,9 +151,30 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
         roles.recorder.run_finished("finished")
     report.save()
     report.save_model(result.arrays if result.arrays is not None else initial)
+    return report
+
+
+class RoundsFailed(FedgovError):
+    """A deployed run finished, but some of its rounds built no model: the run is reported failed."""
+
+    exit_code = 1
+
+
+def check_rounds(report: RunReport, settings: RunSettings) -> None:
+    """Raise RoundsFailed when a round failed and the run did not allow it (`fedgov run --allow-failed-rounds`).
+
+    Flower marks a ServerApp that returns as completed; a run in which every site refused would
+    then look like a success to whoever launched it.
+    """
+    failed = [r for r in report.as_dict()["rounds"] if r.get("status") != "ok"]
+    if failed and not settings.governance.allow_failed_rounds:
+        first = failed[0]
+        raise RoundsFailed(f"{len(failed)} of {report.num_rounds} rounds failed (round {first['round']}: "
+                           f"{first.get('failure') or 'no model'}); the ledger records each")
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """The deployed coordinator: nodes are bound by the names they registered under."""
-    serve(grid, context)
+    report = serve(grid, context)
+    check_rounds(report, RunSettings.from_run_config(context.run_config))
