@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,19 +85,18 @@ class Federation:
         """`fedgov node join` of the node directory NAME, in the background (output in NAME.out)."""
         return _background(self.join_args(name), self.root / f"{name}.out", self.mark, self.root)
 
-    def bare_supernode(self, name: str, label: str = "") -> subprocess.Popen:
+    def bare_supernode(self, name: str) -> subprocess.Popen:
         """A bare `flower-supernode` with node NAME's auth key: TLS to the Fleet port, Flower's default isolation
-        (it runs the app it is sent itself), no fedgov node config, no gatekeeper (output in LABEL.out, where
-        LABEL is NAME unless given)."""
-        label = label or name
+        (it runs the app it is sent itself), no fedgov node config, no gatekeeper (output in NAME.out)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEDGOV_")}  # no passphrase, no workspace
-        env.update({MARK_VARIABLE: self.mark, "FLWR_HOME": str(self.root / label / "flwr-home"),
+        env.update({MARK_VARIABLE: self.mark, "FLWR_HOME": str(self.root / name / "flwr-home"),
                     "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
-        with open(self.root / f"{label}.out", "w") as sink:
+        with open(self.root / f"{name}.out", "w") as sink:
             return subprocess.Popen([str(BIN / "flower-supernode"), "--root-certificates", str(self.ca), "--superlink",
                                      f"127.0.0.1:{self.fleet}", "--auth-supernode-private-key",
                                      str(self.root / name / f"{name}.auth"), "--port", str(free_port())],
-                                    stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=self.root)
+                                    stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=self.root,
+                                    start_new_session=True)  # with the SuperExec it starts: one group to stop
 
     def run_args(self, purpose: str, nodes: int, rounds: int) -> list[str]:
         return ["run", "--purpose", purpose, "--superlink", f"127.0.0.1:{self.link}", "--ca", str(self.ca), "--nodes",
@@ -133,22 +132,25 @@ def loopback_federation(root: Path, nodes: Mapping[str, tuple[str, ...]], bare: 
         federation.app_hash = run_fedgov("app", "hash").stdout.strip()
         if first is not None:
             first(federation)
+        for name in bare:  # first: they come online while the others enroll
+            federation.init_node(name)
+            federation.register(name)
+            federation.bare[name] = federation.bare_supernode(name)
         for name, purposes in nodes.items():
             federation.init_node(name, purposes)
             federation.register(name)
             federation.joins[name] = federation.join(name)
             processes.append(federation.joins[name])
-        for name in bare:
-            federation.init_node(name)
-            federation.register(name)
-            federation.bare[name] = federation.bare_supernode(name)
         yield federation
     finally:
         for process in federation.ending:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        for process in [*federation.bare.values(), *reversed(processes)]:
+        for process in federation.bare.values():  # its SuperExec too, or that one notices only seconds later
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         codes = [process.wait(60) for process in processes]
