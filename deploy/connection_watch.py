@@ -5,13 +5,17 @@ attempt failed, retrying in S seconds` before each retry of a failed call (heart
 push). So: connected after the first; disconnected at the first retry; connected again when
 the retry it announced found no failure to report (no further such line within S seconds and
 a margin). `Exit Code: 305` is Flower's refusal to activate the node, which `node join`
-retries: the coordinator may still count the node's previous session.
+retries: the coordinator may still count the node's previous session. Unless the coordinator's
+Fleet proxy added that the node's key is not registered at all (`NOT_REGISTERED`): then retrying
+is pointless.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from deploy.fleet_proxy import NOT_REGISTERED
 
 ACTIVATED = re.compile(r"SuperNode ID: (\d+)")
 RETRYING = re.compile(r"Connection attempt failed, retrying in ([0-9.]+) seconds")
@@ -29,12 +33,16 @@ class ConnectionWatch:
     state: str = "connecting"  # connecting, connected, retrying
     flower_id: str = ""
     refused: bool = False
+    unregistered: bool = False
     retry_until: float = 0.0
     waiting_said: bool = False
 
     def feed(self, line: str, now: float) -> str | None:
         if REFUSED.search(line):
             self.refused = True
+            return None
+        if NOT_REGISTERED in line:
+            self.unregistered = True
             return None
         if GAVE_UP.search(line):
             self.state = "gave up"

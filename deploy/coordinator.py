@@ -45,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -236,9 +237,27 @@ def _bind_proxy(coordinator: Coordinator, tls: ssl.SSLContext, upstream: Upstrea
         raise UsageError(f"--listen {coordinator.fleet} and --link-port {coordinator.link_port} must be different "
                          "ports")
     try:
-        return FleetProxy(coordinator.listen, tls, upstream)
+        return FleetProxy(coordinator.listen, tls, upstream, key_registered=partial(key_registered, coordinator.link,
+                                                                                  coordinator.certs.ca))
     except OSError as err:
         raise UsageError(f"cannot listen on --listen {coordinator.fleet}: {_why(err)}") from None
+
+
+def key_registered(link: str, ca: Path, public_key: bytes) -> bool | None:
+    """Whether the SuperLink at `link` holds this auth key (PEM, as the SuperNode sends it) for a node not
+    unregistered, asked through its Control API; None if it cannot be asked. Exact bytes, as the SuperLink's
+    own lookup compares them."""
+    import httpx
+    from flwr.proto.control_pb2 import ListNodesRequest
+
+    from deploy.registration import control_client
+
+    try:
+        with control_client(link, ca) as client:
+            nodes = client.ListNodes(ListNodesRequest()).nodes_info
+    except (httpx.HTTPError, ValueError, FedgovError):  # ValueError: a reply that is no protobuf
+        return None
+    return any(node.public_key == public_key and node.status != "unregistered" for node in nodes)
 
 
 def _check_free(coordinator: Coordinator) -> None:

@@ -25,11 +25,22 @@ start` binds the SuperLink to loopback and puts this proxy on the address nodes 
 An unreachable SuperLink is answered 502 and a late one 504: a SuperNode retries both, so a
 coordinator restart looks to nodes like a short outage. Node authentication itself stays
 with the SuperLink, which checks the signed headers this proxy passes through.
+
+One answer is made clearer on its way back: Flower refuses a key it never registered and a
+registered node it still counts online with the same `412 [code: 2004] Failed to activate
+SuperNode.`, so the proxy asks the SuperLink (its Control API, through `key_registered`)
+whether the refused key is registered, and if not adds `NOT_REGISTERED` as the error's public
+details, which the SuperNode prints and `fedgov node join` acts on. The SuperLink checks the
+request's signature against that key before it refuses the activation, so only whoever holds
+the key's private half learns this.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
+import json
 import re
 import socket
 import socketserver
@@ -40,6 +51,7 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 FLEET_PATH = re.compile(r"/v1/fleet/[a-z][a-z-]{0,63}")
 # What flwr/supernode/fleet_http_client.py and its interceptors send (Flower 1.42):
@@ -52,6 +64,30 @@ MAX_CONNECTIONS = 256
 CLIENT_TIMEOUT = 30.0
 UPSTREAM_TIMEOUT = 60.0
 UPSTREAM_IDLE = 2.0  # reuse a loopback connection only this soon after its last use (uvicorn closes idle ones after 5 s)
+ACTIVATE_PATH = "/v1/fleet/activate-node"
+ACTIVATION_FAILED = 2004  # Flower's FLEET_NODE_ACTIVATION_FAILED: an unknown key and a node still online alike
+NOT_REGISTERED = ("fedgov: this node's key is not registered at the coordinator; ask its operator to run "
+                  "`fedgov node register` with this node's registration.json")
+
+KeyLookup = Callable[[bytes], "bool | None"]  # is this auth key (PEM) registered? None: could not tell
+
+
+def explain_refused_activation(body: bytes, public_key_header: str | None, key_registered: KeyLookup) -> bytes:
+    """The SuperLink's 412 answer to an activation, with `NOT_REGISTERED` added when the key is not registered.
+
+    Anything else (another error, details already given, a key that is registered, a lookup
+    that failed) is returned unchanged.
+    """
+    try:
+        error = json.loads(body)
+        key = base64.b64decode(public_key_header or "", validate=True)
+    except (ValueError, binascii.Error):
+        return body
+    if not isinstance(error, dict) or error.get("code") != ACTIVATION_FAILED or "extra" in error or not key:
+        return body
+    if key_registered(key) is not False:
+        return body
+    return json.dumps({**error, "extra": NOT_REGISTERED}).encode()
 
 
 @dataclass(frozen=True)
@@ -87,10 +123,12 @@ class FleetProxy(ThreadingHTTPServer):
     allow_reuse_address = True  # Linux: never lets two listeners share a port, only skips TIME_WAIT
 
     def __init__(self, listen: tuple[str, int], tls: ssl.SSLContext, upstream: Upstream,
-                 max_body: int = MAX_BODY, max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_body: int = MAX_BODY, max_connections: int = MAX_CONNECTIONS,
+                 key_registered: KeyLookup | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
         self.tls = tls
         self.upstream = upstream
+        self.key_registered = key_registered
         self.max_body = max_body
         self._slots = threading.BoundedSemaphore(max_connections)
         self._serving: threading.Thread | None = None
@@ -230,6 +268,8 @@ class _FleetHandler(BaseHTTPRequestHandler):
             connection.close()
         else:
             self._upstream, self._last_used = connection, time.monotonic()
+        if self.path == ACTIVATE_PATH and response.status == 412 and self.server.key_registered is not None:
+            data = explain_refused_activation(data, headers.get("flwr-public-key"), self.server.key_registered)
         self.send_response(response.status)
         for name in FORWARDED_RESPONSE_HEADERS:
             value = response.getheader(name)

@@ -6,9 +6,11 @@ process, takes each task from the SuperNode's loopback Runtime API with a secret
 (made afresh at every start, 0600) and runs only what the site's policy allows. The node's id,
 key and site file reach the ClientApp through `--node-config`. Everything is checked before
 anything starts (one line per problem), and on Ctrl-C or SIGTERM both stop, with nothing left.
-The SuperNode reconnects by itself after a coordinator restart; a SuperNode refused right
-after a crash (Flower's exit 305: the coordinator still counts the old session for up to a
-minute) is started again.
+The SuperNode reconnects by itself after a coordinator restart. When the coordinator refuses
+to activate it, Flower prints `Exit Code: 305` and exits 1, for a key it never registered and
+for a registered node it still counts online (for up to a minute after a crash) alike; the
+Fleet proxy names the first (`deploy/fleet_proxy.NOT_REGISTERED`), which ends `node join` at
+once with one line, and the second is started again for `RETRY_FOR` seconds.
 """
 
 from __future__ import annotations
@@ -113,11 +115,20 @@ def join(node: NodeDir, superlink: str, ca: Path, runtime_port: int, echo) -> No
                      f"gatekeeper on {runtime}")
                 watch = ConnectionWatch(node.node_id, superlink)
                 code = _follow(supernode, watch, echo)
+                if watch.unregistered:
+                    raise PolicyError(f"node {node.node_id}: not registered: ask the operator to run `fedgov node "
+                                      f"register` with {node.path / 'registration.json'} (the coordinator refused "
+                                      "this node's key)")
                 if watch.refused and time.monotonic() - started_at < RETRY_FOR:
                     echo(f"node {node.node_id}: the coordinator refused the activation (it may still count an "
                          "earlier session); trying again in 5 s")
                     time.sleep(5)
                     continue
+                if watch.refused:
+                    raise PolicyError(f"node {node.node_id}: the coordinator refused the connection for "
+                                      f"{RETRY_FOR:g} s (Flower's reason above): if it is registered, another "
+                                      "SuperNode with its key may be online; if not, ask the operator to run "
+                                      "`fedgov node register`")
                 raise PolicyError(f"node {node.node_id}: the SuperNode stopped with exit code {code}; see its "
                                   "output above")
         finally:

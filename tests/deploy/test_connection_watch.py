@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deploy.connection_watch import ConnectionWatch
+from deploy.fleet_proxy import NOT_REGISTERED
 
 ACTIVATED = "\x1b[92mINFO \x1b[0m:      SuperNode ID: 1234"
 RETRY = "\x1b[93mWARNING \x1b[0m:   Connection attempt failed, retrying in 2.50 seconds"
@@ -49,8 +50,18 @@ def test_flowers_activation_refusal_is_noticed_for_a_retry():
     assert watch.refused
 
 
+def test_a_key_the_coordinator_never_registered_is_noticed_as_such():
+    """Flower refuses it as it refuses a node still counted online; the coordinator's Fleet proxy adds the cause."""
+    watch = _watch()
+    for line in ["\x1b[91mERROR \x1b[0m:     Exit Code: 305", "Failed to initialize the connection to the SuperLink.",
+                 "[code: 2004] Failed to activate SuperNode.", NOT_REGISTERED]:
+        assert watch.feed(line, 0.0) is None
+    assert watch.refused and watch.unregistered
+
+
 def test_other_lines_change_nothing():
     watch = _watch()
     watch.feed(ACTIVATED, 0.0)
     assert watch.feed("INFO :      Received successfully", 1.0) is None
     assert watch.tick(1000.0) is None and watch.state == "connected"
+    assert not watch.refused and not watch.unregistered

@@ -76,6 +76,25 @@ def test_a_registered_node_is_in_flowers_registry_and_in_the_ledger(superlink, c
     assert run_fedgov("audit", "verify", "--workspace", str(coordinator.path)).returncode == 0
 
 
+def test_the_coordinator_knows_a_registered_auth_key_in_the_bytes_a_supernode_sends(superlink, coordinator: Workspace,
+                                                                                   tmp_path: Path):
+    """What the Fleet proxy asks when Flower refuses an activation (deploy/fleet_proxy.py): a registered key must be
+    found in the exact bytes flower-supernode puts in its header, or a registered node would be told it is not."""
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+    from flwr.supercore.primitives.asymmetric import public_key_to_bytes
+
+    from deploy.coordinator import key_registered
+
+    def as_sent(node: Path, name: str) -> bytes:  # as flower-supernode loads --auth-supernode-private-key
+        return public_key_to_bytes(load_ssh_private_key((node / f"{name}.auth").read_bytes(), None).public_key())
+
+    known, stranger = _init(tmp_path, "dermatology"), _init(tmp_path, "stranger")
+    assert _register(superlink, coordinator, known / "registration.json").returncode == 0
+    assert key_registered(superlink.address, superlink.ca, as_sent(known, "dermatology")) is True
+    assert key_registered(superlink.address, superlink.ca, as_sent(stranger, "stranger")) is False
+    assert key_registered("127.0.0.1:1", superlink.ca, as_sent(known, "dermatology")) is None  # cannot ask: None
+
+
 def test_a_node_registered_twice_is_refused_and_nothing_changes(superlink, coordinator: Workspace, tmp_path: Path):
     node = _init(tmp_path, "oncology")
     assert _register(superlink, coordinator, node / "registration.json").returncode == 0
