@@ -242,6 +242,7 @@ class Relay:
 
 def site_file(node: Path, app_hash: str, offset: int) -> None:
     """The node's site file: its policy (the approved bundle, the purpose) and 40 rows of its own CSV."""
+    from client.site import site_file_text
     from fedgov.datasets import load_split
     from fedgov.local_data import schema_for, write_csv
 
@@ -249,12 +250,7 @@ def site_file(node: Path, app_hash: str, offset: int) -> None:
     start = offset % (len(pool.x) - 40)
     schema = schema_for("breast-cancer")
     write_csv(node / "data.csv", type(pool)(pool.name, pool.x[start:start + 40], pool.y[start:start + 40], 2), schema)
-    features = "".join(f'"{f.name}" = "{f.type}"\n' for f in schema.features)
-    (node / "policy.toml").write_text(
-        f"[policy]\npurposes = {json.dumps([PURPOSE])}\napp_hashes = {json.dumps([app_hash])}\nmax_rounds = 100\n"
-        "max_update_bytes = 10000000\nmin_dp_noise_multiplier = 0.0\n\n[data]\npath = \"data.csv\"\n\n"
-        f"[data.schema]\nlabel = \"{schema.label}\"\nlabels = {json.dumps(list(schema.labels))}\n\n"
-        f"[data.schema.features]\n{features}")
+    (node / "policy.toml").write_text(site_file_text([PURPOSE], [app_hash], schema, max_update_bytes=10_000_000))
 
 
 @dataclass

@@ -33,3 +33,17 @@ class Site:
                              "[data.schema] table")
         schema = DataSchema.from_mapping(data.get("schema"), f"{path} [data.schema]")
         return cls(SitePolicy.from_mapping(document["policy"], str(path)), (path.parent / data["path"]), schema)
+
+
+def site_file_text(purposes: list[str], app_hashes: list[str], schema: DataSchema, data_path: str = "data.csv",
+                   max_rounds: int = 100, max_update_bytes: int = 100_000_000) -> str:
+    """A filled-in site file, as `fedgov federation up` writes one for each node it makes (and tests do)."""
+    import json
+
+    shape = f"shape = {json.dumps(list(schema.shape))}\n" if schema.shape else ""
+    features = "".join(f"{json.dumps(f.name)} = {json.dumps(f.type)}\n" for f in schema.features)
+    return (f"[policy]\npurposes = {json.dumps(purposes)}\napp_hashes = {json.dumps(app_hashes)}\n"
+            f"max_rounds = {max_rounds}\nmax_update_bytes = {max_update_bytes}\nmin_dp_noise_multiplier = 0.0\n\n"
+            f"[data]\npath = {json.dumps(data_path)}\n\n"
+            f"[data.schema]\nlabel = {json.dumps(schema.label)}\nlabels = {json.dumps(list(schema.labels))}\n{shape}\n"
+            f"[data.schema.features]\n{features}")

@@ -160,20 +160,15 @@ def _shares(dataset: str, count: int, alpha: float, seed: int) -> list[tuple]:
 
 def _write_site(directory: Path, dataset: str, x, y, purpose: str, approved: str) -> None:
     """The node's CSV and its site file: it allows the federation's purpose and fedgov's own app bundle."""
+    from client.site import site_file_text
     from fedgov.datasets import Dataset
     from fedgov.local_data import schema_for, write_csv
     from governance.private_files import UMASK_MODE, write_atomic
 
     schema = schema_for(dataset)
     write_csv(directory / "data.csv", Dataset(dataset, x, y, len(schema.labels)), schema)
-    features = "".join(f"{json.dumps(f.name)} = {json.dumps(f.type)}\n" for f in schema.features)
-    shape = f"shape = {json.dumps(list(schema.shape))}\n" if schema.shape else ""
-    site = (f"# Written by `fedgov federation up`: this rehearsal node's own policy and data.\n"
-            f"[policy]\npurposes = {json.dumps([purpose])}\napp_hashes = {json.dumps([approved])}\n"
-            "max_rounds = 100\nmax_update_bytes = 100000000\nmin_dp_noise_multiplier = 0.0\n\n"
-            "[data]\npath = \"data.csv\"\n\n"
-            f"[data.schema]\nlabel = {json.dumps(schema.label)}\nlabels = {json.dumps(list(schema.labels))}\n{shape}\n"
-            f"[data.schema.features]\n{features}")
+    site = ("# Written by `fedgov federation up`: this rehearsal node's own policy and data.\n"
+            + site_file_text([purpose], [approved], schema))
     write_atomic(directory / "policy.toml", site.encode("utf-8"), mode=UMASK_MODE)
 
 

@@ -4,7 +4,6 @@ refuse to start on a broken node directory, and leave nothing behind when stoppe
 from __future__ import annotations
 
 import hashlib
-import json
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from client.site import site_file_text
 from fedgov.datasets import load_split
 from fedgov.local_data import schema_for, write_csv
 from governance.ledger import create_workspace
@@ -29,12 +29,8 @@ def site_file(node: Path, approved: list[str], purposes: tuple[str, ...] = ("tri
     pool, _ = load_split("breast-cancer", 42)
     schema = schema_for("breast-cancer")
     write_csv(node / "data.csv", type(pool)(pool.name, pool.x[:40], pool.y[:40], 2), schema)
-    features = "".join(f'"{f.name}" = "{f.type}"\n' for f in schema.features)
-    (node / "policy.toml").write_text(
-        f"[policy]\npurposes = {json.dumps(list(purposes))}\napp_hashes = {json.dumps(approved)}\nmax_rounds = 10\n"
-        "max_update_bytes = 10000000\nmin_dp_noise_multiplier = 0.0\n\n[data]\npath = \"data.csv\"\n\n"
-        f"[data.schema]\nlabel = \"{schema.label}\"\nlabels = {json.dumps(list(schema.labels))}\n\n"
-        f"[data.schema.features]\n{features}")
+    (node / "policy.toml").write_text(site_file_text(list(purposes), approved, schema, max_rounds=10,
+                                                     max_update_bytes=10_000_000))
 
 
 def test_a_joined_node_runs_what_its_site_approved_and_stops_cleanly(tmp_path: Path):
