@@ -117,8 +117,10 @@ def node_init(
 def node_register(
     registration_file: Annotated[Path, typer.Argument(help="The node's registration.json (from `fedgov node init`).")],
     team: Annotated[str, typer.Option("--team", help="The team the node belongs to, as recorded in the ledger.")],
-    superlink: Annotated[str, typer.Option("--superlink", help="The SuperLink's loopback address (Control API).")],
-    ca: Annotated[Path, typer.Option("--ca", help="The federation's CA certificate (ca.crt).")],
+    superlink: Annotated[Optional[str], typer.Option("--superlink", help="The SuperLink's loopback address (Control "
+                                                     "API); default: the coordinator running on this workspace.")] = None,
+    ca: Annotated[Optional[Path], typer.Option("--ca", help="The federation's CA certificate (ca.crt); default: the "
+                                               "one of the coordinator running on this workspace.")] = None,
     workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory.")] = None,
     passphrase_file: Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore "
                                                             "passphrase (default: $FEDGOV_PASSPHRASE).")] = None,
@@ -141,6 +143,12 @@ def node_register(
     except OSError as err:
         raise UsageError(f"cannot read {registration_file}: {err.strerror}") from None
     registration = Registration.from_json(data, str(registration_file))
+    if superlink is None or ca is None:
+        from deploy.coordinator import running_coordinator
+        from governance.workspace import Workspace
+
+        running = running_coordinator(Workspace.locate(workspace).path / "coordinator")
+        superlink, ca = superlink or running.link, ca or running.ca
     with open_writer(workspace, passphrase_file) as ledger:
         flower_id = register(ledger, registration, team, superlink, ca, actor=check_name(actor or getpass.getuser(),
                                                                                           "--actor"))

@@ -142,3 +142,28 @@ def test_the_superlink_helper_leaves_nothing_running(tmp_path: Path):
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, signal.SIGCONT)  # no process of its group (the SuperLink, its SuperExec) is left
+
+
+def test_without_superlink_it_registers_with_the_coordinator_running_on_the_workspace(superlink, coordinator: Workspace,
+                                                                                     tmp_path: Path):
+    node = _init(tmp_path, "oncology")
+    state = coordinator.path / "coordinator"
+    state.mkdir()
+    # what `fedgov server start` writes while it runs (deploy/coordinator.py _write_info); this process stands in
+    # for its pid, which must be alive
+    (state / "coordinator.json").write_text(json.dumps({"pid": os.getpid(), "superlink": superlink.address,
+                                                        "fleet": "127.0.0.1:1", "ca": str(superlink.ca),
+                                                        "database": "unused"}))
+    result = run_fedgov("node", "register", str(node / "registration.json"), "--team", "oncology", "--workspace",
+                        str(coordinator.path))
+    assert result.returncode == 0, result.stderr
+    assert "oncology" in _flower_nodes(superlink)
+
+
+def test_without_superlink_and_no_coordinator_running_it_is_one_line(coordinator: Workspace, tmp_path: Path):
+    node = _init(tmp_path, "dermatology")
+    result = run_fedgov("node", "register", str(node / "registration.json"), "--team", "t", "--workspace",
+                        str(coordinator.path))
+    assert (result.returncode, result.stderr) == (2, f"error: no coordinator is running on {coordinator.path / 'coordinator'}"
+                                                     "; give --superlink and --ca, or start it with `fedgov server "
+                                                     "start` (or `fedgov federation up`)\n")
