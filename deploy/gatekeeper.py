@@ -36,6 +36,7 @@ from client.policy import SitePolicy
 TASK_TYPE = "flwr-clientapp"
 TOKEN_VARIABLE = "FEDGOV_TASK_TOKEN"  # the task token reaches the task process by environment, never argv
 POLL_SECONDS = 0.5
+_stopping = 0  # the signal that told this task process to stop: it unwinds, without talking to the SuperNode
 
 
 def bundle_hash(fab_content: bytes) -> str:
@@ -134,10 +135,12 @@ def run_task(address: str, token: str, site: Path) -> int:
     except Exception as err:  # noqa: BLE001 - whatever the app raised, the node replies and lives on
         details = f"{type(err).__name__}: {err}"[:500]
     finally:
+        shutil.rmtree(unpacked, ignore_errors=True)  # first: what follows talks to the SuperNode, which may be gone
+        if _stopping:  # by a signal: the SuperNode is stopping too, and Flower's calls to it (the reply, the
+            os._exit(128 + _stopping)  # heartbeat thread that stop() joins) would retry until SIGKILL
         push_task_output(client, context, status, details)
         heartbeat.stop()
         client.close()
-        shutil.rmtree(unpacked, ignore_errors=True)
     return code
 
 
@@ -173,6 +176,15 @@ def serve(address: str, secret: bytes, site: Path, stop: threading.Event) -> Non
 
 def main() -> None:
     """`python -m deploy.gatekeeper RUNTIME_ADDRESS SITE_FILE`, with the task token in the environment."""
+    import signal
+
+    def stopped(signum: int, _frame: object) -> None:  # `node join` stopping: unwind, so the unpacked app is removed
+        global _stopping
+        _stopping = signum
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
+    signal.signal(signal.SIGINT, stopped)
     token = os.environ.pop(TOKEN_VARIABLE, "")
     if len(sys.argv) != 3 or not token:
         sys.exit("usage: FEDGOV_TASK_TOKEN=... python -m deploy.gatekeeper RUNTIME_ADDRESS SITE_FILE")

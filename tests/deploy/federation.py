@@ -82,8 +82,11 @@ class Federation:
                 str(self.ca), "--runtime-port", str(free_port())]
 
     def join(self, name: str) -> subprocess.Popen:
-        """`fedgov node join` of the node directory NAME, in the background (output in NAME.out)."""
-        return _background(self.join_args(name), self.root / f"{name}.out", self.mark, self.root)
+        """`fedgov node join` of the node directory NAME, in the background (output in NAME.out; its temporary
+        files, such as the app its gatekeeper unpacks for a task, in NAME-tmp)."""
+        (self.root / f"{name}-tmp").mkdir(exist_ok=True)
+        return _background(self.join_args(name), self.root / f"{name}.out", self.mark, self.root,
+                           {"TMPDIR": str(self.root / f"{name}-tmp")})
 
     def bare_supernode(self, name: str) -> subprocess.Popen:
         """A bare `flower-supernode` with node NAME's auth key: TLS to the Fleet port, Flower's default isolation
@@ -103,10 +106,12 @@ class Federation:
                 str(nodes), "--rounds", str(rounds)]
 
 
-def _background(args: list[str], out: Path, mark: str, cwd: Path) -> subprocess.Popen:
+def _background(args: list[str], out: Path, mark: str, cwd: Path, env: Mapping[str, str] | None = None
+                ) -> subprocess.Popen:
     with open(out, "w") as sink:
         return subprocess.Popen(fedgov_argv(*args), stdout=sink, stderr=subprocess.STDOUT,
-                                env=fedgov_env({MARK_VARIABLE: mark, "FEDGOV_HOME": str(cwd / "ws")}), cwd=cwd)
+                                env=fedgov_env({MARK_VARIABLE: mark, "FEDGOV_HOME": str(cwd / "ws"), **(env or {})}),
+                                cwd=cwd)
 
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float = 90) -> None:

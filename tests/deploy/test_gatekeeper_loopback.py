@@ -121,3 +121,25 @@ def test_a_run_that_sends_more_training_than_it_declared_is_refused_beyond_it(fe
         {"reply": {"hello": "from the node's approved app"}},
         {"error": "site policy: this is the run's training instruction number 2, more than the 1 rounds it may have "
                   "here"}]
+
+
+def test_a_task_process_stopped_by_sigterm_removes_the_app_directory_it_made(tmp_path: Path):
+    """`node join` stopping ends its task processes with SIGTERM: each unwinds and removes what it unpacked."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.deploy.superlink import free_port
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "FEDGOV_TASK_TOKEN": "t" * 64}
+    task = subprocess.Popen([sys.executable, "-P", "-m", "deploy.gatekeeper", f"127.0.0.1:{free_port()}",
+                             str(tmp_path / "policy.toml")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("fedgov-app-*")):  # made first, before the task is pulled (here: retried forever)
+        assert task.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    task.send_signal(signal.SIGTERM)
+    assert task.wait(30) == 143
+    assert list(tmp_path.glob("fedgov-app-*")) == []
