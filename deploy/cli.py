@@ -258,15 +258,26 @@ def server_start(
         "--approve-app", metavar="SHA256",
         help="Also run ServerApps of the app bundle with this SHA-256, with the ledger credentials (repeatable). "
              "fedgov's own bundle, as built here, is always approved; a run of any other bundle ends failed.")] = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="File holding the ledger's passphrase, which only the ServerApps of approved runs "
+                                  "get (default: $FEDGOV_PASSPHRASE, or $FEDGOV_KEK and $FEDGOV_SIGNING_KEY).")] = None,
 ) -> None:
     """Start the coordinator in the foreground; Ctrl-C or SIGTERM stops everything it started."""
     from deploy.certs import check_coordinator_files
     from deploy.coordinator import Coordinator, check_link_port, parse_listen, serve
+    import os
+
     from deploy.coordinator_gate import check_hash
     from fedgov.interrupts import exit_code, signal_name
     from governance.errors import UsageError
+    from governance.keystore import ENV_PASSPHRASE, passphrase_from
     from governance.workspace import Workspace
 
+    if passphrase_file is not None:
+        passphrase = passphrase_from(passphrase_file)
+        if not passphrase:
+            raise UsageError(f"--passphrase-file {passphrase_file} is empty; it holds the ledger's passphrase")
+        os.environ[ENV_PASSPHRASE] = passphrase  # handed to the gatekeeper like the variable (never to Flower)
     if certs is None:
         raise UsageError("--certs DIR is required: fedgov server start has no insecure mode (make the coordinator's "
                          "TLS files with `fedgov certs coordinator --ca CA_DIR --out DIR`)")

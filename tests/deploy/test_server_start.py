@@ -63,7 +63,7 @@ def make_certs(where: Path) -> Path:
     return where / "coord"
 
 
-def start(where: Path, certs: Path, *extra: str, timeout: float = 60) -> Running:
+def start(where: Path, certs: Path, *extra: str, timeout: float = 60, env: dict[str, str] | None = None) -> Running:
     where.mkdir(parents=True, exist_ok=True)
     fleet, link, mark = free_port(), free_port(), f"server-{uuid.uuid4().hex}"
     out, err = where / "server.out", where / "server.err"
@@ -71,7 +71,7 @@ def start(where: Path, certs: Path, *extra: str, timeout: float = 60) -> Running
         process = subprocess.Popen(
             fedgov_argv("server", "start", "--certs", str(certs), "--listen", f"127.0.0.1:{fleet}",
                         "--link-port", str(link), "--state-dir", str(where / "state"), *extra),
-            stdout=stdout, stderr=stderr, env=fedgov_env({MARK_VARIABLE: mark}), cwd=where)
+            stdout=stdout, stderr=stderr, env=fedgov_env({MARK_VARIABLE: mark, **(env or {})}), cwd=where)
     running = Running(process, out, err, certs, where / "state", fleet, link, mark)
     deadline = time.monotonic() + timeout
     while not any(line.startswith("coordinator up") for line in running.lines()):
@@ -215,7 +215,10 @@ def test_a_registered_supernode_connects_through_the_proxy(coordinator: Running,
 
 
 def test_sigterm_ends_every_process_it_started(tmp_path: Path):
-    running = start(tmp_path / "server", make_certs(tmp_path))
+    (tmp_path / "ledger.pass").write_text("test-passphrase\n")  # and the passphrase can come from a file
+    running = start(tmp_path / "server", make_certs(tmp_path), "--passphrase-file", str(tmp_path / "ledger.pass"),
+                    env={"FEDGOV_PASSPHRASE": ""})
+    assert not any("no FEDGOV_PASSPHRASE" in line for line in running.lines())
     commands = " ".join(running.processes().values())
     assert "flower-superlink" in commands and "deploy.coordinator_gate" in commands
     assert running.stop(signal.SIGTERM) == 143
@@ -274,6 +277,8 @@ def bad_inputs(coordinator: Running, tmp_path_factory: pytest.TempPathFactory) -
     ("same-state", "error: another `fedgov server start` is running on {state}; stop it first, or give this one its "
                    "own --state-dir"),
     ("approve-app", "error: --approve-app 'abc' is not a SHA-256 (64 hex digits, as `fedgov app hash` prints one)"),
+    ("no-passphrase-file", "error: cannot read passphrase file {tmp}/nowhere: No such file or directory"),
+    ("empty-passphrase-file", "error: --passphrase-file {tmp}/empty.pass is empty; it holds the ledger's passphrase"),
 ])
 def test_bad_input_is_one_line_exit_2_and_starts_nothing(coordinator: Running, bad_inputs: Path, tmp_path: Path,
                                                          case: str, line: str):
@@ -289,9 +294,13 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(coordinator: Running, b
         "same-state": ["--certs", str(coordinator.certs), "--state-dir", str(coordinator.state),
                        "--listen", f"127.0.0.1:{free_port()}", "--link-port", str(free_port())],
         "approve-app": [*good, "--approve-app", "a" * 64, "--approve-app", "abc"],
+        "no-passphrase-file": [*good, "--passphrase-file", str(tmp_path / "nowhere")],
+        "empty-passphrase-file": [*good, "--passphrase-file", str(tmp_path / "empty.pass")],
     }[case]
+    (tmp_path / "empty.pass").write_text("\n")
     mark = f"bad-{uuid.uuid4().hex}"
     result = run_fedgov("server", "start", *args, env={MARK_VARIABLE: mark}, cwd=tmp_path)
-    expected = line.format(bad=bad_inputs, fleet=coordinator.fleet, link=coordinator.link, state=coordinator.state)
+    expected = line.format(bad=bad_inputs, fleet=coordinator.fleet, link=coordinator.link, state=coordinator.state,
+                           tmp=tmp_path)
     assert (result.returncode, result.stderr, result.stdout) == (2, expected + "\n", "")
     assert processes_marked(mark) == {}
