@@ -136,10 +136,16 @@ def test_a_task_process_stopped_by_sigterm_removes_the_app_directory_it_made(tmp
     env = {**os.environ, "TMPDIR": str(tmp_path), "FEDGOV_TASK_TOKEN": "t" * 64}
     task = subprocess.Popen([sys.executable, "-P", "-m", "deploy.gatekeeper", f"127.0.0.1:{free_port()}",
                              str(tmp_path / "policy.toml")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("fedgov-app-*")):  # made first, before the task is pulled (here: retried forever)
-        assert task.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    task.send_signal(signal.SIGTERM)
-    assert task.wait(30) == 143
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("fedgov-app-*")):  # made first, before the task is pulled (here: retried forever)
+            assert task.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        task.send_signal(signal.SIGTERM)
+        code = task.wait(30)
+    finally:
+        if task.poll() is None:  # only if the checks above failed: leave nothing running
+            task.kill()
+            task.wait()
+    assert code == 143
     assert list(tmp_path.glob("fedgov-app-*")) == []

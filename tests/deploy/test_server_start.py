@@ -218,10 +218,14 @@ def test_sigterm_ends_every_process_it_started(tmp_path: Path):
     (tmp_path / "ledger.pass").write_text("test-passphrase\n")  # and the passphrase can come from a file
     running = start(tmp_path / "server", make_certs(tmp_path), "--passphrase-file", str(tmp_path / "ledger.pass"),
                     env={"FEDGOV_PASSPHRASE": ""})
-    assert not any("no FEDGOV_PASSPHRASE" in line for line in running.lines())
-    commands = " ".join(running.processes().values())
+    try:  # what to check while it runs, then stop it whatever the checks find
+        said = running.lines()
+        commands = " ".join(running.processes().values())
+    finally:
+        code = running.stop(signal.SIGTERM)
+    assert not any("no FEDGOV_PASSPHRASE" in line for line in said)
     assert "flower-superlink" in commands and "deploy.coordinator_gate" in commands
-    assert running.stop(signal.SIGTERM) == 143
+    assert code == 143
     assert running.lines()[-1] == "coordinator stopped by SIGTERM; every process it started has ended"
     assert processes_marked(running.mark) == {}
     assert not (running.state / "superexec.secret").exists()
@@ -229,9 +233,13 @@ def test_sigterm_ends_every_process_it_started(tmp_path: Path):
 
 def test_a_component_that_dies_stops_the_others_and_is_named(tmp_path: Path):
     running = start(tmp_path / "server", make_certs(tmp_path))
-    superlink = next(pid for pid, cmd in running.processes().items() if "flower-superlink" in cmd)
-    os.kill(superlink, signal.SIGKILL)
-    assert running.process.wait(30) == 1
+    try:
+        superlink = next(pid for pid, cmd in running.processes().items() if "flower-superlink" in cmd)
+        os.kill(superlink, signal.SIGKILL)
+        code = running.process.wait(30)
+    finally:
+        running.stop(signal.SIGTERM)  # nothing left running if that failed (it has exited when it did not)
+    assert code == 1
     error = running.err.read_text()
     assert error.startswith(f"error: flower-superlink (pid {superlink}) was killed by SIGKILL; the coordinator "
                             "stopped everything it started; its log: ")
