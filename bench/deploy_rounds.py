@@ -637,22 +637,16 @@ def report(results: list[dict]) -> None:
                   f"{100 * idle_['cpu']['coordinator']:.1f} / {100 * idle_['cpu']['nodes']:.1f} | "
                   f"{mb(idle_['peak_rss']['coordinator'])} / {mb(idle_['peak_rss']['nodes'])} |")
     print("\nWhere the coordinator's CPU and memory go, last run of each size (own CPU s; peak RSS MB):\n")
-    parts = [name for _, name in COORDINATOR_PARTS]
-    print("| nodes | " + " | ".join(parts) + " |")
-    print("|---|" + "---|" * len(parts))
-    for res in results:
-        run = res["runs"][-1]
-        print(f"| {res['nodes']} | " + " | ".join(
-            f"{run['cpu_parts']['coordinator'].get(p, 0):.1f}; {mb(run['peak_rss_parts']['coordinator'].get(p, 0))}"
-            for p in parts) + " |")
-    parts = [name for _, name in NODE_PARTS]
-    print("\n| nodes, all of them | " + " | ".join(parts) + " |")
-    print("|---|" + "---|" * len(parts))
-    for res in results:
-        run = res["runs"][-1]
-        print(f"| {res['nodes']} | " + " | ".join(
-            f"{run['cpu_parts']['nodes'].get(p, 0):.1f}; {mb(run['peak_rss_parts']['nodes'].get(p, 0))}"
-            for p in parts) + " |")
+    for side, table, head in (("coordinator", COORDINATOR_PARTS, "| nodes | "),
+                              ("nodes", NODE_PARTS, "\n| nodes, all of them | ")):
+        parts = [name for _, name in table]
+        print(head + " | ".join(parts) + " |")
+        print("|---|" + "---|" * len(parts))
+        for res in results:
+            run = res["runs"][-1]
+            print(f"| {res['nodes']} | " + " | ".join(
+                f"{run['cpu_parts'][side].get(p, 0):.1f}; {mb(run['peak_rss_parts'][side].get(p, 0))}"
+                for p in parts) + " |")
     print("\nFlower's ClientApp runtime (SuperLink's run.clientapp_runtime), per node per round (s): " + ", ".join(
         f"{res['nodes']} nodes " + "/".join(f"{run['flower'].get('clientapp_runtime', 0) / res['nodes'] / res['rounds']:.2f}"
                                            for run in res["runs"]) for res in results))

@@ -341,7 +341,7 @@ def _check_children(children: list[tuple[str, subprocess.Popen, Path]]) -> None:
         code = child.poll()
         if code is not None:
             how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
-            last = _last_line(log)
+            last = last_line(log)
             raise ComponentDied(f"{name} (pid {child.pid}) {how}; the coordinator stopped everything it started; its "
                                 f"log: {log}" + (f" (last line: {last})" if last else ""))
 
@@ -353,7 +353,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _last_line(log: Path, limit: int = 200) -> str:
+def last_line(log: Path, limit: int = 200) -> str:
     try:
         with open(log, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.coordinator import last_line as _last_line
 from governance.errors import FedgovError, UsageError
 
 STATE_FORMAT = "fedgov.federation.v1"
@@ -236,9 +237,9 @@ def running_state(files: FederationFiles) -> State | None:
 def up(workspace: Path, files: FederationFiles, serve_args: list[str], env: dict[str, str],
        say: Callable[[str], None], timeout: float = UP_TIMEOUT) -> State:
     """Start the supervisor in its own session and wait until every node is connected (or it failed)."""
-    if running_state(files) is not None:
-        state = State.read(files.state)
-        raise UsageError(f"a federation is already up in {workspace} (supervisor pid {state.pid}); see `fedgov "
+    running = running_state(files)
+    if running is not None:
+        raise UsageError(f"a federation is already up in {workspace} (supervisor pid {running.pid}); see `fedgov "
                          "federation status`, or stop it with `fedgov federation down`")
     files.state.unlink(missing_ok=True)  # a stale one, from a supervisor that is gone
     log = files.logs / "federation.log"
@@ -333,12 +334,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def _logged(path: Path) -> Iterator:
-    with open(path, "ab") as out:
-        yield out
-
-
 def serve(workspace: Path, files: FederationFiles, purpose: str, dataset: str, nodes: list[str],
           say: Callable[[str], None] = print) -> None:
     """Start the coordinator, register the nodes and grant consent, start the nodes; watch until a signal."""
@@ -351,10 +346,10 @@ def serve(workspace: Path, files: FederationFiles, purpose: str, dataset: str, n
                   dataset, {}, "starting")
     state.write(files.state)
     fedgov = [sys.executable, "-m", "cli"]
-    env = {k: v for k, v in os.environ.items()}
+    env = dict(os.environ)
 
     def start(name: str, args: list[str], child_env: dict[str, str]) -> subprocess.Popen:
-        with _logged(files.logs / f"{name}.log") as out:
+        with open(files.logs / f"{name}.log", "ab") as out:
             return subprocess.Popen(fedgov + args, env=child_env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, cwd=files.root, preexec_fn=parent_death_signal())
 
@@ -422,11 +417,6 @@ def _wait_for_line(log: Path, text: str, process: subprocess.Popen, what: str, t
         if time.monotonic() > deadline:
             raise FederationFailed(f"{what} was not up within {timeout:g} s (log: {log})")
         time.sleep(0.2)
-
-
-def _last_line(log: Path) -> str:
-    lines = [line for line in (log.read_text(errors="replace") if log.exists() else "").splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else "no output"
 
 
 def _register_and_consent(workspace: Path, files: FederationFiles, nodes: list[str], state: State, purpose: str,
@@ -515,10 +505,14 @@ def _wait_connected(coordinator: subprocess.Popen, joins: dict[str, subprocess.P
         time.sleep(0.5)
 
 
-def _check(coordinator: subprocess.Popen, joins: dict[str, subprocess.Popen], files: FederationFiles) -> None:
+def _check_coordinator(coordinator: subprocess.Popen, files: FederationFiles) -> None:
     if coordinator.poll() is not None:
         raise FederationFailed(f"the coordinator exited with code {coordinator.returncode}: "
                                f"{_last_line(files.logs / 'coordinator.log')}")
+
+
+def _check(coordinator: subprocess.Popen, joins: dict[str, subprocess.Popen], files: FederationFiles) -> None:
+    _check_coordinator(coordinator, files)
     for node_id, join in joins.items():
         if join.poll() is not None:
             raise FederationFailed(f"node {node_id} exited with code {join.returncode}: "
@@ -529,9 +523,7 @@ def _watch(state: State, coordinator: subprocess.Popen, joins: dict[str, subproc
            say: Callable[[str], None]) -> None:
     """Until a signal: the coordinator's end ends the federation; a node's end is logged and recorded for `status`."""
     while True:
-        if coordinator.poll() is not None:
-            raise FederationFailed(f"the coordinator exited with code {coordinator.returncode}: "
-                                   f"{_last_line(files.logs / 'coordinator.log')}")
+        _check_coordinator(coordinator, files)
         for node_id, join in joins.items():
             if not state.nodes[node_id].get("exited") and join.poll() is not None:
                 why = f"exited with code {join.returncode}: {_last_line(files.logs / f'{node_id}.log')}"

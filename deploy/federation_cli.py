@@ -122,14 +122,14 @@ def status(workspace: WorkspaceOpt = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from deploy.federation import FederationFiles, State
+    from deploy.federation import FederationFiles, running_state
     from deploy.federation import status as node_status
     from governance.errors import PolicyError, UsageError
 
     ws = _workspace(workspace)
     files = FederationFiles.of(ws.path)
-    state = State.read(files.state)
-    if state is None or not state.alive:
+    state = running_state(files)
+    if state is None:
         raise UsageError(f"no federation is running in {ws.path}; start one with `fedgov federation up`")
     if state.phase != "up":
         raise PolicyError(f"the federation is {state.phase}" + (f": {state.error}" if state.error else "") +
