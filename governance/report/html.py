@@ -157,7 +157,7 @@ def _consent(report: m.Report) -> str:
     cells = {(n, r): (s, "") for n, by_round in report.consent_by_round.items() for r, s in by_round.items()}
     chart = figure("chart-consent", "Consent state checked at each round's selection",
                    state_grid(report.nodes, report.rounds, cells, CONSENT_COLORS),
-                   "The state recorded in round.selection `checks` for the run's purpose, at the time the "
+                   "The state recorded in round.selection checks for the run's purpose, at the time the "
                    "round selected its nodes.")
     rows = [(esc(c.node), esc(c.team), f'<span class="mono">{esc(c.record_id)}</span>', esc(c.purpose),
              esc(", ".join(c.data_categories)), _value(c.jurisdiction), esc(c.notice_version),

@@ -451,7 +451,7 @@ def _art30(started: dict, records: dict[str, ConsentRecord], nodes: list[str], t
                   "the ledger records the run's operator"
                   + (f" ({operator})" if operator else "") + ", not the controller or its representative or DPO"),
         Art30Item("30(1)(b)", "purposes of the processing", [purpose] if purpose else None,
-                  "run.started `purpose`; every consent record names the purpose consented to"),
+                  "run.started purpose; every consent record names the purpose consented to"),
         Art30Item("30(1)(b)", "lawful basis recorded", [f"consent (GDPR Art. 6(1)(a)): {len(mine)} consent "
                                                         f"record(s) for this purpose", *notices] if mine else None,
                   "consent.granted records (ISO/IEC TS 27560 fields) of the run's nodes"),
@@ -460,7 +460,7 @@ def _art30(started: dict, records: dict[str, ConsentRecord], nodes: list[str], t
                   if team_names else None,
                   "the teams of the nodes (node.registered, round.reply); who the data is about is not recorded"),
         Art30Item("30(1)(c)", "categories of personal data", categories or None,
-                  "`data_categories` of the consent records for this purpose"),
+                  "data categories of the consent records for this purpose"),
         Art30Item("30(1)(d)", "recipients",
                   [f"the coordinator, operated by {operator or 'the operator'}: model updates, training metrics "
                    "and dataset fingerprints (never rows)",
@@ -468,11 +468,11 @@ def _art30(started: dict, records: dict[str, ConsentRecord], nodes: list[str], t
                   "who received what follows from the run's design; other recipients are not recorded"),
         Art30Item("30(1)(e)", "transfers to third countries",
                   [f"jurisdiction named in consent: {', '.join(jurisdictions)}"] if jurisdictions else None,
-                  "consent `jurisdiction`; where nodes and the coordinator run is not recorded"),
+                  "consent jurisdiction; where nodes and the coordinator run is not recorded"),
         Art30Item("30(1)(f)", "time limits for erasure",
                   [*expiries, "ledger entries are kept (append-only); erasure is by crypto-shredding a node's "
                    "data key" + (f"; shredded: {', '.join(shredded)}" if shredded else "")],
-                  "consent `expires_at`; key.destroyed entries; a retention period is not recorded"),
+                  "consent expiry (expires_at); key.destroyed entries; a retention period is not recorded"),
         Art30Item("30(1)(g)", "technical and organisational security measures (Art. 32)", list(SECURITY_MEASURES),
                   "fedgov's own measures (docs/ledger-format.md, docs/governance.md, docs/security.md); "
                   "organisational measures are not recorded"),
