@@ -30,7 +30,8 @@ table{border-collapse:collapse;margin:8px 0 16px;font-size:.85em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f0f3f8}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .mono,code{font-family:"DejaVu Sans Mono",monospace;font-size:.92em;word-break:break-all}
-figure.chart{display:inline-block;margin:8px 16px 16px 0;vertical-align:top}
+figure.chart{display:inline-block;margin:8px 16px 16px 0;vertical-align:top;max-width:100%;overflow-x:auto}
+.scroll{max-width:100%;overflow-x:auto}
 figure.chart svg{display:block;background:#fff}figcaption{font-size:.8em;color:#555;max-width:640px}
 svg text{font-size:11px;font-family:"DejaVu Sans",Arial,sans-serif;fill:#222}svg text.mono{font-size:10px}
 .ok{color:#1b5e20;font-weight:bold}.bad{color:#b71c1c;font-weight:bold}.nr{color:#888;font-style:italic}
@@ -76,7 +77,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "")
     """A table of cells already escaped (each cell is HTML)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _slug(name: str, taken: set[str]) -> str:

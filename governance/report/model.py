@@ -396,10 +396,12 @@ def _models(started: dict, aggregated: dict, replies: dict[int, dict[str, Record
         agg = aggregated[r]
         contributors = []
         for node in sorted(_text(n) for n in agg.get("contributors", [])):
-            p = (replies.get(r, {}).get(node) or Recorded(0, "", "", "", r, node, None)).payload
-            if p is None:
-                contributors.append(Contributor(node, ERASED, ERASED, ERASED, ERASED))
+            found = replies.get(r, {}).get(node)
+            if found is None or found.payload is None:  # no reply recorded (never expected), or shredded
+                what = ERASED if found is not None else "no reply recorded"
+                contributors.append(Contributor(node, what, what, what, what))
                 continue
+            p = found.payload
             fp = p.get("dataset_fingerprint") if isinstance(p.get("dataset_fingerprint"), dict) else {}
             contributors.append(Contributor(node, _text(p.get("team")), _text(fp.get("digest")),
                                             _text(p.get("update_digest")), _text(p.get("consent_record_id"))))
