@@ -161,11 +161,12 @@ def _consent(report: m.Report) -> str:
                    "The state recorded in round.selection checks for the run's purpose, at the time the "
                    "round selected its nodes.")
     rows = [(esc(c.node), esc(c.team), f'<span class="mono">{esc(c.record_id)}</span>', esc(c.purpose),
-             esc(", ".join(c.data_categories)), _value(c.jurisdiction), esc(c.notice_version),
-             esc(c.collection_method), esc(c.granted_at), _value(c.expires_at), _value(c.withdrawn_at),
-             esc(c.state_at_start), esc(c.state_at_end), esc(c.state_now)) for c in report.consent_records]
-    table = _table(("node", "team", "record", "purpose", "data categories", "jurisdiction", "notice",
-                    "collection", "granted", "expires", "withdrawn", "at run start", "at run end", "at report time"),
+             esc(", ".join(c.data_categories)), _value(c.jurisdiction),
+             f"{esc(c.notice_version)}<br>{esc(c.collection_method)}", esc(c.granted_at), _value(c.expires_at),
+             _value(c.withdrawn_at), f"{esc(c.state_at_start)} &rarr; {esc(c.state_at_end)} &rarr; {esc(c.state_now)}")
+            for c in report.consent_records]
+    table = _table(("node", "team", "record", "purpose", "data categories", "jurisdiction", "notice, collection",
+                    "granted", "expires", "withdrawn", "state: run start → end → report"),
                    rows) if rows else "<p>No consent record of the run's nodes is readable.</p>"
     erased = (f"<p>Consent records erased (crypto-shredded) for: {esc(', '.join(report.consent_erased))}.</p>"
               if report.consent_erased else "")
