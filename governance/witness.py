@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
@@ -261,14 +261,16 @@ def init_witness(state_dir: Path, name: str) -> WitnessKey:
                          "a schema-less URL such as witness.example.org/w1 is customary")
     if (state_dir / KEY_FILE).exists() or (state_dir / STATE_FILE).exists():
         raise UsageError(f"{state_dir} already holds a witness ({KEY_FILE}); choose another --state")
+    private_key = Ed25519PrivateKey.generate()
+    key = witness_key(name, private_key)
     try:
         make_private_dir(state_dir)
-        private_key = Ed25519PrivateKey.generate()
-        key = witness_key(name, private_key)
-        write_atomic(state_dir / KEY_FILE, (private_key_text(name, private_key) + "\n").encode())
-        write_atomic(state_dir / VKEY_FILE, (key.to_text() + "\n").encode(), mode=UMASK_MODE)
         _save_state(state_dir, {"format": STATE_FORMAT, "version": STATE_VERSION, "witness": key.to_text(), "logs": {}})
+        write_atomic(state_dir / VKEY_FILE, (key.to_text() + "\n").encode(), mode=UMASK_MODE)
+        write_atomic(state_dir / KEY_FILE, (private_key_text(name, private_key) + "\n").encode())
     except OSError as err:
+        for made in (STATE_FILE, VKEY_FILE, KEY_FILE):  # nothing half-made: a later init would refuse it
+            (state_dir / made).unlink(missing_ok=True)
         raise UsageError(f"cannot write the witness state in {state_dir}: {err.strerror}") from None
     return key
 
@@ -313,12 +315,11 @@ class Witness:
             entry = state["logs"].get(origin)
             trusted, pinned_from = None, None
             if entry is not None:
-                pinned = VerifierKey.from_text(entry["log_key"])
+                pinned, trusted = self._trusted(entry, origin)
                 if log_key is not None and log_key != pinned:
                     raise UsageError(f"this witness pinned log key {pinned.to_text()} for {origin} at first use; "
                                      "--log-key differs (a log with a new key needs a new witness state)")
                 log_key = pinned
-                trusted = check_steps(None, [Step(entry["checkpoint"])], pinned)
                 steps = source.steps_from(trusted)
             else:
                 pinned_from = "--log-key"
@@ -336,6 +337,16 @@ class Witness:
                                      "tree_size": checkpoint.size, "cosigned_at": timestamp}
             _save_state(self.state_dir, state)
         return Cosigned(checkpoint, steps[-1].note, line, trusted, log_key, pinned_from)
+
+
+    def _trusted(self, entry: Any, origin: str) -> tuple[VerifierKey, Checkpoint]:
+        """The pinned log key and the last cosigned checkpoint of `origin`, as the state holds them."""
+        try:
+            pinned = VerifierKey.from_text(entry["log_key"])
+            return pinned, check_steps(None, [Step(entry["checkpoint"])], pinned)
+        except (KeyError, TypeError, AttributeError, CheckpointError, WitnessRefusal) as err:
+            raise UsageError(f"{self.state_dir / STATE_FILE}: the entry for {origin} is not a pinned log key and a "
+                             f"checkpoint it signed ({err})") from None
 
 
 def _save_state(state_dir: Path, state: dict) -> None:

@@ -119,8 +119,8 @@ def verify(workspace: WorkspaceOpt = None,
         raise
     if fmt is VerifyFormat.json:
         typer.echo(json.dumps({**report.to_dict(), "source": "bundle" if bundle is not None else "ledger",
-                               **({"cosigned_by": [{"witness": c.witness.to_text(), "time": c.timestamp}
-                                                   for c in cosigners]} if cosigners else {}),
+                               **({"cosigned_by": [{"witness": c.witness.to_text(), "tree_size": cosigned_size,
+                                                    "time": c.timestamp} for c in cosigners]} if cosigners else {}),
                                "trusted_key": "pinned" if keys or bundle is None else ("shipped in the bundle, pinned by the known checkpoints" if known_checkpoint else "shipped in the bundle")},
                               indent=2))
     else:

@@ -67,13 +67,13 @@ def cosign(state: StateOpt, workspace: WorkspaceOpt = None,
     if done.pinned_from:
         typer.echo(f"first checkpoint of {done.checkpoint.origin} this witness sees: pinned log key "
                    f"{done.log_key.to_text()} (from {done.pinned_from})", err=True)
-    where = bundle if bundle is not None else source.ws.path
-    path = store_cosignature(where / COSIGNATURE_DIR, done, witness.key)
-    if out is not None:
+    if out is not None:  # first: the state has advanced, so the cosignature must reach somewhere
         try:
             write_atomic(out, done.cosigned_note.encode("utf-8"), mode=UMASK_MODE, durable=False)
         except OSError as err:
             raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
+    where = bundle if bundle is not None else source.ws.path
+    path = store_cosignature(where / COSIGNATURE_DIR, done, witness.key)
     since = ("first use" if done.previous is None else
              f"consistent with tree size {done.previous.size}, cosigned before")
     typer.echo(f"cosigned tree size {done.checkpoint.size} of {done.checkpoint.origin} ({since}); wrote {path}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.cli.witness import check_cosigned
+from governance.cli.witness import check_cosigned, witness_keys_option
 from governance.errors import UsageError
 from governance.ledger import EntryDraft, Ledger
 from governance.ledger.bundle import export_bundle
@@ -246,5 +246,11 @@ def test_the_cli_cosigns_and_verify_requires_it(workspace: Workspace, tmp_path: 
     ok = run_fedgov("audit", "verify", "-w", ws, "--require-cosigned-by", str(state / "witness.vkey"))
     assert ok.returncode == 0, ok.stderr
     assert "cosigned: tree size 1 by witness 'witness.example/w1' at " in ok.stdout
-    bad = run_fedgov("audit", "verify", "-w", ws, "--require-cosigned-by", "nonsense")
-    assert bad.returncode == 2 and "--require-cosigned-by nonsense: malformed witness key" in bad.stderr
+
+
+def test_a_malformed_witness_key_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="^--require-cosigned-by nonsense: malformed witness key 'nonsense'$"):
+        witness_keys_option(["nonsense"])
+    (tmp_path / "empty").write_text("# no key\n")
+    with pytest.raises(UsageError, match="the file names no witness key"):
+        witness_keys_option([str(tmp_path / "empty")])
