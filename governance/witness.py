@@ -33,7 +33,7 @@ from governance.errors import UsageError, VerificationError
 from governance.private_files import FILE_MODE, UMASK_MODE, make_private_dir, write_atomic
 from governance.verify.checkpoint import (SIG_PREFIX, Checkpoint, CheckpointError, VerifierKey, is_key_name, key_id,
                                           parse_checkpoint, verify_trusted)
-from governance.verify.cosignature import WitnessKey, cosigned_message
+from governance.verify.cosignature import COSIGNATURE_DIR, WitnessKey, cosigned_message
 from governance.verify.merkle import ProofError, verify_consistency
 
 KEY_FILE = "witness.key"
@@ -397,3 +397,31 @@ def store_cosignature(directory: Path, cosigned: Cosigned, witness: WitnessKey) 
             text = old.body + "\n" + "".join(line + "\n" for line in [*lines, cosigned.line])
         write_atomic(path, text.encode("utf-8"), mode=FILE_MODE)
     return path
+
+
+def copy_cosignatures(workspace_dir: Path, bundle_dir: Path) -> int:
+    """Put the workspace's cosigned notes of the bundle's checkpoints in `bundle_dir/cosignatures/`.
+
+    Only notes whose body is one of the bundle's checkpoints: a cosignature of a newer
+    checkpoint than the bundle holds would read as a rollback. Returns how many were copied.
+    """
+    from governance.verify.bundle import BundleReader
+
+    source = workspace_dir / COSIGNATURE_DIR
+    if not source.is_dir():
+        return 0
+    bodies = {parse_checkpoint(row["note"]).body for row in BundleReader(bundle_dir).checkpoints()}
+    copied = 0
+    for path in sorted(source.iterdir()):
+        if path.suffix != ".note" or not path.stem.isdigit():
+            continue
+        data = path.read_bytes()
+        try:
+            if parse_checkpoint(data.decode("utf-8")).body not in bodies:
+                continue
+        except (UnicodeDecodeError, CheckpointError):
+            continue  # not the bundle's to carry; `audit verify` on the workspace names it
+        (bundle_dir / COSIGNATURE_DIR).mkdir(exist_ok=True)
+        (bundle_dir / COSIGNATURE_DIR / path.name).write_bytes(data)
+        copied += 1
+    return copied

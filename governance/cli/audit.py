@@ -166,8 +166,13 @@ def export(out: Annotated[Path, typer.Option("--out", help="New or empty directo
     """Write an offline evidence bundle: every entry (ciphertext included), checkpoints, pinned key. No secret."""
     from governance.ledger.bundle import export_bundle
 
-    entries, checkpoints = export_bundle(Workspace.discover(workspace), out)
+    from governance.witness import copy_cosignatures
+
+    ws = Workspace.discover(workspace)
+    entries, checkpoints = export_bundle(ws, out)
     typer.echo(f"exported {entries} entries and {checkpoints} checkpoints to {out}")
+    if cosigned := copy_cosignatures(ws.path, out):
+        typer.echo(f"with the witnesses' cosignatures of {cosigned} of them in {out}/cosignatures/")
 
 
 @app.command("checkpoint")

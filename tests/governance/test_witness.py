@@ -23,7 +23,8 @@ from governance.verify.checkpoint import VerifierKey, parse_checkpoint, verify_t
 from governance.verify.cosignature import COSIGNATURE_DIR, CosignatureError, WitnessKey, cosigned_message, \
     verify_cosigned
 from governance.witness import (KEY_FILE, STATE_FILE, BundleSource, Cosigned, Witness, WitnessRefusal,
-                                WorkspaceSource, init_witness, parse_private_key, store_cosignature, witness_key)
+                                WorkspaceSource, copy_cosignatures, init_witness, parse_private_key, store_cosignature,
+                                witness_key)
 from governance.workspace import Workspace
 from tests.fedgov_command import run_fedgov
 
@@ -229,6 +230,19 @@ def test_a_bundle_is_cosigned_through_its_chain_of_proofs(workspace: Workspace, 
     store_cosignature(tmp_path / "bundle" / COSIGNATURE_DIR, done, witness.key)
     assert (done.previous.size, done.checkpoint.size) == (3, 7)
     assert check_cosigned(None, tmp_path / "bundle", [witness.key], [])[0] == 7
+
+
+def test_an_export_carries_the_cosignatures_of_its_checkpoints(workspace: Workspace, tmp_path: Path) -> None:
+    witness = _make_witness(tmp_path)
+    _cosign(witness, workspace)
+    _grow(workspace, 2)
+    _cosign(witness, workspace)
+    export_bundle(workspace, tmp_path / "bundle")
+    _grow(workspace, 1)
+    _cosign(witness, workspace)  # newer than the bundle: not carried, it would read as a rollback
+    assert copy_cosignatures(workspace.path, tmp_path / "bundle") == 2
+    assert sorted(p.name for p in (tmp_path / "bundle" / COSIGNATURE_DIR).iterdir()) == ["1.note", "3.note"]
+    assert check_cosigned(None, tmp_path / "bundle", [witness.key], [])[0] == 3
 
 
 def test_the_cli_cosigns_and_verify_requires_it(workspace: Workspace, tmp_path: Path) -> None:
