@@ -270,7 +270,10 @@ def init_witness(state_dir: Path, name: str) -> WitnessKey:
         write_atomic(state_dir / KEY_FILE, (private_key_text(name, private_key) + "\n").encode())
     except OSError as err:
         for made in (STATE_FILE, VKEY_FILE, KEY_FILE):  # nothing half-made: a later init would refuse it
-            (state_dir / made).unlink(missing_ok=True)
+            try:
+                (state_dir / made).unlink(missing_ok=True)
+            except OSError:
+                pass  # --state is not a directory: nothing was made in it
         raise UsageError(f"cannot write the witness state in {state_dir}: {err.strerror}") from None
     return key
 
