@@ -15,6 +15,7 @@ import typer
 
 from governance.cli.listing import emit
 from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
+from governance.cli.witness import app as witness_app
 from governance.errors import UsageError
 from governance.workspace import Workspace
 
@@ -23,6 +24,7 @@ from governance.workspace import Workspace
 
 app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance ledger.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(witness_app, name="witness")
 
 
 
@@ -75,6 +77,8 @@ def verify(workspace: WorkspaceOpt = None,
            bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an exported evidence bundle directory instead of a database.")] = None,
            known_checkpoint: Annotated[Optional[list[Path]], typer.Option("--known-checkpoint", help="A checkpoint saved earlier (`fedgov audit checkpoint --out`): the ledger must still contain it. Repeatable.")] = None,
            require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
+           require_cosigned_by: Annotated[Optional[list[str]], typer.Option("--require-cosigned-by", help="A witness's verifier key (or a file of them): fail unless it cosigned the latest signed checkpoint. Repeatable.")] = None,
+           cosigned: Annotated[Optional[list[Path]], typer.Option("--cosigned", help="A cosigned checkpoint file to read besides <workspace or bundle>/cosignatures/. Repeatable.")] = None,
            fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text) -> None:
     """Recompute every leaf, the tree and its cache; check every checkpoint against the pinned key. Needs no secret."""
     import json
@@ -84,7 +88,13 @@ def verify(workspace: WorkspaceOpt = None,
     from governance.verify.bundle import verify_bundle
 
     try:
-        keys = None
+        keys = witnesses = cosigners = None
+        if require_cosigned_by:
+            from governance.cli.witness import check_cosigned, witness_keys_option
+
+            witnesses = witness_keys_option(require_cosigned_by)
+        elif cosigned:
+            raise UsageError("--cosigned goes with --require-cosigned-by")
         if trusted_key:
             keys = _trusted_keys_option(trusted_key)
         if bundle is not None:
@@ -101,12 +111,16 @@ def verify(workspace: WorkspaceOpt = None,
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")
+        if witnesses:
+            cosigned_size, cosigners = check_cosigned(workspace, bundle, witnesses, cosigned or [])
     except FedgovError as err:
         if fmt is VerifyFormat.json:
             typer.echo(json.dumps({"verified": False, "error": str(err), "exit_code": err.exit_code}, indent=2))
         raise
     if fmt is VerifyFormat.json:
         typer.echo(json.dumps({**report.to_dict(), "source": "bundle" if bundle is not None else "ledger",
+                               **({"cosigned_by": [{"witness": c.witness.to_text(), "tree_size": cosigned_size,
+                                                    "time": c.timestamp} for c in cosigners]} if cosigners else {}),
                                "trusted_key": "pinned" if keys or bundle is None else ("shipped in the bundle, pinned by the known checkpoints" if known_checkpoint else "shipped in the bundle")},
                               indent=2))
     else:
@@ -119,6 +133,10 @@ def verify(workspace: WorkspaceOpt = None,
         if report.unsigned_tail:
             typer.echo(f"unsigned: {report.unsigned_tail} entries after the last signed checkpoint (tree size "
                        f"{report.signed_size}) are not yet covered by a signature")
+        for cosignature in cosigners or ():
+            from governance.cli.witness import describe
+
+            typer.echo(describe(cosignature, cosigned_size))
     if bundle is not None and keys is None:
         typer.echo("note: trusted the bundle's key that signed your --known-checkpoint" if known_checkpoint else
                    "note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
@@ -148,8 +166,13 @@ def export(out: Annotated[Path, typer.Option("--out", help="New or empty directo
     """Write an offline evidence bundle: every entry (ciphertext included), checkpoints, pinned key. No secret."""
     from governance.ledger.bundle import export_bundle
 
-    entries, checkpoints = export_bundle(Workspace.discover(workspace), out)
+    from governance.witness import copy_cosignatures
+
+    ws = Workspace.discover(workspace)
+    entries, checkpoints = export_bundle(ws, out)
     typer.echo(f"exported {entries} entries and {checkpoints} checkpoints to {out}")
+    if cosigned := copy_cosignatures(ws.path, out):
+        typer.echo(f"with the witnesses' cosignatures of {cosigned} of them in {out}/cosignatures/")
 
 
 @app.command("checkpoint")
