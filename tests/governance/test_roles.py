@@ -287,3 +287,24 @@ def test_an_identity_registered_by_hand_in_the_database_is_refused(governed: Wor
                                         "by this ledger's key"):
         with Ledger.open(governed, keys=keys) as operator:
             operator.append([REPLY])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_moved_ledger_keeps_its_identities_sealed_keys_grants_and_authenticators(
+        governed: Workspace, keys: KeyMaterial, people: dict[str, Identity], tmp_path: Path, backend: str,
+        request: pytest.FixtureRequest) -> None:
+    from governance.ledger.move import WHAT, move_ledger
+
+    with Ledger.open(governed, keys=keys) as operator:  # one batch with an authenticator
+        operator.append([REPLY], sign=True)
+    url = f"sqlite:///{tmp_path / 'moved.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    report = move_ledger(governed, url)
+    source = sqlite3.connect(governed.sqlite_path)  # left as it was: a backup
+    for table in ("fedgov_identities", "fedgov_sealed_keys", "fedgov_key_grants", "fedgov_batch_auth"):
+        assert report.rows[table] == source.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] > 0, WHAT[table]
+    source.close()
+    moved = Workspace(governed.path)
+    with Ledger.open_as(moved, people["alice"]) as auditor:
+        assert auditor.read_payload(auditor.query(entry_type=et.ROUND_REPLY)[-1]) == {"node_id": "n1", "loss": 0.5}
+    with Ledger.open(moved, keys=keys) as operator:  # the signer still vouches for what the copy holds
+        operator.append([REPLY], sign=True)
