@@ -578,13 +578,17 @@ class Ledger:
             if not roles.in_force:
                 raise UsageError("this ledger has no auditor, so an identity's audit.read entry could be read by nobody: "
                                  "register an auditor first (`fedgov identity add AUDITOR.pub`)")
-        sealed_types = {d.entry_type for d in drafts if roles.in_force and is_sealed(d.entry_type)}
+        types = {d.entry_type for d in drafts}
+        sealed_types = {t for t in types if is_sealed(t)} if roles.in_force else set()
         size = self.store.size(conn)
         frontier = self._load_frontier(conn, size)
-        plain = {d.scope for d in drafts if d.entry_type not in sealed_types}
+        if sealed_types:
+            plain = {d.scope for d in drafts if d.entry_type not in sealed_types}
+            sealed = {d.scope for d in drafts if d.entry_type in sealed_types}
+        else:
+            plain, sealed = {d.scope for d in drafts}, set()
         scope_keys = self._keys_for_scopes(conn, plain, roles) if plain else {}
-        sealed_keys = self._sealed_keys_for(conn, {d.scope for d in drafts if d.entry_type in sealed_types}, roles) \
-            if sealed_types else {}
+        sealed_keys = self._sealed_keys_for(conn, sealed, roles) if sealed else {}
         timestamp = utc_now()
         sealers: dict[tuple[str, str], tuple[str, Any, bytes]] = {}
         nonces = envelope.nonces(len(drafts))
