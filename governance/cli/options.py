@@ -75,21 +75,21 @@ def open_payload_reader(workspace: Path | None, passphrase_file: Path | None, id
         if not ledger.policy_in_force:
             return ledger
         ledger.close()
-        ledger = Ledger.open(ws, passphrase)
+        ledger = _recorded(lambda: Ledger.open(ws, passphrase))
     try:
-        _record(ledger, record_read, what)
+        _recorded(lambda: record_read(ledger, what))
     except BaseException:
         ledger.close()
         raise
     return ledger
 
 
-def _record(ledger: "Ledger", record_read, what: dict) -> None:
-    """record_read, with a failure to write turned into one line saying nothing is shown."""
+def _recorded(step):
+    """Run a step of recording a read; a database that refuses the write becomes one line saying nothing is shown."""
     from governance.errors import FedgovError, UsageError
 
     try:
-        record_read(ledger, what)
+        return step()
     except FedgovError:
         raise
     except Exception as err:  # noqa: BLE001 - the database drivers' errors (a read-only file or role)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +26,14 @@ from governance.verify.canonical import canonical_bytes
 
 if TYPE_CHECKING:
     from governance.identities import Identity, PublicIdentity
-    from governance.ledger.ledger import Ledger
+
+
+class KeyReader(Protocol):
+    """What grant_keys_to needs of a reader: a `Ledger` opened with the operator's keys or as an identity."""
+
+    ledger_id: str
+
+    def data_key_bytes(self, key_id: str) -> bytes: ...
 
 GRANT_PURPOSE = "fedgov-grant-v1"
 GRANT_SIZE = 32 + 12 + 32 + 16
@@ -88,7 +95,7 @@ def recipient_key(recipient: PublicIdentity | bytes) -> bytes:
     return bytes(raw)
 
 
-def grant_keys_to(ledger_reader: Ledger, recipient: PublicIdentity | bytes, key_ids: Sequence[str], *,
+def grant_keys_to(ledger_reader: KeyReader, recipient: PublicIdentity | bytes, key_ids: Sequence[str], *,
                   skip_unreadable: bool = False) -> list[tuple[str, bytes]]:
     """Wrap the data keys `key_ids` (those the reader can open) to `recipient`: [(key_id, 92-byte grant)].
 

@@ -1001,7 +1001,7 @@ class Ledger:
         """Encrypt an archive file under the scope's data key: "FGB1" || key id (16) || nonce || ct."""
         self._require_keys()
         with self._transaction() as conn:
-            key_id, aead = self._keys_for_scopes(conn, {scope})[scope]
+            key_id, aead = self._keys_for_scopes(conn, {scope}, self._role_state(conn))[scope]
         return envelope.BLOB_MAGIC + bytes.fromhex(key_id) + envelope.seal(
             aead, data, envelope.blob_aad(self.ledger_id, key_id, aad))
 
