@@ -1,6 +1,10 @@
 """Ledger benchmark: append throughput, full verification, inclusion proofs, indexed queries.
 
-Usage: python bench/ledger_bench.py --entries 1000000 [--batch 10000] [--db-url URL]
+Usage: python bench/ledger_bench.py --entries 1000000 [--batch 10000] [--db-url URL] [--auditor] [--type T]
+
+`--auditor` registers an auditor identity first (docs/access-policy.md): every batch then carries
+a batch authenticator, new data keys are granted to the auditor, and `--type round.reply` makes
+every entry sealed (encrypted under per-scope sealed keys wrapped only to the auditor).
 """
 
 from __future__ import annotations
@@ -25,19 +29,25 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--db-url", default=None, help="PostgreSQL URL of an EMPTY database (default: SQLite)")
+    parser.add_argument("--auditor", action="store_true", help="register an auditor identity before appending")
+    parser.add_argument("--type", default="update_received", help="entry type appended (round.reply: sealed)")
     args = parser.parse_args()
     passphrase = "bench"
     with tempfile.TemporaryDirectory() as tmp:
         ws = create_workspace(Path(tmp) / ".fedgov", passphrase, db_url=args.db_url)
         nodes = 50
         with Ledger.open(ws, passphrase) as ledger:
+            if args.auditor:
+                from governance.identities import Identity
+
+                ledger.register_identity(Identity.generate("bench-auditor", "auditor").public, "bench")
             # Only the append() calls are timed: building the caller's EntryDrafts is not ledger work.
             append_s = drafts_s = 0.0
             done = 0
             while done < args.entries:
                 n = min(args.batch, args.entries - done)
                 t0 = time.perf_counter()
-                drafts = [EntryDraft("update_received", {"n_samples": 512, "loss": 0.1234, "i": done + i},
+                drafts = [EntryDraft(args.type, {"n_samples": 512, "loss": 0.1234, "i": done + i},
                                      f"node:n{(done + i) % nodes}", run_id="run-1",
                                      round=(done + i) // (nodes * 20), node_id=f"n{(done + i) % nodes}",
                                      model_hash="ab" * 32, config_hash="cd" * 32) for i in range(n)]
@@ -68,7 +78,8 @@ def main() -> None:
     backend = "PostgreSQL" if args.db_url else "SQLite"
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}, {backend}"
           + (f" {sqlite3.sqlite_version}" if backend == "SQLite" else ""))
-    print(f"entries: {args.entries} (batch {args.batch})")
+    print(f"entries: {args.entries} (batch {args.batch}), type {args.type}, "
+          f"{'an auditor registered' if args.auditor else 'no auditor'}")
     print(f"append (encrypted, tree-updated, committed): {args.entries / append_s:,.0f} entries/s ({append_s:.2f} s; "
           f"building the drafts took another {drafts_s:.2f} s)")
     print(f"checkpoint (consistency-checked, signed): {checkpoint_s * 1000:.1f} ms")

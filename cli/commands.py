@@ -19,6 +19,7 @@ from deploy.federation_cli import app as federation_app
 from simulations.cli import app as sim_app
 from governance.cli.audit import app as audit_app
 from governance.cli.consent import app as consent_app
+from governance.cli.identity import app as identity_app
 from governance.cli.lineage import app as lineage_app
 from governance.cli.model import app as model_app
 from governance.cli.report import report as report_command
@@ -55,6 +56,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(federation_app, name="federation")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
+app.add_typer(identity_app, name="identity")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(model_app, name="model")
 app.command("report")(report_command)

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Sequence
 
+from governance.access_policy import AccessDenied
 from governance.clock import utc_now
 from governance.consent import (ConsentEvent, ConsentGranted, ConsentRecord, ConsentWithdrawn,
                                 UnknownConsentRecordError, consent_event_from_dict, fold_consent)
@@ -69,6 +70,9 @@ def load_events(ledger: Ledger, cache: dict[int, ConsentEvent | None] | None = N
             payload = dict(ledger.read_payload(entry))
         except KeyDestroyedError:
             cache[entry.seq] = None  # an erased node's consent is unreadable: it counts as no consent
+            continue
+        except AccessDenied:  # another node's record, read by a node-admin: not this reader's to see
+            cache[entry.seq] = None
             continue
         payload.pop("actor", None)
         cache[entry.seq] = consent_event_from_dict(payload)

@@ -6,7 +6,7 @@ signed rows keep them, and a query by the dotted name also finds them (`stored_n
 
 Scopes decide what one crypto-shred erases: `node:<id>` holds what a node said or
 consented to; `run:<id>` what the coordinator decided; `registry` the node keys;
-`ledger:system` the ledger's own records.
+`ledger:system` the ledger's own records; `ledger:audit` who read payloads (audit.read).
 """
 
 LEDGER_CREATED = "ledger.created"
@@ -25,12 +25,15 @@ ROUND_AGGREGATED = "round.aggregated"
 ROUND_FAILED = "round.failed"
 ROUND_EVALUATED = "round.evaluated"
 RUN_FINISHED = "run.finished"
+IDENTITY_REGISTERED = "identity.registered"
+AUDIT_READ = "audit.read"
 
 # Old name -> dotted name, for ledgers written before every type was dotted.
 LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}
 
 REGISTRY_SCOPE = "registry"
 SYSTEM_SCOPE = "ledger:system"
+AUDIT_SCOPE = "ledger:audit"  # who read what (audit.read): sealed to auditors, never shredded
 
 
 def stored_names(entry_type: str) -> tuple[str, ...]:

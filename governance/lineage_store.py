@@ -8,7 +8,8 @@ from governance import entry_types as et
 from governance.ledger import KeyDestroyedError, Ledger
 
 ERASED = "erased"  # what lineage shows of a contributor whose data key was destroyed
-from governance.lineage import Contribution, ModelVersion
+from governance.access_policy import SEALED_LABEL, AccessDenied  # noqa: E402
+from governance.lineage import Contribution, ModelVersion  # noqa: E402
 
 
 def load_versions(ledger: Ledger) -> list[ModelVersion]:
@@ -24,8 +25,9 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
         try:
             payload = ledger.read_payload(entry)
         except KeyDestroyedError:  # the node was crypto-shredded: it still counts as a contributor
-            payload = {"node_id": entry.node_id, "team": ERASED, "consent_record_id": ERASED,
-                       "update_digest": ERASED, "dataset_fingerprint": {"digest": ERASED}}
+            payload = _placeholder(entry.node_id, ERASED)
+        except AccessDenied:  # sealed to auditors: the contributor is known from the index, its details are not
+            payload = _placeholder(entry.node_id, SEALED_LABEL)
         replies[(entry.run_id, entry.round)][payload["node_id"]] = payload
     versions = []
     for entry in ledger.query(entry_type=et.RUN_STARTED):
@@ -42,6 +44,11 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
         versions.append(ModelVersion(payload["output_model_hash"], entry.run_id, entry.round,
                                      payload["input_model_hash"], contributors))
     return versions
+
+
+def _placeholder(node_id: str, label: str) -> dict:
+    return {"node_id": node_id, "team": label, "consent_record_id": label, "update_digest": label,
+            "dataset_fingerprint": {"digest": label}}
 
 
 def load_operators(ledger: Ledger) -> dict[str, str]:

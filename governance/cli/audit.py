@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
+from governance.cli.options import (Format, IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt,
+                                    open_payload_reader, open_writer, require_known)
 from governance.cli.witness import app as witness_app
 from governance.errors import UsageError
 from governance.workspace import Workspace
@@ -55,7 +56,7 @@ def move(to: Annotated[str, typer.Option("--to", help="SQLAlchemy URL of the dat
     from governance.ledger.move import WHAT, move_ledger
 
     done = move_ledger(Workspace.discover(workspace), to, say=typer.echo)
-    counts = ", ".join(f"{done.rows[table]} {what}" for table, what in WHAT.items())
+    counts = ", ".join(f"{done.rows[table]} {what}" for table, what in WHAT.items() if table in done.rows)
     checked = done.checked
     typer.echo(f"copied {counts} in {done.copy_s:.1f} s; checked in {done.check_s:.1f} s")
     typer.echo(f"checked the copy: {checked.entries} entries, {checked.checkpoints} checkpoints and "
@@ -223,31 +224,41 @@ def log(workspace: WorkspaceOpt = None,
         fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
         decrypt: Annotated[bool, typer.Option("--decrypt", help="Show payloads (needs the keys).")] = False,
         limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.", min=1, max=2**53 - 1)] = None,
-        passphrase_file: PassFileOpt = None) -> None:
-    """List entries by their plaintext index fields; --decrypt adds payloads."""
+        passphrase_file: PassFileOpt = None, identity: IdentityOpt = None,
+        identity_passphrase_file: IdentityPassFileOpt = None) -> None:
+    """List entries by their plaintext index fields; --decrypt adds payloads (recorded as an audit.read entry)."""
+    from governance.access_policy import SEALED_LABEL, AccessDenied
     from governance.ledger import KeyDestroyedError, Ledger
     from governance.ledger.envelope import UnknownDataKeyError
 
-    if decrypt:
-        ledger = open_reader(workspace, passphrase_file)
-    else:
-        ledger = Ledger.open_readonly(Workspace.discover(workspace))
-    with ledger:
+    with Ledger.open_readonly(Workspace.discover(workspace)) as listing:
         for column, value, option in (("entry_type", entry_type, "--type"), ("run_id", run, "--run"),
                                       ("node_id", node, "--node")):
             if value is not None:
-                require_known(ledger, column, value, option)
-        records = []
-        for entry in ledger.query(entry_type, run, round_, node, limit=limit):
-            record = entry.index_fields()
-            if decrypt:
+                require_known(listing, column, value, option)
+        entries = listing.query(entry_type, run, round_, node, limit=limit)
+    if decrypt:
+        what = {"command": "audit log --decrypt", "count": len(entries), "type": entry_type, "run": run,
+                "round": round_, "node": node, "limit": limit}
+        with open_payload_reader(workspace, passphrase_file, identity, what=what,
+                                 identity_passphrase_file=identity_passphrase_file) as ledger:
+            ledger.prefetch_keys(entries)
+            records = []
+            for entry in entries:
+                record = entry.index_fields()
                 try:
                     record["payload"] = ledger.read_payload(entry)
                 except UnknownDataKeyError:
                     record["payload"] = "<unknown data key>"
                 except KeyDestroyedError:
                     record["payload"] = "<key destroyed>"
-            records.append(record)
+                except AccessDenied:
+                    if entry_type is not None:  # asked for payloads of a type this role may not read: say so
+                        raise
+                    record["payload"] = SEALED_LABEL
+                records.append(record)
+    else:
+        records = [entry.index_fields() for entry in entries]
     title = f"{len(records)} entries"
     if fmt is Format.table:  # for people: short headers, hashes cut to 12 characters
         columns = LOG_TABLE_COLUMNS + (("payload",) if decrypt else ())

@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
+from governance.cli.options import (Format, FormatOpt, IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt,
+                                    open_payload_reader, open_writer, require_known)
 from governance.errors import UsageError
 
 app = typer.Typer(name="consent", help="Consent records: who agreed to which purpose, and withdrawals.",
@@ -107,9 +108,12 @@ def list_(
     fmt: FormatOpt = Format.table,
     workspace: WorkspaceOpt = None,
     passphrase_file: PassFileOpt = None,
+    identity: IdentityOpt = None,
+    identity_passphrase_file: IdentityPassFileOpt = None,
 ) -> None:
     """Every consent record with its state now (valid, expired, withdrawn, not-yet-valid)."""
-    with open_reader(workspace, passphrase_file) as ledger:
+    with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
+                             what={"command": "consent list", "node": node, "purpose": purpose}) as ledger:
         if node is not None:
             require_known(ledger, "node_id", node, "--node")
         rows = _rows(ledger, node, purpose)
@@ -125,11 +129,14 @@ def show(
     fmt: FormatOpt = Format.table,
     workspace: WorkspaceOpt = None,
     passphrase_file: PassFileOpt = None,
+    identity: IdentityOpt = None,
+    identity_passphrase_file: IdentityPassFileOpt = None,
 ) -> None:
     """One record and its history: the grant and any withdrawal, with ledger entries."""
     from governance import entry_types as et
 
-    with open_reader(workspace, passphrase_file) as ledger:
+    with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
+                             what={"command": "consent show", "record_id": record_id}) as ledger:
         rows = [r for r in _rows(ledger, None, None) if r["record_id"] == record_id]
         if not rows:
             raise UsageError(f"no consent record {record_id!r}; list them with `fedgov consent list`")

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from governance.cli.listing import emit
-from governance.cli.options import Format, FormatOpt, PassFileOpt, WorkspaceOpt, open_reader, require_known
+from governance.cli.options import (Format, FormatOpt, IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt,
+                                    open_payload_reader, require_known)
 
 if TYPE_CHECKING:  # rich's Tree loads when a tree is drawn, not on every `fedgov` start-up
     from rich.tree import Tree
@@ -45,13 +46,16 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tree as JSON.")] = False,
     workspace: WorkspaceOpt = None,
     passphrase_file: PassFileOpt = None,
+    identity: IdentityOpt = None,
+    identity_passphrase_file: IdentityPassFileOpt = None,
 ) -> None:
     """The tree: model -> round -> parent model, with contributing nodes, fingerprints, consents."""
     from rich.console import Console
 
     from governance.lineage import lineage_tree
 
-    with open_reader(workspace, passphrase_file) as ledger:
+    with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
+                             what={"command": "lineage show", "model": model, "run": run}) as ledger:
         versions = _versions(ledger)
     tree = lineage_tree(versions, _resolve(versions, model), run_id=run)
     if as_json:
@@ -97,12 +101,15 @@ def export(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of standard output.")] = None,
     workspace: WorkspaceOpt = None,
     passphrase_file: PassFileOpt = None,
+    identity: IdentityOpt = None,
+    identity_passphrase_file: IdentityPassFileOpt = None,
 ) -> None:
     """Every recorded model version as W3C PROV-JSON (entities, activities, agents)."""
     from governance.lineage import to_prov_json
     from governance.lineage_store import load_operators
 
-    with open_reader(workspace, passphrase_file) as ledger:
+    with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
+                             what={"command": "lineage export", "format": fmt, "out": out}) as ledger:
         versions = _versions(ledger)
         operators = sorted(set(load_operators(ledger).values()))
     document = json.dumps(to_prov_json(versions, operator=operators[0] if len(operators) == 1 else None), indent=2)
@@ -127,13 +134,16 @@ def affected(
     fmt: FormatOpt = Format.table,
     workspace: WorkspaceOpt = None,
     passphrase_file: PassFileOpt = None,
+    identity: IdentityOpt = None,
+    identity_passphrase_file: IdentityPassFileOpt = None,
 ) -> None:
     """Every model version derived, directly or transitively, from the node's updates."""
     from governance.lineage import affected_models
     from governance.names import check_name
 
     check_name(node, "--node")
-    with open_reader(workspace, passphrase_file) as ledger:
+    with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
+                             what={"command": "lineage affected", "node": node}) as ledger:
         require_known(ledger, "node_id", node, "--node")
         versions = _versions(ledger)
     hashes = affected_models(versions, node)

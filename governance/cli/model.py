@@ -7,7 +7,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from governance.cli.options import PassFileOpt, WorkspaceOpt, open_reader
+from governance.cli.options import IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt, open_payload_reader
 
 app = typer.Typer(name="model", help="The encrypted, content-addressed model archive.",
                   no_args_is_help=True, add_completion=False)
@@ -19,6 +19,8 @@ def get(
     out: Annotated[Path, typer.Option("--out", help="Where to write it: .npz (numpy) or .pt (torch state dict).")],
     workspace: WorkspaceOpt = None,
     passphrase_file: PassFileOpt = None,
+    identity: IdentityOpt = None,
+    identity_passphrase_file: IdentityPassFileOpt = None,
 ) -> None:
     """Decrypt a model version, check it against its hash, and write it out."""
     import numpy as np
@@ -32,7 +34,8 @@ def get(
     if not out.parent.is_dir() or out.is_dir():
         raise UsageError(f"--out {out}: {out.parent} is not an existing directory" if not out.parent.is_dir()
                          else f"--out {out} is a directory")
-    with open_reader(workspace, passphrase_file) as ledger:
+    with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
+                             what={"command": "model get", "model": model}) as ledger:
         model_hash = resolve_hash(ledger, model)
         arrays = load_model(ledger, model_hash)
 

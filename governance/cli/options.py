@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # the ledger (SQLAlchemy, cryptography) loads inside commands
 
 WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: $FEDGOV_HOME, else the nearest .fedgov, like git).")]
 PassFileOpt = Annotated[Optional[Path], typer.Option("--passphrase-file", help="File holding the keystore passphrase (default: $FEDGOV_PASSPHRASE).")]
+IdentityOpt = Annotated[Optional[Path], typer.Option("--identity", envvar="FEDGOV_IDENTITY", show_envvar=True, help="Read as this identity (its .identity file) instead of with the operator's passphrase; auditors read every payload (docs/access-policy.md).")]
+IdentityPassFileOpt = Annotated[Optional[Path], typer.Option("--identity-passphrase-file", help="File holding the identity's passphrase (default: $FEDGOV_IDENTITY_PASSPHRASE).")]
 
 
 class Format(str, Enum):
@@ -43,6 +45,59 @@ def open_reader(workspace: Path | None, passphrase_file: Path | None) -> "Ledger
 
     ws = Workspace.discover(workspace)
     return Ledger.open(ws, passphrase_from(passphrase_file, prompt=sys.stdin.isatty()), write=False)
+
+
+def open_payload_reader(workspace: Path | None, passphrase_file: Path | None, identity: Path | None, *,
+                        what: dict, identity_passphrase_file: Path | None = None) -> "Ledger":
+    """The ledger opened to read payloads, after recording the read (audit of the audit).
+
+    With `identity` (an `.identity` file) it reads as that identity: the payloads granted to
+    it, as the read policy allows. Otherwise with the operator's passphrase (or FEDGOV_KEK).
+    Once the ledger has an auditor, one `audit.read` entry (who, `what`: command, filter,
+    count, when) is appended before this returns; a read that cannot be recorded (a read-only
+    database, for instance) is refused, so nothing is shown unrecorded. A ledger with no
+    auditor records nothing and opens read-only, as before (docs/access-policy.md).
+    """
+    from governance.audit_reads import record_read
+    from governance.keystore import passphrase_from
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
+
+    ws = Workspace.discover(workspace)
+    if identity is not None:
+        from governance.identities import identity_passphrase, read_identity
+
+        opened = read_identity(identity, identity_passphrase(identity_passphrase_file, prompt=sys.stdin.isatty()))
+        ledger = Ledger.open_as(ws, opened, write=True)
+    else:
+        passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty())
+        ledger = Ledger.open(ws, passphrase, write=False)
+        if not ledger.policy_in_force:
+            return ledger
+        ledger.close()
+        ledger = _recorded(lambda: Ledger.open(ws, passphrase))
+    try:
+        _recorded(lambda: record_read(ledger, what))
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
+
+
+def _recorded(step):
+    """Run a step of recording a read; a database that refuses the write becomes one line saying nothing is shown."""
+    from governance.errors import FedgovError, UsageError
+
+    try:
+        return step()
+    except FedgovError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the database drivers' errors (a read-only file or role)
+        if not any(c.__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg") for c in type(err).__mro__):
+            raise
+        reason = " ".join(str(getattr(err, "orig", None) or err).split())[:160]
+        raise UsageError(f"cannot record this read in the ledger (audit of the audit: every decrypting read is "
+                         f"recorded first), so nothing is shown: {reason}") from err
 
 
 def require_known(ledger: "Ledger", column: str, value: str, option: str) -> None:

@@ -8,14 +8,15 @@ from typing import Annotated
 
 import typer
 
-from governance.cli.options import PassFileOpt, WorkspaceOpt, open_reader
+from governance.cli.options import IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt, open_payload_reader
 from governance.errors import UsageError
 
 
 def report(run: Annotated[str, typer.Argument(help="The run id (see `fedgov audit log --type run.started`).")],
            out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
            force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
-           workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None) -> None:
+           workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None, identity: IdentityOpt = None,
+           identity_passphrase_file: IdentityPassFileOpt = None) -> None:
     """Write one run's compliance report: metrics, participation, consent, fingerprints, lineage, verification, GDPR Art. 30."""
     from governance.clock import utc_now
     from governance.errors import VerificationError
@@ -26,7 +27,8 @@ def report(run: Annotated[str, typer.Argument(help="The run id (see `fedgov audi
 
     check_name(run, "RUN")
     _check_out(out, force)
-    with open_reader(workspace, passphrase_file) as ledger:  # reader: switch to open_payload_reader
+    with open_payload_reader(workspace, passphrase_file, identity, what={"command": "report", "run": run},
+                             identity_passphrase_file=identity_passphrase_file) as ledger:
         facts = read_run(ledger, run, generated_at=utc_now())
     data = build_report(facts)
     write_report(out, render_html(data).encode("utf-8"), force)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
@@ -33,13 +33,18 @@ from governance.ledger.signed_head import (SigningRefusedError, advance_head, ch
                                           read_head)
 from governance.ledger.store import LedgerStore, StoreError, display_url
 from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompute_tree, repair_rows
-from governance.ledger.unsigned_tail import OwnBatch, check_unsigned_tail
+from governance.ledger.roles import (LEDGER_WRITER, Registered, RoleState, batch_hmac, batch_hmac_key, batch_message,
+                                     load_roles, registration_message)
+from governance.ledger.unsigned_tail import OwnBatch, TailVouch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
-from governance.verify.canonical import MAX_SAFE_INTEGER
+from governance.verify.canonical import MAX_SAFE_INTEGER, canonical_bytes
 from governance.verify.checkpoint import Checkpoint, CheckpointError, VerifierKey, parse_checkpoint
 from governance.verify.leaf import LeafEncoder
 from governance.verify.merkle import Frontier, ProofError, verify_consistency
 from governance.workspace import Workspace
+
+if TYPE_CHECKING:
+    from governance.identities import Identity, PublicIdentity
 
 __all__ = ["Ledger", "SYSTEM_SCOPE", "create_ledger", "create_workspace"]
 
@@ -48,11 +53,16 @@ class Ledger:
     """An open ledger. Writers hold keys; a read-only ledger holds none."""
 
     def __init__(self, ws: Workspace, store: LedgerStore, keys: KeyMaterial | None,
-                 passphrase: str | None = None) -> None:
+                 passphrase: str | None = None, identity: Identity | None = None) -> None:
         self.workspace = ws
         self.store = store
         self._keys = keys
         self._passphrase = passphrase
+        self._identity = identity  # an identity reader (and writer of its own audit.read), holding no ledger key
+        self._roles: RoleState | None = None
+        self._roles_key: tuple[int, int | None] | None = None  # (identity.registered count, first seq) it was read at
+        self._sealed: dict[str, tuple[str, AESGCM, frozenset[str]]] = {}  # scope -> sealed key this process made
+        self._raw: dict[str, bytes] = {}  # key id -> data key bytes opened for grants
         self.ledger_id = store.meta["ledger_id"]
         self.origin = store.meta["origin"]
         self._scope_keys: dict[str, tuple[str, AESGCM]] = {}
@@ -63,7 +73,8 @@ class Ledger:
         self._shredding: dict[str, AESGCM] = {}  # keys destroyed in the open transaction, for the tail check
 
     def __repr__(self) -> str:
-        return f"Ledger({self.origin!r}, writer={self._keys is not None})"
+        who = f", identity={self._identity.fingerprint}" if self._identity else ""
+        return f"Ledger({self.origin!r}, writer={self._keys is not None}{who})"
 
     # -- opening -------------------------------------------------------------------------
 
@@ -126,6 +137,24 @@ class Ledger:
         """Open without any secret, read-only: for verification, listing and proofs."""
         return cls(ws, LedgerStore.open(ws.db_url, readonly=True), None)
 
+    @classmethod
+    def open_as(cls, ws: Workspace, identity: Identity, *, write: bool = False) -> Ledger:
+        """Open as a registered identity: it reads the payloads granted to it, and no ledger key is held.
+
+        `write=True` lets it append its own `audit.read` entries (signed by the identity, left in
+        the unsigned tail until the next checkpoint of a holder of the ledger's keys).
+        """
+        ledger = cls(ws, LedgerStore.open(ws.db_url, readonly=not write), None, identity=identity)
+        try:
+            registered = ledger.roles().identities.get(identity.fingerprint)
+            if registered is None:
+                raise UsageError(f"identity {identity.name} ({identity.fingerprint}) is not registered in this ledger: "
+                                 f"the operator registers it with `fedgov identity add {identity.name}.pub`")
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
     def close(self) -> None:
         self.store.close()
 
@@ -137,8 +166,130 @@ class Ledger:
 
     def _require_keys(self) -> KeyMaterial:
         if self._keys is None:
+            if self._identity is not None:
+                raise UsageError(f"identity {self._identity.name} holds no ledger key: this needs the keystore "
+                                 "passphrase (the operator)")
             raise UsageError("this ledger was opened read-only: open it with the keystore passphrase")
         return self._keys
+
+    # -- roles and identities (governance/access_policy.py, docs/access-policy.md) ------------
+
+    @property
+    def identity(self) -> Identity | None:
+        """The identity this ledger was opened as, or None for the operator's keys."""
+        return self._identity
+
+    @property
+    def role(self) -> str:
+        """The role reading: the identity's, or `operator` for whoever holds the passphrase or the KEK."""
+        from governance.identities import OPERATOR
+
+        return self._identity.role if self._identity is not None else OPERATOR
+
+    @property
+    def reader(self) -> dict[str, Any]:
+        """Who reads, as an audit.read entry names them."""
+        if self._identity is None:
+            return {"who": "operator (passphrase)", "role": "operator", "name": None, "fingerprint": None}
+        return {"who": self._identity.public.label, "role": self._identity.role, "name": self._identity.name,
+                "fingerprint": self._identity.fingerprint}
+
+    def _ledger_public_key(self) -> Any:
+        """The key registrations must be signed by: the writer's own, else the workspace's pinned one."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if self._keys is not None:
+            return self._keys.signing_key.public_key()
+        from governance.ledger.verify import load_trusted_keys
+
+        pinned = [k for k in load_trusted_keys(self.workspace.trust_path) if k.name == self.origin]
+        if not pinned:
+            raise UsageError(f"{self.workspace.trust_path} pins no key named {self.origin}: cannot check this ledger's "
+                             "registered identities")
+        return Ed25519PublicKey.from_public_bytes(pinned[0].public_key)
+
+    def _role_state(self, conn: Connection) -> RoleState:
+        """Registered identities, re-read when an identity.registered entry was added since."""
+        key = self.store.first_registration(conn)
+        if self._roles is None or key != self._roles_key:
+            rows = self.store.identity_rows(conn) if key[0] else []
+            self._roles = load_roles(rows, self.ledger_id, self._ledger_public_key()) if rows else RoleState()
+            self._roles_key = key
+        return self._roles
+
+    def roles(self) -> RoleState:
+        """The identities this ledger registered (signatures checked), by fingerprint."""
+        with self.store.read() as conn:
+            return self._role_state(conn)
+
+    @property
+    def policy_in_force(self) -> bool:
+        """Whether the read policy is in force: the ledger has at least one auditor (read once, then as appended)."""
+        return (self._roles if self._roles is not None else self.roles()).in_force
+
+    def check_may_read(self, entry: Entry) -> None:
+        """AccessDenied (one line: role, entry type, policy doc) unless this reader may read the entry's payload."""
+        from governance.access_policy import check_read
+
+        check_read(self.role, entry.entry_type, entry.node_id, self._identity.node if self._identity else None,
+                   self.policy_in_force)
+
+    def _grants_for(self, conn: Connection, roles: RoleState, scope: str, sealed: bool, key_id: str,
+                    data_key: bytes, when: str) -> list[tuple[str, str, bytes, str]]:
+        """Grant rows of a data key to every registered identity the policy lets receive it."""
+        from governance.access_policy import receives
+        from governance.ledger.grants import wrap_to
+
+        return [(key_id, fp, wrap_to(r.public.x25519, data_key, ledger_id=self.ledger_id, key_id=key_id), when)
+                for fp, r in roles.identities.items() if receives(r.public.role, r.public.node, scope, sealed)]
+
+    def register_identity(self, public: PublicIdentity, actor: str) -> tuple[int, int]:
+        """Register an identity: sign it, record `identity.registered`, grant it the data keys the policy allows.
+
+        Returns (the entry's seq, how many data keys were granted). Sealed data keys are never
+        wrapped under the KEK, so the operator cannot grant them: an identity registered later
+        reads the sealed payloads written after its registration (an auditor can pass older
+        ones on: `grants.grant_keys_to`). Signed in the same transaction, like every command that writes.
+        """
+        import base64 as b64
+
+        from governance.access_policy import receives
+        from governance.names import check_name
+
+        keys = self._require_keys()
+        check_name(actor, "--actor")
+        with self._transaction() as conn:
+            self.store.create_role_tables(conn)
+            roles = self._role_state(conn)
+            if public.fingerprint in roles.identities:
+                raise UsageError(f"identity {public.name} ({public.fingerprint}) is already registered")
+            if roles.by_name(public.name) is not None:
+                raise UsageError(f"an identity named {public.name!r} is already registered (fingerprint "
+                                 f"{roles.by_name(public.name).public.fingerprint}); names are unique")
+            when = utc_now()
+            signature = keys.signing_key.sign(registration_message(self.ledger_id, public))
+            payload = {"identity": public.to_document(), "actor": actor, "registered_at": when,
+                       "ledger_signature": b64.b64encode(signature).decode("ascii")}
+            seq = self._append_in(conn, [EntryDraft(et.IDENTITY_REGISTERED, payload, SYSTEM_SCOPE)])[0]
+            self.store.insert_identity(conn, {"fingerprint": public.fingerprint, "document":
+                                              canonical_bytes(public.to_document()).decode("utf-8"),
+                                              "signature": signature, "seq": seq, "created": when})
+            grants = []
+            for row in self.store.all_live_keys(conn):
+                if receives(public.role, public.node, row.scope, False):
+                    data_key = envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key)
+                    grants.append(self._grants_for(conn, RoleState({public.fingerprint: Registered(public, seq, when)}),
+                                                   row.scope, False, row.key_id, data_key, when)[0])
+            self.store.insert_grants(conn, grants)
+            self._roles = None
+            self._sealed.clear()  # recipients changed: the next sealed batch makes new keys
+            note = self._checkpoint_in(conn)
+        advance_head(self.workspace, note)
+        return seq, len(grants)
+
+    def identities(self) -> list[Registered]:
+        """Registered identities in registration order."""
+        return sorted(self.roles().identities.values(), key=lambda r: r.seq)
 
     @property
     def verifier_key(self) -> VerifierKey:
@@ -247,8 +398,9 @@ class Ledger:
                 return str(payload["new_kek_id"])
         return None
 
-    def _keys_for_scopes(self, conn: Connection, scopes: set[str]) -> dict[str, tuple[str, AESGCM]]:
-        """Live data key per scope, creating missing ones; checked against the DB in each batch."""
+    def _keys_for_scopes(self, conn: Connection, scopes: set[str],
+                         roles: RoleState | None = None) -> dict[str, tuple[str, AESGCM]]:
+        """Live data key per scope, creating missing ones (granted to the identities the policy lets read them)."""
         found: dict[str, tuple[str, AESGCM]] = {}
         for row in self.store.live_keys_for(conn, sorted(scopes)):
             cached = self._scope_keys.get(row.scope)
@@ -261,29 +413,93 @@ class Ledger:
         kek = self._current_kek(conn) if missing else b""
         for scope in missing:
             data_key, key_id = envelope.new_key(), envelope.new_key_id()
+            when = utc_now()
             self.store.insert_data_key(conn, {
                 "key_id": key_id, "scope": scope, "wrapped_key": envelope.wrap(kek, data_key),
-                "kek_id": envelope.kek_id(kek), "created": utc_now()})
+                "kek_id": envelope.kek_id(kek), "created": when})
+            if roles is not None and roles.identities:
+                self.store.insert_grants(conn, self._grants_for(conn, roles, scope, False, key_id, data_key, when))
             found[scope] = (key_id, AESGCM(data_key))
         self._scope_keys.update(found)
+        return found
+
+    def _sealed_keys_for(self, conn: Connection, scopes: set[str], roles: RoleState) -> dict[str, tuple[str, AESGCM]]:
+        """A sealed data key per scope: wrapped only to the identities the policy lets read sealed payloads.
+
+        Never wrapped under the KEK: once this process is gone, no holder of the ledger's keys
+        can open it. A process keeps its key while it is live and the recipients are unchanged.
+        """
+        from governance.access_policy import receives
+
+        wanted = {scope: frozenset(fp for fp, r in roles.identities.items()
+                                   if receives(r.public.role, r.public.node, scope, True)) for scope in scopes}
+        cached = {scope: self._sealed[scope] for scope in scopes
+                  if scope in self._sealed and self._sealed[scope][2] == wanted[scope]}
+        live = self.store.live_sealed_key_ids(conn, [k for k, _a, _r in cached.values()]) if cached else set()
+        found: dict[str, tuple[str, AESGCM]] = {}
+        for scope in scopes:
+            held = cached.get(scope)
+            if held is not None and held[0] in live:
+                found[scope] = (held[0], held[1])
+                continue
+            if not wanted[scope]:
+                raise UsageError(f"no identity may read sealed payloads of scope {scope!r}: register an auditor")
+            data_key, key_id, when = envelope.new_key(), envelope.new_key_id(), utc_now()
+            self.store.insert_sealed_key(conn, {"key_id": key_id, "scope": scope, "created": when})
+            self.store.insert_grants(conn, self._grants_for(conn, roles, scope, True, key_id, data_key, when))
+            aead = AESGCM(data_key)
+            self._sealed[scope] = (key_id, aead, wanted[scope])
+            found[scope] = (key_id, aead)
         return found
 
     def _aead_for_key(self, key_id: str, what: str) -> AESGCM:
         if key_id in self._aeads:
             return self._aeads[key_id]
-        self._require_keys()
-        with self.store.read() as conn:
-            row = self.store.data_key(conn, key_id)
-        if row is None:
-            raise envelope.UnknownDataKeyError(f"{what}: data key {key_id} is unknown to this ledger (the row was not "
-                                               "written by fedgov)")
-        if row.wrapped_key is None:
-            raise envelope.KeyDestroyedError(
-                f"{what}: payload unreadable, key destroyed (data key {key_id} was crypto-shredded "
-                f"at {row.destroyed_at} by {row.destroyed_by})")
-        aead = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
+        aead = AESGCM(self._key_bytes(key_id, what))
         self._aeads[key_id] = aead
         return aead
+
+    def data_key_bytes(self, key_id: str) -> bytes:
+        """A data key as this reader opens it (KEK, or a grant to its identity): for grants to others."""
+        return self._key_bytes(key_id, f"data key {key_id}")
+
+    def _key_bytes(self, key_id: str, what: str) -> bytes:
+        """Open a data key: under the KEK (operator), or from the grant to this identity; say why not."""
+        from governance.access_policy import POLICY_DOC, AccessDenied
+
+        if key_id in self._raw:
+            return self._raw[key_id]
+        if self._identity is None:
+            self._require_keys()
+        with self.store.read() as conn:
+            row = self.store.data_key(conn, key_id)
+            sealed = self.store.sealed_key(conn, key_id) if row is None else None
+            grant = self.store.grants_to(conn, self._identity.fingerprint, [key_id]).get(key_id) \
+                if self._identity is not None else None
+        if row is None and sealed is None:
+            raise envelope.UnknownDataKeyError(f"{what}: data key {key_id} is unknown to this ledger (the row was not "
+                                               "written by fedgov)")
+        destroyed = (row.destroyed_at, row.destroyed_by) if row is not None and row.wrapped_key is None else \
+            (sealed.destroyed_at, sealed.destroyed_by) if sealed is not None and sealed.destroyed_at else None
+        if destroyed is not None:
+            raise envelope.KeyDestroyedError(
+                f"{what}: payload unreadable, key destroyed (data key {key_id} was crypto-shredded "
+                f"at {destroyed[0]} by {destroyed[1]})")
+        if self._identity is not None:
+            if grant is None:
+                raise AccessDenied(f"{what}: identity {self._identity.name} (role {self._identity.role}) holds no grant "
+                                   f"of data key {key_id}: written before it was registered, or its role does not "
+                                   f"receive it ({POLICY_DOC})")
+            from governance.ledger.grants import open_grant
+
+            data_key = open_grant(self._identity, grant, ledger_id=self.ledger_id, key_id=key_id)
+        elif row is None:
+            raise AccessDenied(f"{what}: data key {key_id} is sealed to auditors and the operator's keys do not "
+                               f"open it ({POLICY_DOC}); read with an auditor identity (--identity)")
+        else:
+            data_key = envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key)
+        self._raw[key_id] = data_key
+        return data_key
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -332,9 +548,11 @@ class Ledger:
         """Append a batch in one transaction; durable on return. Returns the new seqs.
 
         `sign=True` signs a checkpoint over the new tree in the same transaction, so the
-        entries are never stored unsigned: what every command that writes uses.
+        entries are never stored unsigned: what every command that writes uses. An identity
+        appends only its own audit.read entries, unsigned: it holds no signing key.
         """
-        self._require_keys()
+        if self._identity is None or sign:
+            self._require_keys()
         if not drafts:
             return []
         with self._transaction() as conn:
@@ -347,11 +565,30 @@ class Ledger:
     def _append_in(self, conn: Connection, drafts: Sequence[EntryDraft]) -> list[int]:
         # The hot path of a bulk append: per entry one C-encoded payload, one AES-GCM call,
         # one leaf encoding and one SHA-256; everything per-batch is hoisted out of the loop.
+        from governance.access_policy import IDENTITY_WRITABLE_TYPES, is_sealed
+
         for draft in drafts:
             _checked(draft)
+        roles = self._role_state(conn)
+        if self._identity is not None:
+            refused = sorted({d.entry_type for d in drafts} - IDENTITY_WRITABLE_TYPES)
+            if refused:
+                raise UsageError(f"identity {self._identity.name} may append only "
+                                 f"{', '.join(sorted(IDENTITY_WRITABLE_TYPES))} entries, not {', '.join(refused)}")
+            if not roles.in_force:
+                raise UsageError("this ledger has no auditor, so an identity's audit.read entry could be read by nobody: "
+                                 "register an auditor first (`fedgov identity add AUDITOR.pub`)")
+        types = {d.entry_type for d in drafts}
+        sealed_types = {t for t in types if is_sealed(t)} if roles.in_force else set()
         size = self.store.size(conn)
         frontier = self._load_frontier(conn, size)
-        scope_keys = self._keys_for_scopes(conn, {d.scope for d in drafts})
+        if sealed_types:
+            plain = {d.scope for d in drafts if d.entry_type not in sealed_types}
+            sealed = {d.scope for d in drafts if d.entry_type in sealed_types}
+        else:
+            plain, sealed = {d.scope for d in drafts}, set()
+        scope_keys = self._keys_for_scopes(conn, plain, roles) if plain else {}
+        sealed_keys = self._sealed_keys_for(conn, sealed, roles) if sealed else {}
         timestamp = utc_now()
         sealers: dict[tuple[str, str], tuple[str, Any, bytes]] = {}
         nonces = envelope.nonces(len(drafts))
@@ -364,7 +601,7 @@ class Ledger:
             entry_type = draft.entry_type
             sealer = sealers.get((draft.scope, entry_type))
             if sealer is None:
-                key_id, aead = scope_keys[draft.scope]
+                key_id, aead = (sealed_keys if entry_type in sealed_types else scope_keys)[draft.scope]
                 sealer = (key_id, aead.encrypt, envelope.entry_aad_prefix(self.ledger_id, entry_type, key_id))
                 sealers[(draft.scope, entry_type)] = sealer
             key_id, encrypt, aad_prefix = sealer
@@ -379,8 +616,23 @@ class Ledger:
         self._pending.append(OwnBatch.of(size, leaves))
         self.store.insert_entries(conn, rows)
         self.store.insert_nodes(conn, nodes)
+        if roles.identities:  # who wrote this batch, for a signer that cannot decrypt it (§5 rule 3)
+            self._authenticate_batch(conn, size, leaves)
         self._frontier = (frontier, leaves[-1])
         return list(range(size, size + len(drafts)))
+
+    def _authenticate_batch(self, conn: Connection, first: int, leaves: list[bytes]) -> None:
+        """Store the batch's authenticator: the ledger's HMAC, or the writing identity's Ed25519 signature."""
+        if self._identity is not None:
+            writer = self._identity.fingerprint
+            tag = self._identity.sign(batch_message(self.ledger_id, first, leaves, writer))
+        else:
+            writer = LEDGER_WRITER
+            tag = batch_hmac(self._batch_key(), batch_message(self.ledger_id, first, leaves, writer))
+        self.store.insert_batch_auth(conn, first, len(leaves), writer, tag)
+
+    def _batch_key(self) -> bytes:
+        return batch_hmac_key(self._require_keys().signing_seed)
 
     def _load_frontier(self, conn: Connection, size: int) -> Frontier:
         # Reuse our own frontier only if the DB still ends with the leaf we last wrote.
@@ -462,7 +714,7 @@ class Ledger:
                 return previous["note"]
             self._own = [b for b in self._own if b.end > prev.size]
             tail = check_unsigned_tail(self.store, conn, prev.size, size, self._own + self._pending,
-                                       self._tail_aead(conn), self.ledger_id)
+                                       self._tail_aead(conn), self.ledger_id, self._tail_vouch(conn))
             self._check_root_from_leaves(conn, prev, tail, root)
             proof = merkle.consistency_proof(prev.size, size, fetch)
             try:
@@ -475,6 +727,17 @@ class Ledger:
         cp_id = 1 if previous is None else int(previous["id"]) + 1
         self.store.insert_checkpoint(conn, cp_id, size, note, proof, utc_now())
         return note
+
+    def _tail_vouch(self, conn: Connection) -> TailVouch | None:
+        """What vouches for other writers' rows once identities exist (§5 rule 3a); None before."""
+        from governance.access_policy import IDENTITY_WRITABLE_TYPES
+
+        count, first = self.store.first_registration(conn)
+        if not count:
+            return None
+        roles = self._role_state(conn)
+        return TailVouch(self._batch_key(), roles.identities, first, IDENTITY_WRITABLE_TYPES,
+                         lambda key_id: self.store.sealed_key(conn, key_id) is not None)
 
     def _check_root_from_leaves(self, conn: Connection, prev: Checkpoint, tail: list[bytes], root: bytes) -> None:
         """The root to sign must be the signed tree of `prev` extended by the vouched-for tail leaves.
@@ -604,6 +867,17 @@ class Ledger:
         missing = sorted({e.key_id for e in entries} - self._aeads.keys())
         if not missing:
             return
+        if self._identity is not None:
+            from governance.ledger.grants import GrantError, open_grant
+
+            with self.store.read() as conn:
+                grants = self.store.grants_to(conn, self._identity.fingerprint, missing)
+            for key_id, wrapped in grants.items():
+                if wrapped is not None:
+                    with suppress(GrantError):  # read_payload names it
+                        self._aeads[key_id] = AESGCM(open_grant(self._identity, wrapped, ledger_id=self.ledger_id,
+                                                                key_id=key_id))
+            return
         self._require_keys()
         with self.store.read() as conn:
             rows = self.store.data_keys(conn, missing)
@@ -612,7 +886,8 @@ class Ledger:
                 self._aeads[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
 
     def read_payload(self, entry: Entry) -> dict[str, Any]:
-        """Decrypt an entry's payload; KeyDestroyedError if its scope was shredded."""
+        """Decrypt an entry's payload; AccessDenied if the read policy forbids it, KeyDestroyedError if shredded."""
+        self.check_may_read(entry)
         what = f"entry seq {entry.seq}"
         aead = self._aead_for_key(entry.key_id, what)
         aad = envelope.entry_aad(self.ledger_id, entry.seq, entry.entry_type, entry.key_id)
@@ -631,15 +906,18 @@ class Ledger:
         """
         if scope == SYSTEM_SCOPE:
             raise UsageError(f"the {SYSTEM_SCOPE} scope holds the ledger's own records and cannot be shredded")
+        if scope == et.AUDIT_SCOPE:
+            raise UsageError(f"the {et.AUDIT_SCOPE} scope records who read the ledger and cannot be shredded")
         if not actor or not reason:
             raise UsageError("shredding needs an actor and a reason")
         with self.store.read() as conn:
-            if not self.store.live_keys_for(conn, [scope]):
+            if not self.store.live_keys_for(conn, [scope]) and not self.store.live_sealed_keys_for(conn, [scope]):
                 raise UsageError(f"no live data key for scope {scope!r} (never used, or already shredded)")
 
         def destroy(conn: Connection, when: str) -> tuple[str, dict[str, Any]]:
             live = self.store.live_keys_for(conn, [scope])
-            if not live:
+            sealed = sorted(r.key_id for r in self.store.live_sealed_keys_for(conn, [scope]))
+            if not live and not sealed:
                 raise UsageError(f"no live data key for scope {scope!r} (shredded meanwhile by another process)")
             secrets = {envelope.unwrap(self._kek_for(r.kek_id), r.wrapped_key) for r in live}
             # A copy of the same key bytes under another key id (planted by whoever holds the database:
@@ -649,13 +927,20 @@ class Ledger:
             key_ids = sorted(r.key_id for r in live)
             for row in live:  # the tail check in this transaction may still need them
                 self._shredding[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
-            self.store.destroy_data_keys(conn, key_ids + copies, when, actor)
+            if key_ids or copies:
+                self.store.destroy_data_keys(conn, key_ids + copies, when, actor)
+            if sealed:  # sealed keys live only in their grants: those go with them
+                self.store.destroy_sealed_keys(conn, sealed, when, actor)
+            self.store.destroy_grants(conn, key_ids + copies + sealed)
             return et.KEY_DESTROYED, {"actor": actor, "reason": reason, "scope": scope, "key_ids": key_ids,
-                                      "destroyed_at": when, **({"planted_copies": copies} if copies else {})}
+                                      "destroyed_at": when, **({"planted_copies": copies} if copies else {}),
+                                      **({"sealed_key_ids": sealed} if sealed else {})}
 
         seq = self._replace_kek(destroy)
         self._scope_keys.pop(scope, None)
+        self._sealed.pop(scope, None)
         self._aeads.clear()
+        self._raw.clear()
         return seq
 
     def rotate_kek(self, actor: str) -> int:
@@ -716,7 +1001,7 @@ class Ledger:
         """Encrypt an archive file under the scope's data key: "FGB1" || key id (16) || nonce || ct."""
         self._require_keys()
         with self._transaction() as conn:
-            key_id, aead = self._keys_for_scopes(conn, {scope})[scope]
+            key_id, aead = self._keys_for_scopes(conn, {scope}, self._role_state(conn))[scope]
         return envelope.BLOB_MAGIC + bytes.fromhex(key_id) + envelope.seal(
             aead, data, envelope.blob_aad(self.ledger_id, key_id, aad))
 

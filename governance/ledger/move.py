@@ -17,7 +17,8 @@ and takes new writes with the workspace's keystore, trust file and signed head u
    signed state the copy must reproduce.
 3. In one transaction on the target: the schema exactly as `audit init` makes it
    (`LedgerStore.create_schema`, PostgreSQL's append-only triggers included) with the
-   source's meta rows and schema version, then every row of every table, streamed in
+   source's meta rows and schema version, and the role tables when the source has them
+   (`create_role_tables`), then every row of every table, streamed in
    batches (a server-side cursor on PostgreSQL, `fetchmany` on SQLite; COPY or executemany).
 4. Check, in that transaction: the same row count in every table; the copy verifies as
    `fedgov audit verify` verifies it (`verify_store`: every leaf, every checkpoint against
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING
 from governance.deferred_signals import signals_deferred
 from governance.errors import UsageError, VerificationError
 from governance.ledger.ledger import check_db_url
-from governance.ledger.store import LEDGER_TABLES, LedgerStore, StoreError, display_url
+from governance.ledger.store import LEDGER_TABLES, ROLE_TABLES, LedgerStore, StoreError, display_url
 from governance.ledger.verify import verify_store, workspace_trust
 from governance.private_files import write_atomic
 from governance.verify.checkpoint import parse_checkpoint
@@ -63,7 +64,10 @@ BATCH = 50_000  # rows per fetch and per insert
 # The lock `fedgov server start` holds on its state directory (deploy/coordinator.py), by default in the workspace.
 COORDINATOR_LOCK = Path("coordinator") / "coordinator.lock"
 WHAT = {"fedgov_entries": "entries", "fedgov_tree_nodes": "tree nodes", "fedgov_checkpoints": "checkpoints",
-        "fedgov_data_keys": "data keys", "fedgov_meta": "meta rows"}  # what each table holds, in the order told
+        "fedgov_data_keys": "data keys", "fedgov_meta": "meta rows",  # what each table holds, in the order told
+        # Roles (§7), in ledgers that registered an identity: told only when the source has them.
+        "fedgov_identities": "identities", "fedgov_sealed_keys": "sealed keys", "fedgov_key_grants": "key grants",
+        "fedgov_batch_auth": "batch authenticators"}
 
 
 class CopyCheckError(VerificationError):
@@ -102,7 +106,8 @@ def move_ledger(ws: Workspace, to_url: str, *, say: Callable[[str], None] = lamb
         source = LedgerStore.open(source_url)
         try:
             with source.write(wait_s=wait_s) as src:
-                expected = {table: source.count_rows(src, table) for table in LEDGER_TABLES}
+                present = [t for t in source.ledger_tables(src) if t in ROLE_TABLES]  # the five always
+                expected = {table: source.count_rows(src, table) for table in (*LEDGER_TABLES, *present)}
                 latest = _signed_state(source, src, expected["fedgov_entries"])
                 target = _new_target(target_url)
                 try:
@@ -272,7 +277,10 @@ def _copy(source: LedgerStore, src: Connection, target: LedgerStore, conn: Conne
     version = meta.pop("schema_version", "")
     target.create_schema(conn, meta, schema_version=version)
     rows = {"fedgov_meta": len(meta) + 1}
-    for table in LEDGER_TABLES[1:]:
+    roles = [t for t in source.ledger_tables(src) if t in ROLE_TABLES]
+    if roles:  # the role tables, made as the first `identity add` makes them (append-only triggers included)
+        target.create_role_tables(conn)
+    for table in (*LEDGER_TABLES[1:], *roles):
         rows[table] = 0
         for chunk in source.iter_rows(src, table, batch):
             target.insert_rows(conn, table, chunk)
@@ -283,7 +291,7 @@ def _copy(source: LedgerStore, src: Connection, target: LedgerStore, conn: Conne
 def _check(target: LedgerStore, conn: Connection, expected: dict[str, int], copied: dict[str, int], latest: dict,
            keys: list[VerifierKey], head: KnownCheckpoint | None) -> VerifyReport:
     """The copy holds every row, verifies with the pinned key and the signed head, and is the source's signed tree."""
-    for table in LEDGER_TABLES:
+    for table in expected:
         there = target.count_rows(conn, table)
         if not expected[table] == copied[table] == there:
             raise CopyCheckError(f"the copy does not check out, nothing was moved: {table} has {expected[table]} rows "

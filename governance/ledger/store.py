@@ -85,6 +85,43 @@ data_keys_table = sa.Table(
     sa.Column("destroyed_by", sa.Text, nullable=True),
 )
 LEDGER_TABLES = ("fedgov_meta", "fedgov_data_keys", "fedgov_checkpoints", "fedgov_entries", "fedgov_tree_nodes")
+
+# Roles and identities (docs/ledger-format.md §4, §7): made by the first `fedgov identity add`, absent before.
+# A separate MetaData, so `create_schema` makes a new ledger exactly as before.
+role_metadata = sa.MetaData()
+identities_table = sa.Table(
+    "fedgov_identities", role_metadata,
+    sa.Column("fingerprint", sa.String(32), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),  # JCS of the public identity document
+    sa.Column("signature", sa.LargeBinary, nullable=False),  # the ledger signing key's Ed25519 signature
+    sa.Column("seq", sa.BigInteger, nullable=False),  # its identity.registered entry
+    sa.Column("created", sa.String(32), nullable=False),
+)
+sealed_keys_table = sa.Table(
+    "fedgov_sealed_keys", role_metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("scope", sa.Text, nullable=False, index=True),
+    sa.Column("created", sa.String(32), nullable=False),
+    sa.Column("destroyed_at", sa.String(32), nullable=True),
+    sa.Column("destroyed_by", sa.Text, nullable=True),
+)
+grants_table = sa.Table(
+    "fedgov_key_grants", role_metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("recipient", sa.String(32), primary_key=True),  # an identity's fingerprint
+    sa.Column("wrapped", sa.LargeBinary, nullable=True),  # NULL once shredded
+    sa.Column("created", sa.String(32), nullable=False),
+)
+batch_auth_table = sa.Table(
+    "fedgov_batch_auth", role_metadata,
+    sa.Column("first_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("writer", sa.String(32), nullable=False),  # "ledger" (HMAC) or an identity's fingerprint (Ed25519)
+    sa.Column("tag", sa.LargeBinary, nullable=False),
+)
+ROLE_TABLES = ("fedgov_identities", "fedgov_sealed_keys", "fedgov_key_grants", "fedgov_batch_auth")
+ROLE_APPEND_ONLY = ("fedgov_identities", "fedgov_batch_auth")
+ALL_TABLES = LEDGER_TABLES + ROLE_TABLES
 ENTRY_COLUMNS = ("seq", "entry_type", "timestamp", "run_id", "round", "node_id", "model_hash", "config_hash",
                  "key_id", "ciphertext", "leaf_hash")
 APPEND_ONLY = ("fedgov_entries", "fedgov_tree_nodes", "fedgov_checkpoints")
@@ -193,6 +230,7 @@ class LedgerStore:
         self.is_sqlite = _is_sqlite(url)
         self.meta: dict[str, str] = {}
         self.min_stored_level = 1  # set from the schema version on create/open
+        self._has_role_tables = False  # once seen, never gone
 
     def _set_meta(self, meta: dict[str, str]) -> None:
         self.meta = meta
@@ -512,10 +550,10 @@ class LedgerStore:
     def ledger_tables(self, conn: Connection) -> list[str]:
         """The tables of a fedgov ledger this database holds, in LEDGER_TABLES order."""
         present = set(sa.inspect(conn).get_table_names())
-        return [name for name in LEDGER_TABLES if name in present]
+        return [name for name in ALL_TABLES if name in present]
 
     def count_rows(self, conn: Connection, table: str) -> int:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[table])).scalar() or 0)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(_table(table))).scalar() or 0)
 
     def iter_rows(self, conn: Connection, table: str, batch: int = 50000) -> Iterator[list[tuple]]:
         """Every row of a ledger table in key order, in batches of tuples in its column order.
@@ -523,8 +561,8 @@ class LedgerStore:
         Streamed: a server-side cursor on PostgreSQL, `fetchmany` on SQLite, so a million
         entries never sit in memory at once. The values are as stored, unchecked.
         """
-        columns = [c.name for c in metadata.tables[table].columns]
-        keys = [c.name for c in metadata.tables[table].primary_key.columns]
+        columns = [c.name for c in _table(table).columns]
+        keys = [c.name for c in _table(table).primary_key.columns]
         raw = conn.connection.driver_connection
         cur = raw.cursor() if self.is_sqlite else raw.cursor(name=f"fedgov_rows_{table}")
         try:
@@ -539,14 +577,14 @@ class LedgerStore:
 
     def insert_rows(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None:
         """Insert rows given as tuples in the table's column order, in one driver call (COPY on PostgreSQL)."""
-        self._bulk_insert(conn, table, [c.name for c in metadata.tables[table].columns], rows)
+        self._bulk_insert(conn, table, [c.name for c in _table(table).columns], rows)
 
     def drop_schema(self, conn: Connection, drop_function: bool) -> None:
         """Drop every ledger table (and, on PostgreSQL with `drop_function`, the triggers' function).
 
         Only for taking back a copy this process made (`move.py`): the triggers guard rows, not tables.
         """
-        for name in reversed(LEDGER_TABLES):
+        for name in reversed(ALL_TABLES):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         if drop_function and not self.is_sqlite:
             conn.exec_driver_sql("DROP FUNCTION IF EXISTS fedgov_reject_change()")
@@ -641,6 +679,110 @@ class LedgerStore:
         c = data_keys_table.c
         conn.execute(data_keys_table.update().where(c.key_id.in_(list(key_ids)))
                      .values(wrapped_key=None, destroyed_at=when, destroyed_by=actor))
+
+
+    # -- roles: identities, sealed keys, grants, batch authenticators ------------------------
+
+    def has_role_tables(self, conn: Connection) -> bool:
+        """Whether this ledger has the tables of roles and identities (made by the first `identity add`)."""
+        if not self._has_role_tables:
+            self._has_role_tables = sa.inspect(conn).has_table("fedgov_identities")
+        return self._has_role_tables
+
+    def create_role_tables(self, conn: Connection) -> None:
+        """Make the role tables in an existing ledger, inside the caller's write transaction (idempotent)."""
+        if self.has_role_tables(conn):
+            return
+        role_metadata.create_all(conn)
+        for table in ROLE_APPEND_ONLY:
+            self._protect(conn, table)
+        self._has_role_tables = True
+
+    def first_registration(self, conn: Connection) -> tuple[int, int | None]:
+        """(how many identity.registered entries, the seq of the first): one indexed query, no table needed."""
+        from governance.entry_types import IDENTITY_REGISTERED
+
+        c = entries_table.c
+        count, first = conn.execute(sa.select(sa.func.count(), sa.func.min(c.seq))
+                                    .where(c.entry_type == IDENTITY_REGISTERED)).one()
+        return int(count or 0), None if first is None else int(first)
+
+    def identity_rows(self, conn: Connection) -> list[Any]:
+        if not self.has_role_tables(conn):
+            return []
+        return list(conn.execute(sa.select(identities_table).order_by(identities_table.c.seq)))
+
+    def insert_identity(self, conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(identities_table.insert(), [row])
+
+    def insert_sealed_key(self, conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(sealed_keys_table.insert(), [row])
+
+    def sealed_key(self, conn: Connection, key_id: str) -> Any:
+        """The sealed-key row of `key_id`, or None (also when the ledger has no role tables)."""
+        if not self.has_role_tables(conn):
+            return None
+        return conn.execute(sa.select(sealed_keys_table).where(sealed_keys_table.c.key_id == key_id)).first()
+
+    def live_sealed_key_ids(self, conn: Connection, key_ids: Sequence[str]) -> set[str]:
+        c = sealed_keys_table.c
+        return set(conn.execute(sa.select(c.key_id).where(c.key_id.in_(list(key_ids)),
+                                                          c.destroyed_at.is_(None))).scalars())
+
+    def live_sealed_keys_for(self, conn: Connection, scopes: Sequence[str]) -> list[Any]:
+        if not self.has_role_tables(conn):
+            return []
+        c = sealed_keys_table.c
+        return list(conn.execute(sa.select(c.key_id, c.scope).where(c.scope.in_(list(scopes)),
+                                                                    c.destroyed_at.is_(None))))
+
+    def destroy_sealed_keys(self, conn: Connection, key_ids: Sequence[str], when: str, actor: str) -> None:
+        c = sealed_keys_table.c
+        conn.execute(sealed_keys_table.update().where(c.key_id.in_(list(key_ids)))
+                     .values(destroyed_at=when, destroyed_by=actor))
+
+    def insert_grants(self, conn: Connection, rows: Sequence[tuple[str, str, bytes, str]]) -> None:
+        """Grants as (key_id, recipient fingerprint, wrapped, created), in one driver call."""
+        self._bulk_insert(conn, "fedgov_key_grants", ("key_id", "recipient", "wrapped", "created"), rows)
+
+    def grants_to(self, conn: Connection, recipient: str, key_ids: Sequence[str]) -> dict[str, Any]:
+        """key_id -> wrapped bytes (None when shredded) of the grants to `recipient` among `key_ids`."""
+        if not self.has_role_tables(conn):
+            return {}
+        c = grants_table.c
+        found: dict[str, Any] = {}
+        for start in range(0, len(key_ids), 500):
+            chunk = list(key_ids[start:start + 500])
+            for key_id, wrapped in conn.execute(sa.select(c.key_id, c.wrapped).where(
+                    c.recipient == recipient, c.key_id.in_(chunk))):
+                found[key_id] = wrapped
+        return found
+
+    def granted_key_ids(self, conn: Connection, recipient: str) -> set[str]:
+        c = grants_table.c
+        return set(conn.execute(sa.select(c.key_id).where(c.recipient == recipient)).scalars())
+
+    def destroy_grants(self, conn: Connection, key_ids: Sequence[str]) -> None:
+        if not self.has_role_tables(conn) or not key_ids:
+            return
+        c = grants_table.c
+        conn.execute(grants_table.update().where(c.key_id.in_(list(key_ids))).values(wrapped=None))
+
+    def insert_batch_auth(self, conn: Connection, first: int, count: int, writer: str, tag: bytes) -> None:
+        conn.execute(batch_auth_table.insert(), [{"first_seq": first, "count": count, "writer": writer, "tag": tag}])
+
+    def batch_auths_between(self, conn: Connection, start: int, end: int) -> dict[int, tuple[int, str, bytes]]:
+        """first_seq -> (count, writer, tag) of the batch authenticators starting in [start, end)."""
+        if not self.has_role_tables(conn):
+            return {}
+        c = batch_auth_table.c
+        rows = conn.execute(sa.select(c.first_seq, c.count, c.writer, c.tag).where(c.first_seq >= start,
+                                                                                   c.first_seq < end))
+        return {int(f): (int(n), str(w), t) for f, n, w, t in rows}
+
+
+def _table(name: str) -> sa.Table:
+    return metadata.tables[name] if name in metadata.tables else role_metadata.tables[name]
 
 
 def row_to_entry(r: Any) -> Entry:

@@ -1,0 +1,104 @@
+"""Registered identities and the writers' batch authenticators (docs/ledger-format.md §4, §5 rule 3).
+
+An identity is registered by the ledger's signing key: `fedgov_identities` holds its public
+document and the signature, so anyone holding the pinned key can check the list and no
+database holder can add an auditor who would then receive data keys.
+
+Every batch appended once identities exist carries an authenticator over its leaf hashes
+(`fedgov_batch_auth`): an HMAC under a key derived from the checkpoint signing seed when a
+holder of the ledger's keys wrote it, or the Ed25519 signature of the identity that wrote it
+(an auditor's `audit.read`). The signer checks it before signing rows it cannot decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from governance.errors import VerificationError
+from governance.identities import AUDITOR, PublicIdentity
+from governance.verify.canonical import canonical_bytes
+
+REGISTRATION_PURPOSE = "fedgov-identity-registration-v1"
+BATCH_PURPOSE = "fedgov-batch-v1"
+BATCH_HMAC_INFO = b"fedgov-batch-hmac-v1"
+LEDGER_WRITER = "ledger"  # the `writer` of a batch a holder of the ledger's keys wrote
+
+
+@dataclass(frozen=True)
+class Registered:
+    public: PublicIdentity
+    seq: int  # its identity.registered entry
+    created: str
+
+
+@dataclass(frozen=True)
+class RoleState:
+    """The identities this ledger registered (each checked against the ledger's key), by fingerprint."""
+
+    identities: dict[str, Registered] = field(default_factory=dict)
+
+    @property
+    def in_force(self) -> bool:
+        """Whether the read policy is in force: at least one auditor is registered."""
+        return any(r.public.role == AUDITOR for r in self.identities.values())
+
+    def by_name(self, name: str) -> Registered | None:
+        return next((r for r in self.identities.values() if r.public.name == name), None)
+
+
+def registration_message(ledger_id: str, public: PublicIdentity) -> bytes:
+    """What the ledger's signing key signs to register an identity: JCS of identity, ledger_id, purpose."""
+    return canonical_bytes({"identity": public.to_document(), "ledger_id": ledger_id,
+                            "purpose": REGISTRATION_PURPOSE})
+
+
+def load_roles(rows: list[Any], ledger_id: str, ledger_key: Any) -> RoleState:
+    """Registered identities from `fedgov_identities` rows, each signature checked with `ledger_key`.
+
+    `ledger_key` is an Ed25519PublicKey: the writer's own, or the workspace's pinned trusted key.
+    A row the key did not sign was inserted or altered in the database: one error, nothing trusted.
+    """
+    import json
+
+    from cryptography.exceptions import InvalidSignature
+
+    found: dict[str, Registered] = {}
+    for row in rows:
+        m = row._mapping
+        where = f"registered identity {m['fingerprint']}"
+        try:
+            public = PublicIdentity.from_document(json.loads(m["document"]), where)
+            ledger_key.verify(bytes(m["signature"]), registration_message(ledger_id, public))
+        except (InvalidSignature, ValueError, TypeError) as err:
+            raise VerificationError(f"{where} in fedgov_identities is not signed by this ledger's key (inserted or "
+                                    "altered in the database): run `fedgov audit verify` and investigate") from err
+        except VerificationError:
+            raise
+        except Exception as err:  # noqa: BLE001 - an IdentityFormatError from a hand-made row: same verdict
+            raise VerificationError(f"{where} in fedgov_identities is malformed (altered in the database)") from err
+        if public.fingerprint != m["fingerprint"]:
+            raise VerificationError(f"{where} in fedgov_identities names another identity's fingerprint (altered)")
+        found[public.fingerprint] = Registered(public, int(m["seq"]), str(m["created"]))
+    return RoleState(found)
+
+
+def batch_message(ledger_id: str, first: int, leaves: list[bytes], writer: str) -> bytes:
+    """JCS of {count, first, leaves: hex SHA-256 of the concatenated leaf hashes, ledger_id, purpose, writer}."""
+    return canonical_bytes({"count": len(leaves), "first": first,
+                            "leaves": hashlib.sha256(b"".join(leaves)).hexdigest(), "ledger_id": ledger_id,
+                            "purpose": BATCH_PURPOSE, "writer": writer})
+
+
+def batch_hmac_key(signing_seed: bytes) -> bytes:
+    """HKDF-SHA256(the 32-byte signing seed, no salt, info "fedgov-batch-hmac-v1"), 32 bytes."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=BATCH_HMAC_INFO).derive(signing_seed)
+
+
+def batch_hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
