@@ -53,7 +53,15 @@ def parse_bound(value: str, option: str, *, end: bool) -> datetime:
 
 
 def entry_time(entry: Entry) -> datetime:
-    return datetime.fromisoformat(entry.timestamp)
+    """An entry's timestamp as a time; one that is not RFC 3339 UTC was not written by fedgov."""
+    try:
+        at = datetime.fromisoformat(entry.timestamp)
+    except (TypeError, ValueError):
+        at = None
+    if at is None or at.utcoffset() != timedelta(0):
+        raise VerificationError(f"entry seq {entry.seq} has the timestamp {entry.timestamp!r}, not an RFC 3339 UTC "
+                                "time: the row was edited; run `fedgov audit verify`")
+    return at
 
 
 # -- audit log ---------------------------------------------------------------------------------
@@ -80,7 +88,8 @@ def log(workspace: WorkspaceOpt = None,
         raise UsageError(f"--since {since} is after --until {until}: nothing can be between them")
     needs_keys = decrypt or team is not None or purpose is not None
     if needs_keys:
-        # reader: switch to open_payload_reader
+        # reader: switch to open_payload_reader, what={"command": "audit log", "run": run, "round": round_,
+        # "node": node, "team": team, "type": entry_type, "since": since, "until": until, "purpose": purpose}
         ledger = open_reader(workspace, passphrase_file)
     else:
         ledger = Ledger.open_readonly(Workspace.discover(workspace))
@@ -201,7 +210,7 @@ def show(seq: Annotated[int, typer.Argument(help="The entry's sequence number.",
     if fmt is Format.csv:
         raise UsageError("--format csv lists many entries; `audit show` prints one: use table or json")
     if decrypt:
-        # reader: switch to open_payload_reader
+        # reader: switch to open_payload_reader, what={"command": "audit show", "seq": seq}
         ledger = open_reader(workspace, passphrase_file)
     else:
         ledger = Ledger.open_readonly(Workspace.discover(workspace))
@@ -302,7 +311,7 @@ def subject(node: Annotated[str, typer.Argument(help="The pseudonymous node id (
     if fmt is Format.csv:
         raise UsageError("--format csv does not fit a nested report: use table or json")
     check_name(node, "NODE")
-    # reader: switch to open_payload_reader
+    # reader: switch to open_payload_reader, what={"command": "audit subject", "node": node}
     with open_reader(workspace, passphrase_file) as ledger:
         report = subject_report(LedgerSource(ledger), node)
     if fmt is Format.json:

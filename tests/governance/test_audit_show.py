@@ -32,12 +32,17 @@ def own_story(workspace: Workspace) -> Workspace:
     return workspace
 
 
+@pytest.fixture(scope="module")
+def text(story: Workspace) -> str:
+    return succeeds("audit", "show", "9", "--workspace", str(story.path))
+
+
 def trusted(ws: Workspace) -> list[VerifierKey]:
     return [VerifierKey.from_text(line) for line in ws.trust_path.read_text().splitlines() if line.strip()]
 
 
-def test_the_text_ends_with_a_tlog_proof_that_a_verifier_accepts_on_its_own(story):
-    out = succeeds("audit", "show", "9", "--workspace", str(story.path))
+def test_the_text_ends_with_a_tlog_proof_that_a_verifier_accepts_on_its_own(story, text):
+    out = text
     proof_text = out[out.index("c2sp.org/tlog-proof@v1\n"):]
     head, _, note = proof_text.partition("\n\n")
     lines = head.splitlines()
@@ -47,8 +52,8 @@ def test_the_text_ends_with_a_tlog_proof_that_a_verifier_accepts_on_its_own(stor
     verify_inclusion(9, cp.size, leaf, [base64.b64decode(h) for h in lines[2:]], cp.root)
 
 
-def test_the_text_names_the_entry_by_its_index_fields(story):
-    out = succeeds("audit", "show", "9", "--workspace", str(story.path))
+def test_the_text_names_the_entry_by_its_index_fields(text):
+    out = text
     assert out.splitlines()[:6] == ["entry 9", "  type      round.reply", out.splitlines()[2],
                                     "  run       r1", "  round     1", "  node      n1"]
 
