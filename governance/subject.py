@@ -32,12 +32,16 @@ CONSENT_FIELDS = ("record_id", "team", "purpose", "data_categories", "privacy_no
 
 
 def subject_report(source: EvidenceSource, node_id: str) -> dict[str, Any]:
-    """The node's whole story in the evidence; a node the evidence never names is a UsageError."""
+    """The node's whole story in the evidence; a node the evidence never names is a UsageError.
+
+    The answer depends on the evidence only, not on where it is kept (it does not name the
+    source), so a workspace and a bundle of the same entries give equal dicts.
+    """
     by_type: dict[str, list[Any]] = defaultdict(list)
     for entry in source.entries(READS):
         by_type[dotted(entry.entry_type)].append(entry)
     payload = _Payloads(source)
-    _require_known(by_type, payload, node_id, source.description)
+    _require_known(by_type, payload, node_id)
 
     scope = et.node_scope(node_id)
     shreds = [{"seq": e.seq, "at": p.get("destroyed_at", e.timestamp), "actor": p.get("actor"),
@@ -50,7 +54,6 @@ def subject_report(source: EvidenceSource, node_id: str) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "node_id": node_id,
-        "source": source.description,
         "registration": _registration(by_type, payload, node_id),
         "shredded": shreds[0] if shreds else None,
         "consent": consent,
@@ -85,7 +88,7 @@ def _candidates(payload: dict[str, Any] | None) -> list[str]:
     return list((payload or {}).get("candidates", [])) + list((payload or {}).get("checks", {}))
 
 
-def _require_known(by_type: dict[str, list[Any]], payload: _Payloads, node_id: str, where: str) -> None:
+def _require_known(by_type: dict[str, list[Any]], payload: _Payloads, node_id: str) -> None:
     known = {e.node_id for entries in by_type.values() for e in entries if e.node_id}
     if node_id in known:
         return

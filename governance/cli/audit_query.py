@@ -313,10 +313,11 @@ def subject(node: Annotated[str, typer.Argument(help="The pseudonymous node id (
     check_name(node, "NODE")
     # reader: switch to open_payload_reader, what={"command": "audit subject", "node": node}
     with open_reader(workspace, passphrase_file) as ledger:
-        report = subject_report(LedgerSource(ledger), node)
+        source = LedgerSource(ledger)
+        report = subject_report(source, node)
     if fmt is Format.json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
         from governance.cli.subject_view import print_subject
 
-        print_subject(report)
+        print_subject(report, source.description)

@@ -12,7 +12,7 @@ def _short(value: Any) -> str:
     return text[:12] if len(text) == 64 else text
 
 
-def print_subject(report: dict[str, Any]) -> None:
+def print_subject(report: dict[str, Any], source: str) -> None:
     """Summary lines, then tables: rounds per run, consent records, withdrawals, models."""
     from rich.console import Console
     from rich.table import Table
@@ -21,7 +21,7 @@ def print_subject(report: dict[str, Any]) -> None:
     s = report["summary"]
     registration = report["registration"]
     team = registration["team"] if registration else "not registered"
-    console.print(f"node {report['node_id']} (team {team}), from {report['source']}")
+    console.print(f"node {report['node_id']} (team {team}), from {source}")
     console.print(f"its data was used in {s['rounds_using_data']} round(s) of {s['runs_using_data']} run(s); excluded "
                   f"from {s['rounds_excluded']} round(s); {s['models_built_on_it']} model version(s) are built on it")
     shred = report["shredded"]
