@@ -190,7 +190,8 @@ def _purpose_runs(ledger: Ledger, purpose: str) -> set[str]:
     from governance import entry_types as et
     from governance.known_names import unknown_name
 
-    declared = {e.run_id: ledger.read_payload(e).get("purpose", "") for e in ledger.query(entry_type=et.RUN_STARTED)}
+    declared = {e.run_id: p.get("purpose", "") for e in ledger.query(entry_type=et.RUN_STARTED)
+                if isinstance(p := _payload_or_why(ledger, e), dict)}  # a shredded run declares nothing readable
     runs = {r for r, p in declared.items() if p == purpose}
     if not runs:
         raise unknown_name("--purpose", purpose, {p for p in declared.values() if p}, says="is no purpose a run declared")
