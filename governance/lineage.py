@@ -61,7 +61,8 @@ class _Lineage:
 
     A parent hash resolves to the version of the same run when there is one (the usual
     case), else to the earliest recorded version with that hash (a run started from an
-    earlier run's model).
+    earlier run's model). A run's initial model (round 0, no parent) that another run's round
+    made has that version as its parent, so lineage crosses from run to run.
     """
 
     def __init__(self, versions: Iterable[ModelVersion]) -> None:
@@ -90,6 +91,9 @@ class _Lineage:
 
     def parent_key(self, version: ModelVersion) -> VersionKey | None:
         if version.parent_hash is None:
+            if version.round == 0:  # a run started from a model another run made: its history continues there
+                made = [v for v in self.by_hash.get(version.model_hash, ()) if v.round > 0 and v.run_id != version.run_id]
+                return (made[0].run_id, made[0].model_hash) if made else None
             return None
         if (version.run_id, version.parent_hash) in self.by_key:
             return (version.run_id, version.parent_hash)

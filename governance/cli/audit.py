@@ -13,9 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from governance.cli.listing import emit
-from governance.cli.options import (Format, IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt,
-                                    open_payload_reader, open_writer, require_known)
+from governance.cli.audit_query import register as register_queries
+from governance.cli.options import PassFileOpt, WorkspaceOpt, open_writer
 from governance.cli.witness import app as witness_app
 from governance.errors import UsageError
 from governance.workspace import Workspace
@@ -27,6 +26,7 @@ app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance l
                   no_args_is_help=True, add_completion=False)
 app.add_typer(witness_app, name="witness")
 
+register_queries(app)  # log, show, subject: governance/cli/audit_query.py
 
 
 @app.command("init")
@@ -213,67 +213,6 @@ def repair_cache(actor: Annotated[str, typer.Option("--actor", help="Who repairs
         typer.echo("the cache of tree nodes matches the entries: nothing to repair")
     else:
         typer.echo(f"repaired: {diff.describe()}; recorded and signed at tree size {note.splitlines()[1]}")
-
-
-@app.command("log")
-def log(workspace: WorkspaceOpt = None,
-        run: Annotated[Optional[str], typer.Option("--run", help="Run id.")] = None,
-        round_: Annotated[Optional[int], typer.Option("--round", help="Round number.", min=0, max=2**53 - 1)] = None,
-        node: Annotated[Optional[str], typer.Option("--node", help="Pseudonymous node id.")] = None,
-        entry_type: Annotated[Optional[str], typer.Option("--type", help="Entry type.")] = None,
-        fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
-        decrypt: Annotated[bool, typer.Option("--decrypt", help="Show payloads (needs the keys).")] = False,
-        limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many entries.", min=1, max=2**53 - 1)] = None,
-        passphrase_file: PassFileOpt = None, identity: IdentityOpt = None,
-        identity_passphrase_file: IdentityPassFileOpt = None) -> None:
-    """List entries by their plaintext index fields; --decrypt adds payloads (recorded as an audit.read entry)."""
-    from governance.access_policy import SEALED_LABEL, AccessDenied
-    from governance.ledger import KeyDestroyedError, Ledger
-    from governance.ledger.envelope import UnknownDataKeyError
-
-    with Ledger.open_readonly(Workspace.discover(workspace)) as listing:
-        for column, value, option in (("entry_type", entry_type, "--type"), ("run_id", run, "--run"),
-                                      ("node_id", node, "--node")):
-            if value is not None:
-                require_known(listing, column, value, option)
-        entries = listing.query(entry_type, run, round_, node, limit=limit)
-    if decrypt:
-        what = {"command": "audit log --decrypt", "count": len(entries), "type": entry_type, "run": run,
-                "round": round_, "node": node, "limit": limit}
-        with open_payload_reader(workspace, passphrase_file, identity, what=what,
-                                 identity_passphrase_file=identity_passphrase_file) as ledger:
-            ledger.prefetch_keys(entries)
-            records = []
-            for entry in entries:
-                record = entry.index_fields()
-                try:
-                    record["payload"] = ledger.read_payload(entry)
-                except UnknownDataKeyError:
-                    record["payload"] = "<unknown data key>"
-                except KeyDestroyedError:
-                    record["payload"] = "<key destroyed>"
-                except AccessDenied:
-                    if entry_type is not None:  # asked for payloads of a type this role may not read: say so
-                        raise
-                    record["payload"] = SEALED_LABEL
-                records.append(record)
-    else:
-        records = [entry.index_fields() for entry in entries]
-    title = f"{len(records)} entries"
-    if fmt is Format.table:  # for people: short headers, hashes cut to 12 characters
-        columns = LOG_TABLE_COLUMNS + (("payload",) if decrypt else ())
-        emit([_log_table_row(r) for r in records], fmt, columns, title)
-    else:  # for scripts: every field, named as stored
-        emit(records, fmt, list(records[0]) if records else ["seq"], title)
-
-
-LOG_TABLE_COLUMNS = ("seq", "type", "time", "run", "round", "node", "model", "config")
-
-
-def _log_table_row(record: dict) -> dict:
-    return {"seq": record["seq"], "type": record["entry_type"], "time": record["timestamp"], "run": record["run_id"],
-            "round": record["round"], "node": record["node_id"], "model": record["model_hash"][:12],
-            "config": record["config_hash"][:12], "payload": record.get("payload")}
 
 
 @app.command("shred")

@@ -88,17 +88,28 @@ def revoke(
     typer.echo(f"withdrew {record_id} (ledger entry {seq})")
 
 
+ERASED = "erased"
+
+
 def _rows(ledger, node: str | None, purpose: str | None) -> list[dict]:
+    """Records with their state now; a grant whose node was crypto-shredded is one `erased` row, not nothing."""
     from governance import consent_store
     from governance.consent import consent_state
+    from governance.entry_types import CONSENT_GRANTED
 
     now = datetime.now(timezone.utc)
     rows = []
-    for record in consent_store.load_records(ledger).values():
+    erased: dict = {}  # seq -> consent event, None where the key was destroyed
+    for record in consent_store.load_records(ledger, erased).values():
         if (node and record.principal != node) or (purpose and record.purpose != purpose):
             continue
         rows.append({**record.to_dict(), "state": consent_state(record, record.purpose, now)})
-    return sorted(rows, key=lambda r: (r["principal"], r["granted_at"], r["record_id"]))
+    if purpose is None:  # an erased record's purpose is unknowable: it cannot match one
+        for entry in ledger.query(entry_type=CONSENT_GRANTED, node_id=node):
+            if entry.seq in erased and erased[entry.seq] is None:
+                rows.append({**{c: ERASED for c in COLUMNS}, "principal": entry.node_id, "expires_at": None,
+                             "withdrawn_at": None, "recorded_at": entry.timestamp, "ledger_seq": entry.seq})
+    return sorted(rows, key=lambda r: (r["principal"], r["state"] == ERASED, r["granted_at"], r["record_id"]))
 
 
 @app.command("list")
@@ -137,7 +148,7 @@ def show(
 
     with open_payload_reader(workspace, passphrase_file, identity, identity_passphrase_file=identity_passphrase_file,
                              what={"command": "consent show", "record_id": record_id}) as ledger:
-        rows = [r for r in _rows(ledger, None, None) if r["record_id"] == record_id]
+        rows = [r for r in _rows(ledger, None, None) if r["record_id"] == record_id and r["state"] != ERASED]
         if not rows:
             raise UsageError(f"no consent record {record_id!r}; list them with `fedgov consent list`")
         history = []

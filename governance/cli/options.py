@@ -106,12 +106,11 @@ def require_known(ledger: "Ledger", column: str, value: str, option: str) -> Non
     For a compliance officer "0 results" reads as "nothing affected": so it must mean that.
     """
     from governance import entry_types as et
-    from governance.errors import UsageError
+    from governance.known_names import unknown_name
 
     known = set(ledger.distinct(column))
     if column == "entry_type":
         known |= {v for k, v in vars(et).items() if k.isupper() and isinstance(v, str) and "." in v}
         known |= set(et.LEGACY_NAMES)
     if value not in known:
-        sample = ", ".join(sorted(known)[:8]) + (", …" if len(known) > 8 else "")
-        raise UsageError(f"{option} {value!r} names nothing this ledger has recorded (it knows: {sample or 'none'})")
+        raise unknown_name(option, value, known)
