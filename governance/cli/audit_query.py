@@ -89,15 +89,8 @@ def log(workspace: WorkspaceOpt = None,
     if start is not None and stop is not None and start > stop:
         raise UsageError(f"--since {since} is after --until {until}: nothing can be between them")
     needs_keys = decrypt or team is not None or purpose is not None
-    if needs_keys:
-        what = {"command": "audit log" + (" --decrypt" if decrypt else ""), "run": run, "round": round_,
-                "node": node, "team": team, "type": entry_type, "since": since, "until": until, "purpose": purpose,
-                "limit": limit}
-        ledger = open_payload_reader(workspace, passphrase_file, identity, what=what,
-                                     identity_passphrase_file=identity_passphrase_file)
-    else:
-        ledger = Ledger.open_readonly(Workspace.discover(workspace))
-    with ledger:
+
+    def select(ledger: Ledger) -> list[Entry]:
         for column, value, option in (("entry_type", entry_type, "--type"), ("run_id", run, "--run"),
                                       ("node_id", node, "--node")):
             if value is not None:
@@ -107,18 +100,39 @@ def log(workspace: WorkspaceOpt = None,
         nodes = _team_nodes(ledger, team) if team is not None else None
         runs = _purpose_runs(ledger, purpose) if purpose is not None else None
         narrowed = nodes is not None or runs is not None or start is not None or stop is not None
-        records = []
+        chosen = []
         for entry in ledger.query(entry_type, run, round_, node, limit=None if narrowed else limit):
             if (nodes is not None and entry.node_id not in nodes) or (runs is not None and entry.run_id not in runs):
                 continue
             if (start is not None or stop is not None) and not _within(entry, start, stop):
                 continue
+            chosen.append(entry)
+            if limit is not None and len(chosen) >= limit:
+                break
+        return chosen
+
+    count = None
+    if needs_keys and team is None and purpose is None:  # index fields alone select: the read record can say how many
+        with Ledger.open_readonly(Workspace.discover(workspace)) as listing:
+            count = len(select(listing))
+    if needs_keys:
+        what = {"command": "audit log" + (" --decrypt" if decrypt else ""), "run": run, "round": round_,
+                "node": node, "team": team, "type": entry_type, "since": since, "until": until, "purpose": purpose,
+                "limit": limit, "count": count}
+        ledger = open_payload_reader(workspace, passphrase_file, identity, what=what,
+                                     identity_passphrase_file=identity_passphrase_file)
+    else:
+        ledger = Ledger.open_readonly(Workspace.discover(workspace))
+    with ledger:
+        entries = select(ledger)
+        if decrypt:
+            ledger.prefetch_keys(entries)
+        records = []
+        for entry in entries:
             record = entry.index_fields()
             if decrypt:
                 record["payload"] = _payload_or_why(ledger, entry, asked_for_type=entry_type is not None)
             records.append(record)
-            if limit is not None and len(records) >= limit:
-                break
     title = f"{len(records)} entries"
     if fmt is Format.table:  # for people: short headers, hashes cut to 12 characters
         emit([_log_table_row(r) for r in records], fmt, LOG_TABLE_COLUMNS + (("payload",) if decrypt else ()), title)
