@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from governance.cli.audit_bundle import export, verify_bundle_command
 from governance.cli.listing import emit
 from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
 from governance.errors import UsageError
@@ -72,7 +73,7 @@ class VerifyFormat(str, Enum):
 @app.command("verify")
 def verify(workspace: WorkspaceOpt = None,
            trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file, or the bundle's).")] = None,
-           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an exported evidence bundle directory instead of a database.")] = None,
+           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an evidence bundle (the zip `audit export` writes) instead of a database.")] = None,
            known_checkpoint: Annotated[Optional[list[Path]], typer.Option("--known-checkpoint", help="A checkpoint saved earlier (`fedgov audit checkpoint --out`): the ledger must still contain it. Repeatable.")] = None,
            require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
            fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text) -> None:
@@ -81,23 +82,16 @@ def verify(workspace: WorkspaceOpt = None,
 
     from governance.errors import FedgovError, VerificationError
     from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger
-    from governance.verify.bundle import verify_bundle
 
+    if bundle is not None:  # the travelling verifier's checks and lines (governance/cli/audit_bundle.py)
+        return verify_bundle_command(bundle, trusted_key, known_checkpoint or [], fmt is VerifyFormat.json)
     try:
         keys = None
         if trusted_key:
             keys = _trusted_keys_option(trusted_key)
-        if bundle is not None:
-            from governance.verify.bundle import TRUST_FILE, BundleReader
-            from governance.verify.checkpoint import parse_trusted_keys
-
-            trust = keys or parse_trusted_keys(BundleReader(bundle).read_text(TRUST_FILE), f"bundle file {TRUST_FILE}")
-            known = [load_known_checkpoint(f, trust) for f in known_checkpoint or ()]
-            report = verify_bundle(bundle, keys, known)
-        else:
-            ws = Workspace.discover(workspace)
-            known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
-            report = verify_ledger(ws, keys, known)
+        ws = Workspace.discover(workspace)
+        known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
+        report = verify_ledger(ws, keys, known)
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")
@@ -106,9 +100,7 @@ def verify(workspace: WorkspaceOpt = None,
             typer.echo(json.dumps({"verified": False, "error": str(err), "exit_code": err.exit_code}, indent=2))
         raise
     if fmt is VerifyFormat.json:
-        typer.echo(json.dumps({**report.to_dict(), "source": "bundle" if bundle is not None else "ledger",
-                               "trusted_key": "pinned" if keys or bundle is None else ("shipped in the bundle, pinned by the known checkpoints" if known_checkpoint else "shipped in the bundle")},
-                              indent=2))
+        typer.echo(json.dumps({**report.to_dict(), "source": "ledger", "trusted_key": "pinned"}, indent=2))
     else:
         typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
         if report.known:
@@ -119,37 +111,15 @@ def verify(workspace: WorkspaceOpt = None,
         if report.unsigned_tail:
             typer.echo(f"unsigned: {report.unsigned_tail} entries after the last signed checkpoint (tree size "
                        f"{report.signed_size}) are not yet covered by a signature")
-    if bundle is not None and keys is None:
-        typer.echo("note: trusted the bundle's key that signed your --known-checkpoint" if known_checkpoint else
-                   "note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
 
 
 def _trusted_keys_option(value: str) -> list:
-    """`--trusted-key`: a verifier key line, or a trust file of them; a malformed one is a usage error."""
-    from governance.ledger.verify import load_trusted_keys
-    from governance.verify.checkpoint import CheckpointError, VerifierKey
+    from governance.verify.inputs import trusted_keys_option
 
-    path = Path(value)
-    try:
-        is_dir, is_file = path.is_dir(), path.is_file()
-    except (OSError, ValueError):  # not something a file system can name: it can only be a key
-        is_dir = is_file = False
-    if is_dir:
-        raise UsageError(f"--trusted-key {value} is a directory, not a key or a trust file")
-    try:
-        return load_trusted_keys(path) if is_file else [VerifierKey.from_text(value)]
-    except CheckpointError as err:
-        raise UsageError(f"--trusted-key: {err}") from err
+    return trusted_keys_option(value)
 
 
-@app.command("export")
-def export(out: Annotated[Path, typer.Option("--out", help="New or empty directory for the bundle.")],
-           workspace: WorkspaceOpt = None) -> None:
-    """Write an offline evidence bundle: every entry (ciphertext included), checkpoints, pinned key. No secret."""
-    from governance.ledger.bundle import export_bundle
-
-    entries, checkpoints = export_bundle(Workspace.discover(workspace), out)
-    typer.echo(f"exported {entries} entries and {checkpoints} checkpoints to {out}")
+app.command("export")(export)  # governance/cli/audit_bundle.py
 
 
 @app.command("checkpoint")
