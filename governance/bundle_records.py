@@ -13,6 +13,7 @@ from typing import Any
 
 from governance import entry_types as et
 from governance.consent import ConsentGranted, ConsentWithdrawn, consent_event_from_dict
+from governance.errors import VerificationError
 from governance.ledger import Entry, KeyDestroyedError, Ledger
 from governance.lineage import to_prov_json
 from governance.lineage_store import load_operators, load_versions
@@ -67,8 +68,12 @@ def _principals(ledger: Ledger, entries: Sequence[tuple]) -> set[str]:
 def lineage_document(ledger: Ledger, entries: Sequence[tuple], complete: bool) -> dict[str, Any]:
     """W3C PROV-JSON of the model versions of the runs the entries belong to (every run, for a complete bundle)."""
     runs = {row[3] for row in entries if row[3]}
-    versions = [v for v in load_versions(ledger) if complete or v.run_id in runs]
-    operators = load_operators(ledger)
+    try:
+        versions = [v for v in load_versions(ledger) if complete or v.run_id in runs]
+        operators = load_operators(ledger)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise VerificationError(f"the lineage cannot be built: a run's payload lacks {err} (not written by a governed "
+                                "run); nothing was exported") from err
     named = {operators[run] for run in runs if run in operators}
     return to_prov_json(versions, operator=named.pop() if len(named) == 1 else None)
 

@@ -26,7 +26,7 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
         except KeyDestroyedError:  # the node was crypto-shredded: it still counts as a contributor
             payload = {"node_id": entry.node_id, "team": ERASED, "consent_record_id": ERASED,
                        "update_digest": ERASED, "dataset_fingerprint": {"digest": ERASED}}
-        replies[(entry.run_id, entry.round)][payload["node_id"]] = payload
+        replies[(entry.run_id, entry.round)][entry.node_id] = payload  # the index field: every reply has one
     versions = []
     for entry in ledger.query(entry_type=et.RUN_STARTED):
         payload = ledger.read_payload(entry)

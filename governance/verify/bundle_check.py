@@ -111,17 +111,17 @@ def signers_of(known: Sequence[KnownCheckpoint], keys: Sequence[VerifierKey]) ->
 
 def _checkpoints(rows: list[dict[str, Any]], keys: Sequence[VerifierKey], origin: str,
                  failures: list[str]) -> dict[int, Checkpoint]:
-    """Each checkpoint on its own, then each consecutive pair that both passed; the ones that passed, by id."""
+    """Ids 1..M, each checkpoint on its own, then each consecutive pair that both passed; the ones that passed."""
     if not rows:
         failures.append(NO_CHECKPOINT)
     valid: dict[int, Checkpoint] = {}
     proofs: dict[int, list[bytes]] = {}
-    for expected_id, row in enumerate(rows, start=1):
-        if row["id"] != expected_id:
-            failures.append(f"checkpoint #{expected_id} is missing (found #{row['id']} in its place)")
-            return valid
+    gap = next((at for at, row in enumerate(rows, start=1) if row["id"] != at), None)
+    if gap is not None:
+        failures.append(f"checkpoint #{gap} is missing (found #{rows[gap - 1]['id']} in its place)")
+    for row in rows:
         try:
-            valid[expected_id], proofs[expected_id] = checkpoint_row(row, keys, origin)
+            valid[row["id"]], proofs[row["id"]] = checkpoint_row(row, keys, origin)
         except VerificationError as err:
             failures.append(str(err))
     for cp_id, cp in valid.items():
