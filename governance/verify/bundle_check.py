@@ -57,15 +57,16 @@ def verify_bundle(path: Path, trusted: Sequence[VerifierKey] | None = None,
     bundle = Bundle(path)
     failures = bundle.digest_failures()
     try:
-        origin = ledger_origin(bundle.meta(), "bundle file meta.json")
+        meta = bundle.meta()
         keys = list(trusted) if trusted else _shipped_keys(bundle)
-        known = [load_known_checkpoint(f, keys) for f in known_files]
-        keys = keys if trusted or not known else signers_of(known, keys)
         rows, entries, proofs = bundle.checkpoints(), bundle.entries(), bundle.proofs()
         bundle.json_object(CONSENT_FILE)
         bundle.json_object(LINEAGE_FILE)
+        origin = ledger_origin(meta, "bundle file meta.json")
+        known = [load_known_checkpoint(f, keys) for f in known_files]  # one not signed by a trusted key: exit 2
+        keys = keys if trusted or not known else signers_of(known, keys)
     except VerificationError as err:  # a file not in its form: nothing that depends on it can be checked
-        raise BundleFailures([*failures, *getattr(err, "failures", [str(err)])]) from err
+        raise BundleFailures([*failures, str(err)]) from err
     valid = _checkpoints(rows, keys, origin, failures)
     head = valid.get(rows[-1]["id"]) if rows else None
     if rows and head is None:
