@@ -67,9 +67,13 @@ def entry_line(encode: LeafEncoder, row: tuple) -> bytes:
 
 
 def proof_line(seq: int, tree_size: int, hashes: Sequence[bytes]) -> bytes:
-    """A proofs.jsonl line: the RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries."""
-    return jcs_line({"hashes": [base64.b64encode(h).decode("ascii") for h in hashes], "seq": seq,
-                     "tree_size": tree_size})
+    """A proofs.jsonl line: the RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries.
+
+    Written out, it is the JCS of {"hashes": [...], "seq": seq, "tree_size": tree_size} (members sorted, base64
+    needs no escape); a test holds the two equal.
+    """
+    listed = b",".join(b'"' + base64.b64encode(h) + b'"' for h in hashes)
+    return b'{"hashes":[%s],"seq":%d,"tree_size":%d}\n' % (listed, seq, tree_size)
 
 
 class Bundle:
@@ -167,7 +171,7 @@ class Bundle:
         proofs = []
         for number, line in enumerate(self._lines(PROOFS_FILE), start=1):
             where = f"{PROOFS_FILE} line {number}"
-            row = _canonical_json(line, where)
+            row = _json(line, where)  # its byte form: re-encoded below
             if not isinstance(row, dict) or sorted(row) != ["hashes", "seq", "tree_size"] \
                     or type(row["seq"]) is not int or type(row["tree_size"]) is not int \
                     or not isinstance(row["hashes"], list):
@@ -176,8 +180,11 @@ class Bundle:
                 hashes = [base64.b64decode(h, validate=True) for h in row["hashes"]]
             except (TypeError, binascii.Error) as err:
                 raise BundleError(f"{where}: a hash is not base64") from err
-            if any(len(h) != 32 for h in hashes) or proof_line(row["seq"], row["tree_size"], hashes) != line:
+            if any(len(h) != 32 for h in hashes):
                 raise BundleError(f"{where}: every hash must be the padded base64 of 32 bytes")
+            if proof_line(row["seq"], row["tree_size"], hashes) != line:
+                raise BundleError(f"{where}: not in its canonical byte form (RFC 8785 JSON then LF, "
+                                  "docs/ledger-format.md §10)")
             proofs.append((row["seq"], row["tree_size"], hashes))
         return proofs
 

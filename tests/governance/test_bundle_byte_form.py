@@ -140,3 +140,13 @@ def test_a_deeply_nested_line_is_a_named_rejection(bundle: Path) -> None:
     lines.append(b"[" * 100000 + b"]" * 100000)
     _write_lines(bundle, "checkpoints.jsonl", lines)
     fails_with(_verify(bundle), "error: checkpoints.jsonl line 3: not valid JSON (RecursionError)")
+
+
+@pytest.mark.parametrize("hashes", [[], [bytes(32)], [bytes(range(32)), b"\xff" * 32]])
+def test_a_proof_line_is_the_jcs_of_its_object(hashes: list[bytes]) -> None:
+    import base64
+
+    from governance.verify.bundle import proof_line
+
+    assert proof_line(5, 2**40, hashes) == jcs_line({"hashes": [base64.b64encode(h).decode() for h in hashes],
+                                                     "seq": 5, "tree_size": 2**40})
