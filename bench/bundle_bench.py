@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the ledger builder lives with the tests that use it
 
-from bench.measure import measure  # noqa: E402
+from bench.measure import Measurement, measure  # noqa: E402
 from governance.ledger import create_workspace  # noqa: E402
 from tests.governance.governed_ledger import build_governed_run  # noqa: E402
 
@@ -49,14 +50,14 @@ def main() -> None:
         exports, verifies = [], []
         for i in range(args.repeats):
             out = Path(tmp) / f"bundle-{i}.zip"
-            exported = measure([fedgov, "audit", "export", "--workspace", str(ws.path), "--out", str(out)], env=env)
-            if exported.returncode != 0:
-                sys.exit(f"export failed: {exported.stdout}")
+            exported = _timed([fedgov, "audit", "export", "--workspace", str(ws.path), "--out", str(out)], env)
+            if exported[0].returncode != 0:
+                sys.exit(f"export failed: {exported[0].stdout}")
             exports.append(exported)
-            checked = measure([sys.executable, "-m", "governance.verify", str(out), "--trusted-key",
-                               str(ws.trust_path)], env=env)
-            if checked.returncode != 0 or not checked.stdout.startswith("verified: "):
-                sys.exit(f"verify failed: {checked.stdout}")
+            checked = _timed([sys.executable, "-m", "governance.verify", str(out), "--trusted-key",
+                              str(ws.trust_path)], env)
+            if checked[0].returncode != 0 or not checked[0].stdout.startswith("verified: "):
+                sys.exit(f"verify failed: {checked[0].stdout}")
             verifies.append(checked)
         bundle = Path(tmp) / "bundle-0.zip"
         same = all((Path(tmp) / f"bundle-{i}.zip").read_bytes() == bundle.read_bytes() for i in range(args.repeats))
@@ -65,15 +66,24 @@ def main() -> None:
         print(f"machine: {platform.machine()} {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"ledger: 1 run, {args.rounds} rounds x {args.nodes} nodes built in {build_s:.1f} s")
-        print(verifies[0].stdout.strip().splitlines()[0])
+        print(verifies[0][0].stdout.strip().splitlines()[0])
         print(f"bundle: {bundle.stat().st_size / 2**20:.2f} MiB zip ({sum(m[1] for m in members) / 2**20:.2f} MiB "
               f"unpacked); identical bytes on every export: {same}")
         for name, size, packed in members:
             print(f"  {name:20} {size / 2**10:9.1f} KiB -> {packed / 2**10:9.1f} KiB")
         for what, runs in (("export", exports), ("verify", verifies)):
-            walls = [m.wall_s for m in runs]
-            print(f"{what}: median {statistics.median(walls):.2f} s (min {min(walls):.2f}, max {max(walls):.2f}) over "
-                  f"{len(runs)} runs; peak RSS {max(m.peak_rss_mb for m in runs):.0f} MiB")
+            walls, cpus = [m.wall_s for m, _ in runs], [cpu for _, cpu in runs]
+            print(f"{what}: median {statistics.median(walls):.2f} s wall (min {min(walls):.2f}, max {max(walls):.2f}), "
+                  f"median {statistics.median(cpus):.2f} CPU s, over {len(runs)} runs; peak RSS "
+                  f"{max(m.peak_rss_mb for m, _ in runs):.0f} MiB")
+
+
+def _timed(command: list[str], env: dict[str, str]) -> tuple[Measurement, float]:
+    """Wall time and peak RSS (bench/measure.py), and the CPU seconds the command used (less hurt by a busy machine)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    measured = measure(command, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return measured, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def _cpu() -> str:
