@@ -67,11 +67,7 @@ def entry_line(encode: LeafEncoder, row: tuple) -> bytes:
 
 
 def proof_line(seq: int, tree_size: int, hashes: Sequence[bytes]) -> bytes:
-    """A proofs.jsonl line: the RFC 9162 inclusion proof of entry `seq` in the tree of `tree_size` entries.
-
-    Written out, it is the JCS of {"hashes": [...], "seq": seq, "tree_size": tree_size} (members sorted, base64
-    needs no escape); a test holds the two equal.
-    """
+    """A proofs.jsonl line: the JCS of {"hashes": [...], "seq", "tree_size"} written out (a test holds them equal)."""
     listed = b",".join(b'"' + base64.b64encode(h) + b'"' for h in hashes)
     return b'{"hashes":[%s],"seq":%d,"tree_size":%d}\n' % (listed, seq, tree_size)
 

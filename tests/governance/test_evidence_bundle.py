@@ -243,3 +243,19 @@ def test_wrap_to_is_not_yet_available(governed: Workspace, tmp_path: Path) -> No
                 "--out", str(tmp_path / "b.zip")],
                "error: --wrap-to is not yet available: data keys cannot be wrapped to a recipient until identities "
                "and grants land; export without it (payloads stay encrypted)", code=2)
+
+
+def test_a_known_checkpoint_catches_a_bundle_of_a_rolled_back_ledger(workspace: Workspace, tmp_path: Path) -> None:
+    """An auditor kept a later checkpoint: an older (or cut) bundle is named, not passed."""
+    with Ledger.open(workspace) as ledger:
+        ledger.append([EntryDraft("round.reply", {"i": i}, "node:n1") for i in range(3)], sign=True)
+    old = tmp_path / "old.zip"
+    succeeds("audit", "export", "--workspace", str(workspace.path), "--out", str(old))
+    keys = load_trusted_keys(workspace.trust_path)
+    assert verify_bundle(old, keys, [workspace.head_path]).known == (4,)
+    with Ledger.open(workspace) as ledger:
+        ledger.append([EntryDraft("round.reply", {"i": 9}, "node:n1")], sign=True)
+    with pytest.raises(Exception) as caught:
+        verify_bundle(old, keys, [workspace.head_path])
+    assert caught.value.failures == [f"known checkpoint {workspace.head_path} covers 5 entries but the bundle's newest "
+                                     "checkpoint covers only 4: the ledger was rolled back or truncated"]
