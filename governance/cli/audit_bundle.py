@@ -31,7 +31,8 @@ def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to w
     if wrap_to is not None:  # HOOK: the roles helper's grant primitive (governance/ledger/grants.py) goes here
         raise UsageError("--wrap-to is not yet available: data keys cannot be wrapped to a recipient until "
                          "identities and grants land; export without it (payloads stay encrypted)")
-    selection = Selection(run, since and ledger_time(since, "--since"), until and ledger_time(until, "--until"))
+    selection = Selection(run, None if since is None else ledger_time(since, "--since"),
+                          None if until is None else ledger_time(until, "--until"))
     if selection.since and selection.until and selection.since >= selection.until:
         raise UsageError(f"--since {since} is not before --until {until}: the selection is empty")
     if out.exists() or out.is_symlink():
