@@ -21,6 +21,7 @@ from governance.cli.audit import app as audit_app
 from governance.cli.consent import app as consent_app
 from governance.cli.lineage import app as lineage_app
 from governance.cli.model import app as model_app
+from governance.cli.report import report as report_command
 
 app = typer.Typer(
     name="fedgov",
@@ -56,6 +57,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(model_app, name="model")
+app.command("report")(report_command)
 
 
 @app.command("demo")

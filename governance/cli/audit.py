@@ -16,6 +16,7 @@ import typer
 from governance.cli.audit_bundle import export, verify_bundle_command
 from governance.cli.listing import emit
 from governance.cli.options import Format, PassFileOpt, WorkspaceOpt, open_reader, open_writer, require_known
+from governance.cli.witness import app as witness_app
 from governance.errors import UsageError
 from governance.workspace import Workspace
 
@@ -24,6 +25,7 @@ from governance.workspace import Workspace
 
 app = typer.Typer(name="audit", help="The encrypted, tamper-evident governance ledger.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(witness_app, name="witness")
 
 
 
@@ -76,6 +78,8 @@ def verify(workspace: WorkspaceOpt = None,
            bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an evidence bundle (the zip `audit export` writes) instead of a database.")] = None,
            known_checkpoint: Annotated[Optional[list[Path]], typer.Option("--known-checkpoint", help="A checkpoint saved earlier (`fedgov audit checkpoint --out`): the ledger must still contain it. Repeatable.")] = None,
            require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
+           require_cosigned_by: Annotated[Optional[list[str]], typer.Option("--require-cosigned-by", help="A witness's verifier key (or a file of them): fail unless it cosigned the latest signed checkpoint. Repeatable.")] = None,
+           cosigned: Annotated[Optional[list[Path]], typer.Option("--cosigned", help="A cosigned checkpoint file to read besides <workspace or bundle>/cosignatures/. Repeatable.")] = None,
            fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text) -> None:
     """Recompute every leaf, the tree and its cache; check every checkpoint against the pinned key. Needs no secret."""
     import json
@@ -84,9 +88,16 @@ def verify(workspace: WorkspaceOpt = None,
     from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger
 
     if bundle is not None:  # the travelling verifier's checks and lines (governance/cli/audit_bundle.py)
-        return verify_bundle_command(bundle, trusted_key, known_checkpoint or [], fmt is VerifyFormat.json)
+        return verify_bundle_command(bundle, trusted_key, known_checkpoint or [], fmt is VerifyFormat.json,
+                                     require_cosigned_by or [], cosigned or [])
     try:
-        keys = None
+        keys = witnesses = cosigners = None
+        if require_cosigned_by:
+            from governance.cli.witness import check_cosigned, witness_keys_option
+
+            witnesses = witness_keys_option(require_cosigned_by)
+        elif cosigned:
+            raise UsageError("--cosigned goes with --require-cosigned-by")
         if trusted_key:
             keys = _trusted_keys_option(trusted_key)
         ws = Workspace.discover(workspace)
@@ -95,12 +106,17 @@ def verify(workspace: WorkspaceOpt = None,
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")
+        if witnesses:
+            cosigned_size, cosigners = check_cosigned(workspace, None, witnesses, cosigned or [])
     except FedgovError as err:
         if fmt is VerifyFormat.json:
             typer.echo(json.dumps({"verified": False, "error": str(err), "exit_code": err.exit_code}, indent=2))
         raise
     if fmt is VerifyFormat.json:
-        typer.echo(json.dumps({**report.to_dict(), "source": "ledger", "trusted_key": "pinned"}, indent=2))
+        typer.echo(json.dumps({**report.to_dict(), "source": "ledger",
+                               **({"cosigned_by": [{"witness": c.witness.to_text(), "tree_size": cosigned_size,
+                                                    "time": c.timestamp} for c in cosigners]} if cosigners else {}),
+                               "trusted_key": "pinned"}, indent=2))
     else:
         typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
         if report.known:
@@ -111,6 +127,10 @@ def verify(workspace: WorkspaceOpt = None,
         if report.unsigned_tail:
             typer.echo(f"unsigned: {report.unsigned_tail} entries after the last signed checkpoint (tree size "
                        f"{report.signed_size}) are not yet covered by a signature")
+        for cosignature in cosigners or ():
+            from governance.cli.witness import describe
+
+            typer.echo(describe(cosignature, cosigned_size))
 
 
 def _trusted_keys_option(value: str) -> list:

@@ -26,7 +26,8 @@ def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to w
     """Write one evidence bundle (a zip): signed entries with inclusion proofs, checkpoints, keys, consent, lineage."""
     from governance.bundle_records import consent_document, identity_files, lineage_document
     from governance.ledger.bundle import Selection, ledger_time, public_members, signed_rows, write_bundle
-    from governance.verify.bundle import CONSENT_FILE, LINEAGE_FILE, jcs_line
+    from governance.verify.bundle import CHECKPOINTS_FILE, CONSENT_FILE, LINEAGE_FILE, jcs_line
+    from governance.witness import cosignature_members
 
     if wrap_to is not None:  # HOOK: the roles helper's grant primitive (governance/ledger/grants.py) goes here
         raise UsageError("--wrap-to is not yet available: data keys cannot be wrapped to a recipient until "
@@ -42,27 +43,41 @@ def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to w
         if run is not None:
             require_known(ledger, "run_id", run, "--run")
         rows = signed_rows(ledger.store, selection)
+        notes = [json.loads(line)["note"] for line in rows.members[CHECKPOINTS_FILE].splitlines()]
         members = {**rows.members, **public_members(ledger.workspace.trust_path), **identity_files(ledger),
+                   **cosignature_members(ledger.workspace.path, notes),
                    CONSENT_FILE: jcs_line(consent_document(ledger, rows.entries, selection.complete)),
                    LINEAGE_FILE: jcs_line(lineage_document(ledger, rows.entries, selection.complete))}
     write_bundle(out, members, selection)
     typer.echo(f"exported {len(rows.entries)} entries ({selection.describe()}), {rows.checkpoints} checkpoints, "
                f"tree size {rows.tree_size} to {out}")
+    if carried := sum(name.startswith("cosignatures/") for name in members):
+        typer.echo(f"with the witnesses' cosignatures of {carried} of them (cosignatures/ in the bundle)")
     if rows.unsigned:
         typer.echo(f"note: {rows.unsigned} entries after the newest checkpoint are not signed yet and were left out "
                    "(`fedgov audit checkpoint` signs them)", err=True)
 
 
-def verify_bundle_command(bundle: Path, trusted_key: str | None, known_checkpoint: list[Path], as_json: bool) -> None:
-    """`fedgov audit verify --bundle`: every failure one `error:` line (exit 1), or the verified line."""
+def verify_bundle_command(bundle: Path, trusted_key: str | None, known_checkpoint: list[Path], as_json: bool,
+                          require_cosigned_by: list[str], cosigned: list[Path]) -> None:
+    """`fedgov audit verify --bundle`: every failure one `error:` line (exit 1), or the verified line; then, with
+    --require-cosigned-by, each witness's cosignature of the newest checkpoint (the bundle's or --cosigned)."""
     from governance.errors import FedgovError
     from governance.verify.bundle_check import verify_bundle
     from governance.verify.inputs import trusted_keys_option
 
-    keys = None
+    keys = cosigners = None
     try:
+        if cosigned and not require_cosigned_by:
+            raise UsageError("--cosigned goes with --require-cosigned-by")
+        if require_cosigned_by:
+            from governance.cli.witness import check_cosigned, witness_keys_option
+
+            witnesses = witness_keys_option(require_cosigned_by)
         keys = trusted_keys_option(trusted_key) if trusted_key else None
         report = verify_bundle(bundle, keys, known_checkpoint)
+        if require_cosigned_by:
+            cosigned_size, cosigners = check_cosigned(None, bundle, witnesses, cosigned)
     except FedgovError as err:
         failures = getattr(err, "failures", [str(err)])
         if as_json:
@@ -74,9 +89,16 @@ def verify_bundle_command(bundle: Path, trusted_key: str | None, known_checkpoin
     if as_json:
         trust = "pinned" if keys else ("shipped in the bundle, pinned by the known checkpoints" if known_checkpoint
                                        else "shipped in the bundle")
-        typer.echo(json.dumps({**report.to_dict(), "source": "bundle", "trusted_key": trust}, indent=2))
+        typer.echo(json.dumps({**report.to_dict(), "source": "bundle", "trusted_key": trust,
+                               **({"cosigned_by": [{"witness": c.witness.to_text(), "tree_size": cosigned_size,
+                                                    "time": c.timestamp} for c in cosigners]} if cosigners else {})},
+                              indent=2))
     else:
         typer.echo("\n".join(report.lines()))
+        for cosignature in cosigners or ():
+            from governance.cli.witness import describe
+
+            typer.echo(describe(cosignature, cosigned_size))
     if keys is None:
         typer.echo("note: trusted the bundle's key that signed your --known-checkpoint" if known_checkpoint else
                    "note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)

@@ -296,3 +296,82 @@ def test_the_console_names_nodes_by_their_fedgov_id_and_prints_the_run_id(hostil
     assert f"run {hostile.run_id}: enrolled 10 simulated nodes in" in out
     assert any(line.strip().startswith("rejected sim-0000 (Flower node ") for line in out.splitlines())
     assert f"run {hostile.run_id}: 2 rounds, 0 failed" in out
+
+
+# -- the compliance report of the demo's run (fedgov report), opened in headless Chromium -----------------
+
+REPORT_WIDTH = 1200
+
+
+@pytest.fixture(scope="module")
+def ten_report(ten, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = fedgov(ten.tmp, "report", ten.run_id, "--out", str(out))
+    assert result.stdout.startswith(f"wrote the report of run {ten.run_id} to {out}: 3 rounds, 10 nodes; "
+                                    "ledger verified")
+    return out
+
+
+def test_the_report_holds_the_runs_recorded_values(ten, ten_report):
+    page = ten_report.read_text(encoding="utf-8")
+    [(_, start)] = ten.of(et.RUN_STARTED)
+    assert start["purpose"] in page and start["config_hash"] in page and start["initial_model_hash"] in page
+    for entry, evaluation in ten.of(et.ROUND_EVALUATED):  # the global metrics table, as %.6g
+        assert f'<td>{entry.round}</td><td><span class="num">{evaluation["metrics"]["accuracy"]:.6g}</span>' in page
+    for _, reply in ten.of(et.ROUND_REPLY):
+        assert reply["node_id"] in page and reply["dataset_fingerprint"]["digest"] in page
+        assert f'{reply["metrics"]["train-loss"]:.6g}' in page
+    for _, agg in ten.of(et.ROUND_AGGREGATED):
+        assert agg["output_model_hash"] in page
+    root = fedgov(ten.tmp, "audit", "verify").stdout.split(", root ")[1].split()[0]
+    assert "VERIFIED: checked" in page and root in page
+    assert page.count('data-state="contributed"') == 30  # 10 nodes x 3 rounds in the participation grid
+    for section in ("metrics", "participation", "consent", "fingerprints", "lineage", "verification", "art30",
+                    "privacy-budget", "drift"):
+        assert f'<section id="{section}">' in page
+
+
+# What each chart draws in its own colour: the first series, "contributed" and "valid" cells, model boxes.
+CHART_INK = {"chart-global-accuracy": (31, 119, 180), "chart-global-loss": (31, 119, 180),
+             "chart-node-train-loss": (31, 119, 180), "chart-participation": (46, 125, 50),
+             "chart-consent": (46, 125, 50), "chart-lineage": (51, 103, 214)}
+
+
+def _ink(pixels, colour, tolerance: int = 24) -> int:
+    """How many pixels are within `tolerance` of `colour` on every channel."""
+    import numpy as np
+
+    return int(np.all(np.abs(pixels[..., :3].astype(int) - colour) <= tolerance, axis=-1).sum())
+
+
+def _not_white(pixels) -> float:
+    import numpy as np
+
+    return float(np.any(pixels[..., :3] < 235, axis=-1).mean())
+
+
+def test_the_report_opens_in_headless_chromium_with_every_chart_drawn(ten_report, tmp_path):
+    """Layout measured once (each chart's SVG box), the page screenshotted once, each box checked for its ink.
+
+    Two runs of the real page rather than one page per chart: what is checked is the report as a
+    reader opens it. A blank box would have no pixel of its chart's colour and almost no ink; the
+    page's empty right margin beside each chart is checked the same way and must count as blank.
+    """
+    from tests import headless_chromium
+    from tests.png_pixels import read_png
+
+    layout = headless_chromium.measure(ten_report, tmp_path, REPORT_WIDTH)
+    charts = {c["id"]: c for c in layout["charts"]}
+    assert set(charts) == set(CHART_INK)
+    bottom = max(c["y"] + c["h"] for c in charts.values())
+    shot = headless_chromium.screenshot(ten_report, tmp_path / "report.png", REPORT_WIDTH, int(bottom) + 20)
+    pixels = read_png(shot)
+    assert pixels.shape[1] == REPORT_WIDTH
+    for chart_id, box in charts.items():
+        x, y, w, h = (int(box[k]) for k in ("x", "y", "w", "h"))
+        assert w > 100 and h > 60, (chart_id, box)
+        area = pixels[y:y + h, x:x + w]
+        assert _ink(area, CHART_INK[chart_id]) >= 30, f"{chart_id} shows none of its colour"
+        assert _not_white(area) > 0.005, f"{chart_id} is blank"
+        margin = pixels[y:y + h, REPORT_WIDTH - 40:REPORT_WIDTH]  # beyond the page's 1100 px column
+        assert _ink(margin, CHART_INK[chart_id]) == 0 and _not_white(margin) == 0.0
