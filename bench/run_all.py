@@ -25,6 +25,7 @@ BENCHMARKS = {
     "reply_checks": ["--repeats", "200"],
     "signed_writes": ["--sizes", "1000,100000,1000000", "--repeats", "200"],
     "deploy_rounds": ["--nodes", "3,20", "--rounds", "3", "--repeats", "2"],
+    "bundle_bench": ["--rounds", "100", "--nodes", "100", "--repeats", "3"],
 }
 
 

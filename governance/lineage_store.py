@@ -28,7 +28,7 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
             payload = _placeholder(entry.node_id, ERASED)
         except AccessDenied:  # sealed to auditors: the contributor is known from the index, its details are not
             payload = _placeholder(entry.node_id, SEALED_LABEL)
-        replies[(entry.run_id, entry.round)][payload["node_id"]] = payload
+        replies[(entry.run_id, entry.round)][entry.node_id] = payload  # the index field: every reply has one
     versions = []
     for entry in ledger.query(entry_type=et.RUN_STARTED):
         payload = ledger.read_payload(entry)

@@ -153,14 +153,15 @@ class WorkspaceSource:
 
 
 class BundleSource:
-    """An evidence bundle directory: its checkpoints, chained by the proofs between consecutive ones."""
+    """An evidence bundle (a zip, docs/ledger-format.md §10): its checkpoints, chained by the proofs between
+    consecutive ones."""
 
     def __init__(self, path: Path) -> None:
-        from governance.verify.bundle import BundleReader
+        from governance.verify.bundle import Bundle
 
-        self.reader = BundleReader(path)
+        self.bundle = Bundle(path)
         self.label = f"bundle {path}"
-        self.rows = self.reader.checkpoints()
+        self.rows = self.bundle.checkpoints()
         if not self.rows:
             raise WitnessRefusal(f"refusing to cosign: {self.label} holds no signed checkpoint")
 
@@ -183,7 +184,7 @@ class BundleSource:
         from governance.verify.bundle import TRUST_FILE
         from governance.verify.checkpoint import parse_trusted_keys
 
-        return parse_trusted_keys(self.reader.read_text(TRUST_FILE), f"{self.label} {TRUST_FILE}")
+        return parse_trusted_keys(self.bundle.text(TRUST_FILE), f"{self.label} {TRUST_FILE}")
 
     def close(self) -> None:
         pass
@@ -402,19 +403,17 @@ def store_cosignature(directory: Path, cosigned: Cosigned, witness: WitnessKey) 
     return path
 
 
-def copy_cosignatures(workspace_dir: Path, bundle_dir: Path) -> int:
-    """Put the workspace's cosigned notes of the bundle's checkpoints in `bundle_dir/cosignatures/`.
+def cosignature_members(workspace_dir: Path, notes: Sequence[str]) -> dict[str, bytes]:
+    """The workspace's cosigned notes of these checkpoints, as bundle members `cosignatures/<tree size>.note`.
 
     Only notes whose body is one of the bundle's checkpoints: a cosignature of a newer
-    checkpoint than the bundle holds would read as a rollback. Returns how many were copied.
+    checkpoint than the bundle holds would read as a rollback.
     """
-    from governance.verify.bundle import BundleReader
-
     source = workspace_dir / COSIGNATURE_DIR
     if not source.is_dir():
-        return 0
-    bodies = {parse_checkpoint(row["note"]).body for row in BundleReader(bundle_dir).checkpoints()}
-    copied = 0
+        return {}
+    bodies = {parse_checkpoint(note).body for note in notes}
+    members = {}
     for path in sorted(source.iterdir()):
         if path.suffix != ".note" or not path.stem.isdigit():
             continue
@@ -424,7 +423,5 @@ def copy_cosignatures(workspace_dir: Path, bundle_dir: Path) -> int:
                 continue
         except (UnicodeDecodeError, CheckpointError):
             continue  # not the bundle's to carry; `audit verify` on the workspace names it
-        (bundle_dir / COSIGNATURE_DIR).mkdir(exist_ok=True)
-        (bundle_dir / COSIGNATURE_DIR / path.name).write_bytes(data)
-        copied += 1
-    return copied
+        members[f"{COSIGNATURE_DIR}/{path.name}"] = data
+    return members

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from governance.cli.audit_bundle import export, verify_bundle_command
 from governance.cli.audit_query import register as register_queries
 from governance.cli.options import PassFileOpt, WorkspaceOpt, open_writer
 from governance.cli.witness import app as witness_app
@@ -75,7 +76,7 @@ class VerifyFormat(str, Enum):
 @app.command("verify")
 def verify(workspace: WorkspaceOpt = None,
            trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="Verifier key text, or a file of them (default: the workspace trust file, or the bundle's).")] = None,
-           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an exported evidence bundle directory instead of a database.")] = None,
+           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an evidence bundle (the zip `audit export` writes) instead of a database.")] = None,
            known_checkpoint: Annotated[Optional[list[Path]], typer.Option("--known-checkpoint", help="A checkpoint saved earlier (`fedgov audit checkpoint --out`): the ledger must still contain it. Repeatable.")] = None,
            require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
            require_cosigned_by: Annotated[Optional[list[str]], typer.Option("--require-cosigned-by", help="A witness's verifier key (or a file of them): fail unless it cosigned the latest signed checkpoint. Repeatable.")] = None,
@@ -86,8 +87,10 @@ def verify(workspace: WorkspaceOpt = None,
 
     from governance.errors import FedgovError, VerificationError
     from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger
-    from governance.verify.bundle import verify_bundle
 
+    if bundle is not None:  # the travelling verifier's checks and lines (governance/cli/audit_bundle.py)
+        return verify_bundle_command(bundle, trusted_key, known_checkpoint or [], fmt is VerifyFormat.json,
+                                     require_cosigned_by or [], cosigned or [])
     try:
         keys = witnesses = cosigners = None
         if require_cosigned_by:
@@ -98,32 +101,23 @@ def verify(workspace: WorkspaceOpt = None,
             raise UsageError("--cosigned goes with --require-cosigned-by")
         if trusted_key:
             keys = _trusted_keys_option(trusted_key)
-        if bundle is not None:
-            from governance.verify.bundle import TRUST_FILE, BundleReader
-            from governance.verify.checkpoint import parse_trusted_keys
-
-            trust = keys or parse_trusted_keys(BundleReader(bundle).read_text(TRUST_FILE), f"bundle file {TRUST_FILE}")
-            known = [load_known_checkpoint(f, trust) for f in known_checkpoint or ()]
-            report = verify_bundle(bundle, keys, known)
-        else:
-            ws = Workspace.discover(workspace)
-            known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
-            report = verify_ledger(ws, keys, known)
+        ws = Workspace.discover(workspace)
+        known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
+        report = verify_ledger(ws, keys, known)
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")
         if witnesses:
-            cosigned_size, cosigners = check_cosigned(workspace, bundle, witnesses, cosigned or [])
+            cosigned_size, cosigners = check_cosigned(workspace, None, witnesses, cosigned or [])
     except FedgovError as err:
         if fmt is VerifyFormat.json:
             typer.echo(json.dumps({"verified": False, "error": str(err), "exit_code": err.exit_code}, indent=2))
         raise
     if fmt is VerifyFormat.json:
-        typer.echo(json.dumps({**report.to_dict(), "source": "bundle" if bundle is not None else "ledger",
+        typer.echo(json.dumps({**report.to_dict(), "source": "ledger",
                                **({"cosigned_by": [{"witness": c.witness.to_text(), "tree_size": cosigned_size,
                                                     "time": c.timestamp} for c in cosigners]} if cosigners else {}),
-                               "trusted_key": "pinned" if keys or bundle is None else ("shipped in the bundle, pinned by the known checkpoints" if known_checkpoint else "shipped in the bundle")},
-                              indent=2))
+                               "trusted_key": "pinned"}, indent=2))
     else:
         typer.echo(f"checked {report.entries} entries, {report.checkpoints} checkpoints, root {report.root_hex}")
         if report.known:
@@ -138,42 +132,15 @@ def verify(workspace: WorkspaceOpt = None,
             from governance.cli.witness import describe
 
             typer.echo(describe(cosignature, cosigned_size))
-    if bundle is not None and keys is None:
-        typer.echo("note: trusted the bundle's key that signed your --known-checkpoint" if known_checkpoint else
-                   "note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
 
 
 def _trusted_keys_option(value: str) -> list:
-    """`--trusted-key`: a verifier key line, or a trust file of them; a malformed one is a usage error."""
-    from governance.ledger.verify import load_trusted_keys
-    from governance.verify.checkpoint import CheckpointError, VerifierKey
+    from governance.verify.inputs import trusted_keys_option
 
-    path = Path(value)
-    try:
-        is_dir, is_file = path.is_dir(), path.is_file()
-    except (OSError, ValueError):  # not something a file system can name: it can only be a key
-        is_dir = is_file = False
-    if is_dir:
-        raise UsageError(f"--trusted-key {value} is a directory, not a key or a trust file")
-    try:
-        return load_trusted_keys(path) if is_file else [VerifierKey.from_text(value)]
-    except CheckpointError as err:
-        raise UsageError(f"--trusted-key: {err}") from err
+    return trusted_keys_option(value)
 
 
-@app.command("export")
-def export(out: Annotated[Path, typer.Option("--out", help="New or empty directory for the bundle.")],
-           workspace: WorkspaceOpt = None) -> None:
-    """Write an offline evidence bundle: every entry (ciphertext included), checkpoints, pinned key. No secret."""
-    from governance.ledger.bundle import export_bundle
-
-    from governance.witness import copy_cosignatures
-
-    ws = Workspace.discover(workspace)
-    entries, checkpoints = export_bundle(ws, out)
-    typer.echo(f"exported {entries} entries and {checkpoints} checkpoints to {out}")
-    if cosigned := copy_cosignatures(ws.path, out):
-        typer.echo(f"with the witnesses' cosignatures of {cosigned} of them in {out}/cosignatures/")
+app.command("export")(export)  # governance/cli/audit_bundle.py
 
 
 @app.command("checkpoint")

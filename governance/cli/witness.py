@@ -38,12 +38,12 @@ def init(name: Annotated[str, typer.Option("--name", help="Witness key name, e.g
 
 @app.command("cosign")
 def cosign(state: StateOpt, workspace: WorkspaceOpt = None,
-           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Cosign an evidence bundle directory's latest checkpoint instead; its checkpoints chain the proof.")] = None,
+           bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Cosign an evidence bundle's latest checkpoint instead (needs --out: a bundle is not changed after export); its checkpoints chain the proof.")] = None,
            log_key: Annotated[Optional[str], typer.Option("--log-key", help="The log's verifier key, pinned at first use (default then: the workspace's or bundle's trusted_keys).")] = None,
            out: Annotated[Optional[Path], typer.Option("--out", help="Also write the cosigned note (the log's note and this cosignature) to this file.")] = None) -> None:
     """Check the latest signed checkpoint extends the one cosigned before (RFC 9162 proof), then cosign it.
 
-    Writes `<workspace or bundle>/cosignatures/<tree size>.note` and advances the state.
+    Writes `<workspace>/cosignatures/<tree size>.note` (with --bundle: only --out) and advances the state.
     """
     from governance.private_files import UMASK_MODE, write_atomic
     from governance.verify.checkpoint import CheckpointError, VerifierKey
@@ -52,6 +52,9 @@ def cosign(state: StateOpt, workspace: WorkspaceOpt = None,
 
     if workspace is not None and bundle is not None:
         raise UsageError("give --workspace or --bundle, not both")
+    if bundle is not None and out is None:
+        raise UsageError("with --bundle, give --out FILE: a bundle is not changed after export; hand the file to "
+                         "`fedgov audit verify --bundle B --cosigned FILE`")
     pinned = None
     if log_key is not None:
         try:
@@ -72,8 +75,7 @@ def cosign(state: StateOpt, workspace: WorkspaceOpt = None,
             write_atomic(out, done.cosigned_note.encode("utf-8"), mode=UMASK_MODE, durable=False)
         except OSError as err:
             raise UsageError(f"cannot write --out {out}: {err.strerror}") from None
-    where = bundle if bundle is not None else source.ws.path
-    path = store_cosignature(where / COSIGNATURE_DIR, done, witness.key)
+    path = out if bundle is not None else store_cosignature(source.ws.path / COSIGNATURE_DIR, done, witness.key)
     since = ("first use" if done.previous is None else
              f"consistent with tree size {done.previous.size}, cosigned before")
     typer.echo(f"cosigned tree size {done.checkpoint.size} of {done.checkpoint.origin} ({since}); wrote {path}")
@@ -112,15 +114,21 @@ def check_cosigned(workspace: Path | None, bundle: Path | None, required: list[W
 
     Returns that checkpoint's tree size and each witness's newest cosignature on it.
 
-    Cosignatures come from `<workspace or bundle>/cosignatures/` and the `--cosigned` files.
+    Cosignatures come from `<workspace>/cosignatures/` (a bundle's `cosignatures/` members) and the `--cosigned`
+    files.
     """
     from governance.verify.checkpoint import parse_checkpoint
     from governance.verify.cosignature import COSIGNATURE_DIR, read_cosigned_files, require_cosigned
 
-    if bundle is not None:
-        from governance.verify.bundle import BundleReader
+    carried = []
+    if bundle is not None:  # its `cosignatures/<size>.note` members
+        from governance.verify.bundle import Bundle
+        from governance.verify.cosignature import verify_cosigned
 
-        rows, root = BundleReader(bundle).checkpoints(), bundle
+        opened = Bundle(bundle)
+        rows, directories = opened.checkpoints(), []
+        carried = [verify_cosigned(opened.text(name), (), required, f"{bundle}:{name}") for name in
+                   sorted(opened.files) if name.startswith(f"{COSIGNATURE_DIR}/") and name.endswith(".note")]
     else:
         from governance.ledger import Ledger
         from governance.workspace import Workspace
@@ -128,10 +136,10 @@ def check_cosigned(workspace: Path | None, bundle: Path | None, required: list[W
         ws = Workspace.discover(workspace)
         with Ledger.open_readonly(ws) as ledger, ledger.store.read() as conn:
             rows = ledger.store.checkpoints(conn)
-        root = ws.path
+        directories = [ws.path / COSIGNATURE_DIR]
     checkpoints = [parse_checkpoint(row["note"]) for row in rows]  # verified already, by `audit verify`
     held = {cp.size: cp.root for cp in checkpoints}
-    cosigned = read_cosigned_files([root / COSIGNATURE_DIR], cosigned_files, required)
+    cosigned = carried + read_cosigned_files(directories, cosigned_files, required)
     return checkpoints[-1].size, require_cosigned(checkpoints[-1], cosigned, required, held)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from governance.errors import UsageError, VerificationError
+from governance.errors import VerificationError
 from governance.ledger.tree_cache import ExpectedNodes, add_nodes, compare
-from governance.verify.checkpoint import CheckpointError, VerifierKey, parse_trusted_keys
+from governance.verify.checkpoint import CheckpointError, VerifierKey
+from governance.verify.inputs import load_known_checkpoint, load_trusted_keys  # noqa: F401 (re-exported: the CLI's readers)
 from governance.verify.rows import KnownCheckpoint, VerifyReport, check_signed, ledger_origin, verify_rows
 from governance.workspace import Workspace
 
@@ -23,29 +23,6 @@ if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle ne
     from sqlalchemy.engine import Connection
 
     from governance.ledger.store import LedgerStore
-
-
-def load_trusted_keys(path: Path) -> list[VerifierKey]:
-    """Read a trust file: one signed-note verifier key per line, `#` comments allowed."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError as err:
-        raise UsageError(f"no trusted key file at {path}: pass --trusted-key") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read trusted key file {path}: {getattr(err, 'strerror', None) or err}") from err
-    return parse_trusted_keys(text, str(path))
-
-
-def load_known_checkpoint(path: Path, trusted: Sequence[VerifierKey]) -> KnownCheckpoint:
-    """Read a saved checkpoint note (`fedgov audit checkpoint --out`); it must carry a trusted signature."""
-    try:
-        text = path.read_bytes().decode("utf-8")  # no newline translation: the note's bytes are signed
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read --known-checkpoint {path}: {getattr(err, 'strerror', None) or err}") from err
-    try:
-        return KnownCheckpoint(str(path), check_signed(text, trusted), text)
-    except CheckpointError as err:
-        raise UsageError(f"--known-checkpoint {path} is not a checkpoint signed by a trusted key: {err}") from err
 
 
 def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,

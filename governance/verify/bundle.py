@@ -1,9 +1,9 @@
-"""Offline evidence bundles (docs/ledger-format.md §10): read and verified with no database.
+"""Evidence bundles, version 3 (docs/ledger-format.md §10): one zip, its files and their one byte form each.
 
-Files: `entries.jsonl`, `checkpoints.jsonl`, `meta.json`, `trusted_keys` and `manifest.json`
-(SHA-256 of each of the others). Every JSON line and file has exactly one byte form: the
-reader re-encodes what it parsed and compares bytes, so a duplicate member, other
-whitespace or other escapes (the same thing to a lenient parser) is refused, naming the line.
+Read here, checked in bundle_check.py. Every JSON file and line is RFC 8785 (JCS) then LF, except
+`entries.jsonl` (§10); the reader re-encodes what it parsed and compares bytes, so a duplicate
+member, other whitespace or other escapes (the same thing to a lenient parser) is refused,
+naming the file and line. The zip is only a carrier: members are read by name, in memory.
 """
 
 from __future__ import annotations
@@ -12,31 +12,46 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+import re
+import zipfile
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from governance.verify.canonical import CanonicalError, canonical_bytes
-from governance.verify.checkpoint import CheckpointError, VerifierKey, parse_trusted_keys, verify_trusted
 from governance.verify.errors import UsageError, VerificationError
 from governance.verify.leaf import LeafEncoder, as_bytes
-from governance.verify.rows import KnownCheckpoint, VerifyReport, ledger_origin, verify_rows
 
 BUNDLE_FORMAT = "fedgov-evidence-bundle"
-BUNDLE_VERSION = 2  # 1: checkpoints.jsonl and meta.json had no fixed byte form; no longer read
+BUNDLE_VERSION = 3  # 1 and 2 (directories) are no longer read: export again
+MANIFEST_FILE = "manifest.json"
 ENTRIES_FILE = "entries.jsonl"
+PROOFS_FILE = "proofs.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 META_FILE = "meta.json"
 TRUST_FILE = "trusted_keys"
-MANIFEST_FILE = "manifest.json"
-DATA_FILES = (ENTRIES_FILE, CHECKPOINTS_FILE, META_FILE, TRUST_FILE)
+CONSENT_FILE = "consent.json"
+LINEAGE_FILE = "lineage.prov.json"
+REQUIRED_FILES = (CHECKPOINTS_FILE, CONSENT_FILE, ENTRIES_FILE, LINEAGE_FILE, META_FILE, PROOFS_FILE, TRUST_FILE)
+SELECTION_KEYS = ("run", "since", "until")
 CHECKPOINT_FIELDS = {"id": int, "tree_size": int, "note": str, "consistency_proof": str, "created": str}
 ENTRY_FIELDS = ("ciphertext", "config_hash", "entry_type", "key_id", "model_hash", "node_id", "round", "run_id",
                 "seq", "timestamp", "leaf_hash")
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleError(VerificationError):
-    """A bundle file is missing, unreadable, or does not match its manifest."""
+    """A bundle file is missing, unreadable, or not in its one byte form."""
+
+
+class BundleFailures(VerificationError):
+    """Every failure a bundle's checks found, one line each (the CLI prints them all)."""
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = list(failures)
+        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        super().__init__(self.failures[0] + more)
 
 
 def jcs_line(value: Any) -> bytes:
@@ -51,104 +66,88 @@ def entry_line(encode: LeafEncoder, row: tuple) -> bytes:
     return body[:-1] + b',"leaf_hash":"' + base64.b64encode(as_bytes(leaf)) + b'"}\n'
 
 
-def verify_bundle(path: Path, trusted: Sequence[VerifierKey] | None = None,
-                  known: Sequence[KnownCheckpoint] = ()) -> VerifyReport:
-    """Verify a bundle: the checks of `verify_rows`, from files, then every file against the manifest.
-
-    Trusts `trusted`, else the key file shipped in the bundle (whose worth is only as good
-    as the channel the bundle came by, unless a known checkpoint pins the signer).
-    """
-    reader = BundleReader(path)
-    shipped = reader.read_text(TRUST_FILE)
-    if trusted:
-        keys = list(trusted)
-    else:
-        try:
-            keys = parse_trusted_keys(shipped, f"bundle file {TRUST_FILE}")
-        except CheckpointError as err:
-            raise BundleError(f"{TRUST_FILE}: {err}") from err
-        keys = signers_of(known, keys) if known else keys
-    origin = ledger_origin(reader.meta(), "bundle file meta.json")
-    report = verify_rows(reader.entries(), reader.checkpoints(), keys, origin=origin, known=known)
-    reader.check_manifest()
-    return report
+def proof_line(seq: int, tree_size: int, hashes: Sequence[bytes]) -> bytes:
+    """A proofs.jsonl line: the JCS of {"hashes": [...], "seq", "tree_size"} written out (a test holds them equal)."""
+    listed = b",".join(b'"' + base64.b64encode(h) + b'"' for h in hashes)
+    return b'{"hashes":[%s],"seq":%d,"tree_size":%d}\n' % (listed, seq, tree_size)
 
 
-def signers_of(known: Sequence[KnownCheckpoint], keys: Sequence[VerifierKey]) -> list[VerifierKey]:
-    """The keys among `keys` that signed every known checkpoint: a note kept from before pins its signer.
-
-    Without this, a bundle could ship an extra key under the ledger's name and sign a forged
-    continuation with it, while the known checkpoint still matched the genuine prefix.
-    """
-    pinned = []
-    for key in keys:
-        try:
-            for item in known:
-                verify_trusted(item.text, [key])
-        except CheckpointError:
-            continue
-        pinned.append(key)
-    if not pinned:
-        raise VerificationError("no key in the bundle's trusted_keys signed every --known-checkpoint")
-    return pinned
-
-
-class BundleReader:
-    """Streams a bundle's rows in the shapes `verify_rows` takes, hashing each file as it goes."""
+class Bundle:
+    """A bundle read into memory: its manifest checked, its files by name, each parsed on request."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            data = (path / MANIFEST_FILE).read_bytes()
-        except FileNotFoundError as err:
-            raise UsageError(f"{path} is not a fedgov evidence bundle (no {MANIFEST_FILE})") from err
-        except OSError as err:
-            raise UsageError(f"cannot read {path / MANIFEST_FILE}: {err.strerror}") from err
-        manifest = _canonical_json(data, MANIFEST_FILE)
+        files = _zip_members(path)
+        manifest = _canonical_json(files.pop(MANIFEST_FILE), MANIFEST_FILE)
         if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{MANIFEST_FILE}: not a {BUNDLE_FORMAT} manifest")
         if manifest.get("version") != BUNDLE_VERSION:
             raise BundleError(f"{MANIFEST_FILE}: bundle version {manifest.get('version')!r} is not read by this fedgov "
                               f"(it reads version {BUNDLE_VERSION}); export the ledger again with `fedgov audit export`")
-        digests = manifest.get("sha256")
-        if sorted(manifest) != ["format", "sha256", "version"] or not isinstance(digests, dict) \
-                or sorted(digests) != sorted(DATA_FILES) or not all(isinstance(v, str) for v in digests.values()):
-            raise BundleError(f"{MANIFEST_FILE}: not a version {BUNDLE_VERSION} {BUNDLE_FORMAT} manifest")
-        self.expected: dict[str, str] = digests
-        self.seen: dict[str, str] = {}
+        digests, selection = manifest.get("files"), manifest.get("selection")
+        if sorted(manifest) != ["files", "format", "selection", "version"] or not isinstance(digests, dict) \
+                or not all(isinstance(v, str) and HEX64.fullmatch(v) for v in digests.values()) \
+                or not isinstance(selection, dict) or sorted(selection) != sorted(SELECTION_KEYS) \
+                or not all(v is None or isinstance(v, str) for v in selection.values()):
+            raise BundleError(f"{MANIFEST_FILE}: not a version {BUNDLE_VERSION} manifest (members files, format, "
+                              "selection, version; one lower-case hex SHA-256 per file; run, since, until)")
+        missing = [f"{MANIFEST_FILE} does not list {name}, which every bundle holds"
+                   for name in REQUIRED_FILES if name not in digests]
+        missing += [f"{name} is listed in {MANIFEST_FILE} but missing from the bundle"
+                    for name in sorted(digests) if name not in files]
+        missing += [f"{name} is in the bundle but not listed in {MANIFEST_FILE}" for name in sorted(files)
+                    if name not in digests]
+        if missing:
+            raise BundleFailures(missing)
+        self.digests: dict[str, str] = digests
+        self.selection: dict[str, str | None] = selection
+        self.files = files
 
-    def read_bytes(self, name: str) -> bytes:
-        """A whole small file, hashed."""
-        try:
-            data = (self.path / name).read_bytes()
-        except FileNotFoundError as err:
-            raise BundleError(f"{name} is missing from the bundle") from err
-        except OSError as err:
-            raise BundleError(f"{name}: cannot be read ({err.strerror})") from err
-        self.seen[name] = hashlib.sha256(data).hexdigest()
-        return data
+    @property
+    def complete(self) -> bool:
+        """Whether the bundle claims the whole ledger up to its newest checkpoint (no filter)."""
+        return all(value is None for value in self.selection.values())
 
-    def read_text(self, name: str) -> str:
-        """A whole small UTF-8 file, hashed."""
+    def digest_failures(self) -> list[str]:
+        """One line for each file whose SHA-256 differs from the manifest's."""
+        failures = []
+        for name in sorted(self.digests):
+            actual = hashlib.sha256(self.files[name]).hexdigest()
+            if actual != self.digests[name]:
+                failures.append(f"{name}: SHA-256 {actual} does not match the manifest's {self.digests[name]} "
+                                "(file altered or corrupted)")
+        return failures
+
+    def text(self, name: str) -> str:
         try:
-            return self.read_bytes(name).decode("utf-8")
+            return self.files[name].decode("utf-8")
         except UnicodeDecodeError as err:
             raise BundleError(f"{name}: not UTF-8 ({err})") from err
 
+    def json_object(self, name: str) -> dict[str, Any]:
+        """A file holding one JSON object as JCS+LF (meta.json, consent.json, lineage.prov.json)."""
+        value = _canonical_json(self.files[name], name)
+        if not isinstance(value, dict):
+            raise BundleError(f"{name}: not a JSON object")
+        return value
+
     def meta(self) -> dict[str, Any]:
-        """`meta.json`: one JCS object of strings; its ledger_id is bound to the checkpoints' origin."""
-        meta = _canonical_json(self.read_bytes(META_FILE), META_FILE)
-        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        """`meta.json`: one object of strings; its ledger_id is bound to the checkpoints' origin."""
+        meta = self.json_object(META_FILE)
+        if not all(isinstance(v, str) for v in meta.values()):
             raise BundleError(f"{META_FILE}: not an object of strings")
         return meta
 
-    def checkpoints(self) -> list[dict[str, Any]]:
-        data = self.read_bytes(CHECKPOINTS_FILE)
+    def _lines(self, name: str) -> list[bytes]:
+        data = self.files[name]
         if data and not data.endswith(b"\n"):
-            raise BundleError(f"{CHECKPOINTS_FILE}: the last line does not end with LF")
+            raise BundleError(f"{name}: the last line does not end with LF")
+        return [line + b"\n" for line in data.split(b"\n")[:-1]]
+
+    def checkpoints(self) -> list[dict[str, Any]]:
         rows = []
-        for number, line in enumerate(data.split(b"\n")[:-1], start=1):
-            row = _canonical_json(line + b"\n", f"{CHECKPOINTS_FILE} line {number}")
+        for number, line in enumerate(self._lines(CHECKPOINTS_FILE), start=1):
+            row = _canonical_json(line, f"{CHECKPOINTS_FILE} line {number}")
             if not isinstance(row, dict) or sorted(row) != sorted(CHECKPOINT_FIELDS):
                 raise BundleError(f"{CHECKPOINTS_FILE} line {number}: members must be exactly "
                                   f"{', '.join(sorted(CHECKPOINT_FIELDS))}")
@@ -158,30 +157,62 @@ class BundleReader:
             rows.append(row)
         return rows
 
-    def entries(self) -> Iterator[tuple]:
+    def entries(self) -> list[tuple]:
         """Entry rows (ENTRY_COLUMNS order) with ciphertext and leaf hash as bytes; each line in its §10 form."""
-        digest = hashlib.sha256()
         encode = LeafEncoder()
-        try:
-            f = (self.path / ENTRIES_FILE).open("rb")
-        except FileNotFoundError as err:
-            raise BundleError(f"{ENTRIES_FILE} is missing from the bundle") from err
-        except OSError as err:
-            raise BundleError(f"{ENTRIES_FILE}: cannot be read ({err.strerror})") from err
-        with f:
-            for number, line in enumerate(f, start=1):
-                digest.update(line)
-                yield _entry_row(line, number, encode)
-        self.seen[ENTRIES_FILE] = digest.hexdigest()
+        return [_entry_row(line, number, encode) for number, line in enumerate(self._lines(ENTRIES_FILE), start=1)]
 
-    def check_manifest(self) -> None:
-        """Name any file whose bytes differ from the manifest (after the signed checks have passed)."""
-        for name in DATA_FILES:
-            if name not in self.seen:
-                self.read_bytes(name)
-            if self.seen[name] != self.expected[name]:
-                raise BundleError(f"{name}: SHA-256 {self.seen[name]} does not match the manifest's "
-                                  f"{self.expected[name]} (file altered or corrupted)")
+    def proofs(self) -> list[tuple[int, int, list[bytes]]]:
+        """(seq, tree size, hashes) per proofs.jsonl line."""
+        proofs = []
+        for number, line in enumerate(self._lines(PROOFS_FILE), start=1):
+            where = f"{PROOFS_FILE} line {number}"
+            row = _json(line, where)  # its byte form: re-encoded below
+            if not isinstance(row, dict) or sorted(row) != ["hashes", "seq", "tree_size"] \
+                    or type(row["seq"]) is not int or type(row["tree_size"]) is not int \
+                    or not isinstance(row["hashes"], list):
+                raise BundleError(f"{where}: members must be exactly hashes (array), seq and tree_size (integers)")
+            try:
+                hashes = [base64.b64decode(h, validate=True) for h in row["hashes"]]
+            except (TypeError, binascii.Error) as err:
+                raise BundleError(f"{where}: a hash is not base64") from err
+            if any(len(h) != 32 for h in hashes):
+                raise BundleError(f"{where}: every hash must be the padded base64 of 32 bytes")
+            if proof_line(row["seq"], row["tree_size"], hashes) != line:
+                raise BundleError(f"{where}: not in its canonical byte form (RFC 8785 JSON then LF, "
+                                  "docs/ledger-format.md §10)")
+            proofs.append((row["seq"], row["tree_size"], hashes))
+        return proofs
+
+
+def _zip_members(path: Path) -> dict[str, bytes]:
+    """Every member of the zip by name; a directory, a duplicate name or an unreadable member fails."""
+    if path.is_dir():
+        if (path / MANIFEST_FILE).is_file():
+            raise BundleError(f"{path} is a version 2 bundle (a directory), which this fedgov does not read (it reads "
+                              f"version {BUNDLE_VERSION}, one zip file); export the ledger again with "
+                              "`fedgov audit export --out FILE.zip`")
+        raise UsageError(f"{path} is a directory, not a fedgov evidence bundle (a zip file)")
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError as err:
+        raise UsageError(f"no bundle at {path}") from err
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise UsageError(f"{path} is not a fedgov evidence bundle (not a zip file)") from err
+    files: dict[str, bytes] = {}
+    with archive:
+        for info in archive.infolist():
+            if info.filename in files:
+                raise BundleError(f"the zip holds {info.filename} twice")
+            if info.is_dir():
+                raise BundleError(f"{info.filename}: a directory entry (a bundle holds files only)")
+            try:
+                files[info.filename] = archive.read(info)
+            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, zlib.error) as err:
+                raise BundleError(f"{info.filename}: cannot be read from the zip ({err})") from err
+    if MANIFEST_FILE not in files:
+        raise UsageError(f"{path} is not a fedgov evidence bundle (no {MANIFEST_FILE})")
+    return files
 
 
 def _entry_row(line: bytes, number: int, encode: LeafEncoder) -> tuple:

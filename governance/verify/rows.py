@@ -25,6 +25,8 @@ from governance.verify.merkle import Frontier, ProofError, verify_consistency
 EntryRow = Sequence[Any]
 Nodes = list[tuple[int, int, bytes]]  # completed tree nodes as (level, index, hash)
 VERIFY_CHUNK = 65536  # rows hashed per batch: big enough that per-batch tree work vanishes
+NO_CHECKPOINT = ("no signed checkpoint: nothing in this ledger is covered by a signature (a fedgov ledger is signed "
+                 "from its creation on, so its checkpoints were removed)")
 
 
 @dataclass(frozen=True)
@@ -82,46 +84,56 @@ def check_signed(text: str, trusted: Sequence[VerifierKey]) -> Checkpoint:
     return cp
 
 
+def checkpoint_row(row: dict[str, Any], trusted: Sequence[VerifierKey], origin: str) -> tuple[Checkpoint, list[bytes]]:
+    """One checkpoint row on its own (§6 step 2): signed, of this ledger, its size, its proof's one text form.
+
+    Returns the checkpoint and its consistency proof; VerificationError names the row.
+    """
+    label = f"checkpoint #{row['id']}"
+    try:
+        cp = check_signed(row["note"], trusted)
+    except CheckpointError as err:
+        raise VerificationError(f"{label}: bad signature: {err}") from err
+    if cp.origin != origin:
+        raise VerificationError(f"{label}: origin {cp.origin!r} is not this ledger's {origin!r}")
+    if cp.size != row["tree_size"]:
+        raise VerificationError(f"{label}: signed tree size {cp.size} differs from the row's {row['tree_size']}")
+    try:  # the one text form of a stored proof: ["<b64>", "<b64>"], comma and space between
+        proof = [base64.b64decode(p, validate=True) for p in json.loads(row["consistency_proof"])]
+        if json.dumps([base64.b64encode(p).decode("ascii") for p in proof]) != row["consistency_proof"]:
+            raise ValueError("not in its one text form")
+    except (ValueError, TypeError, RecursionError, binascii.Error) as err:
+        raise VerificationError(f"{label}: consistency_proof is not a JSON array of base64 hashes written "
+                                f'["<b64>", "<b64>"] ({err})') from err
+    return cp, proof
+
+
+def check_consistent(label: str, previous_id: int, previous: Checkpoint, cp: Checkpoint, proof: list[bytes]) -> None:
+    """A checkpoint after the first extends the one before it (RFC 9162 §2.1.4.2); VerificationError if not."""
+    if cp.size < previous.size:
+        raise VerificationError(f"{label}: tree size {cp.size} is smaller than the previous {previous.size}")
+    try:
+        verify_consistency(previous.size, cp.size, proof, previous.root, cp.root)
+    except ProofError as err:
+        raise VerificationError(f"{label}: not consistent with checkpoint #{previous_id} "
+                                f"(fork or rewritten history): {err}") from err
+
+
 def _signed_checkpoints(checkpoints: Sequence[dict[str, Any]], trusted: Sequence[VerifierKey],
                         origin: str) -> list[tuple[int, Checkpoint]]:
     """Step 1 of §6: each stored checkpoint signed, of this ledger, growing, consistent with the one before."""
     if not checkpoints:
-        raise VerificationError("no signed checkpoint: nothing in this ledger is covered by a signature (a fedgov "
-                                "ledger is signed from its creation on, so its checkpoints were removed)")
+        raise VerificationError(NO_CHECKPOINT)
     parsed: list[tuple[int, Checkpoint]] = []
-    previous: Checkpoint | None = None
     for expected_id, row in enumerate(checkpoints, start=1):
-        label = f"checkpoint #{row['id']}"
         if row["id"] != expected_id:
             raise VerificationError(f"checkpoint #{expected_id} is missing (found #{row['id']} in its place)")
-        try:
-            cp = check_signed(row["note"], trusted)
-        except CheckpointError as err:
-            raise VerificationError(f"{label}: bad signature: {err}") from err
-        if cp.origin != origin:
-            raise VerificationError(f"{label}: origin {cp.origin!r} is not this ledger's {origin!r}")
-        if cp.size != row["tree_size"]:
-            raise VerificationError(f"{label}: signed tree size {cp.size} differs from the row's {row['tree_size']}")
-        try:  # the one text form of a stored proof: ["<b64>", "<b64>"], comma and space between
-            proof = [base64.b64decode(p, validate=True) for p in json.loads(row["consistency_proof"])]
-            if json.dumps([base64.b64encode(p).decode("ascii") for p in proof]) != row["consistency_proof"]:
-                raise ValueError("not in its one text form")
-        except (ValueError, TypeError, RecursionError, binascii.Error) as err:
-            raise VerificationError(f"{label}: consistency_proof is not a JSON array of base64 hashes written "
-                                    f'["<b64>", "<b64>"] ({err})') from err
-        if previous is None:
-            if proof:
-                raise VerificationError(f"{label}: the first checkpoint's consistency_proof must be []")
-        else:
-            if cp.size < previous.size:
-                raise VerificationError(f"{label}: tree size {cp.size} is smaller than the previous {previous.size}")
-            try:
-                verify_consistency(previous.size, cp.size, proof, previous.root, cp.root)
-            except ProofError as err:
-                raise VerificationError(f"{label}: not consistent with checkpoint #{row['id'] - 1} "
-                                        f"(fork or rewritten history): {err}") from err
+        cp, proof = checkpoint_row(row, trusted, origin)
+        if not parsed and proof:
+            raise VerificationError(f"checkpoint #{row['id']}: the first checkpoint's consistency_proof must be []")
+        if parsed:
+            check_consistent(f"checkpoint #{row['id']}", parsed[-1][0], parsed[-1][1], cp, proof)
         parsed.append((row["id"], cp))
-        previous = cp
     return parsed
 
 

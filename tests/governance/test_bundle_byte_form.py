@@ -6,37 +6,47 @@ the first, so two verifiers could read two different ledgers out of one file.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from governance.ledger import EntryDraft, Ledger
-from governance.verify.bundle import DATA_FILES, jcs_line
-from governance.workspace import Workspace
+from governance.ledger import EntryDraft, Ledger, create_workspace
+from governance.verify.bundle import jcs_line
+from tests.fedgov_command import PASSPHRASE
 from tests.governance.attacks import fails_with, succeeds
+from tests.governance.bundle_tamper_vectors import read_members, write_members
 
 
-@pytest.fixture
-def bundle(workspace: Workspace, tmp_path: Path) -> Path:
-    with Ledger.open(workspace) as ledger:
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = create_workspace(tmp_path_factory.mktemp("ws") / ".fedgov", PASSPHRASE)
+    with Ledger.open(ws, PASSPHRASE) as ledger:
         ledger.append([EntryDraft("round.reply", {"i": i}, "node:n1", run_id="r1", round=1, node_id="n1")
                        for i in range(6)], sign=True)
-    out = tmp_path / "bundle"
-    succeeds("audit", "export", "--workspace", str(workspace.path), "--out", str(out))
+    out = ws.path.parent / "bundle.zip"
+    succeeds("audit", "export", "--workspace", str(ws.path), "--out", str(out))
     return out
 
 
+@pytest.fixture
+def bundle(exported: Path, tmp_path: Path) -> Path:
+    """A copy of one bundle of 7 entries and 2 checkpoints, for this test to break."""
+    return Path(shutil.copy(exported, tmp_path / "bundle.zip"))
+
+
 def _lines(bundle: Path, name: str) -> list[bytes]:
-    return (bundle / name).read_bytes().split(b"\n")[:-1]
+    return read_members(bundle)[name].split(b"\n")[:-1]
 
 
 def _write_lines(bundle: Path, name: str, lines: list[bytes]) -> None:
-    (bundle / name).write_bytes(b"".join(line + b"\n" for line in lines))
-    manifest = json.loads((bundle / "manifest.json").read_bytes())
-    manifest["sha256"] = {f: hashlib.sha256((bundle / f).read_bytes()).hexdigest() for f in DATA_FILES}
-    (bundle / "manifest.json").write_bytes(jcs_line(manifest))
+    """Replace one file of the zip; the manifest's digests are recomputed, as anyone can."""
+    write_members(bundle, {**read_members(bundle), name: b"".join(line + b"\n" for line in lines)})
+
+
+def _write_manifest(bundle: Path, data: bytes) -> None:
+    write_members(bundle, {**read_members(bundle), "manifest.json": data}, fix_manifest=False)
 
 
 def _verify(bundle: Path) -> list[str]:
@@ -44,7 +54,7 @@ def _verify(bundle: Path) -> list[str]:
 
 
 def test_a_genuine_bundle_verifies(bundle: Path) -> None:
-    assert succeeds(*_verify(bundle)).startswith("checked 7 entries, 2 checkpoints")
+    assert succeeds(*_verify(bundle)).startswith("verified: 7 entries, 2 checkpoints, tree size 7, root ")
 
 
 def test_an_entry_line_with_a_duplicate_member_is_refused(bundle: Path) -> None:
@@ -81,24 +91,48 @@ def test_a_checkpoint_line_not_in_canonical_form_is_refused(bundle: Path) -> Non
 
 
 def test_meta_not_in_canonical_form_is_refused(bundle: Path) -> None:
-    meta = json.loads((bundle / "meta.json").read_bytes())
+    meta = json.loads(read_members(bundle)["meta.json"])
     _write_lines(bundle, "meta.json", [json.dumps(meta, indent=1).encode()])
     fails_with(_verify(bundle), "error: meta.json: not in its canonical byte form (RFC 8785 JSON then LF, "
                "docs/ledger-format.md §10)")
 
 
 def test_a_manifest_not_in_canonical_form_is_refused(bundle: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_bytes())
-    (bundle / "manifest.json").write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+    manifest = json.loads(read_members(bundle)["manifest.json"])
+    _write_manifest(bundle, (json.dumps(manifest) + "\n").encode())
     fails_with(_verify(bundle), "error: manifest.json: not in its canonical byte form (RFC 8785 JSON then LF, "
                "docs/ledger-format.md §10)")
 
 
-def test_a_version_1_bundle_is_refused_with_how_to_fix(bundle: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_bytes())
-    (bundle / "manifest.json").write_bytes(jcs_line({**manifest, "version": 1}))
-    fails_with(_verify(bundle), "error: manifest.json: bundle version 1 is not read by this fedgov (it reads version "
-               "2); export the ledger again with `fedgov audit export`")
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_bundle_version_is_refused_with_how_to_fix(bundle: Path, version: int) -> None:
+    manifest = json.loads(read_members(bundle)["manifest.json"])
+    _write_manifest(bundle, jcs_line({**manifest, "version": version}))
+    fails_with(_verify(bundle), f"error: manifest.json: bundle version {version} is not read by this fedgov (it reads "
+               "version 3); export the ledger again with `fedgov audit export`")
+
+
+def test_a_proof_line_with_other_base64_is_refused(bundle: Path) -> None:
+    lines = _lines(bundle, "proofs.jsonl")
+    row = json.loads(lines[2])
+    row["hashes"][0] = row["hashes"][0][:-2] + "x="  # 32 bytes no more: not the padded base64 of a hash
+    lines[2] = jcs_line(row).rstrip(b"\n")
+    _write_lines(bundle, "proofs.jsonl", lines)
+    fails_with(_verify(bundle), "error: proofs.jsonl line 3: ...")
+
+
+def test_a_zip_holding_a_name_twice_is_refused(bundle: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(bundle, "a") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("entries.jsonl", b"")
+    fails_with(_verify(bundle), "error: the zip holds entries.jsonl twice")
+
+
+def test_a_file_that_is_not_a_zip_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "b.zip").write_text("hello")
+    fails_with(_verify(tmp_path / "b.zip"), f"error: {tmp_path / 'b.zip'} is not a fedgov evidence bundle (not a zip "
+               "file)", code=2)
 
 
 def test_a_deeply_nested_line_is_a_named_rejection(bundle: Path) -> None:
@@ -106,3 +140,13 @@ def test_a_deeply_nested_line_is_a_named_rejection(bundle: Path) -> None:
     lines.append(b"[" * 100000 + b"]" * 100000)
     _write_lines(bundle, "checkpoints.jsonl", lines)
     fails_with(_verify(bundle), "error: checkpoints.jsonl line 3: not valid JSON (RecursionError)")
+
+
+@pytest.mark.parametrize("hashes", [[], [bytes(32)], [bytes(range(32)), b"\xff" * 32]])
+def test_a_proof_line_is_the_jcs_of_its_object(hashes: list[bytes]) -> None:
+    import base64
+
+    from governance.verify.bundle import proof_line
+
+    assert proof_line(5, 2**40, hashes) == jcs_line({"hashes": [base64.b64encode(h).decode() for h in hashes],
+                                                     "seq": 5, "tree_size": 2**40})

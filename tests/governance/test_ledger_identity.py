@@ -5,7 +5,6 @@ Edits of the meta table and the cache by plain SQL are tamper vectors (tests/dat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import uuid
@@ -14,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from governance.ledger import EntryDraft, Ledger
-from governance.verify.bundle import DATA_FILES, jcs_line
+from governance.verify.bundle import jcs_line
 from governance.workspace import Workspace
+from tests.fedgov_command import run_fedgov
 from tests.governance.attacks import count, fails_with, sql, succeeds
+from tests.governance.bundle_tamper_vectors import matches, read_members, write_members
 
 
 @pytest.fixture
@@ -33,16 +34,19 @@ def _verify(ws: Workspace) -> list[str]:
 
 
 def test_a_bundle_with_a_changed_ledger_id_fails_verification(grown: Workspace, tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
+    bundle = tmp_path / "bundle.zip"
     succeeds("audit", "export", "--workspace", str(grown.path), "--out", str(bundle))
-    meta = json.loads((bundle / "meta.json").read_bytes())
+    members = read_members(bundle)
+    meta = json.loads(members["meta.json"])
     new = str(uuid.uuid4())
-    (bundle / "meta.json").write_bytes(jcs_line({**meta, "ledger_id": new, "origin": f"fedgov.ledger/{new}"}))
-    manifest = json.loads((bundle / "manifest.json").read_bytes())
-    manifest["sha256"] = {f: hashlib.sha256((bundle / f).read_bytes()).hexdigest() for f in DATA_FILES}
-    (bundle / "manifest.json").write_bytes(jcs_line(manifest))
-    fails_with(["audit", "verify", "--bundle", str(bundle)],
-               f"error: checkpoint #1: origin '{meta['origin']}' is not this ledger's 'fedgov.ledger/{new}'")
+    members["meta.json"] = jcs_line({**meta, "ledger_id": new, "origin": f"fedgov.ledger/{new}"})
+    write_members(bundle, members)
+    done = run_fedgov("audit", "verify", "--bundle", str(bundle))
+    checkpoints = members["checkpoints.jsonl"].count(b"\n")
+    assert done.returncode == 1 and matches((
+        *(f"error: checkpoint #{i}: origin '{meta['origin']}' is not this ledger's 'fedgov.ledger/{new}'"
+          for i in range(1, checkpoints + 1)),
+        f"error: inclusion proofs not checked: the newest checkpoint #{checkpoints} did not verify"), done.stderr), done.stderr
 
 
 def test_a_corrupted_cache_blocks_signing_until_repaired(grown: Workspace) -> None:

@@ -18,6 +18,7 @@ from governance.verify.bundle import jcs_line
 from governance.workspace import Workspace
 from tests.fedgov_command import run_fedgov
 from tests.governance.attacks import fails_with, rewrite_entry, sql, succeeds
+from tests.governance.bundle_tamper_vectors import matches, read_members, write_members
 
 
 def _round(ledger: Ledger, r: int, n: int = 4) -> None:
@@ -86,29 +87,24 @@ def test_json_output_of_a_failure_says_not_verified(three_rounds: Workspace) -> 
 
 def test_bundle_with_an_emptied_checkpoints_file_and_recomputed_manifest_fails(three_rounds: Workspace,
                                                                               tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
+    bundle = tmp_path / "bundle.zip"
     succeeds("audit", "export", "--workspace", str(three_rounds.path), "--out", str(bundle))
-    (bundle / "checkpoints.jsonl").write_bytes(b"")
-    _recompute_manifest(bundle)
+    write_members(bundle, {**read_members(bundle), "checkpoints.jsonl": b""})
     fails_with(["audit", "verify", "--bundle", str(bundle)], "error: no signed checkpoint: nothing in this ledger is "
                "covered by a signature (a fedgov ledger is signed from its creation on, so its checkpoints were removed)")
 
 
 def test_bundle_without_a_checkpoints_file_fails(three_rounds: Workspace, tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
+    bundle = tmp_path / "bundle.zip"
     succeeds("audit", "export", "--workspace", str(three_rounds.path), "--out", str(bundle))
-    (bundle / "checkpoints.jsonl").unlink()
-    fails_with(["audit", "verify", "--bundle", str(bundle)], "error: checkpoints.jsonl is missing from the bundle")
-
-
-def _recompute_manifest(bundle: Path) -> None:
-    import hashlib
-
-    from governance.verify.bundle import DATA_FILES
-
-    manifest = json.loads((bundle / "manifest.json").read_bytes())
-    manifest["sha256"] = {name: hashlib.sha256((bundle / name).read_bytes()).hexdigest() for name in DATA_FILES}
-    (bundle / "manifest.json").write_bytes(jcs_line(manifest))
+    members = read_members(bundle)
+    del members["checkpoints.jsonl"]
+    write_members(bundle, members, fix_manifest=False)
+    fails_with(["audit", "verify", "--bundle", str(bundle)],
+               "error: checkpoints.jsonl is listed in manifest.json but missing from the bundle")
+    write_members(bundle, members)
+    fails_with(["audit", "verify", "--bundle", str(bundle)],
+               "error: manifest.json does not list checkpoints.jsonl, which every bundle holds")
 
 
 # -- item 4: rollback needs outside state -------------------------------------------------------
@@ -182,18 +178,20 @@ def test_a_known_checkpoint_pins_the_key_of_a_bundle_that_ships_its_own(three_ro
     from governance.ledger.checkpoint import public_key_bytes, sign_checkpoint
     from governance.verify.checkpoint import VerifierKey, parse_checkpoint
 
-    bundle = tmp_path / "bundle"
+    bundle = tmp_path / "bundle.zip"
     succeeds("audit", "export", "--workspace", str(three_rounds.path), "--out", str(bundle))
+    members = read_members(bundle)
     genuine = parse_checkpoint(saved_note.read_text(encoding="utf-8"))
     mallory = Ed25519PrivateKey.generate()
     extra = VerifierKey(genuine.origin, public_key_bytes(mallory)).to_text()
-    with (bundle / "trusted_keys").open("a", encoding="utf-8") as f:
-        f.write(extra + "\n")
-    lines = (bundle / "checkpoints.jsonl").read_bytes().split(b"\n")[:-1]
+    members["trusted_keys"] += (extra + "\n").encode()
+    lines = members["checkpoints.jsonl"].split(b"\n")[:-1]
     last = json.loads(lines[-1])
     forged = sign_checkpoint(genuine.origin, genuine.size, genuine.root, genuine.origin, mallory)
     lines.append(jcs_line({**last, "id": last["id"] + 1, "note": forged, "consistency_proof": "[]"}).rstrip(b"\n"))
-    (bundle / "checkpoints.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
-    _recompute_manifest(bundle)
-    fails_with(["audit", "verify", "--bundle", str(bundle), "--known-checkpoint", str(saved_note)],
-               "error: checkpoint #5: bad signature: no signature by a trusted key named ...")
+    members["checkpoints.jsonl"] = b"".join(line + b"\n" for line in lines)
+    write_members(bundle, members)
+    done = run_fedgov("audit", "verify", "--bundle", str(bundle), "--known-checkpoint", str(saved_note))
+    assert done.returncode == 1 and matches((
+        "error: checkpoint #5: bad signature: no signature by a trusted key named ...",
+        "error: inclusion proofs not checked: the newest checkpoint #5 did not verify"), done.stderr), done.stderr

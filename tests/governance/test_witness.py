@@ -18,12 +18,11 @@ import pytest
 from governance.cli.witness import check_cosigned, witness_keys_option
 from governance.errors import UsageError
 from governance.ledger import EntryDraft, Ledger
-from governance.ledger.bundle import export_bundle
 from governance.verify.checkpoint import VerifierKey, parse_checkpoint, verify_trusted
 from governance.verify.cosignature import COSIGNATURE_DIR, CosignatureError, WitnessKey, cosigned_message, \
     verify_cosigned
 from governance.witness import (KEY_FILE, STATE_FILE, BundleSource, Cosigned, Witness, WitnessRefusal,
-                                WorkspaceSource, copy_cosignatures, init_witness, parse_private_key, store_cosignature,
+                                WorkspaceSource, init_witness, parse_private_key, store_cosignature,
                                 witness_key)
 from governance.workspace import Workspace
 from tests.fedgov_command import run_fedgov
@@ -218,31 +217,38 @@ def test_a_tampered_cosignature_fails(workspace: Workspace, tmp_path: Path) -> N
             check_cosigned(workspace.path, None, [witness.key], [])
 
 
+def _export(ws: Workspace, out: Path) -> Path:
+    done = run_fedgov("audit", "export", "--workspace", str(ws.path), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 def test_a_bundle_is_cosigned_through_its_chain_of_proofs(workspace: Workspace, tmp_path: Path) -> None:
     witness = _make_witness(tmp_path)
     _grow(workspace, 2)
     _cosign(witness, workspace)  # trusts tree size 3
     _grow(workspace, 3)
     _grow(workspace, 1)
-    export_bundle(workspace, tmp_path / "bundle")
-    source = BundleSource(tmp_path / "bundle")
+    bundle = _export(workspace, tmp_path / "bundle.zip")
+    source = BundleSource(bundle)
     done = witness.cosign(source)
-    store_cosignature(tmp_path / "bundle" / COSIGNATURE_DIR, done, witness.key)
+    (tmp_path / "cosigned.note").write_text(done.cosigned_note, encoding="utf-8")  # a bundle is not changed
     assert (done.previous.size, done.checkpoint.size) == (3, 7)
-    assert check_cosigned(None, tmp_path / "bundle", [witness.key], [])[0] == 7
+    assert check_cosigned(None, bundle, [witness.key], [tmp_path / "cosigned.note"])[0] == 7
 
 
 def test_an_export_carries_the_cosignatures_of_its_checkpoints(workspace: Workspace, tmp_path: Path) -> None:
+    import zipfile
+
     witness = _make_witness(tmp_path)
     _cosign(witness, workspace)
     _grow(workspace, 2)
     _cosign(witness, workspace)
-    export_bundle(workspace, tmp_path / "bundle")
-    _grow(workspace, 1)
-    _cosign(witness, workspace)  # newer than the bundle: not carried, it would read as a rollback
-    assert copy_cosignatures(workspace.path, tmp_path / "bundle") == 2
-    assert sorted(p.name for p in (tmp_path / "bundle" / COSIGNATURE_DIR).iterdir()) == ["1.note", "3.note"]
-    assert check_cosigned(None, tmp_path / "bundle", [witness.key], [])[0] == 3
+    bundle = _export(workspace, tmp_path / "bundle.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        carried = sorted(n for n in archive.namelist() if n.startswith(f"{COSIGNATURE_DIR}/"))
+    assert carried == ["cosignatures/1.note", "cosignatures/3.note"]
+    assert check_cosigned(None, bundle, [witness.key], [])[0] == 3
 
 
 def test_the_cli_cosigns_and_verify_requires_it(workspace: Workspace, tmp_path: Path) -> None:
@@ -268,3 +274,19 @@ def test_a_malformed_witness_key_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("# no key\n")
     with pytest.raises(UsageError, match="the file names no witness key"):
         witness_keys_option([str(tmp_path / "empty")])
+
+
+def test_verify_bundle_requires_the_cosignatures_it_carries_and_a_bundle_is_cosigned_to_a_file(
+        workspace: Workspace, tmp_path: Path) -> None:
+    witness = _make_witness(tmp_path)
+    _grow(workspace, 2)
+    _cosign(witness, workspace)
+    bundle = _export(workspace, tmp_path / "bundle.zip")
+    done = run_fedgov("audit", "verify", "--bundle", str(bundle), "--trusted-key", str(workspace.trust_path),
+                      "--require-cosigned-by", witness.key.to_text())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("cosigned: tree size 3 by witness 'witness.example/w1' at ")
+    refused = run_fedgov("audit", "witness", "cosign", "--state", str(tmp_path / "witness"), "--bundle", str(bundle))
+    assert (refused.returncode, refused.stderr) == (2, "error: with --bundle, give --out FILE: a bundle is not changed "
+                                                       "after export; hand the file to `fedgov audit verify --bundle B "
+                                                       "--cosigned FILE`\n")

@@ -3,7 +3,7 @@
 
 Usage:
   stranger_verifier.py --db PATH.sqlite --trusted-keys FILE [--known-checkpoint FILE ...]
-  stranger_verifier.py --bundle DIR [--trusted-keys FILE] [--known-checkpoint FILE ...]
+  stranger_verifier.py --bundle FILE.zip [--trusted-keys FILE] [--known-checkpoint FILE ...]
 
 Prints one line: `OK entries=N checkpoints=M root=<hex> signed_size=S` (exit 0) or `FAIL <reason>` (exit 1).
 Standard library plus `cryptography` (Ed25519 only). Section numbers refer to the spec.
@@ -18,6 +18,9 @@ import os
 import pathlib
 import sqlite3
 import sys
+import tempfile
+import zipfile
+import zlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,7 +30,6 @@ EM_DASH = "\u2014 "
 LEAF_MEMBERS = ("ciphertext", "config_hash", "entry_type", "key_id", "model_hash",
                 "node_id", "round", "run_id", "seq", "timestamp")
 CHECKPOINT_MEMBERS = ("consistency_proof", "created", "id", "note", "tree_size")
-BUNDLE_FILES = ("checkpoints.jsonl", "entries.jsonl", "meta.json", "trusted_keys")
 
 
 class Fail(Exception):
@@ -403,7 +405,7 @@ def read_tables(con):
     return meta, entries, checkpoints, (stored, 4 if version == "2" else 1)
 
 
-# ---------------------------------------------------------------- §10 evidence bundle input
+# ---------------------------------------------------------------- §10 evidence bundle (version 3) input
 def json_lines(raw: bytes, fname: str) -> list[tuple[str, dict]]:
     """Each line (LF-terminated, UTF-8) parsed strictly as one JSON object; the byte form is checked by callers."""
     try:
@@ -458,41 +460,134 @@ def read_bundle_checkpoint(line: str, obj: dict, n: int) -> dict:
     return obj
 
 
-def read_bundle(d: str):
-    """§10 order: manifest byte form, then its format and version, then each file's byte form as it
-    is read. Files other than these five are ignored."""
-    def read(fname: str) -> bytes:
-        try:
-            return pathlib.Path(d, fname).read_bytes()
-        except OSError as e:
-            raise Fail(f"bundle {d}: cannot read {fname} ({e.__class__.__name__})")
+def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
+    """RFC 9162 §2.1.3.2."""
+    if not 0 <= index < size or any(len(p) != 32 for p in path):
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
 
-    manifest = read_jcs_file(read("manifest.json"), "manifest.json")
+
+REQUIRED = ("manifest.json", "entries.jsonl", "proofs.jsonl", "checkpoints.jsonl", "meta.json", "trusted_keys",
+            "consent.json", "lineage.prov.json")
+
+
+def read_zip(path: str) -> dict[str, bytes]:
+    """§10.2: members by name, each once, no directories; a directory holding manifest.json is version 2."""
+    if os.path.isdir(path):
+        raise Fail("a directory: version 2 bundles are not read, export again")
+    try:
+        with zipfile.ZipFile(path) as z:
+            out = {}
+            for info in z.infolist():
+                if info.filename in out or info.filename.endswith("/"):
+                    raise Fail(f"zip member {info.filename!r} twice, or a directory")
+                out[info.filename] = z.read(info)
+            return out
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, zlib.error) as e:
+        raise Fail(f"not a readable zip ({e.__class__.__name__})")
+
+
+def read_proof(line: str, obj: dict, n: int) -> dict:
+    if set(obj) != {"hashes", "seq", "tree_size"} or not is_int(obj["seq"]) or not is_int(obj["tree_size"]) \
+            or not isinstance(obj["hashes"], list) or not all(isinstance(h, str) for h in obj["hashes"]):
+        raise Fail(f"proofs.jsonl line {n}: not hashes, seq, tree_size")
+    require_byte_form(line, jcs(obj), "proofs.jsonl", n)
+    return {**obj, "hashes": [b64_strict(h, f"proofs.jsonl line {n}: hash", 32) for h in obj["hashes"]]}
+
+
+def verify_bundle(path: str, trusted_keys: str | None, known_files: list[str]) -> str:
+    """§10.4, stopping at the first failure (fedgov lists them all; the verdict is what must agree)."""
+    files = read_zip(path)
+    if "manifest.json" not in files:
+        raise Fail("no manifest.json")
+    manifest = read_jcs_file(files.pop("manifest.json"), "manifest.json")
     if manifest.get("format") != "fedgov-evidence-bundle":
         raise Fail("manifest.json: format is not 'fedgov-evidence-bundle'")
-    if manifest.get("version") != 2:
-        raise Fail(f"manifest.json: bundle version {manifest.get('version')!r} is not 2: export the ledger again")
-    digests = manifest.get("sha256")
-    if (set(manifest) != {"format", "sha256", "version"} or not isinstance(digests, dict)
-            or set(digests) != set(BUNDLE_FILES)
+    if manifest.get("version") != 3:
+        raise Fail(f"manifest.json: bundle version {manifest.get('version')!r} is not 3: export the ledger again")
+    listed, sel = manifest.get("files"), manifest.get("selection")
+    if (set(manifest) != {"files", "format", "selection", "version"} or not isinstance(listed, dict)
             or not all(isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef")
-                       for v in digests.values())):
-        raise Fail("manifest.json: not three members with one lower-case hex SHA-256 per file (§10)")
-    files = {f: read(f) for f in BUNDLE_FILES}
+                       for v in listed.values())
+            or not isinstance(sel, dict) or set(sel) != {"run", "since", "until"}
+            or not all(v is None or isinstance(v, str) for v in sel.values())):
+        raise Fail("manifest.json: not files, format, selection, version as §10.3 says")
+    if set(listed) != set(files) or not set(REQUIRED[1:]) <= set(listed):
+        raise Fail("manifest.json does not list exactly the zip's other members, the required ones among them")
+    for name in sorted(listed):
+        if hashlib.sha256(files[name]).hexdigest() != listed[name]:
+            raise Fail(f"manifest.json: SHA-256 of {name} does not match")
     meta = read_jcs_file(files["meta.json"], "meta.json")
     if not all(isinstance(v, str) for v in meta.values()):
         raise Fail("meta.json: a member is not a string")
-    entries = [read_bundle_entry(line, obj, n)
-               for n, (line, obj) in enumerate(json_lines(files["entries.jsonl"], "entries.jsonl"), 1)]
+    if trusted_keys:
+        trusted = load_trusted_keys(trusted_keys)
+    else:
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(files["trusted_keys"])
+            f.flush()
+            trusted = load_trusted_keys(f.name)
     cps = [read_bundle_checkpoint(line, obj, n)
            for n, (line, obj) in enumerate(json_lines(files["checkpoints.jsonl"], "checkpoints.jsonl"), 1)]
-    return meta, entries, cps, files, digests
+    entries = [read_bundle_entry(line, obj, n)
+               for n, (line, obj) in enumerate(json_lines(files["entries.jsonl"], "entries.jsonl"), 1)]
+    proofs = [read_proof(line, obj, n)
+              for n, (line, obj) in enumerate(json_lines(files["proofs.jsonl"], "proofs.jsonl"), 1)]
+    for name in ("consent.json", "lineage.prov.json"):
+        read_jcs_file(files[name], name)
+    origin, known = step0_identity(meta, trusted, known_files)
+    if known and not trusted_keys:  # a kept note pins its signer among the shipped keys
+        trusted = [k for k in trusted if all(_signs(k, f) for f in known_files)]
+    step1_something_signed(cps)
+    signed = step2_checkpoints(cps, origin, trusted)
+    _, size, root = signed[-1]
+    for what, k_size, k_root in known:
+        if not any(s == k_size and r == k_root for _, s, r in signed):
+            raise Fail(f"{what} is not one of the bundle's checkpoints")
+    if len(proofs) != len(entries) or not entries:
+        raise Fail("proofs.jsonl and entries.jsonl differ in length, or no entry")
+    previous = -1
+    for n, (e, p) in enumerate(zip(entries, proofs), 1):
+        if e["seq"] <= previous:
+            raise Fail(f"entries.jsonl line {n}: seq not increasing")
+        previous = e["seq"]
+        if (sel["run"] is not None and e["run_id"] != sel["run"]) \
+                or (sel["since"] is not None and e["timestamp"] < sel["since"]) \
+                or (sel["until"] is not None and e["timestamp"] >= sel["until"]):
+            raise Fail(f"entry seq {e['seq']} is outside the selection")
+        lh = leaf_hash(entry_leaf_bytes(e))
+        if lh != e["leaf_hash"]:
+            raise Fail(f"entry seq {e['seq']} was altered: its leaf hash differs")
+        if e["seq"] >= size or (p["seq"], p["tree_size"]) != (e["seq"], size):
+            raise Fail(f"entry seq {e['seq']}: not covered, or its proof is another's")
+        if not verify_inclusion(e["seq"], size, lh, p["hashes"], root):
+            raise Fail(f"entry seq {e['seq']}: inclusion proof fails")
+    if all(v is None for v in sel.values()):  # complete: 0..S-1, and the rebuilt tree gives every signed root
+        if [e["seq"] for e in entries] != list(range(size)):
+            raise Fail(f"a complete bundle must hold seq 0..{size - 1}")
+        step3_entries(entries, signed)
+    return f"OK entries={len(entries)} checkpoints={len(cps)} root={root.hex()} signed_size={size}"
 
 
-def check_manifest_digests(files: dict, digests: dict) -> None:
-    for f in BUNDLE_FILES:
-        if hashlib.sha256(files[f]).hexdigest() != digests[f]:
-            raise Fail(f"manifest.json: SHA-256 of {f} does not match (a field no signature covers changed)")
+def _signs(key, note_path: str) -> bool:
+    try:
+        verify_signed_note(pathlib.Path(note_path).read_bytes().decode("utf-8"), [key], note_path)
+        return True
+    except Fail:
+        return False
 
 
 # ---------------------------------------------------------------- command line
@@ -517,10 +612,7 @@ def main(argv=None) -> int:
             meta, entries, cps, cache = read_db(args.db)
             line = verify(meta, entries, cps, trusted, args.known_checkpoint, cache)
         else:
-            meta, entries, cps, files, digests = read_bundle(args.bundle)
-            trusted = load_trusted_keys(args.trusted_keys or os.path.join(args.bundle, "trusted_keys"))
-            line = verify(meta, entries, cps, trusted, args.known_checkpoint)
-            check_manifest_digests(files, digests)
+            line = verify_bundle(args.bundle, args.trusted_keys, args.known_checkpoint)
     except Fail as f:
         print("FAIL " + " ".join(str(f).split()))
         return 1

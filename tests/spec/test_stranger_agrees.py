@@ -8,7 +8,6 @@ root and signed size. One case per way to break it, named for it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -20,10 +19,13 @@ from pathlib import Path
 import pytest
 
 from governance.ledger import EntryDraft, Ledger, create_workspace
-from governance.verify.bundle import DATA_FILES, jcs_line
+from governance.verify.bundle import jcs_line
 from governance.workspace import Workspace
 from tests.fedgov_command import PASSPHRASE, run_fedgov
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
+from tests.governance.bundle_tamper_vectors import (BUNDLE_TAMPER_CASES, BundleTamperCase, attacked_bundle,
+                                                    read_members, write_members)
+from tests.governance.governed_ledger import build_governed_run
 from tests.governance.tamper_vectors import TamperCase, attacked_copy, build_good_ledger, tamper_cases
 
 STRANGER = Path(__file__).with_name("stranger_verifier.py")
@@ -147,18 +149,22 @@ def test_the_stranger_rejects_every_tamper_vector(good: Workspace, tmp_path: Pat
     assert accepted == case.stranger_accepts
 
 
-def _fix_manifest(bundle: Path) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_bytes())
-    manifest["sha256"] = {f: hashlib.sha256((bundle / f).read_bytes()).hexdigest() for f in DATA_FILES}
-    (bundle / "manifest.json").write_bytes(jcs_line(manifest))
+def _edit(bundle: Path, name: str, edit: Callable[[bytes], bytes], fix: bool = True) -> None:
+    members = read_members(bundle)
+    members[name] = edit(members[name])
+    write_members(bundle, members, fix_manifest=fix)
 
 
 def _edit_line(bundle: Path, name: str, number: int, edit: Callable[[bytes], bytes], fix: bool = True) -> None:
-    lines = (bundle / name).read_bytes().split(b"\n")
-    lines[number - 1] = edit(lines[number - 1])
-    (bundle / name).write_bytes(b"\n".join(lines))
-    if fix:
-        _fix_manifest(bundle)
+    def on_line(data: bytes) -> bytes:
+        lines = data.split(b"\n")
+        lines[number - 1] = edit(lines[number - 1])
+        return b"\n".join(lines)
+    _edit(bundle, name, on_line, fix)
+
+
+def _json_edit(**members: object) -> Callable[[bytes], bytes]:
+    return lambda data: jcs_line({**json.loads(data), **members})
 
 
 BUNDLE_CASES: list[tuple[str, bool, Callable[[Path], None]]] = [
@@ -170,29 +176,63 @@ BUNDLE_CASES: list[tuple[str, bool, Callable[[Path], None]]] = [
     ("checkpoint-line-spaced", False,
      lambda b: _edit_line(b, "checkpoints.jsonl", 2, lambda l: json.dumps(json.loads(l)).encode())),
     ("meta-indented", False,
-     lambda b: ((b / "meta.json").write_text(json.dumps(json.loads((b / "meta.json").read_bytes()), indent=1) + "\n"),
-                _fix_manifest(b))),
-    ("checkpoints-emptied", False, lambda b: ((b / "checkpoints.jsonl").write_bytes(b""), _fix_manifest(b))),
+     lambda b: _edit(b, "meta.json", lambda d: (json.dumps(json.loads(d), indent=1) + "\n").encode())),
+    ("checkpoints-emptied", False, lambda b: _edit(b, "checkpoints.jsonl", lambda d: b"")),
     ("created-edited-manifest-kept", False,
      lambda b: _edit_line(b, "checkpoints.jsonl", 1, lambda l: l.replace(b'"created":"2', b'"created":"1'), fix=False)),
     ("created-edited-manifest-fixed", True,
      lambda b: _edit_line(b, "checkpoints.jsonl", 1, lambda l: l.replace(b'"created":"2', b'"created":"1'))),
-    ("ledger-id-edited", False,
-     lambda b: ((b / "meta.json").write_bytes(jcs_line({**json.loads((b / "meta.json").read_bytes()),
-                                                         "ledger_id": "x"})), _fix_manifest(b))),
-    ("version-1", False,
-     lambda b: (b / "manifest.json").write_bytes(jcs_line({**json.loads((b / "manifest.json").read_bytes()),
-                                                            "version": 1}))),
+    ("ledger-id-edited", False, lambda b: _edit(b, "meta.json", _json_edit(ledger_id="x"))),
+    ("version-2", False, lambda b: _edit(b, "manifest.json", _json_edit(version=2), fix=False)),
     ("entry-line-crlf", False, lambda b: _edit_line(b, "entries.jsonl", 2, lambda l: l + b"\r")),
+    ("proof-line-spaced", False,
+     lambda b: _edit_line(b, "proofs.jsonl", 2, lambda l: json.dumps(json.loads(l)).encode())),
+    ("consent-edited-manifest-fixed", True, lambda b: _edit(b, "consent.json", _json_edit(erased=[]))),
+    ("extra-member-listed", True,
+     lambda b: write_members(b, {**read_members(b), "identities/auditor.pub": b"{}\n"})),
 ]
 
 
-@pytest.mark.parametrize("name, accepted, attack", BUNDLE_CASES, ids=[c[0] for c in BUNDLE_CASES])
-def test_the_stranger_agrees_on_a_bundle(genuine: Workspace, tmp_path: Path, name: str, accepted: bool,
-                                        attack: Callable[[Path], None]) -> None:
-    bundle = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def genuine_bundle(genuine: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundle = tmp_path_factory.mktemp("bundle") / "genuine.zip"
     assert run_fedgov("audit", "export", "--workspace", str(genuine.path), "--out", str(bundle)).returncode == 0
+    return bundle
+
+
+@pytest.mark.parametrize("name, accepted, attack", BUNDLE_CASES, ids=[c[0] for c in BUNDLE_CASES])
+def test_the_stranger_agrees_on_a_bundle(genuine: Workspace, genuine_bundle: Path, tmp_path: Path, name: str,
+                                        accepted: bool, attack: Callable[[Path], None]) -> None:
+    bundle = Path(shutil.copy(genuine_bundle, tmp_path / "bundle.zip"))
     attack(bundle)
     trust = ["--trusted-key", str(genuine.trust_path)]
     assert _agree(["audit", "verify", "--bundle", str(bundle), *trust],
                   ["--bundle", str(bundle), "--trusted-keys", str(genuine.trust_path)]) == accepted
+
+
+@pytest.fixture(scope="module")
+def governed_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
+    """The good bundle of tests/governance/bundle_tamper_vectors.py."""
+    ws = create_workspace(tmp_path_factory.mktemp("governed") / ".fedgov", PASSPHRASE)
+    build_governed_run(ws, PASSPHRASE, rounds=3, nodes=4)
+    bundle = ws.path.parent / "good.zip"
+    assert run_fedgov("audit", "export", "--workspace", str(ws.path), "--out", str(bundle)).returncode == 0
+    return ws, bundle
+
+
+@pytest.mark.parametrize("case", BUNDLE_TAMPER_CASES, ids=[c.name for c in BUNDLE_TAMPER_CASES])
+def test_the_stranger_rejects_every_bundle_tamper_vector(governed_bundle: tuple[Workspace, Path], tmp_path: Path,
+                                                        case: BundleTamperCase) -> None:
+    """fedgov's own lines for each case are asserted in tests/governance/test_evidence_bundle.py."""
+    ws, good = governed_bundle
+    accepted, _ = _stranger(["--bundle", str(attacked_bundle(good, case, tmp_path / "b.zip")),
+                             "--trusted-keys", str(ws.trust_path)])
+    assert not accepted
+
+
+def test_the_stranger_agrees_on_a_filtered_bundle(governed_bundle: tuple[Workspace, Path], tmp_path: Path) -> None:
+    ws, _ = governed_bundle
+    bundle = tmp_path / "run.zip"
+    assert run_fedgov("audit", "export", "--run", "run-1", "--workspace", str(ws.path), "--out", str(bundle)).returncode == 0
+    assert _agree(["audit", "verify", "--bundle", str(bundle), "--trusted-key", str(ws.trust_path)],
+                  ["--bundle", str(bundle), "--trusted-keys", str(ws.trust_path)])
