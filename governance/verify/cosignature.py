@@ -148,6 +148,11 @@ def require_cosigned(latest: Checkpoint, cosigned: Sequence[CosignedCheckpoint],
                 raise CosignatureError(f"{who} cosigned root {cp.root.hex()} at tree size {cp.size}, but this ledger's "
                                        f"checkpoint there has root {ours.hex()}: the log showed another history "
                                        "(split view)")
+        newest = max((cp.size for cp, _ in mine), default=None)
+        if newest is not None and newest > latest.size:  # checked first: a restored backup may hold its own cosignature
+            raise CosignatureError(f"{who} cosigned tree size {newest}, larger than the latest signed checkpoint here "
+                                   f"(tree size {latest.size}): this ledger was rolled back, or is not the one the "
+                                   "witness saw")
         on_latest = [s for cp, s in mine if cp.body == latest.body]
         if on_latest:
             result.append(max(on_latest, key=lambda s: s.timestamp))
@@ -155,11 +160,6 @@ def require_cosigned(latest: Checkpoint, cosigned: Sequence[CosignedCheckpoint],
         if not mine:
             raise CosignatureError(f"no cosignature by {who} on the latest signed checkpoint (tree size "
                                    f"{latest.size})")
-        newest = max(cp.size for cp, _ in mine)
-        if newest > latest.size:
-            raise CosignatureError(f"{who} cosigned tree size {newest}, larger than the latest signed checkpoint here "
-                                   f"(tree size {latest.size}): this ledger was rolled back, or is not the one the "
-                                   "witness saw")
         raise CosignatureError(f"{who} has not cosigned the latest signed checkpoint (tree size {latest.size}); "
                                f"the newest it cosigned is tree size {newest}")
     return result

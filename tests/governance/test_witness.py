@@ -290,3 +290,19 @@ def test_verify_bundle_requires_the_cosignatures_it_carries_and_a_bundle_is_cosi
     assert (refused.returncode, refused.stderr) == (2, "error: with --bundle, give --out FILE: a bundle is not changed "
                                                        "after export; hand the file to `fedgov audit verify --bundle B "
                                                        "--cosigned FILE`\n")
+
+
+def test_a_restored_backup_with_its_own_older_cosignature_is_a_rollback(workspace: Workspace, tmp_path: Path) -> None:
+    """The witness cosigned size 3, then size 7; a backup of the workspace at size 3 (its 3.note included) is
+    restored: that the latest checkpoint there is cosigned must not hide the newer one the auditor holds."""
+    witness = _make_witness(tmp_path)
+    _grow(workspace, 2)
+    _cosign(witness, workspace)
+    backup = tmp_path / "backup" / ".fedgov"
+    shutil.copytree(workspace.path, backup)
+    _grow(workspace, 4, run="later")
+    _cosign(witness, workspace)
+    newest = workspace.path / COSIGNATURE_DIR / "7.note"  # what the witness cosigned last, handed to the auditor
+    with pytest.raises(CosignatureError, match=r"cosigned tree size 7, larger than the latest signed checkpoint here "
+                                               r"\(tree size 3\): this ledger was rolled back"):
+        check_cosigned(backup, None, [witness.key], [newest])
