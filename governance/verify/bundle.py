@@ -210,6 +210,9 @@ def _zip_members(path: Path) -> dict[str, bytes]:
                 files[info.filename] = archive.read(info)
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, zlib.error) as err:
                 raise BundleError(f"{info.filename}: cannot be read from the zip ({err})") from err
+            except MemoryError:  # a crafted member (a zip bomb) is a named refusal, not a crash
+                raise BundleError(f"{info.filename}: {info.file_size} bytes once inflated do not fit in this "
+                                  "process's memory (a crafted bundle, or verify it on a larger machine)") from None
     if MANIFEST_FILE not in files:
         raise UsageError(f"{path} is not a fedgov evidence bundle (no {MANIFEST_FILE})")
     return files

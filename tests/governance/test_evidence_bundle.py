@@ -259,3 +259,32 @@ def test_a_known_checkpoint_catches_a_bundle_of_a_rolled_back_ledger(workspace: 
         verify_bundle(old, keys, [workspace.head_path])
     assert caught.value.failures == [f"known checkpoint {workspace.head_path} covers 5 entries but the bundle's newest "
                                      "checkpoint covers only 4: the ledger was rolled back or truncated"]
+
+
+def test_a_zip_bomb_member_is_one_line_not_a_crash(governed: Workspace, good: Path, tmp_path: Path) -> None:
+    """A crafted bundle lists a member of 320 MiB of zeros (1.5 MB deflated); the verifier, limited to 256 MiB of
+    address space, refuses it by name instead of dying of a MemoryError traceback (found by the attacker review)."""
+    import hashlib
+    import zipfile
+
+    members = read_members(good)
+    size, chunk = 320 * 2**20, bytes(2**20)
+    zeros = hashlib.sha256()
+    for _ in range(size // len(chunk)):
+        zeros.update(chunk)
+    manifest = json.loads(members["manifest.json"])
+    manifest["files"]["padding.bin"] = zeros.hexdigest()
+    members["manifest.json"] = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, data in sorted(members.items()):
+            archive.writestr(name, data)
+        with archive.open("padding.bin", "w", force_zip64=True) as member:
+            for _ in range(size // len(chunk)):
+                member.write(chunk)
+    done = subprocess.run(["bash", "-c", f'ulimit -v {256 * 1024}; exec "$0" -m governance.verify "$1" --trusted-key "$2"',
+                           sys.executable, str(bomb), str(governed.trust_path)],
+                          capture_output=True, text=True, timeout=120, cwd=VERIFY.parents[1])
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"error: padding.bin: {size} bytes once inflated do not fit in this process's memory "
+                           "(a crafted bundle, or verify it on a larger machine)\n")

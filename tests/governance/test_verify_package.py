@@ -22,7 +22,8 @@ VERIFY = Path(__file__).resolve().parents[2] / "governance" / "verify"
 # +375 (issue 11): the verifier travels with evidence bundles v3: the zip and manifest reader, proof lines,
 # bundle checks that report every failure (bundle_check.py), `python -m governance.verify` and the readers of
 # its arguments (inputs.py, moved here from the CLI so both entry points share them).
-LINE_BUDGET = 1636
+# +3: a zip member that does not fit in memory is a named refusal (the attacker review's zip bomb).
+LINE_BUDGET = 1639
 
 # Run in a fresh interpreter: a meta-path finder refuses every import that is not the
 # standard library, `cryptography` or governance.verify, unless the stdlib or cryptography
