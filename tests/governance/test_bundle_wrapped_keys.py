@@ -181,3 +181,11 @@ def test_the_travelling_verifier_requires_a_witness_cosignature(exported: Export
     stranger = witness_key("witness.example/w2", Ed25519PrivateKey.from_private_bytes(other.ed25519_seed))
     assert travelling.main([str(exported.by_alice), "--require-cosigned-by", stranger.to_text()]) == 1
     assert "error: no cosignature by witness 'witness.example/w2'" in capsys.readouterr().err
+
+
+def test_each_export_is_recorded_as_a_read_naming_its_recipient(exported: Exported) -> None:
+    with Ledger.open_as(exported.ws, exported.alice) as ledger:
+        reads = [ledger.read_payload(e) for e in ledger.query(entry_type=et.AUDIT_READ)]
+    exports = [(r["reader"]["who"], r["filter"]["wrap_to"]) for r in reads if r["command"] == "audit export"]
+    assert exports == [(exported.alice.public.label, exported.alice.public.label),
+                       ("operator (passphrase)", exported.alice.public.label)]
