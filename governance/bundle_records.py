@@ -1,4 +1,4 @@
-"""The decrypted records an evidence bundle carries beside its signed entries: consent and lineage.
+"""The records an evidence bundle carries beside its signed entries: consent, lineage, identities.
 
 The exporter holds the keys (it reads payloads); the bundle's reader does not need them to
 see which consent records were in force for the exported entries and which model versions
@@ -17,8 +17,10 @@ from governance.errors import VerificationError
 from governance.ledger import Entry, KeyDestroyedError, Ledger
 from governance.lineage import to_prov_json
 from governance.lineage_store import load_operators, load_versions
+from governance.verify.bundle import jcs_line
 
 CONSENT_FORMAT = "fedgov-bundle-consent"
+IDENTITIES_DIR = "identities"
 
 
 def consent_document(ledger: Ledger, entries: Sequence[tuple], complete: bool) -> dict[str, Any]:
@@ -79,9 +81,20 @@ def lineage_document(ledger: Ledger, entries: Sequence[tuple], complete: bool) -
 
 
 def identity_files(ledger: Ledger) -> dict[str, bytes]:
-    """HOOK (roles helper): the registered identities' public files, as `identities/<name>.pub`.
+    """The registered identities as `identities/<fingerprint>.pub`: who could be granted which data keys.
 
-    Empty until governance/identities.py and `identity.registered` entries exist; the bundle
-    format already takes them (any listed file is digest-checked, docs/ledger-format.md §10).
+    Each is the public document (§8.1) with its registration beside it (`registered_seq`,
+    `registered_at`, and the ledger's `ledger_signature` of §4.2, which anyone holding the
+    pinned key can check), JCS+LF (docs/ledger-format.md §10.3). None for a ledger without identities.
     """
-    return {}
+    import base64
+
+    registered = ledger.roles().identities  # each row's signature checked with the ledger's key
+    if not registered:
+        return {}
+    with ledger.store.read() as conn:
+        signatures = {row._mapping["fingerprint"]: bytes(row._mapping["signature"])
+                      for row in ledger.store.identity_rows(conn)}
+    return {f"{IDENTITIES_DIR}/{fp}.pub": jcs_line({
+        **r.public.to_document(), "ledger_signature": base64.b64encode(signatures[fp]).decode("ascii"),
+        "registered_at": r.created, "registered_seq": r.seq}) for fp, r in sorted(registered.items())}

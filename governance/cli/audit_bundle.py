@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from governance.cli.options import (IdentityOpt, IdentityPassFileOpt, PassFileOpt, WorkspaceOpt, open_payload_reader,
                                     require_known)
-from governance.errors import UsageError
+from governance.errors import UsageError, VerificationError
+
+if TYPE_CHECKING:
+    from governance.bundle_keys import WrappedKeys
+    from governance.bundle_source import BundleSource
 
 
 def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to write (a zip); must not exist.")],
            run: Annotated[Optional[str], typer.Option("--run", help="Only this run's entries.")] = None,
            since: Annotated[Optional[str], typer.Option("--since", help="Only entries at or after this date or time (UTC; 2026-01-31 or 2026-01-31T12:00:00Z).")] = None,
            until: Annotated[Optional[str], typer.Option("--until", help="Only entries before this date or time.")] = None,
-           wrap_to: Annotated[Optional[Path], typer.Option("--wrap-to", help="Also add the payloads' data keys, wrapped to this recipient's X25519 public file (not yet available).")] = None,
+           wrap_to: Annotated[Optional[Path], typer.Option("--wrap-to", help="Also add the data keys of the exported payloads that you can open, wrapped to this recipient's public identity file (N.pub): the recipient reads them with its N.identity.")] = None,
            workspace: WorkspaceOpt = None, passphrase_file: PassFileOpt = None, identity: IdentityOpt = None,
            identity_passphrase_file: IdentityPassFileOpt = None) -> None:
     """Write one evidence bundle (a zip): signed entries with inclusion proofs, checkpoints, keys, consent, lineage."""
@@ -31,16 +35,19 @@ def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to w
     from governance.verify.bundle import CHECKPOINTS_FILE, CONSENT_FILE, LINEAGE_FILE, jcs_line
     from governance.witness import cosignature_members
 
-    if wrap_to is not None:  # HOOK: the roles helper's grant primitive (governance/ledger/grants.py) goes here
-        raise UsageError("--wrap-to is not yet available: data keys cannot be wrapped to a recipient until "
-                         "identities and grants land; export without it (payloads stay encrypted)")
+    recipient = None
+    if wrap_to is not None:
+        from governance.identities import read_public
+
+        recipient = read_public(wrap_to)
     selection = Selection(run, None if since is None else ledger_time(since, "--since"),
                           None if until is None else ledger_time(until, "--until"))
     if selection.since and selection.until and selection.since >= selection.until:
         raise UsageError(f"--since {since} is not before --until {until}: the selection is empty")
     if out.exists() or out.is_symlink():
         raise UsageError(f"--out {out} exists: a bundle is never written over a file; choose a new name")
-    what = {"command": "audit export", "out": str(out), **selection.to_dict()}
+    what = {"command": "audit export", "out": str(out), **selection.to_dict(),
+            "wrap_to": recipient.label if recipient else None}
     with open_payload_reader(workspace, passphrase_file, identity, what=what,
                              identity_passphrase_file=identity_passphrase_file) as ledger:
         if run is not None:
@@ -51,14 +58,53 @@ def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to w
                    **cosignature_members(ledger.workspace.path, notes),
                    CONSENT_FILE: jcs_line(consent_document(ledger, rows.entries, selection.complete)),
                    LINEAGE_FILE: jcs_line(lineage_document(ledger, rows.entries, selection.complete))}
+        wrapped = None
+        if recipient is not None:
+            from governance.bundle_keys import wrap_bundle_keys
+
+            wrapped = wrap_bundle_keys(ledger, ledger.reader, recipient, rows.entries)
+            members[wrapped.name] = wrapped.to_bytes()
     write_bundle(out, members, selection)
     typer.echo(f"exported {len(rows.entries)} entries ({selection.describe()}), {rows.checkpoints} checkpoints, "
                f"tree size {rows.tree_size} to {out}")
     if carried := sum(name.startswith("cosignatures/") for name in members):
         typer.echo(f"with the witnesses' cosignatures of {carried} of them (cosignatures/ in the bundle)")
+    if wrapped is not None:
+        _say_wrapped(wrapped)
     if rows.unsigned:
         typer.echo(f"note: {rows.unsigned} entries after the newest checkpoint are not signed yet and were left out "
                    "(`fedgov audit checkpoint` signs them)", err=True)
+
+
+def bundle_source(bundle: Path, workspace: Path | None, passphrase_file: Path | None, identity: Path | None,
+                  identity_passphrase_file: Path | None) -> BundleSource:
+    """A query's evidence from a bundle: verified first (its shipped key), read as `identity` with its wrapped keys."""
+    import sys
+
+    from governance.bundle_source import BundleSource
+    from governance.identities import identity_passphrase, read_identity
+    from governance.verify.bundle_check import verify_bundle
+    from governance.verify.errors import FedgovError
+
+    if workspace is not None or passphrase_file is not None:
+        raise UsageError("--bundle answers from the bundle alone: drop --workspace and --passphrase-file")
+    if identity is None:
+        raise UsageError(f"{bundle}: a bundle's payloads are encrypted; only an identity it carries data keys for can "
+                         "read them: pass --identity FILE (the exporter adds them with `fedgov audit export --wrap-to "
+                         "FILE.pub`)")
+    try:
+        verify_bundle(bundle)
+    except FedgovError as err:
+        failures = getattr(err, "failures", [str(err)])
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        kind = UsageError if err.exit_code == 2 else VerificationError
+        raise kind(f"{bundle} does not verify, so nothing is read from it: {failures[0]}{more}; see `fedgov audit "
+                   "verify --bundle`") from None
+    opened = read_identity(identity, identity_passphrase(identity_passphrase_file, prompt=sys.stdin.isatty()))
+    source = BundleSource(bundle, opened)
+    typer.echo(f"note: {bundle} verified with the key shipped in it; `fedgov audit verify --bundle --trusted-key KEY` "
+               "pins your own", err=True)
+    return source
 
 
 def verify_bundle_command(bundle: Path, trusted_key: str | None, known_checkpoint: list[Path], as_json: bool,
@@ -105,3 +151,15 @@ def verify_bundle_command(bundle: Path, trusted_key: str | None, known_checkpoin
     if keys is None:
         typer.echo("note: trusted the bundle's key that signed your --known-checkpoint" if known_checkpoint else
                    "note: trusted the key shipped in the bundle; pass --trusted-key to pin your own copy", err=True)
+
+
+def _say_wrapped(wrapped: WrappedKeys) -> None:
+    """What the recipient of wrapped keys will and will not be able to read, and why."""
+    from governance.bundle_keys import REASONS
+
+    total = sum(wrapped.payloads.values())
+    typer.echo(f"wrapped {len(wrapped.grants)} of {len(wrapped.payloads)} data keys to {wrapped.recipient.label} as "
+               f"{wrapped.name}: it can open {total - sum(wrapped.unreadable().values())} of the {total} payloads")
+    for reason, count in sorted(wrapped.unreadable().items()):
+        typer.echo(f"note: {wrapped.recipient.name} will not be able to read {count} payload{'s' * (count != 1)}: "
+                   f"their data keys were {REASONS[reason]}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -329,7 +330,8 @@ def subject(node: Annotated[str, typer.Argument(help="The pseudonymous node id (
             workspace: WorkspaceOpt = None,
             fmt: Annotated[Format, typer.Option("--format", help="table (for people) or json.")] = Format.table,
             passphrase_file: PassFileOpt = None, identity: IdentityOpt = None,
-            identity_passphrase_file: IdentityPassFileOpt = None) -> None:
+            identity_passphrase_file: IdentityPassFileOpt = None,
+            bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Answer from this evidence bundle (a zip) instead of a workspace: it is verified first, and its payloads are read with the keys it carries for --identity.")] = None) -> None:
     """For one node: runs and rounds that used its data, purposes, consent, models built on it, shredding."""
     from governance.evidence import LedgerSource
     from governance.names import check_name
@@ -338,10 +340,16 @@ def subject(node: Annotated[str, typer.Argument(help="The pseudonymous node id (
     if fmt is Format.csv:
         raise UsageError("--format csv does not fit a nested report: use table or json")
     check_name(node, "NODE")
-    with open_payload_reader(workspace, passphrase_file, identity, what={"command": "audit subject", "node": node},
-                             identity_passphrase_file=identity_passphrase_file) as ledger:
-        source = LedgerSource(ledger)
+    if bundle is not None:
+        from governance.cli.audit_bundle import bundle_source
+
+        source = bundle_source(bundle, workspace, passphrase_file, identity, identity_passphrase_file)
         report = subject_report(source, node)
+    else:
+        with open_payload_reader(workspace, passphrase_file, identity, what={"command": "audit subject", "node": node},
+                                 identity_passphrase_file=identity_passphrase_file) as ledger:
+            source = LedgerSource(ledger)
+            report = subject_report(source, node)
     if fmt is Format.json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -6,7 +6,6 @@ Heavy imports stay inside the commands, as in governance/cli/audit.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -82,32 +81,6 @@ def cosign(state: StateOpt, workspace: WorkspaceOpt = None,
     typer.echo(done.line)
 
 
-def witness_keys_option(values: list[str]) -> list[WitnessKey]:
-    """`--require-cosigned-by`: witness verifier keys, each given as text or as a file of them."""
-    from governance.verify.cosignature import CosignatureError, WitnessKey
-
-    keys = []
-    for value in values:
-        path = Path(value)
-        try:
-            is_file = path.is_file()
-        except (OSError, ValueError):
-            is_file = False
-        try:
-            if is_file:
-                lines = path.read_text(encoding="utf-8").split("\n")
-                found = [WitnessKey.from_text(line) for line in (raw.strip(" \t\r") for raw in lines)
-                         if line and not line.startswith("#")]
-                if not found:
-                    raise UsageError(f"--require-cosigned-by {value}: the file names no witness key")
-                keys += found
-            else:
-                keys.append(WitnessKey.from_text(value))
-        except (CosignatureError, OSError, UnicodeDecodeError) as err:
-            raise UsageError(f"--require-cosigned-by {value}: {err}") from None
-    return keys
-
-
 def check_cosigned(workspace: Path | None, bundle: Path | None, required: list[WitnessKey],
                    cosigned_files: list[Path]) -> tuple[int, list[Cosignature]]:
     """Every required witness cosigned the latest signed checkpoint (after the ledger itself verified).
@@ -120,33 +93,32 @@ def check_cosigned(workspace: Path | None, bundle: Path | None, required: list[W
     from governance.verify.checkpoint import parse_checkpoint
     from governance.verify.cosignature import COSIGNATURE_DIR, read_cosigned_files, require_cosigned
 
-    carried = []
-    if bundle is not None:  # its `cosignatures/<size>.note` members
-        from governance.verify.bundle import Bundle
-        from governance.verify.cosignature import verify_cosigned
+    if bundle is not None:  # the travelling verifier's own check (python -m governance.verify)
+        from governance.verify.bundle_cosigned import bundle_cosigned
 
-        opened = Bundle(bundle)
-        rows, directories = opened.checkpoints(), []
-        carried = [verify_cosigned(opened.text(name), (), required, f"{bundle}:{name}") for name in
-                   sorted(opened.files) if name.startswith(f"{COSIGNATURE_DIR}/") and name.endswith(".note")]
-    else:
-        from governance.ledger import Ledger
-        from governance.workspace import Workspace
+        return bundle_cosigned(bundle, required, cosigned_files)
+    from governance.ledger import Ledger
+    from governance.workspace import Workspace
 
-        ws = Workspace.discover(workspace)
-        with Ledger.open_readonly(ws) as ledger, ledger.store.read() as conn:
-            rows = ledger.store.checkpoints(conn)
-        directories = [ws.path / COSIGNATURE_DIR]
+    ws = Workspace.discover(workspace)
+    with Ledger.open_readonly(ws) as ledger, ledger.store.read() as conn:
+        rows = ledger.store.checkpoints(conn)
+    directories = [ws.path / COSIGNATURE_DIR]
     checkpoints = [parse_checkpoint(row["note"]) for row in rows]  # verified already, by `audit verify`
     held = {cp.size: cp.root for cp in checkpoints}
-    cosigned = carried + read_cosigned_files(directories, cosigned_files, required)
+    cosigned = read_cosigned_files(directories, cosigned_files, required)
     return checkpoints[-1].size, require_cosigned(checkpoints[-1], cosigned, required, held)
 
 
+def witness_keys_option(values: list[str]) -> list[WitnessKey]:
+    """`--require-cosigned-by`: witness verifier keys (the travelling verifier's parser: same keys, same errors)."""
+    from governance.verify.bundle_cosigned import witness_keys_option as parse
+
+    return parse(values)
+
+
 def describe(cosignature: Cosignature, size: int) -> str:
-    """One output line of `audit verify` per required witness."""
-    try:
-        when = datetime.fromtimestamp(cosignature.timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        when = f"time {cosignature.timestamp}"
-    return f"cosigned: tree size {size} by witness {cosignature.witness.name!r} at {when}"
+    """One output line of `audit verify` per required witness (the travelling verifier prints the same)."""
+    from governance.verify.bundle_cosigned import describe as line
+
+    return line(cosignature, size)

@@ -8,7 +8,9 @@ Rotating the KEK only re-wraps data keys: ciphertexts and leaf hashes never chan
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -109,3 +111,12 @@ def open_sealed(aead: AESGCM, sealed: bytes, aad: bytes, what: str) -> bytes:
         return aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
     except InvalidTag as err:
         raise DecryptionError(f"{what}: ciphertext does not authenticate (altered or moved)") from err
+
+
+def open_entry(aead: AESGCM, ledger_id: str, seq: int, entry_type: str, key_id: str, ciphertext: bytes,
+               what: str) -> dict[str, Any]:
+    """An entry's payload (§4: AAD of its ledger, seq, type and key): the one decryption every reader uses.
+
+    The ledger reads with keys it opens itself; a bundle reader with the keys wrapped to it.
+    """
+    return json.loads(open_sealed(aead, ciphertext, entry_aad(ledger_id, seq, entry_type, key_id), what))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -890,8 +889,8 @@ class Ledger:
         self.check_may_read(entry)
         what = f"entry seq {entry.seq}"
         aead = self._aead_for_key(entry.key_id, what)
-        aad = envelope.entry_aad(self.ledger_id, entry.seq, entry.entry_type, entry.key_id)
-        return json.loads(envelope.open_sealed(aead, entry.ciphertext, aad, what))
+        return envelope.open_entry(aead, self.ledger_id, entry.seq, entry.entry_type, entry.key_id, entry.ciphertext,
+                                   what)
 
     # -- shredding and rotation ----------------------------------------------------------------
 

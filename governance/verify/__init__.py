@@ -3,5 +3,5 @@
 Standard library and `cryptography` only (a test holds it to that), and no writer code: the
 writer imports its encoders from here, so what is written and what is checked cannot drift.
 Reading order: canonical, leaf, merkle, checkpoint, rows, inputs, bundle, bundle_check,
-__main__ (`python -m governance.verify BUNDLE`); selection redoes a draw.
+cosignature, bundle_cosigned, __main__ (`python -m governance.verify BUNDLE`); selection redoes a draw.
 """

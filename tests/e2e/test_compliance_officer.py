@@ -186,3 +186,17 @@ def test_a_report_of_the_run_is_written_with_the_auditors_key(officer: Officer) 
     assert "ledger verified" in done.stdout
     page = out.read_text(encoding="utf-8")
     assert officer.run_id in page and "cancer-screening" in page and "sealed (auditors only)" not in page
+
+
+def test_subject_gives_the_same_answer_on_the_workspace_and_on_the_auditors_bundle(officer: Officer) -> None:
+    """The auditor exports with her data keys wrapped to herself; the bundle answers as the workspace did (her
+    own reads, not yet signed, are not in the bundle, and no answer of `subject` reads them)."""
+    on_workspace = officer.ok("audit", "subject", NODE, "--format", "json", "--identity", officer.auditor).stdout
+    out = officer.tmp / "wrapped.zip"
+    said = officer.ok("audit", "export", "--out", str(out), "--identity", officer.auditor, "--wrap-to",
+                      str(officer.ids / "auditor-2026.pub"))
+    assert "to auditor-2026 (auditor, " in said.stdout and "will not be able to read" not in said.stderr
+    on_bundle = officer.ok("audit", "subject", NODE, "--format", "json", "--bundle", str(out), "--identity",
+                           officer.auditor)
+    assert on_bundle.stdout == on_workspace
+    assert json.loads(on_bundle.stdout)["summary"]["rounds_using_data"] == 2

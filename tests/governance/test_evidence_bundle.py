@@ -238,11 +238,12 @@ def test_a_version_2_directory_bundle_is_refused(travelling: Path, tmp_path: Pat
                                                  "export the ledger again with `fedgov audit export --out FILE.zip`\n")
 
 
-def test_wrap_to_is_not_yet_available(governed: Workspace, tmp_path: Path) -> None:
+def test_wrap_to_a_file_that_is_no_public_identity_writes_nothing(governed: Workspace, tmp_path: Path) -> None:
+    """Wrapping keys is tested in test_bundle_wrapped_keys.py; here only the refusal of a bad recipient."""
+    (tmp_path / "auditor.pub").write_text("not json\n")
     fails_with(["audit", "export", "--wrap-to", str(tmp_path / "auditor.pub"), "--workspace", str(governed.path),
-                "--out", str(tmp_path / "b.zip")],
-               "error: --wrap-to is not yet available: data keys cannot be wrapped to a recipient until identities "
-               "and grants land; export without it (payloads stay encrypted)", code=2)
+                "--out", str(tmp_path / "b.zip")], f"error: {tmp_path / 'auditor.pub'} is not JSON", code=2)
+    assert not (tmp_path / "b.zip").exists()
 
 
 def test_a_known_checkpoint_catches_a_bundle_of_a_rolled_back_ledger(workspace: Workspace, tmp_path: Path) -> None:

@@ -22,8 +22,10 @@ VERIFY = Path(__file__).resolve().parents[2] / "governance" / "verify"
 # +375 (issue 11): the verifier travels with evidence bundles v3: the zip and manifest reader, proof lines,
 # bundle checks that report every failure (bundle_check.py), `python -m governance.verify` and the readers of
 # its arguments (inputs.py, moved here from the CLI so both entry points share them).
+# +77 (issue 11): `python -m governance.verify --require-cosigned-by`: the witness-key parser and the bundle's
+# cosignature check moved here from the CLI (bundle_cosigned.py), so both entry points run the same code.
 # +3: a zip member that does not fit in memory is a named refusal (the attacker review's zip bomb).
-LINE_BUDGET = 1639
+LINE_BUDGET = 1716
 
 # Run in a fresh interpreter: a meta-path finder refuses every import that is not the
 # standard library, `cryptography` or governance.verify, unless the stdlib or cryptography
