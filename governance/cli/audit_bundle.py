@@ -77,8 +77,9 @@ def export(out: Annotated[Path, typer.Option("--out", help="The bundle file to w
 
 
 def bundle_source(bundle: Path, workspace: Path | None, passphrase_file: Path | None, identity: Path | None,
-                  identity_passphrase_file: Path | None) -> BundleSource:
-    """A query's evidence from a bundle: verified first (its shipped key), read as `identity` with its wrapped keys."""
+                  identity_passphrase_file: Path | None, trusted_key: str | None = None) -> BundleSource:
+    """A query's evidence from a bundle: verified first (with `trusted_key`, else the key shipped in it), then read
+    as `identity` with the keys it carries."""
     import sys
 
     from governance.bundle_source import BundleSource
@@ -92,8 +93,11 @@ def bundle_source(bundle: Path, workspace: Path | None, passphrase_file: Path | 
         raise UsageError(f"{bundle}: a bundle's payloads are encrypted; only an identity it carries data keys for can "
                          "read them: pass --identity FILE (the exporter adds them with `fedgov audit export --wrap-to "
                          "FILE.pub`)")
+    from governance.verify.inputs import trusted_keys_option
+
+    keys = trusted_keys_option(trusted_key) if trusted_key is not None else None
     try:
-        verify_bundle(bundle)
+        verify_bundle(bundle, keys)
     except FedgovError as err:
         failures = getattr(err, "failures", [str(err)])
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
@@ -102,8 +106,9 @@ def bundle_source(bundle: Path, workspace: Path | None, passphrase_file: Path | 
                    "verify --bundle`") from None
     opened = read_identity(identity, identity_passphrase(identity_passphrase_file, prompt=sys.stdin.isatty()))
     source = BundleSource(bundle, opened)
-    typer.echo(f"note: {bundle} verified with the key shipped in it; `fedgov audit verify --bundle --trusted-key KEY` "
-               "pins your own", err=True)
+    if keys is None:
+        typer.echo(f"note: {bundle} verified with the key shipped in it; pass --trusted-key KEY to pin your own",
+                   err=True)
     return source
 
 

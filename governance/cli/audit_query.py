@@ -331,7 +331,8 @@ def subject(node: Annotated[str, typer.Argument(help="The pseudonymous node id (
             fmt: Annotated[Format, typer.Option("--format", help="table (for people) or json.")] = Format.table,
             passphrase_file: PassFileOpt = None, identity: IdentityOpt = None,
             identity_passphrase_file: IdentityPassFileOpt = None,
-            bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Answer from this evidence bundle (a zip) instead of a workspace: it is verified first, and its payloads are read with the keys it carries for --identity.")] = None) -> None:
+            bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Answer from this evidence bundle (a zip) instead of a workspace: it is verified first, and its payloads are read with the keys it carries for --identity.")] = None,
+            trusted_key: Annotated[Optional[str], typer.Option("--trusted-key", help="With --bundle: the ledger's verifier key (text or trust file) to verify it with, instead of the key shipped in it.")] = None) -> None:
     """For one node: runs and rounds that used its data, purposes, consent, models built on it, shredding."""
     from governance.evidence import LedgerSource
     from governance.names import check_name
@@ -340,10 +341,12 @@ def subject(node: Annotated[str, typer.Argument(help="The pseudonymous node id (
     if fmt is Format.csv:
         raise UsageError("--format csv does not fit a nested report: use table or json")
     check_name(node, "NODE")
+    if trusted_key is not None and bundle is None:
+        raise UsageError("--trusted-key goes with --bundle (a workspace is verified with its own pinned key)")
     if bundle is not None:
         from governance.cli.audit_bundle import bundle_source
 
-        source = bundle_source(bundle, workspace, passphrase_file, identity, identity_passphrase_file)
+        source = bundle_source(bundle, workspace, passphrase_file, identity, identity_passphrase_file, trusted_key)
         report = subject_report(source, node)
     else:
         with open_payload_reader(workspace, passphrase_file, identity, what={"command": "audit subject", "node": node},

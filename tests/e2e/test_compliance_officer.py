@@ -197,6 +197,6 @@ def test_subject_gives_the_same_answer_on_the_workspace_and_on_the_auditors_bund
                       str(officer.ids / "auditor-2026.pub"))
     assert "to auditor-2026 (auditor, " in said.stdout and "will not be able to read" not in said.stderr
     on_bundle = officer.ok("audit", "subject", NODE, "--format", "json", "--bundle", str(out), "--identity",
-                           officer.auditor)
-    assert on_bundle.stdout == on_workspace
+                           officer.auditor, "--trusted-key", officer.trusted_key)
+    assert on_bundle.stdout == on_workspace and on_bundle.stderr == ""  # verified with her own copy of the key
     assert json.loads(on_bundle.stdout)["summary"]["rounds_using_data"] == 2
