@@ -103,10 +103,12 @@ def _overview(report: m.Report) -> str:
 
 
 NODE_CAPTIONS = {
-    m.NODE_ACCURACY: "Each node's accuracy of the global model it received, on its own local test split, measured "
-                     "before it trained and signed with its reply (round.reply metrics).",
-    m.NODE_LOSS: "Each node's loss of the global model it received, on its own local test split, measured before "
-                 "it trained and signed with its reply (round.reply metrics).",
+    m.NODE_ACCURACY: "Each node's accuracy of the global model it received (round 1: the initial model; round r: "
+                     "round r-1's), on its own local test split, measured before it trained and signed with its "
+                     "reply (round.reply metrics).",
+    m.NODE_LOSS: "Each node's loss of the global model it received (round 1: the initial model; round r: round "
+                 "r-1's), on its own local test split, measured before it trained and signed with its reply "
+                 "(round.reply metrics).",
 }
 
 
