@@ -1,6 +1,7 @@
 """fedgov's ClientApp: trains on the node's own data and replies weights and metrics.
 
-Raw data never goes into a reply: it holds the updated weights, a few scalar metrics and
+Raw data never goes into a reply: it holds the updated weights, a few scalar metrics (its
+training loss, and the loss and accuracy of the model it received on its local test split) and
 the node's signed statement (digests and counts only). The node's id, key and site file come
 from its own config (`--node-config 'fedgov-node-id=ID fedgov-key=PATH fedgov-site=PATH'`);
 the key must already exist (a node never signs with a key it has just made up), and the site
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.clientapp import ClientApp
@@ -25,7 +27,7 @@ from client.site import Site
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
 from fedgov.partition import Partition, load_partition, split_local
-from fedgov.protocol import ARRAYS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
+from fedgov.protocol import ARRAYS_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
 from fedgov.settings import RunSettings
 from fedgov.training import evaluate, resolve_device, train
 from governance.errors import FedgovError, UsageError
@@ -96,9 +98,21 @@ def server_round_of(msg: Message) -> int:
     return int(msg.content["config"].get("server-round", 0))
 
 
+def local_evaluation(model: torch.nn.Module, partition: Partition, device: torch.device) -> dict[str, float]:
+    """Loss and accuracy of the received global model on the node's own data, before it trains.
+
+    Measured on the local test split, which the node never trains on (on the train split when
+    the node holds too few rows for a test split): the per-node accuracy of the compliance
+    report, at the cost of one forward pass and no extra round trip.
+    """
+    data = partition.test if len(partition.test) else partition.train
+    loss, accuracy = evaluate(model, data, device)
+    return {LOCAL_LOSS_KEY: loss, LOCAL_ACCURACY_KEY: accuracy}
+
+
 def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Partition,
                 before_signing: Callable[[RecordDict], None] | None = None) -> RecordDict:
-    """Train the received global model on `partition`, then sign the reply's content.
+    """Evaluate the received global model on `partition`, train it, then sign the reply's content.
 
     `before_signing` lets the simulation harness change the content the node signs (its
     rehearsed faults); a deployed node passes nothing.
@@ -108,19 +122,21 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     server_round = server_round_of(msg)
     model = build_model(training.dataset, training.seed)
     model.load_state_dict(msg.content[ARRAYS_KEY].to_torch_state_dict())
+    device = resolve_device(training.device)
+    received = local_evaluation(model, partition, device)
     loss = train(
         model,
         partition.train,
         epochs=int(config.get("local-epochs", training.local_epochs)),
         batch_size=int(config.get("batch-size", training.batch_size)),
         lr=float(config.get("lr", training.lr)),
-        device=resolve_device(training.device),
+        device=device,
         seed=training.seed + partition.partition_id * 1000 + server_round,
         proximal_mu=float(config.get("proximal-mu", 0.0)),
     )
     content = RecordDict({
         ARRAYS_KEY: ArrayRecord(model.state_dict()),
-        METRICS_KEY: MetricRecord({"train-loss": loss, NUM_EXAMPLES_KEY: len(partition.train)}),
+        METRICS_KEY: MetricRecord({"train-loss": loss, **received, NUM_EXAMPLES_KEY: len(partition.train)}),
     })
     if before_signing is not None:
         before_signing(content)

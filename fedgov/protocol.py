@@ -13,12 +13,17 @@ from typing import Mapping
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from governance import reply_metrics
 from governance.digests import arrays_digest, metrics_digest
 
 ARRAYS_KEY = "arrays"
 METRICS_KEY = "metrics"
 GOVERNANCE_KEY = "governance"
-NUM_EXAMPLES_KEY = "num-examples"
+NUM_EXAMPLES_KEY = reply_metrics.NUM_EXAMPLES
+# The received global model on the node's own local test split, measured before it trains: what
+# the compliance report draws as per-node accuracy and loss (docs/governance.md, "round.reply").
+LOCAL_LOSS_KEY = reply_metrics.LOCAL_LOSS
+LOCAL_ACCURACY_KEY = reply_metrics.LOCAL_ACCURACY
 
 # What a train reply may hold: weights and metrics. Anything else could smuggle data off the node.
 ALLOWED_RECORDS: Mapping[str, type] = {ARRAYS_KEY: ArrayRecord, METRICS_KEY: MetricRecord}

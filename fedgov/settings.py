@@ -31,7 +31,7 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 # the node signed: a hostile node sends whatever it likes after signing.
 SIGNATURE_FAULTS = ("unsigned", "forged", "deep-fingerprint", "bad-npy", "foreign-stype", "huge-metric")
 FAULTS = ("nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-examples", "extra-metric",
-          "extra-record", "inflated-examples", *SIGNATURE_FAULTS)
+          "extra-record", "inflated-examples", "bad-accuracy", *SIGNATURE_FAULTS)
 
 
 def default_run_config() -> dict[str, Any]:

@@ -8,7 +8,8 @@ Every byte of a reply is hostile input. Each array's bytes are bounded by what i
 allows before they are decoded, decoded without pickle, and the decoded shape and dtype are
 compared with the declared ones and with the model's. Metrics are bounded in number, key
 length and list length, and every number must be finite and within ±(2^53-1), so the
-ledger (RFC 8785) can record it. Whatever a decoder still raises on malformed input
+ledger (RFC 8785) can record it; the received model's local loss and accuracy, which the
+compliance report draws, are single numbers within their ranges (loss ≥ 0, accuracy in [0, 1]). Whatever a decoder still raises on malformed input
 (`DECODE_ERRORS`) rejects the reply; it never reaches the run.
 """
 
@@ -23,7 +24,8 @@ from typing import Iterable, Mapping
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-from fedgov.protocol import ALLOWED_RECORDS, ARRAYS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY, NamedArrays
+from fedgov.protocol import (ALLOWED_RECORDS, ARRAYS_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY, METRICS_KEY,
+                             NUM_EXAMPLES_KEY, NamedArrays)
 
 # Bounds on a reply: generous for an honest node, small enough that a hostile one costs little.
 MAX_METRICS = 64
@@ -166,6 +168,27 @@ def _metrics_problem(metrics: MetricRecord) -> str | None:
                 return f"metric {brief(key)} is NaN or Inf"
             if isinstance(v, int) and abs(v) > MAX_SAFE_INTEGER:
                 return f"metric {brief(key)} is outside ±(2^53-1)"
+    return local_evaluation_problem(metrics)
+
+
+# What the node's evaluation of the received model may report: (name, lowest, highest, range as written).
+LOCAL_EVALUATION_RANGES = ((LOCAL_LOSS_KEY, 0.0, math.inf, "a number >= 0"),
+                           (LOCAL_ACCURACY_KEY, 0.0, 1.0, "a number within [0, 1]"))
+
+
+def local_evaluation_problem(metrics: Mapping[str, object]) -> str | None:
+    """Why the node's local loss or accuracy of the received model is out of range, or None.
+
+    Both are optional (a node of an earlier fedgov does not send them; the report then says "not
+    recorded"), but when sent each must be one number within its range: an accuracy of 1.7 or a
+    negative loss would otherwise be drawn as a fact about the node.
+    """
+    for key, lowest, highest, allowed in LOCAL_EVALUATION_RANGES:
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lowest <= value <= highest:
+            return f"metric {key!r} must be {allowed}, got {brief(value)}"
     return None
 
 

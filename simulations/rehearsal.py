@@ -23,7 +23,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from fedgov.partition import Partition
-from fedgov.protocol import ARRAYS_KEY, GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
+from fedgov.protocol import ARRAYS_KEY, GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
 from governance import consent_store
 from governance.consent import VALID, find_valid_consent, records_by_principal
 from governance.identity import NodeKey
@@ -106,6 +106,11 @@ def _inflated_examples(content: RecordDict) -> None:
     content[METRICS_KEY][NUM_EXAMPLES_KEY] = 1_000_000
 
 
+def _bad_accuracy(content: RecordDict) -> None:
+    """Claim (and sign) a local accuracy no evaluation can give."""
+    content[METRICS_KEY][LOCAL_ACCURACY_KEY] = 1.5
+
+
 def _huge_metric(content: RecordDict) -> None:
     content[METRICS_KEY]["train-loss"] = 2**60  # beyond what JSON (RFC 8785) carries exactly
 
@@ -128,6 +133,7 @@ FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "extra-metric": _extra_metric,
     "extra-record": _extra_record,
     "inflated-examples": _inflated_examples,
+    "bad-accuracy": _bad_accuracy,
     **SIGNATURE_FAULTS,
 }
 # The settings accept exactly the kinds acted on here (tests/fedgov/test_settings.py holds them equal).

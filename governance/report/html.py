@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from governance.report import model as m
-from governance.report.svg import esc, figure, line_chart, lineage_graph, state_grid
+from governance.report.svg import empty, esc, figure, line_chart, lineage_graph, state_grid
 
 PARTICIPATION_COLORS = {m.CONTRIBUTED: "#2e7d32", m.REPLIED: "#81c784", m.REJECTED: "#c62828",
                         m.EXCLUDED: "#f9a825", m.NOT_DRAWN: "#b0bec5", m.NO_REPLY: "#6d4c41",
@@ -102,6 +102,16 @@ def _overview(report: m.Report) -> str:
     return _section("overview", "Run", _table(("field", "value"), rows))
 
 
+NODE_CAPTIONS = {
+    m.NODE_ACCURACY: "Each node's accuracy of the global model it received (round 1: the initial model; round r: "
+                     "round r-1's), on its own local test split, measured before it trained and signed with its "
+                     "reply (round.reply metrics).",
+    m.NODE_LOSS: "Each node's loss of the global model it received (round 1: the initial model; round r: round "
+                 "r-1's), on its own local test split, measured before it trained and signed with its reply "
+                 "(round.reply metrics).",
+}
+
+
 def _metrics(report: m.Report) -> str:
     taken: set[str] = set()
     charts = []
@@ -110,30 +120,49 @@ def _metrics(report: m.Report) -> str:
         series = {f"{name} (held-out)": points}
         if (train := report.train_metrics.get(f"train-{name}")) is not None:
             series[f"train-{name} (nodes, mean)"] = train
+        if (local := report.train_metrics.get(f"local-{name}")) is not None:
+            series[f"local-{name} (nodes' own test data, mean)"] = local
         charts.append(figure(f"chart-global-{slug}", f"Global {name} per round",
                              line_chart(series, x_label="round", y_label=name),
                              "Round 0 is the initial model; evaluated centrally on the held-out split "
                              "(round.evaluated)."))
-    for name, by_node in report.node_metrics.items():
+    node_names = [*m.NODE_EVALUATION, *(n for n in report.node_metrics if n not in m.NODE_EVALUATION)]
+    for name in node_names:
+        by_node = report.node_metrics.get(name, {})
         slug = _slug(f"node-{name}", taken)
         labels = {node: f"{node} ({report.teams[node]})" if report.teams.get(node) else node for node in by_node}
-        charts.append(figure(f"chart-{slug}", f"{name} per node per round",
-                             line_chart({labels[n]: pts for n, pts in by_node.items()}, x_label="round", y_label=name),
-                             "What each node reported with its signed reply (round.reply metrics)."))
+        svg = (line_chart({labels[n]: pts for n, pts in by_node.items()}, x_label="round", y_label=name) if by_node
+               else empty(640, 300, "not recorded: no node of this run reported it"))
+        charts.append(figure(f"chart-{slug}", f"{name} per node per round", svg,
+                             NODE_CAPTIONS.get(name, "What each node reported with its signed reply "
+                                                     "(round.reply metrics).")))
     if not charts:
         charts.append(figure("chart-global-none", "Metrics", line_chart({}, x_label="round", y_label="value")))
     rounds = sorted({r for pts in report.global_metrics.values() for r, _ in pts})
     global_table = _table(["round", *report.global_metrics],
                           [[esc(r), *[_num(v) if (v := dict(pts).get(r)) is not None else "" for pts in
                                       report.global_metrics.values()]] for r in rounds])
+    missing = report.node_evaluation_missing
     node_tables = []
-    for name, by_node in report.node_metrics.items():
+    for name in node_names:
+        by_node = report.node_metrics.get(name, {})
+        gaps = missing if name in m.NODE_EVALUATION else {}
+        if not by_node and not gaps:
+            continue
         node_tables.append(f"<h3>{esc(name)} per node</h3>" + _table(
             ["node", "team", *[f"round {r}" for r in report.rounds]],
-            [[esc(n), esc(report.teams.get(n, "")), *[_num(v) if (v := dict(by_node[n]).get(r)) is not None else ""
-                                                       for r in report.rounds]] for n in sorted(by_node)]))
-    note = ("<p>Nodes report their training loss with each signed reply; per-node accuracy is not recorded "
-            "(only the global model is evaluated, centrally).</p>")
+            [[esc(n), esc(report.teams.get(n, "")),
+              *[_num(v) if (v := dict(by_node.get(n, [])).get(r)) is not None
+                else NOT_RECORDED_HTML if r in gaps.get(n, ()) else "" for r in report.rounds]]
+             for n in sorted({*by_node, *gaps})]))
+    note = ("<p>Per node: each node evaluates the global model it receives on its own local test split before it "
+            f"trains, and signs that loss and accuracy ({esc(m.NODE_LOSS)}, {esc(m.NODE_ACCURACY)}) with its "
+            "reply, beside its training loss.")
+    if missing:
+        note += (" Replies recorded without them (nodes of an earlier fedgov) show <em>not recorded</em>: "
+                 + esc("; ".join(f"{n} (round{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))})"
+                                 for n, rs in sorted(missing.items()))) + ".")
+    note += "</p>"
     return _section("metrics", "Accuracy and loss per round", "".join(charts), "<h3>Global values</h3>",
                     global_table, note, "".join(node_tables))
 

@@ -1,7 +1,8 @@
 """The report's data, built from a run's ledger facts by one pure function: `build_report`.
 
 What each part holds, and where in the ledger it comes from (docs/governance.md, "Entries"):
-metrics from `round.evaluated` (global) and `round.reply` (per node); participation from
+metrics from `round.evaluated` (global) and `round.reply` (per node: the training loss, and each
+node's loss and accuracy of the model it received, on its own local test split); participation from
 `round.selection`, `round.reply`, `round.rejected` and `round.aggregated`; consent from the
 selections' checks and the consent events; fingerprints and lineage from the replies and
 aggregations; the GDPR Art. 30 record from the run's declared purpose, the consent records and
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from governance import entry_types as et
+from governance import reply_metrics
 from governance.consent import (ConsentEvent, ConsentRecord, ConsentUsageError, consent_event_from_dict,
                                 consent_state, fold_consent, parse_utc)
 from governance.report.source import CheckpointRow, LedgerFacts, Recorded, Verification
@@ -33,6 +35,11 @@ NOT_CANDIDATE = "not a candidate"
 PARTICIPATION_STATES = (CONTRIBUTED, REPLIED, REJECTED, EXCLUDED, NOT_DRAWN, NO_REPLY, ERASED, NOT_CANDIDATE)
 
 NOT_RECORDED = None  # shown as "not recorded"
+
+# Per-node accuracy and loss: the node's own evaluation of the model it received, signed with its reply.
+NODE_ACCURACY = reply_metrics.LOCAL_ACCURACY
+NODE_LOSS = reply_metrics.LOCAL_LOSS
+NODE_EVALUATION = (NODE_ACCURACY, NODE_LOSS)
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,9 @@ class Report:
     global_metrics: dict[str, list[tuple[int, float]]]  # round.evaluated: round 0 is the initial model
     train_metrics: dict[str, list[tuple[int, float]]]  # round.aggregated train_metrics
     node_metrics: dict[str, dict[str, list[tuple[int, float]]]]  # metric -> node -> points
+    # node -> rounds whose readable reply lacks the node's evaluation (NODE_EVALUATION): recorded before
+    # fedgov's nodes sent it, so "not recorded"
+    node_evaluation_missing: dict[str, list[int]]
     participation: dict[str, dict[int, Cell]]  # node -> round -> cell
     exclusions: list[Exclusion]
     consent_by_round: dict[str, dict[int, str]]  # node -> round -> state at that round's selection
@@ -177,6 +187,7 @@ def build_report(facts: LedgerFacts) -> Report:
         global_metrics=_series({r: p.get("metrics") for r, p in evaluated.items()}),
         train_metrics=_series({r: p.get("train_metrics") for r, p in aggregated.items()}),
         node_metrics=_node_metrics(replies),
+        node_evaluation_missing=_node_evaluation_missing(replies),
         participation=participation, exclusions=exclusions,
         consent_by_round=_consent_by_round(nodes, selections),
         consent_records=_consent_rows(records, run_start_at, run_end_at, _time(facts.generated_at)),
@@ -282,6 +293,20 @@ def _node_metrics(replies: dict[int, dict[str, Recorded]]) -> dict[str, dict[str
             for name, value in sorted(metrics.items()):
                 if name != "num-examples" and (number := _number(value)) is not None:
                     out.setdefault(str(name), {}).setdefault(node, []).append((r, number))
+    return out
+
+
+def _node_evaluation_missing(replies: dict[int, dict[str, Recorded]]) -> dict[str, list[int]]:
+    """Rounds of each node whose readable reply holds no finite local accuracy and loss (an erased one is erased)."""
+    out: dict[str, list[int]] = {}
+    for r in sorted(replies):
+        for node, e in sorted(replies[r].items()):
+            if e.payload is None:
+                continue
+            metrics = e.payload.get("metrics")
+            metrics = metrics if isinstance(metrics, dict) else {}
+            if any(_number(metrics.get(name)) is None for name in NODE_EVALUATION):
+                out.setdefault(node, []).append(r)
     return out
 
 

@@ -91,6 +91,38 @@ def test_a_deployed_nodes_signed_reply_on_its_own_data_verifies_on_the_server(no
     assert reply.content["metrics"]["num-examples"] == 48  # 80 % of the site's 60 rows: its own data
 
 
+def test_a_deployed_node_signs_the_received_models_loss_and_accuracy_on_its_own_test_split(node, tmp_path):
+    """Measured before training: the instruction's model, on the rows the node never trains on."""
+    from client.app import site_partition
+    from client.site import Site
+    from fedgov.training import evaluate
+    import torch
+
+    key, config = node
+    instruction, model = _instruction()
+    metrics = train_handler(instruction, _context(config)).content["metrics"]
+    partition = site_partition(Site.load(Path(config["fedgov-site"])), RunSettings.from_run_config())
+    received = build_model("breast-cancer", 0)
+    received.load_state_dict(model.to_torch_state_dict())
+    loss, accuracy = evaluate(received, partition.test, torch.device("cpu"))
+    assert len(partition.test) == 12 and (metrics["local-loss"], metrics["local-accuracy"]) == (loss, accuracy)
+    assert metrics["local-loss"] >= 0 and 0 <= metrics["local-accuracy"] <= 1
+
+
+def test_a_node_too_small_for_a_test_split_evaluates_on_its_train_split():
+    import torch
+
+    from client.app import local_evaluation
+    from fedgov.partition import split_local
+
+    pool, _ = load_split("breast-cancer", 42)
+    partition = split_local(type(pool)(pool.name, pool.x[:1], pool.y[:1], pool.num_classes), 42)
+    assert len(partition.test) == 0 and len(partition.train) == 1
+    found = local_evaluation(build_model("breast-cancer", 42), partition, torch.device("cpu"))
+    assert set(found) == {"local-loss", "local-accuracy"} and found["local-accuracy"] in (0.0, 1.0)
+    assert found["local-loss"] > 0
+
+
 def test_a_malformed_data_file_is_an_error_reply_naming_it(node, tmp_path):
     _, config = node
     (tmp_path / "data.csv").write_text("mean_radius,diagnosis\n1.0,benign\n")

@@ -126,6 +126,22 @@ def test_every_reply_signature_verifies_offline_with_the_registered_key(ten):
         assert reply["consent_record_id"].startswith("consent-")
 
 
+def test_every_reply_carries_the_nodes_signed_loss_and_accuracy_of_the_model_it_received(ten):
+    """Measured on the node's own local test split before it trained; the signature covers them (metrics_digest)."""
+    from governance.digests import metrics_digest
+
+    for _, reply in ten.of(et.ROUND_REPLY):
+        metrics = reply["metrics"]
+        assert 0.0 <= metrics["local-accuracy"] <= 1.0 and metrics["local-loss"] >= 0.0
+        assert metrics_digest(metrics) == reply["metrics_digest"]
+    for r in (1, 2, 3):  # the model each round received is the previous round's: nodes see it improve
+        [(_, agg)] = ten.of(et.ROUND_AGGREGATED, r)
+        assert 0.0 <= agg["train_metrics"]["local-accuracy"] <= 1.0
+    first = [p["metrics"]["local-accuracy"] for _, p in ten.of(et.ROUND_REPLY, 1)]
+    last = [p["metrics"]["local-accuracy"] for _, p in ten.of(et.ROUND_REPLY, 3)]
+    assert sum(last) / len(last) > sum(first) / len(first)
+
+
 def test_aggregations_chain_each_round_to_the_previous_model(ten):
     [(_, start)] = ten.of(et.RUN_STARTED)
     parent = start["initial_model_hash"]
@@ -265,7 +281,8 @@ def hostile(tmp_path_factory) -> Run:
     ("sim-0004", "array 'net.0.weight' is serialized as 'torch.Tensor', not numpy.ndarray"),
     ("sim-0007", "array 'net.0.weight' holds NaN or Inf"),
     ("sim-0008", "unexpected record 'rows'"),
-    ("sim-0009", "metric keys ['num-examples', 'partition-size-leak', 'train-loss'] differ"),
+    ("sim-0009", "metric keys ['local-accuracy', 'local-loss', 'num-examples', 'partition-size-leak', 'train-loss'] "
+                 "differ"),
 ])
 def test_a_hostile_reply_is_a_named_rejection_and_the_run_goes_on(hostile, node, reason):
     rejected = {(e.round, p["node_id"]): p["reason"] for e, p in hostile.of(et.ROUND_REJECTED)}
@@ -323,6 +340,13 @@ def test_the_report_holds_the_runs_recorded_values(ten, ten_report):
         assert f'{reply["metrics"]["train-loss"]:.6g}' in page
     for _, agg in ten.of(et.ROUND_AGGREGATED):
         assert agg["output_model_hash"] in page
+    # per-node accuracy: every node's signed value for every round, as a point of its chart and in its table
+    chart = page.split('data-chart="chart-node-local-accuracy"', 1)[1].split("</figure>", 1)[0]
+    assert chart.count("<circle") == 30 and "not recorded" not in chart
+    table = page.split("<h3>local-accuracy per node</h3>", 1)[1].split("</table>", 1)[0]
+    for _, reply in ten.of(et.ROUND_REPLY):
+        assert f'<span class="num">{reply["metrics"]["local-accuracy"]:.6g}</span>' in table
+    assert "not recorded" not in table
     root = fedgov(ten.tmp, "audit", "verify").stdout.split(", root ")[1].split()[0]
     assert "VERIFIED: checked" in page and root in page
     assert page.count('data-state="contributed"') == 30  # 10 nodes x 3 rounds in the participation grid
@@ -333,6 +357,7 @@ def test_the_report_holds_the_runs_recorded_values(ten, ten_report):
 
 # What each chart draws in its own colour: the first series, "contributed" and "valid" cells, model boxes.
 CHART_INK = {"chart-global-accuracy": (31, 119, 180), "chart-global-loss": (31, 119, 180),
+             "chart-node-local-accuracy": (31, 119, 180), "chart-node-local-loss": (31, 119, 180),
              "chart-node-train-loss": (31, 119, 180), "chart-participation": (46, 125, 50),
              "chart-consent": (46, 125, 50), "chart-lineage": (51, 103, 214)}
 

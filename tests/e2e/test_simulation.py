@@ -62,7 +62,7 @@ def test_no_reply_carried_anything_but_weights_and_metrics(four_nodes):
         assert reply["record_types"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord",
                                          "governance": "ConfigRecord"}
         assert sorted(reply["records"]["arrays"]) == model_keys
-        assert set(reply["records"]["metrics"]) == {"num-examples", "train-loss"}
+        assert set(reply["records"]["metrics"]) == {"num-examples", "train-loss", "local-loss", "local-accuracy"}
         assert set(reply["records"]["governance"]) == {"node-id", "signature", "fingerprint"}
 
 

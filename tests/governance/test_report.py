@@ -1,7 +1,7 @@
 """`fedgov report`: a run's compliance report, read from a ledger written with the governance API.
 
-Four nodes, two rounds. sim-a contributes to both; sim-b consents, contributes to round 1, then
-withdraws; sim-c never consented; sim-d's round-1 reply is rejected with a hostile reason, and
+Four nodes, two rounds. sim-a contributes to both; sim-b consents, contributes to round 1 (from a
+node of an earlier fedgov: its reply holds no local accuracy and loss), then withdraws; sim-c never consented; sim-d's round-1 reply is rejected with a hostile reason, and
 its team is hostile too: node-supplied strings must come out of the page as text, never markup.
 """
 
@@ -37,11 +37,13 @@ def consent(node: str) -> ConsentRecord:
                          expires_at="2027-01-01T00:00:00.000000Z")
 
 
-def reply(node: str, r: int, loss: float) -> EntryDraft:
+def reply(node: str, r: int, loss: float, accuracy: float | None = None) -> EntryDraft:
+    """A recorded reply; `accuracy` None is a reply of an earlier fedgov, without the node's local evaluation."""
+    local = {} if accuracy is None else {"local-loss": round(1 - accuracy, 3), "local-accuracy": accuracy}
     fingerprint = {"digest": f"{ord(node[-1]):064x}", "rows": 90, "label_counts": {"0": 40, "1": 50},
                    "schema_hash": "5" * 64, "content_hash": "6" * 64}
     return EntryDraft(et.ROUND_REPLY, {"node_id": node, "team": TEAMS[node], "num_examples": 90,
-                                       "metrics": {"train-loss": loss, "num-examples": 90},
+                                       "metrics": {"train-loss": loss, **local, "num-examples": 90},
                                        "dataset_fingerprint": fingerprint, "update_digest": "7" * 64,
                                        "consent_record_id": f"consent-{node}"},
                       scope=et.node_scope(node), run_id=RUN, round=r, node_id=node)
@@ -76,7 +78,7 @@ def recorded(ledger):
                                     "initial_model_hash": H0}, scope=run, run_id=RUN, model_hash=H0),
         evaluated(0, H0, 0.69, 0.5),
         selection(1, {"sim-c": "no-consent"}, ["sim-a", "sim-b", "sim-d"]),
-        reply("sim-a", 1, 0.6), reply("sim-b", 1, 0.65),
+        reply("sim-a", 1, 0.6, 0.7), reply("sim-b", 1, 0.65),
         EntryDraft(et.ROUND_REJECTED, {"node_id": "sim-d", "flower_node_id": "4", "reason": HOSTILE_REASON},
                    scope=et.node_scope("sim-d"), run_id=RUN, round=1, node_id="sim-d"),
         EntryDraft(et.ROUND_AGGREGATED, {"input_model_hash": H0, "output_model_hash": H1,
@@ -88,7 +90,7 @@ def recorded(ledger):
     consent_store.withdraw(ledger, "consent-sim-b", "patient request", actor="dpo")
     ledger.append([
         selection(2, {"sim-b": "withdrawn", "sim-c": "no-consent"}, ["sim-a", "sim-d"]),
-        reply("sim-a", 2, 0.3), reply("sim-d", 2, 0.35),
+        reply("sim-a", 2, 0.3, 0.85), reply("sim-d", 2, 0.35, 0.75),
         EntryDraft(et.ROUND_AGGREGATED, {"input_model_hash": H1, "output_model_hash": H2,
                                          "contributors": ["sim-a", "sim-d"], "train_metrics": {"train-loss": 0.33}},
                    scope=run, run_id=RUN, round=2, model_hash=H2),
@@ -126,6 +128,13 @@ def test_metrics_are_the_recorded_values_global_and_per_node(recorded):
     assert report.train_metrics == {"train-loss": [(1, 0.62), (2, 0.33)]}
     assert report.node_metrics["train-loss"] == {"sim-a": [(1, 0.6), (2, 0.3)], "sim-b": [(1, 0.65)],
                                                  "sim-d": [(2, 0.35)]}
+
+
+def test_per_node_accuracy_and_loss_are_each_nodes_signed_evaluation_and_gaps_are_named(recorded):
+    report = report_of(recorded)
+    assert report.node_metrics["local-accuracy"] == {"sim-a": [(1, 0.7), (2, 0.85)], "sim-d": [(2, 0.75)]}
+    assert report.node_metrics["local-loss"] == {"sim-a": [(1, 0.3), (2, 0.15)], "sim-d": [(2, 0.25)]}
+    assert report.node_evaluation_missing == {"sim-b": [1]}  # a reply without them; sim-d's rejection is no reply
 
 
 def test_consent_shows_what_each_selection_checked_and_every_record_with_its_withdrawal(recorded):
@@ -188,10 +197,42 @@ def test_the_page_has_every_section_and_chart_and_runs_no_script(recorded):
                     "art30", "privacy-budget", "drift"):
         assert f'<section id="{section}">' in page
     charts = re.findall(r'data-chart="([^"]+)"', page)
-    assert charts == ["chart-global-accuracy", "chart-global-loss", "chart-node-train-loss", "chart-participation",
-                      "chart-consent", "chart-lineage"]
+    assert charts == ["chart-global-accuracy", "chart-global-loss", "chart-node-local-accuracy",
+                      "chart-node-local-loss", "chart-node-train-loss", "chart-participation", "chart-consent",
+                      "chart-lineage"]
     assert "<script" not in page.lower() and "onerror=" not in page.lower().replace("onerror=&quot;", "")
     assert "default-src 'none'" in page and "http://" not in page and "https://" not in page
+
+
+def _chart(page: str, chart_id: str) -> str:
+    return page.split(f'data-chart="{chart_id}"', 1)[1].split("</figure>", 1)[0]
+
+
+def test_the_per_node_accuracy_chart_draws_each_nodes_rounds_and_the_table_says_what_is_not_recorded(recorded):
+    page = render_html(report_of(recorded))
+    chart = _chart(page, "chart-node-local-accuracy")
+    assert chart.count("<circle") == 3 and "not recorded" not in chart  # sim-a rounds 1 and 2, sim-d round 2
+    table = page.split("<h3>local-accuracy per node</h3>", 1)[1].split("</table>", 1)[0]
+    rows = {row.split("</td>", 1)[0].removeprefix("<td>"): row for row in table.split("<tr>")[2:]}
+    assert set(rows) == {"sim-a", "sim-b", "sim-d"}
+    assert rows["sim-b"].count('<span class="nr">not recorded</span>') == 1  # round 1; round 2 it was excluded
+    assert '<span class="num">0.85</span>' in rows["sim-a"]
+    assert "sim-b (round 1)" in page.split('<section id="metrics">', 1)[1]
+
+
+def test_a_run_recorded_before_nodes_sent_their_evaluation_says_not_recorded():
+    old = {"node_id": "sim-a", "team": "t", "metrics": {"train-loss": 0.5, "num-examples": 9}}
+    facts = LedgerFacts(RUN, "ledger-x", "2026-06-01T00:00:00.000000Z", entries=[
+        Recorded(0, et.RUN_STARTED, "2026-01-02T00:00:00.000000Z", RUN, None, "", {"purpose": PURPOSE}),
+        Recorded(1, et.ROUND_REPLY, "2026-01-02T00:00:01.000000Z", RUN, 1, "sim-a", old),
+    ], consent=[], registrations=[], shreds=[], checkpoints=[], verification=Verification(True, "checked"))
+    report = build_report(facts)
+    assert "local-accuracy" not in report.node_metrics and report.node_evaluation_missing == {"sim-a": [1]}
+    page = render_html(report)
+    for chart_id in ("chart-node-local-accuracy", "chart-node-local-loss"):
+        assert "not recorded: no node of this run reported it" in _chart(page, chart_id)
+        assert "<circle" not in _chart(page, chart_id)
+    assert "<circle" in _chart(page, "chart-node-train-loss")
 
 
 def test_node_supplied_strings_appear_as_text(recorded):

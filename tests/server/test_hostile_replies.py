@@ -42,7 +42,8 @@ def _genuine(key: NodeKey) -> RecordDict:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(37, 30)), rng.integers(0, 2, size=37)
     content = RecordDict({"arrays": ArrayRecord(build_model("breast-cancer", seed=1).state_dict()),
-                          "metrics": MetricRecord({"train-loss": 0.5, "num-examples": 37})})
+                          "metrics": MetricRecord({"train-loss": 0.5, "local-loss": 0.6, "local-accuracy": 0.75,
+                                                   "num-examples": 37})})
     attest(content, key, NODE, RUN, 1, fingerprint_arrays(x, y))
     return content
 
@@ -74,8 +75,9 @@ def _mutate(content: RecordDict, rnd: random.Random) -> str:
         values = rnd.choice([np.zeros((2, 2), dtype=np.float64), np.array(["x"]), np.zeros(0), np.zeros((1, 1, 1))])
         arrays[key] = Array(values)
     elif kind == 6:  # metric values at the edges
-        metrics[rnd.choice(["train-loss", "num-examples", "x"])] = rnd.choice(
-            [float("nan"), float("inf"), 2**60, -(2**60), 0, -1, 10**6, [1.0] * 5000, [], [float("nan")], True])
+        metrics[rnd.choice(["train-loss", "num-examples", "x", "local-loss", "local-accuracy"])] = rnd.choice(
+            [float("nan"), float("inf"), 2**60, -(2**60), 0, -1, 10**6, [1.0] * 5000, [], [float("nan")], True,
+             1.5, -0.5, [0.5]])
     elif kind == 7:  # many or long metric names
         for i in range(rnd.choice([1, 70])):
             metrics["m" * rnd.choice([1, 200]) + str(i)] = 1.0
@@ -118,6 +120,21 @@ def _judge(verifier: ReplyVerifier, spec: dict, content: RecordDict) -> str | No
 def test_the_genuine_reply_is_accepted(checks) -> None:
     key, verifier, spec = checks
     assert _judge(verifier, spec, _genuine(key)) is None
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("local-accuracy", 1.5, "metric 'local-accuracy' must be a number within [0, 1], got 1.5"),
+    ("local-loss", -0.1, "metric 'local-loss' must be a number >= 0, got -0.1"),
+])
+def test_a_signed_reply_claiming_an_impossible_local_accuracy_or_loss_is_rejected_by_name(checks, key, value,
+                                                                                         reason) -> None:
+    node_key, verifier, spec = checks
+    content = _genuine(node_key)
+    content["metrics"][key] = value
+    del content["governance"]
+    rng = np.random.default_rng(0)
+    attest(content, node_key, NODE, RUN, 1, fingerprint_arrays(rng.normal(size=(37, 30)), rng.integers(0, 2, size=37)))
+    assert _judge(verifier, spec, content) == reason  # the node signed it: the signature is no excuse
 
 
 def test_randomly_mutated_replies_are_rejected_by_name_and_never_raise(checks) -> None:

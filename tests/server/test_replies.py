@@ -13,7 +13,7 @@ def good_reply() -> tuple[RecordDict, dict]:
     arrays = ArrayRecord(build_model("breast-cancer").state_dict())
     content = RecordDict({
         "arrays": ArrayRecord(build_model("breast-cancer", seed=1).state_dict()),
-        "metrics": MetricRecord({"train-loss": 0.5, "num-examples": 36}),
+        "metrics": MetricRecord({"train-loss": 0.5, "local-loss": 0.41, "local-accuracy": 0.875, "num-examples": 36}),
     })
     return content, model_spec(arrays)
 
@@ -34,6 +34,7 @@ def test_a_well_formed_reply_passes():
     ("missing-array", "missing arrays ['net.0.weight']"),
     ("missing-num-examples", "missing 'num-examples'"),
     ("extra-record", "unexpected record 'rows'"),
+    ("bad-accuracy", "metric 'local-accuracy' must be a number within [0, 1], got 1.5"),
 ])
 def test_each_malformed_reply_is_named_with_its_reason(kind, reason):
     content, spec = good_reply()
@@ -47,7 +48,37 @@ def test_every_fault_kind_is_covered_above():
     # statement faults and inflated-examples are the signature check's: all in e2e tests
     assert set(FAULTS) - {"extra-metric", "unsigned", "forged", "deep-fingerprint", "inflated-examples"} == {
         "nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-examples", "extra-record", "bad-npy",
-        "foreign-stype", "huge-metric"}
+        "foreign-stype", "huge-metric", "bad-accuracy"}
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("local-accuracy", 1.0000001, "metric 'local-accuracy' must be a number within [0, 1], got 1.0000001"),
+    ("local-accuracy", -0.25, "metric 'local-accuracy' must be a number within [0, 1], got -0.25"),
+    ("local-accuracy", [0.5, 0.5], "metric 'local-accuracy' must be a number within [0, 1], got [0.5, 0.5]"),
+    ("local-accuracy", float("nan"), "metric 'local-accuracy' is NaN or Inf"),
+    ("local-loss", -1e-9, "metric 'local-loss' must be a number >= 0, got -1e-09"),
+    ("local-loss", [0.3], "metric 'local-loss' must be a number >= 0, got [0.3]"),
+    ("local-loss", float("inf"), "metric 'local-loss' is NaN or Inf"),
+])
+def test_the_nodes_local_loss_and_accuracy_out_of_range_are_named(key, value, reason):
+    content, spec = good_reply()
+    content["metrics"][key] = value
+    assert content_problem(content, spec) == reason
+
+
+@pytest.mark.parametrize("key, value", [("local-accuracy", 0.0), ("local-accuracy", 1.0), ("local-accuracy", 1),
+                                        ("local-loss", 0.0), ("local-loss", 37.5), ("local-loss", 3)])
+def test_the_nodes_local_loss_and_accuracy_at_their_bounds_pass(key, value):
+    content, spec = good_reply()
+    content["metrics"][key] = value
+    assert content_problem(content, spec) is None
+
+
+def test_a_reply_without_local_loss_and_accuracy_passes_as_from_an_earlier_node():
+    content, spec = good_reply()
+    del content["metrics"]["local-loss"]
+    del content["metrics"]["local-accuracy"]
+    assert content_problem(content, spec) is None
 
 
 def test_zero_examples_is_refused():
