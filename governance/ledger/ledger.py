@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -34,7 +35,7 @@ from governance.ledger.store import LedgerStore, StoreError, display_url
 from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompute_tree, repair_rows
 from governance.ledger.roles import (LEDGER_WRITER, Registered, RoleState, batch_hmac, batch_hmac_key, batch_message,
                                      check_row_matches_payload, check_rows_match_entries, load_roles,
-                                     registration_message)
+                                     registration_message, vouched)
 from governance.ledger.unsigned_tail import OwnBatch, TailVouch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
 from governance.verify.canonical import MAX_SAFE_INTEGER, canonical_bytes
@@ -625,6 +626,10 @@ class Ledger:
                 raise UsageError("this ledger has no auditor, so an identity's audit.read entry could be read by nobody: "
                                  "register an auditor first (`fedgov identity add AUDITOR.pub`)")
         types = {d.entry_type for d in drafts}
+        if et.AUDIT_READ in types and any(d.payload.get("reader") != self.reader for d in drafts
+                                          if d.entry_type == et.AUDIT_READ):
+            raise UsageError(f"an audit.read entry names its own writer as reader ({self.reader['who']}): "
+                             "nobody records a read in another's name (docs/access-policy.md)")
         sealed_types = {t for t in types if is_sealed(t)} if roles.in_force else set()
         size = self.store.size(conn)
         frontier = self._load_frontier(conn, size)
@@ -932,12 +937,53 @@ class Ledger:
                 self._aeads[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
 
     def read_payload(self, entry: Entry) -> dict[str, Any]:
-        """Decrypt an entry's payload; AccessDenied if the read policy forbids it, KeyDestroyedError if shredded."""
+        """Decrypt an entry's payload; AccessDenied if the read policy forbids it, KeyDestroyedError if shredded.
+
+        An audit.read payload comes back with its `reader` checked against the batch authenticator
+        that vouches for the row (roles.vouched): a mismatch is flagged, never shown as is.
+        """
         self.check_may_read(entry)
         what = f"entry seq {entry.seq}"
         aead = self._aead_for_key(entry.key_id, what)
-        return envelope.open_entry(aead, self.ledger_id, entry.seq, entry.entry_type, entry.key_id, entry.ciphertext,
-                                   what)
+        payload = envelope.open_entry(aead, self.ledger_id, entry.seq, entry.entry_type, entry.key_id,
+                                      entry.ciphertext, what)
+        if entry.entry_type == et.AUDIT_READ:
+            return vouched(payload, self.batch_writer(entry.seq))
+        return payload
+
+    def batch_writer(self, seq: int) -> dict[str, Any] | str:
+        """Who wrote entry `seq` by its batch authenticator, as an audit.read `reader`; else why it is unknown.
+
+        An identity's Ed25519 signature is checked over the batch's recomputed leaf hashes; the
+        ledger's HMAC is checked by a holder of the ledger's keys and taken as written by others
+        (docs/ledger-format.md §4.4).
+        """
+        from governance.identities import OPERATOR
+
+        with self.store.read() as conn:
+            auth = self.store.batch_auth_covering(conn, seq)
+            if auth is None:
+                return "no batch authenticator covers this entry"
+            first, count, writer, tag = auth
+            encode = LeafEncoder()
+            try:  # rows in ENTRY_COLUMNS order: seq, entry_type, timestamp, run_id, round, node_id, ...
+                leaves = [hashlib.sha256(b"\x00" + encode(row[0], row[2], row[1], *row[3:9], bytes(row[9]))).digest()
+                          for row in self.store.entries_between(conn, first, first + count)]
+            except (TypeError, ValueError):
+                return f"the batch at seq {first} holds a malformed entry"
+            roles = self._role_state(conn)
+        if len(leaves) != count:
+            return f"the batch authenticator at seq {first} covers entries that are missing"
+        message = batch_message(self.ledger_id, first, leaves, writer)
+        if writer == LEDGER_WRITER:
+            if self._keys is not None and not hmac.compare_digest(batch_hmac(self._batch_key(), message), bytes(tag)):
+                return f"the ledger's authenticator of the batch at seq {first} does not verify"
+            return {"who": "operator (passphrase)", "role": OPERATOR, "name": None, "fingerprint": None}
+        registered = roles.identities.get(writer)
+        if registered is None or registered.seq >= first or not registered.public.verify(bytes(tag), message):
+            return f"the batch at seq {first} claims identity {writer[:40]!r} and its signature does not verify"
+        public = registered.public
+        return {"who": public.label, "role": public.role, "name": public.name, "fingerprint": public.fingerprint}
 
     # -- shredding and rotation ----------------------------------------------------------------
 

@@ -151,3 +151,23 @@ def batch_hmac_key(signing_seed: bytes) -> bytes:
 def batch_hmac(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
+
+def vouched(payload: dict[str, Any], writer: dict[str, Any] | str) -> dict[str, Any]:
+    """An audit.read payload as shown: its `reader` as the batch authenticator names the writer.
+
+    The payload's `reader` is what the writer put there; the authenticator (an identity's
+    Ed25519 signature, or the ledger's HMAC for the operator) says who wrote the row. When they
+    differ, or the authenticator does not check, `reader` becomes the authenticated writer (or
+    null), the claim moves to `claimed_reader` and `reader_mismatch` says why (docs/access-policy.md).
+    """
+    claimed = payload.get("reader")
+    if isinstance(writer, dict) and claimed == writer:
+        return payload
+    flagged = dict(payload)
+    flagged["claimed_reader"] = claimed
+    flagged["reader"] = writer if isinstance(writer, dict) else None
+    who = claimed.get("who") if isinstance(claimed, dict) else claimed
+    flagged["reader_mismatch"] = (f"the payload names {who!r} as reader but the row was written by "
+                                  f"{writer['who']!r}" if isinstance(writer, dict) else
+                                  f"the payload names {who!r} as reader and {writer}")
+    return flagged

@@ -213,6 +213,37 @@ def test_an_identitys_unsigned_audit_read_cannot_be_deleted_before_the_checkpoin
     assert verify_ledger(governed).entries > seq, "the auditor's audit.read is gone and the ledger verifies"
 
 
+def test_the_operator_cannot_record_a_read_in_the_auditors_name(governed: Workspace, keys: KeyMaterial,
+                                                                people: dict[str, Identity]) -> None:
+    """(a) The operator frames the auditor: an audit.read whose reader is alice, signed at once."""
+    alice = people["alice"]
+    forged = {"reader": {"who": alice.public.label, "role": "auditor", "name": "alice",
+                         "fingerprint": alice.fingerprint},
+              "command": "audit subject", "count": 3, "filter": {"node": "n2"}, "read_at": "2026-01-01T00:00:00Z"}
+    with pytest.raises(Exception):  # noqa: PT011 - any refusal is safe
+        with Ledger.open(governed, keys=keys) as operator:
+            operator.append([EntryDraft(et.AUDIT_READ, forged, et.AUDIT_SCOPE)], sign=True)
+
+
+def test_a_node_admin_cannot_record_a_read_in_the_auditors_name(governed: Workspace, keys: KeyMaterial,
+                                                                people: dict[str, Identity]) -> None:
+    """(c) nina (node-admin) signs an audit.read claiming alice read node n2; the operator's next checkpoint signs it."""
+    alice = people["alice"]
+    forged = {"reader": {"who": alice.public.label, "role": "auditor", "name": "alice",
+                         "fingerprint": alice.fingerprint},
+              "command": "audit subject", "count": 3, "filter": {"node": "n2"}, "read_at": "2026-01-01T00:00:00Z"}
+    try:
+        with Ledger.open_as(governed, people["nina"], write=True) as nina:
+            [seq] = nina.append([EntryDraft(et.AUDIT_READ, forged, et.AUDIT_SCOPE)])
+        with Ledger.open(governed, keys=keys) as operator:
+            operator.checkpoint()
+    except Exception:  # noqa: BLE001 - a refusal is safe
+        return
+    with Ledger.open_as(governed, alice) as auditor:
+        shown = auditor.read_payload(auditor.get(seq))
+    assert shown["reader"]["fingerprint"] != alice.fingerprint, "the ledger says alice read n2; nina wrote it"
+
+
 # -- promise 3: the signer signs only what a key holder or a registered identity wrote -----------------
 
 
@@ -345,3 +376,21 @@ def test_a_registration_row_swapped_for_one_signed_in_a_copy_at_the_same_seq_is_
         Ledger.open(governed, keys=keys)
     with pytest.raises(Exception, match=rf"^the fedgov_identities row of seq {seq} differs"):  # alice reads ledger:system
         Ledger.open_as(governed, people["alice"])
+
+
+def test_a_read_recorded_in_anothers_name_by_modified_code_is_shown_flagged(
+        governed: Workspace, people: dict[str, Identity]) -> None:
+    """(c) nina runs modified fedgov that names alice as reader; alice's listing shows nina as the writer, flagged."""
+    alice, nina = people["alice"], people["nina"]
+    claimed = {"who": alice.public.label, "role": "auditor", "name": "alice", "fingerprint": alice.fingerprint}
+
+    class Hostile(Ledger):
+        reader = property(lambda self: claimed)
+
+    with Hostile.open_as(governed, nina, write=True) as hostile:
+        seq = record_read(hostile, {"command": "audit subject", "node": "n2"})
+    with Ledger.open_as(governed, alice) as auditor:
+        shown = auditor.read_payload(auditor.get(seq))
+    assert shown["reader"]["fingerprint"] == nina.fingerprint and shown["claimed_reader"] == claimed
+    assert shown["reader_mismatch"] == f"the payload names {alice.public.label!r} as reader but the row was written " \
+                                       f"by {nina.public.label!r}"
