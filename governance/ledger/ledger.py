@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -33,7 +34,8 @@ from governance.ledger.signed_head import (SigningRefusedError, advance_head, ch
 from governance.ledger.store import LedgerStore, StoreError, display_url
 from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompute_tree, repair_rows
 from governance.ledger.roles import (LEDGER_WRITER, Registered, RoleState, batch_hmac, batch_hmac_key, batch_message,
-                                     load_roles, registration_message)
+                                     check_row_matches_payload, check_rows_match_entries, load_roles,
+                                     registration_message, vouched)
 from governance.ledger.unsigned_tail import OwnBatch, TailVouch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
 from governance.verify.canonical import MAX_SAFE_INTEGER, canonical_bytes
@@ -129,7 +131,13 @@ class Ledger:
         if store.meta["public_key"] != base64.b64encode(public_key_bytes(keys.signing_key)).decode():
             store.close()
             raise UsageError("these keys do not belong to this ledger (signing key differs)")
-        return cls(ws, store, keys, passphrase)
+        ledger = cls(ws, store, keys, passphrase)
+        try:
+            ledger.roles()  # an edited identity table refuses here, before anything is read or written
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
 
     @classmethod
     def open_readonly(cls, ws: Workspace) -> Ledger:
@@ -208,13 +216,50 @@ class Ledger:
         return Ed25519PublicKey.from_public_bytes(pinned[0].public_key)
 
     def _role_state(self, conn: Connection) -> RoleState:
-        """Registered identities, re-read when an identity.registered entry was added since."""
+        """Registered identities, re-read when an identity.registered entry was added since.
+
+        The rows must be, one for one by seq, the identity.registered entries, each signed for its
+        seq, and, where this reader can open those payloads, hold what the payloads say
+        (docs/ledger-format.md §4.2): otherwise IdentityTableEdited, and nothing is read or written.
+        """
         key = self.store.first_registration(conn)
         if self._roles is None or key != self._roles_key:
-            rows = self.store.identity_rows(conn) if key[0] else []
-            self._roles = load_roles(rows, self.ledger_id, self._ledger_public_key()) if rows else RoleState()
+            rows = self.store.identity_rows(conn)
+            roles = load_roles(rows, self.ledger_id, self._ledger_public_key()) if rows else RoleState()
+            entries = self.store.query(conn, et.IDENTITY_REGISTERED) if key[0] else []
+            check_rows_match_entries(roles, [e.seq for e in entries])
+            self._check_registration_payloads(conn, roles, entries)
+            self._roles = roles
             self._roles_key = key
         return self._roles
+
+    def _check_registration_payloads(self, conn: Connection, roles: RoleState, entries: list[Entry]) -> None:
+        """Compare each row with its entry's payload, when this reader holds the key (KEK, or a grant)."""
+        from governance.ledger.grants import GrantError, open_grant
+
+        if self._keys is None and self._identity is None:
+            return  # no secret: the signatures and the one-for-one seqs are what can be checked
+        by_seq = {r.seq: r for r in roles.identities.values()}
+        aeads: dict[str, AESGCM | None] = {}
+        for entry in entries:
+            if entry.key_id not in aeads:
+                data_key = None
+                if self._identity is not None:
+                    grant = self.store.grants_to(conn, self._identity.fingerprint, [entry.key_id]).get(entry.key_id)
+                    if grant is not None:
+                        with suppress(GrantError):
+                            data_key = open_grant(self._identity, grant, ledger_id=self.ledger_id, key_id=entry.key_id)
+                else:
+                    row = self.store.data_key(conn, entry.key_id)
+                    if row is not None and row.wrapped_key is not None:
+                        data_key = envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key)
+                aeads[entry.key_id] = AESGCM(data_key) if data_key is not None else None
+            aead = aeads[entry.key_id]
+            if aead is None:
+                continue
+            payload = envelope.open_entry(aead, self.ledger_id, entry.seq, entry.entry_type, entry.key_id,
+                                          entry.ciphertext, f"entry seq {entry.seq}")
+            check_row_matches_payload(by_seq[entry.seq], payload)
 
     def roles(self) -> RoleState:
         """The identities this ledger registered (signatures checked), by fingerprint."""
@@ -266,10 +311,12 @@ class Ledger:
                 raise UsageError(f"an identity named {public.name!r} is already registered (fingerprint "
                                  f"{roles.by_name(public.name).public.fingerprint}); names are unique")
             when = utc_now()
-            signature = keys.signing_key.sign(registration_message(self.ledger_id, public))
+            seq = self.store.size(conn)  # the seq _append_in gives the entry: the signature binds it
+            signature = keys.signing_key.sign(registration_message(self.ledger_id, public, seq))
             payload = {"identity": public.to_document(), "actor": actor, "registered_at": when,
                        "ledger_signature": b64.b64encode(signature).decode("ascii")}
-            seq = self._append_in(conn, [EntryDraft(et.IDENTITY_REGISTERED, payload, SYSTEM_SCOPE)])[0]
+            if self._append_in(conn, [EntryDraft(et.IDENTITY_REGISTERED, payload, SYSTEM_SCOPE)])[0] != seq:
+                raise StoreError("identity.registered was not given the seq its registration signature names")
             self.store.insert_identity(conn, {"fingerprint": public.fingerprint, "document":
                                               canonical_bytes(public.to_document()).decode("utf-8"),
                                               "signature": signature, "seq": seq, "created": when})
@@ -277,7 +324,8 @@ class Ledger:
             for row in self.store.all_live_keys(conn):
                 if receives(public.role, public.node, row.scope, False):
                     data_key = envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key)
-                    grants.append(self._grants_for(conn, RoleState({public.fingerprint: Registered(public, seq, when)}),
+                    grants.append(self._grants_for(conn, RoleState({public.fingerprint: Registered(public, seq, when,
+                                                                                                   signature)}),
                                                    row.scope, False, row.key_id, data_key, when)[0])
             self.store.insert_grants(conn, grants)
             self._roles = None
@@ -578,6 +626,10 @@ class Ledger:
                 raise UsageError("this ledger has no auditor, so an identity's audit.read entry could be read by nobody: "
                                  "register an auditor first (`fedgov identity add AUDITOR.pub`)")
         types = {d.entry_type for d in drafts}
+        if et.AUDIT_READ in types and any(d.payload.get("reader") != self.reader for d in drafts
+                                          if d.entry_type == et.AUDIT_READ):
+            raise UsageError(f"an audit.read entry names its own writer as reader ({self.reader['who']}): "
+                             "nobody records a read in another's name (docs/access-policy.md)")
         sealed_types = {t for t in types if is_sealed(t)} if roles.in_force else set()
         size = self.store.size(conn)
         frontier = self._load_frontier(conn, size)
@@ -885,12 +937,53 @@ class Ledger:
                 self._aeads[row.key_id] = AESGCM(envelope.unwrap(self._kek_for(row.kek_id), row.wrapped_key))
 
     def read_payload(self, entry: Entry) -> dict[str, Any]:
-        """Decrypt an entry's payload; AccessDenied if the read policy forbids it, KeyDestroyedError if shredded."""
+        """Decrypt an entry's payload; AccessDenied if the read policy forbids it, KeyDestroyedError if shredded.
+
+        An audit.read payload comes back with its `reader` checked against the batch authenticator
+        that vouches for the row (roles.vouched): a mismatch is flagged, never shown as is.
+        """
         self.check_may_read(entry)
         what = f"entry seq {entry.seq}"
         aead = self._aead_for_key(entry.key_id, what)
-        return envelope.open_entry(aead, self.ledger_id, entry.seq, entry.entry_type, entry.key_id, entry.ciphertext,
-                                   what)
+        payload = envelope.open_entry(aead, self.ledger_id, entry.seq, entry.entry_type, entry.key_id,
+                                      entry.ciphertext, what)
+        if entry.entry_type == et.AUDIT_READ:
+            return vouched(payload, self.batch_writer(entry.seq))
+        return payload
+
+    def batch_writer(self, seq: int) -> dict[str, Any] | str:
+        """Who wrote entry `seq` by its batch authenticator, as an audit.read `reader`; else why it is unknown.
+
+        An identity's Ed25519 signature is checked over the batch's recomputed leaf hashes; the
+        ledger's HMAC is checked by a holder of the ledger's keys and taken as written by others
+        (docs/ledger-format.md §4.4).
+        """
+        from governance.identities import OPERATOR
+
+        with self.store.read() as conn:
+            auth = self.store.batch_auth_covering(conn, seq)
+            if auth is None:
+                return "no batch authenticator covers this entry"
+            first, count, writer, tag = auth
+            encode = LeafEncoder()
+            try:  # rows in ENTRY_COLUMNS order: seq, entry_type, timestamp, run_id, round, node_id, ...
+                leaves = [hashlib.sha256(b"\x00" + encode(row[0], row[2], row[1], *row[3:9], bytes(row[9]))).digest()
+                          for row in self.store.entries_between(conn, first, first + count)]
+            except (TypeError, ValueError):
+                return f"the batch at seq {first} holds a malformed entry"
+            roles = self._role_state(conn)
+        if len(leaves) != count:
+            return f"the batch authenticator at seq {first} covers entries that are missing"
+        message = batch_message(self.ledger_id, first, leaves, writer)
+        if writer == LEDGER_WRITER:
+            if self._keys is not None and not hmac.compare_digest(batch_hmac(self._batch_key(), message), bytes(tag)):
+                return f"the ledger's authenticator of the batch at seq {first} does not verify"
+            return {"who": "operator (passphrase)", "role": OPERATOR, "name": None, "fingerprint": None}
+        registered = roles.identities.get(writer)
+        if registered is None or registered.seq >= first or not registered.public.verify(bytes(tag), message):
+            return f"the batch at seq {first} claims identity {writer[:40]!r} and its signature does not verify"
+        public = registered.public
+        return {"who": public.label, "role": public.role, "name": public.name, "fingerprint": public.fingerprint}
 
     # -- shredding and rotation ----------------------------------------------------------------
 

@@ -781,6 +781,18 @@ class LedgerStore:
         return {int(f): (int(n), str(w), t) for f, n, w, t in rows}
 
 
+    def batch_auth_covering(self, conn: Connection, seq: int) -> tuple[int, int, str, bytes] | None:
+        """(first_seq, count, writer, tag) of the batch authenticator whose batch holds `seq`; None if none does."""
+        if not self.has_role_tables(conn):
+            return None
+        c = batch_auth_table.c
+        row = conn.execute(sa.select(c.first_seq, c.count, c.writer, c.tag).where(c.first_seq <= seq)
+                           .order_by(c.first_seq.desc()).limit(1)).first()
+        if row is None or int(row[0]) + int(row[1]) <= seq:
+            return None
+        return int(row[0]), int(row[1]), str(row[2]), row[3]
+
+
 def _table(name: str) -> sa.Table:
     return metadata.tables[name] if name in metadata.tables else role_metadata.tables[name]
 

@@ -167,7 +167,7 @@ def test_the_wrapped_keys_and_identities_are_listed_members_and_the_bundle_verif
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     Ed25519PublicKey.from_public_bytes(key.public_key).verify(base64.b64decode(document["ledger_signature"]),
-                                                              registration_message(ledger_id, public))
+                                                              registration_message(ledger_id, public, 1))
 
 
 def test_the_travelling_verifier_requires_a_witness_cosignature(exported: Exported, capsys) -> None:

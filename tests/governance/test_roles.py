@@ -124,7 +124,8 @@ def test_operator_and_node_admin_identities_read_what_the_policy_lets_them(gover
 def test_an_auditor_appends_audit_read_without_the_passphrase_and_the_signer_vouches_for_it(
         governed: Workspace, keys: KeyMaterial, people: dict[str, Identity]) -> None:
     with Ledger.open_as(governed, people["alice"], write=True) as auditor:
-        [seq] = auditor.append([EntryDraft(et.AUDIT_READ, {"who": "alice"}, et.AUDIT_SCOPE)])
+        read = {"reader": auditor.reader, "command": "audit log --decrypt"}  # an audit.read names its writer
+        [seq] = auditor.append([EntryDraft(et.AUDIT_READ, read, et.AUDIT_SCOPE)])
         with pytest.raises(Exception, match="may append only audit.read entries, not round.reply"):
             auditor.append([REPLY])
     assert verify_ledger(governed).unsigned_tail == 1
@@ -134,7 +135,7 @@ def test_an_auditor_appends_audit_read_without_the_passphrase_and_the_signer_vou
             operator.read_payload(operator.get(seq))
     assert verify_ledger(governed).unsigned_tail == 0
     with Ledger.open_as(governed, people["alice"]) as auditor:
-        assert auditor.read_payload(auditor.get(seq)) == {"who": "alice"}
+        assert auditor.read_payload(auditor.get(seq)) == read
 
 
 def _forge_sealed_row(ws: Workspace, auditor: Identity, entry_type: str = et.ROUND_REPLY) -> int:
