@@ -43,6 +43,19 @@ def key_id(name: str, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\n" + ED25519_ALG + public_key).digest()[:4]
 
 
+def split_note_key(text: str, what: str, error: type[Exception]) -> tuple[str, str, bytes]:
+    """`<name>+<hex key id>+<base64 key>` split, `error` naming `what` if malformed; callers check the type byte."""
+    text = text.strip(" \t\r\n")
+    try:
+        name, hex_id, b64 = text.split("+", 2)  # base64 may hold "+", the name may not
+        raw = b64decode_exact(b64)
+    except (ValueError, binascii.Error) as err:
+        raise error(f"malformed {what} {text[:40]!r}") from err
+    if not is_key_name(name):
+        raise error(f"{what} name {name[:40]!r} is not a signed-note key name")
+    return name, hex_id, raw
+
+
 @dataclass(frozen=True)
 class VerifierKey:
     """A named Ed25519 public key, as in a signed-note verifier key `name+hash+base64`."""
@@ -61,14 +74,7 @@ class VerifierKey:
     @classmethod
     def from_text(cls, text: str) -> VerifierKey:
         """Parse a verifier key string; raise CheckpointError when malformed."""
-        text = text.strip(" \t\r\n")
-        try:
-            name, hex_id, b64 = text.split("+", 2)  # base64 may hold "+", the name may not
-            raw = b64decode_exact(b64)
-        except (ValueError, binascii.Error) as err:
-            raise CheckpointError(f"malformed verifier key {text[:40]!r}") from err
-        if not is_key_name(name):
-            raise CheckpointError(f"verifier key name {name[:40]!r} is not a signed-note key name")
+        name, hex_id, raw = split_note_key(text, "verifier key", CheckpointError)
         if len(raw) != 33 or raw[:1] != ED25519_ALG:
             raise CheckpointError("verifier key is not an Ed25519 key")
         key = cls(name, raw[1:])

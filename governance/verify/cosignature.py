@@ -10,7 +10,6 @@ SHA-256(name || 0x0A || 0x04 || public key)[:4]. Witnesses are pinned by their v
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from governance.verify.checkpoint import Checkpoint, CheckpointError, b64decode_exact, is_key_name, parse_checkpoint
+from governance.verify.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, split_note_key
 from governance.verify.errors import VerificationError
 
 COSIGNATURE_ALG = b"\x04"  # signed-note signature type: timestamped Ed25519 witness cosignature
@@ -55,14 +54,7 @@ class WitnessKey:
     @classmethod
     def from_text(cls, text: str) -> WitnessKey:
         """Parse a witness verifier key; CosignatureError when malformed or not of type 0x04."""
-        text = text.strip(" \t\r\n")
-        try:
-            name, hex_id, b64 = text.split("+", 2)  # base64 may hold "+", the name may not
-            raw = b64decode_exact(b64)
-        except (ValueError, binascii.Error) as err:
-            raise CosignatureError(f"malformed witness key {text[:40]!r}") from err
-        if not is_key_name(name):
-            raise CosignatureError(f"witness key name {name[:40]!r} is not a signed-note key name")
+        name, hex_id, raw = split_note_key(text, "witness key", CosignatureError)
         if raw[:1] != COSIGNATURE_ALG or len(raw) != 33:
             kind = "a log's (0x01) key, not a witness's" if raw[:1] == b"\x01" else "not an Ed25519 cosignature key"
             raise CosignatureError(f"witness key {name!r} is {kind} (want type 0x04, cosignature/v1)")
