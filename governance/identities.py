@@ -254,18 +254,10 @@ def read_identity(path: Path, passphrase: str) -> Identity:
 
 def identity_passphrase(passphrase_file: Path | None = None, prompt: bool = False, confirm: bool = False) -> str:
     """The identity's passphrase: the file, else FEDGOV_IDENTITY_PASSPHRASE, else a prompt when allowed."""
-    if passphrase_file is not None:
-        try:
-            return passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as err:
-            raise UsageError(f"cannot read identity passphrase file {passphrase_file}: {err.strerror}") from err
-    if os.environ.get(ENV_IDENTITY_PASSPHRASE):
-        return os.environ[ENV_IDENTITY_PASSPHRASE]
-    if prompt:
-        import getpass
+    from governance.keystore import read_passphrase
 
-        value = getpass.getpass("identity passphrase: ")
-        if confirm and getpass.getpass("repeat passphrase: ") != value:
-            raise UsageError("the passphrases do not match")
-        return value
-    raise UsageError(f"no identity passphrase: set {ENV_IDENTITY_PASSPHRASE} or pass --identity-passphrase-file")
+    value = read_passphrase(passphrase_file, ENV_IDENTITY_PASSPHRASE, "identity ", "identity passphrase: ", prompt,
+                            confirm)
+    if value is None:
+        raise UsageError(f"no identity passphrase: set {ENV_IDENTITY_PASSPHRASE} or pass --identity-passphrase-file")
+    return value

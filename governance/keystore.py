@@ -172,18 +172,28 @@ def keys_from_env() -> KeyMaterial | None:
 
 def passphrase_from(passphrase_file: Path | None = None, prompt: bool = False, confirm: bool = False) -> str | None:
     """The passphrase: --passphrase-file, else FEDGOV_PASSPHRASE, else a prompt when allowed."""
+    return read_passphrase(passphrase_file, ENV_PASSPHRASE, "", "fedgov keystore passphrase: ", prompt, confirm)
+
+
+def read_passphrase(passphrase_file: Path | None, env_var: str, label: str, question: str, prompt: bool,
+                    confirm: bool) -> str | None:
+    """A passphrase from its file, else its environment variable, else a prompt when allowed; None if none.
+
+    One order for every secret a command opens (the keystore's, an identity's): `label`
+    names which in the error line ("identity " → "cannot read identity passphrase file …").
+    """
     if passphrase_file is not None:
         try:
             text = passphrase_file.read_text(encoding="utf-8")
         except OSError as err:
-            raise UsageError(f"cannot read passphrase file {passphrase_file}: {err.strerror}") from err
+            raise UsageError(f"cannot read {label}passphrase file {passphrase_file}: {err.strerror}") from err
         return text.rstrip("\r\n")
-    if os.environ.get(ENV_PASSPHRASE):
-        return os.environ[ENV_PASSPHRASE]
+    if os.environ.get(env_var):
+        return os.environ[env_var]
     if prompt:
         import getpass
 
-        value = getpass.getpass("fedgov keystore passphrase: ")
+        value = getpass.getpass(question)
         if confirm and getpass.getpass("repeat passphrase: ") != value:
             raise UsageError("the passphrases do not match")
         return value
