@@ -163,3 +163,22 @@ def test_with_monitoring_off_a_summary_record_is_refused_as_unexpected():
     spec = model_spec(ArrayRecord(build_model("breast-cancer", seed=1).state_dict()))
     valid, [rejection] = split_replies([_reply(_signed(key, summary_text(_summary())))], spec, GOVERNED_RECORDS)
     assert valid == [] and "unexpected record 'summary'" in rejection.reason
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("summary-negative", "bin 0 is -3"),
+    ("summary-exposed", "bin 0 is 1, outside [5, 40]"),
+    ("summary-unknown-feature", "unknown feature 'patient_postcode'"),
+])
+def test_each_rehearsed_hostile_summary_is_signed_and_still_rejected_by_name(kind, reason):
+    from simulations.rehearsal import apply_fault
+
+    key = NodeKey.generate()
+    x, y = _data()
+    content = RecordDict({"arrays": ArrayRecord(build_model("breast-cancer", seed=1).state_dict()),
+                          "metrics": MetricRecord({"train-loss": 0.5, "num-examples": ROWS}),
+                          SUMMARY_KEY: ConfigRecord({SUMMARY_TEXT_KEY: summary_text(_summary())})})
+    apply_fault(kind, content)  # before signing, as the rehearsal does
+    attest(content, key, NODE, RUN, 1, fingerprint_arrays(x, y))
+    problem, _ = _judge(content, key)
+    assert problem is not None and problem.startswith(PREFIX) and reason in problem, problem
