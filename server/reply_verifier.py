@@ -94,9 +94,13 @@ class ReplyVerifier:
         problem = weight_problem(reply.content[METRICS_KEY][NUM_EXAMPLES_KEY], fingerprint)
         if problem:
             return problem
+        parsed = None if summary_text is None else json.loads(summary_text)  # checked (server/summary_checks.py)
+        if parsed is not None and parsed["rows"] != fingerprint.rows:
+            return (f"bad summary: rows {parsed['rows']} disagrees with the {fingerprint.rows} rows of the node's "
+                    "signed dataset fingerprint")
         self._verified[src] = {"update_digest": update, "metrics_digest": metrics,
                                "signature": base64.b64encode(signature).decode(),
                                "dataset_fingerprint": fingerprint.to_dict()}
-        if summary is not None:  # already checked against the run's reference (server/summary_checks.py)
-            self._verified[src].update(summary_digest=summary, summary=json.loads(summary_text))
+        if parsed is not None:
+            self._verified[src].update(summary_digest=summary, summary=parsed)
         return None

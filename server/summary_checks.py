@@ -3,7 +3,8 @@
 A reply's `summary` record (fedgov/summaries.py) must be one text of at most MAX_SUMMARY_TEXT
 characters, JSON that parses within the decoder's depth, already in RFC 8785 form (so the digest
 the node signed is the digest of what is recorded), and match the run's reference exactly:
-version 1; `rows` equal to the reply's `num-examples`; `cuts` the reference's hash; `min_count`
+version 1; `rows` a whole number >= 1 (the signature check then holds it equal to the signed
+dataset fingerprint's rows, as it does `num-examples`); `cuts` the reference's hash; `min_count`
 at least the run's; a known noise kind with a finite scale; exactly the reference's features,
 each with one count per bin; exactly the reference's labels. Every count is null (suppressed) or
 a whole number (JSON integer; noise is rounded on the node, so a float is refused) within
@@ -19,11 +20,11 @@ from typing import Any, Mapping
 
 from flwr.app import Message
 
-from fedgov.protocol import METRICS_KEY, NUM_EXAMPLES_KEY, SUMMARY_KEY, NamedArrays, summary_text_of
+from fedgov.protocol import SUMMARY_KEY, NamedArrays, summary_text_of
 from fedgov.settings import NOISE_KINDS
 from fedgov.summaries import SUMMARY_VERSION, Reference
 from governance.verify.canonical import CanonicalError, canonical_str
-from server.replies import DECODE_ERRORS, brief
+from server.replies import DECODE_ERRORS, MAX_SAFE_INTEGER, brief
 
 MAX_SUMMARY_TEXT = 1_000_000  # 100 features x 100 bins of 8-digit counts is about 100 kB
 MAX_NOISE_SCALE = 1e6
@@ -43,7 +44,7 @@ def _count_problem(where: str, value: Any, low: int, high: int) -> str | None:
     return None
 
 
-def structure_problem(summary: Any, reference: Reference, run_min_count: int, rows: int) -> str | None:
+def structure_problem(summary: Any, reference: Reference, run_min_count: int) -> str | None:
     """Why a parsed summary does not fit the run's reference and rules, or None."""
     if not isinstance(summary, dict):
         return f"not an object but {type(summary).__name__}"
@@ -51,8 +52,9 @@ def structure_problem(summary: Any, reference: Reference, run_min_count: int, ro
         return f"keys {brief(sorted(map(str, summary)), 200)}, expected {sorted(SUMMARY_KEYS)}"
     if summary["version"] != SUMMARY_VERSION or isinstance(summary["version"], bool):
         return f"version {brief(summary['version'])}, expected {SUMMARY_VERSION}"
-    if summary["rows"] != rows or isinstance(summary["rows"], bool) or not isinstance(summary["rows"], int):
-        return f"rows {brief(summary['rows'])} disagrees with the reply's {NUM_EXAMPLES_KEY} {rows}"
+    rows = summary["rows"]
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_SAFE_INTEGER:
+        return f"rows {brief(rows)} is not a whole number from 1 to 2^53-1"
     if summary["cuts"] != reference.cuts_hash:
         return f"cuts {brief(summary['cuts'])} are not the run's reference ({reference.cuts_hash[:16]}…)"
     k = summary["min_count"]
@@ -137,8 +139,7 @@ class SummaryCheck:
             return None  # a node's policy may share nothing
         summary, problem = parse_summary(summary_text_of(reply.content))
         if problem is None:
-            rows = reply.content[METRICS_KEY][NUM_EXAMPLES_KEY]
-            problem = structure_problem(summary, self.reference, self.run_min_count, rows)
+            problem = structure_problem(summary, self.reference, self.run_min_count)
         return PREFIX + problem if problem else None
 
 

@@ -20,6 +20,7 @@ from governance.identity import NodeKey, NodeRegistry
 from server.overhead import Overhead
 from server.replies import model_spec, split_replies
 from server.reply_verifier import ReplyVerifier
+from governance.verify.canonical import CanonicalError
 from server.summary_checks import PREFIX, SummaryCheck, parse_summary, structure_problem
 
 NODE, FLOWER_ID, RUN, ROWS = "sim-0000", 4242, "77", 40
@@ -85,7 +86,7 @@ CASES = {
     "boolean count": (lambda s: s["features"]["age"].__setitem__(0, True), "holds True"),
     "counts beyond rows": (lambda s: s["features"].update(dose=[30, 30]), "sum to more than the 40 rows"),
     "label not in the schema": (lambda s: s["labels"].update(maybe=7), "labels ['maybe']"),
-    "rows disagree": (lambda s: s.update(rows=400), "rows 400 disagrees"),
+    "rows not a count": (lambda s: s.update(rows=0), "rows 0 is not a whole number"),
     "foreign cuts": (lambda s: s.update(cuts="0" * 64), "are not the run's reference"),
     "min_count lowered": (lambda s: s.update(min_count=1), "min_count 1 is below the run's 5"),
     "unknown noise": (lambda s: s.update(noise={"kind": "vibes", "scale": 1}), "noise {'kind': 'vibes'"),
@@ -98,7 +99,7 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_a_structurally_bad_summary_is_a_named_rejection(name):
     edit, expected = CASES[name]
-    problem = structure_problem(_broken(edit), REFERENCE, 5, ROWS)
+    problem = structure_problem(_broken(edit), REFERENCE, 5)
     assert problem is not None and expected in problem, problem
 
 
@@ -150,6 +151,14 @@ def test_a_summary_changed_added_or_stripped_after_signing_fails_the_signature()
     assert "bad-signature" in (_judge(added, key)[0] or "")
 
 
+def test_a_summary_whose_rows_are_not_the_signed_fingerprints_is_rejected():
+    key = NodeKey.generate()
+    summary = _summary()
+    summary["rows"] = ROWS + 10  # still within bounds of every count
+    reason, _ = _judge(_signed(key, summary_text(summary)), key)
+    assert reason == f"bad summary: rows {ROWS + 10} disagrees with the {ROWS} rows of the node's signed dataset fingerprint"
+
+
 def test_a_reply_without_a_summary_is_allowed_a_node_may_share_nothing():
     key = NodeKey.generate()
     reason, verifier = _judge(_signed(key, None), key)
@@ -182,3 +191,33 @@ def test_each_rehearsed_hostile_summary_is_signed_and_still_rejected_by_name(kin
     attest(content, key, NODE, RUN, 1, fingerprint_arrays(x, y))
     problem, _ = _judge(content, key)
     assert problem is not None and problem.startswith(PREFIX) and reason in problem, problem
+
+
+def test_randomly_broken_summaries_never_raise_through_the_checks():
+    import random
+
+    key = NodeKey.generate()
+    rnd = random.Random(12)
+    odd = [None, True, -1, 0, 2**60, 1.5, float("nan"), "x", [], {}, [[1]], {"a": 1}, "\u0000", 10**400]
+    honest = summary_text(_summary())
+    for case in range(200):
+        if case % 2:  # text level: flip, cut or repeat characters
+            chars = list(honest)
+            for _ in range(rnd.randrange(1, 6)):
+                i = rnd.randrange(len(chars))
+                chars[i] = rnd.choice(['"', "{", "]", "9", "-", ".", "e", "n", "\\", " ", "\udcff"])
+            text = "".join(chars)
+        else:  # structure level: an odd value somewhere, re-encoded canonically where it can be
+            summary = json.loads(honest)
+            where = rnd.choice([summary, summary["features"], summary["labels"], summary["noise"],
+                                summary["features"]["age"]])
+            if isinstance(where, list):
+                where[rnd.randrange(len(where))] = rnd.choice(odd)
+            else:
+                where[rnd.choice([*where, "extra"])] = rnd.choice(odd)
+            try:
+                text = summary_text(summary)
+            except (ValueError, TypeError, CanonicalError):
+                text = json.dumps(summary)
+        reason, _ = _judge(_signed(key, text) if "\udcff" not in text else _signed(key, honest), key)
+        assert reason is None or isinstance(reason, str)
