@@ -36,7 +36,7 @@ from governance.node_store import load_registry
 from governance.workspace import Workspace
 from server.app_hash import app_code_hash
 from server.consent_selector import ConsentSelector
-from server.governed import GovernedStrategy, RoundObserver, Selector
+from server.governed import GovernedStrategy, ReplyCheck, RoundObserver, Selector
 from server.monitor_recorder import MonitorRecorder
 from server.node_binding import bind_registered
 from server.overhead import Overhead
@@ -65,7 +65,7 @@ class Coordinator:
         """The ledger's observers, in the order they write: the round's record, then the monitor's verdicts."""
         return [self.recorder, *([self.monitor] if self.monitor else [])]
 
-    def reply_checks(self) -> list:
+    def reply_checks(self) -> list[ReplyCheck]:
         """Structure of the summary first (hostile bytes), then the signature over everything."""
         return [*([self.summaries.check] if self.summaries else []), self.verifier.check]
 

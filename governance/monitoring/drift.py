@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 EPSILON = 1e-4
 VERDICTS = ("none", "moderate", "significant")  # in order of severity; "insufficient" stands apart
@@ -32,6 +32,7 @@ INSUFFICIENT = "insufficient"
 FEDERATION = "federation"
 
 Counts = Sequence["int | float | None"]
+CountsOf = Callable[[Mapping[str, Any]], Counts]  # one histogram of a summary: a feature's bins, or its labels
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class NodeHistory:
     previous: Mapping[str, Any] | None
 
 
-def _pooled(histories: Sequence[NodeHistory], counts_of, previous: bool) -> tuple[list[float], list[float]]:
+def _pooled(histories: Sequence[NodeHistory], counts_of: CountsOf, previous: bool) -> tuple[list[float], list[float]]:
     """Sum over nodes of each node's aligned pair (so each node's suppression is handled as for the node alone)."""
     now: list[float] = []
     then: list[float] = []
@@ -188,7 +189,7 @@ def federation_drift(server_round: int, histories: Sequence[NodeHistory], featur
     rows = sum(h.summary["rows"] for h in histories)
     with_previous = [h for h in histories if h.previous is not None]
 
-    def figures(counts_of) -> dict[str, Any]:
+    def figures(counts_of: CountsOf) -> dict[str, Any]:
         a, b = _pooled(histories, counts_of, previous=False)
         psi_ref, js_ref = psi(a, b), js_distance(a, b)
         out: dict[str, Any] = {"psi_reference": _rounded(psi_ref), "js_reference": _rounded(js_ref),
