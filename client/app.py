@@ -138,9 +138,8 @@ def reference_of(config: ConfigRecord, partition: Partition) -> Reference | None
     return reference
 
 
-def add_summary(content: RecordDict, config: ConfigRecord, partition: Partition, rule: SummaryRule) -> None:
+def add_summary(content: RecordDict, reference: Reference | None, partition: Partition, rule: SummaryRule) -> None:
     """Add the summary of the rows the node trained on this round, when the run and the site share one."""
-    reference = reference_of(config, partition)
     if reference is None or not rule.share:
         return
     summary = summarize(partition.train.x, partition.train.y, reference, rule)
@@ -159,6 +158,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     training = settings.training
     config = msg.content["config"]
     server_round = server_round_of(msg)
+    reference = reference_of(config, partition)  # before training: a malformed one wastes no work
     model = build_model(training.dataset, training.seed)
     model.load_state_dict(msg.content[ARRAYS_KEY].to_torch_state_dict())
     device = resolve_device(training.device)
@@ -177,7 +177,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
         ARRAYS_KEY: ArrayRecord(model.state_dict()),
         METRICS_KEY: MetricRecord({"train-loss": loss, **received, NUM_EXAMPLES_KEY: len(partition.train)}),
     })
-    add_summary(content, config, partition, rule if rule is not None else summary_rule(settings, None))
+    add_summary(content, reference, partition, rule if rule is not None else summary_rule(settings, None))
     if before_signing is not None:
         before_signing(content)
     attest(content, me.key, me.node_id, str(msg.metadata.run_id), server_round,

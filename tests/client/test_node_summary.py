@@ -93,3 +93,12 @@ def test_a_malformed_monitoring_table_is_an_error_reply_naming_it(tmp_path, tabl
     reply = train_handler(_instruction(settings)[0], _context(config))
     assert reply.has_error() and message in reply.error.reason
 
+
+
+def test_a_malformed_reference_from_the_coordinator_is_an_error_reply_before_any_training(tmp_path):
+    _, config = _node(tmp_path, MONITORING.format(share="true", k=5, noise="none", scale=0.0))
+    model = ArrayRecord(build_model("breast-cancer", 42).state_dict())
+    instruction = _message(RecordDict({"arrays": model, "config": ConfigRecord({
+        "server-round": 1, MONITOR_REFERENCE_KEY: '{"bins": 3}'})}), 1, FLOWER_ID)
+    reply = train_handler(instruction, _context(config))
+    assert reply.has_error() and "monitor-reference is malformed (KeyError)" in reply.error.reason
