@@ -27,6 +27,10 @@ ROUND_EVALUATED = "round.evaluated"
 RUN_FINISHED = "run.finished"
 IDENTITY_REGISTERED = "identity.registered"
 AUDIT_READ = "audit.read"
+# monitoring (docs/monitoring.md): coordinator decisions, operator-readable; node summaries stay in round.reply
+MONITOR_REFERENCE = "monitor.reference"
+MONITOR_DRIFT = "monitor.drift"
+MONITOR_METRICS = "monitor.metrics"
 
 # Old name -> dotted name, for ledgers written before every type was dotted.
 LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}

@@ -58,9 +58,11 @@ def test_no_reply_carried_anything_but_weights_and_metrics(four_nodes):
     assert len(replies) == 8
     model_keys = sorted(rounds["rounds"][0]["replies"][0]["records"]["arrays"])
     for reply in replies:
-        # weights, metrics, and the node's signed statement (digests and counts, never rows)
+        # weights, metrics, the node's data summary (suppressed histograms, docs/monitoring.md) and its
+        # signed statement (digests and counts, never rows)
         assert reply["record_types"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord",
-                                         "governance": "ConfigRecord"}
+                                         "governance": "ConfigRecord", "summary": "ConfigRecord"}
+        assert set(reply["records"]["summary"]) == {"json"}
         assert sorted(reply["records"]["arrays"]) == model_keys
         assert set(reply["records"]["metrics"]) == {"num-examples", "train-loss", "local-loss", "local-accuracy"}
         assert set(reply["records"]["governance"]) == {"node-id", "signature", "fingerprint"}

@@ -1,0 +1,1 @@
+"""Continuous monitoring: the pure maths of drift, degradation and fairness (docs/monitoring.md)."""
