@@ -27,6 +27,11 @@ ROUND_EVALUATED = "round.evaluated"
 RUN_FINISHED = "run.finished"
 IDENTITY_REGISTERED = "identity.registered"
 AUDIT_READ = "audit.read"
+# Monitoring (issue 12): the coordinator's findings and decisions, operator-readable.
+MONITOR_REFERENCE = "monitor.reference"
+MONITOR_DRIFT = "monitor.drift"
+MONITOR_METRICS = "monitor.metrics"
+MONITOR_TRIGGER = "monitor.trigger"  # a retraining check and its decision (`fedgov monitor check|watch`)
 
 # Old name -> dotted name, for ledgers written before every type was dotted.
 LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}
@@ -34,6 +39,7 @@ LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED
 REGISTRY_SCOPE = "registry"
 SYSTEM_SCOPE = "ledger:system"
 AUDIT_SCOPE = "ledger:audit"  # who read what (audit.read): sealed to auditors, never shredded
+MONITOR_SCOPE = "monitor"  # retraining decisions (monitor.trigger): about the federation, not one run
 
 
 def stored_names(entry_type: str) -> tuple[str, ...]:

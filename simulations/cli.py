@@ -85,6 +85,7 @@ def run(
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
+    retrain_trigger: str = typer.Option(DEFAULTS.get("retrain-trigger"), "--retrain-trigger", help="This run retrains on the decision of monitor.trigger entry SEQ (set by `fedgov monitor watch`); recorded in run.started and lineage."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
     allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
 ) -> None:
@@ -100,6 +101,7 @@ def run(
         "min-valid-replies": min_valid_replies, "local-epochs": local_epochs,
         "trace-dir": str(trace_dir.resolve()) if trace_dir else "",
         "purpose": purpose, "operator": operator or getpass.getuser(), "revoke": revoke, "drift": drift,
+        "retrain-trigger": retrain_trigger,
     }
     settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})
     if trace_dir:

@@ -82,6 +82,11 @@ def render_tree(tree: Mapping[str, Any]) -> Tree:
             label = f"model {_short(node['model_hash'])} (not recorded: initial or external)"
         branch = Tree(label) if parent_branch is None else parent_branch.add(label)
         root = root or branch
+        trigger = node.get("trigger")
+        if trigger is not None and (node.get("parent") or {}).get("trigger") != trigger:
+            fired = ", ".join(trigger["fired"]) or "?"
+            branch.add(f"retraining trigger: monitor.trigger seq {trigger['seq']} (leaf {_short(trigger['leaf_hash'])}, "
+                       f"decision {trigger['decision'] or '?'}, fired {fired})")
         if node["recorded"]:
             contributors = branch.add(f"contributors ({len(node['contributors'])})")
             for c in node["contributors"]:

@@ -1,0 +1,142 @@
+"""`fedgov monitor watch`: repeat the retraining check, and launch the retraining run a fired trigger calls for.
+
+Each check is `fedgov monitor check`'s (governance/monitoring/checks.py), recorded as a
+`monitor.trigger` entry whatever it decides. A decision to retrain launches the policy's
+`[retrain]` run as a child `fedgov sim run` (or `fedgov run` on a deployment) with
+`--retrain-trigger SEQ`, waits for it, and goes on checking. What stops a storm of runs lives
+in the ledger, so it survives a restart of the watch: the cooldown counts from the last
+retraining decision, and evidence a retraining was already decided on is not acted on again.
+
+The child runs in its own session under this process's guard (fedgov/processes.py): on Ctrl-C
+or SIGTERM it gets the same signal, so it closes its run as interrupted, and whatever is left
+of it after a grace period is ended; `kill -9` of the watch sends the child SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from governance.cli.monitor import CheckFormat, CheckFormatOpt, PolicyOpt, RunOpt, app as monitor_app, show
+from governance.cli.options import PassFileOpt, WorkspaceOpt
+from governance.errors import UsageError
+
+__all__ = ["monitor_app"]
+
+CHILD_GRACE_S = 60.0  # how long a signalled retraining run gets to close itself before it is ended
+MAX_INTERVAL_S = 7 * 86400
+
+
+def retrain_argv(retrain, seq: int, workspace: Path) -> list[str]:
+    """The child command line that retrains as the policy's [retrain] says, linked to trigger entry `seq`."""
+    options = dict(retrain.options)
+    flags = {"rounds": "--rounds", "nodes": "--nodes", "dataset": "--dataset", "strategy": "--strategy",
+             "partition": "--partition", "seed": "--seed", "local_epochs": "--local-epochs"}
+    command = ["sim", "run"] if retrain.kind == "simulation" else ["run"]
+    argv = [sys.executable, "-P", "-m", "cli", *command, "--purpose", retrain.purpose, "--workspace", str(workspace),
+            "--out", retrain.out.replace("{seq}", str(seq)), "--retrain-trigger", str(seq)]
+    for key, value in options.items():
+        argv += [flags[key], str(value)]
+    return argv
+
+
+def check_retrain_settings(retrain) -> None:
+    """The retraining run's settings, checked now: a policy that could never launch fails before the first check."""
+    from fedgov.settings import RunSettings
+
+    keys = {"rounds": "num-server-rounds", "nodes": "num-partitions", "dataset": "dataset", "strategy": "strategy",
+            "partition": "partition", "seed": "seed", "local_epochs": "local-epochs"}
+    config = {keys[k]: v for k, v in retrain.options.items()}
+    try:
+        RunSettings.from_run_config({**config, "purpose": retrain.purpose})
+    except UsageError as err:
+        raise UsageError(f"the policy's [retrain] cannot launch a run: {err}") from None
+
+
+def launch(argv: list[str], env: dict[str, str], echo: Callable[[str], None]) -> int:
+    """Run the retraining child to its end; on Ctrl-C or SIGTERM pass the signal on, then end what is left."""
+    from fedgov.interrupts import Terminated, ignore_further
+    from fedgov.processes import guarded, parent_death_signal
+
+    with guarded(env) as started:
+        child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=parent_death_signal())
+        started.append(child)
+        try:
+            return child.wait()
+        except KeyboardInterrupt as interrupt:
+            ignore_further()
+            child.send_signal(signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+            try:
+                child.wait(timeout=CHILD_GRACE_S)
+            except subprocess.TimeoutExpired:
+                echo(f"the retraining run did not end within {CHILD_GRACE_S:g} s of the signal; ending it")
+            raise
+
+
+@monitor_app.command("watch")
+def watch(
+    policy: PolicyOpt,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between checks.")],
+    max_checks: Annotated[Optional[int], typer.Option("--max-checks", help="Stop after this many checks "
+                                                      "(default: watch until Ctrl-C or SIGTERM).")] = None,
+    run: RunOpt = None,
+    fmt: CheckFormatOpt = CheckFormat.table,
+    workspace: WorkspaceOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Check every --interval seconds; when a trigger fires and no cooldown holds, launch the retraining run."""
+    from governance.keystore import passphrase_from
+    from governance.ledger import Ledger
+    from governance.monitoring.checks import check_and_record
+    from governance.monitoring.evidence import RETRAIN
+    from governance.monitoring.policy import load_policy
+    from governance.names import check_name
+    from governance.workspace import Workspace
+
+    if not (0 < interval <= MAX_INTERVAL_S):
+        raise UsageError(f"--interval must be a number of seconds in (0, {MAX_INTERVAL_S}], got {interval:g}")
+    if max_checks is not None and max_checks < 1:
+        raise UsageError(f"--max-checks must be at least 1, got {max_checks}")
+    if run is not None:
+        check_name(run, "--run")
+    parsed = load_policy(policy)
+    if parsed.retrain.kind == "simulation":
+        check_retrain_settings(parsed.retrain)
+    ws = Workspace.discover(workspace)
+    passphrase = passphrase_from(passphrase_file, prompt=sys.stdin.isatty())
+    env = dict(os.environ)
+    if passphrase is not None:
+        env["FEDGOV_PASSPHRASE"] = passphrase
+    failed = 0
+    count = 0
+    while max_checks is None or count < max_checks:
+        if count:
+            time.sleep(interval)
+        count += 1
+        with Ledger.open(ws, passphrase) as ledger:
+            outcome = check_and_record(ledger, parsed, command="watch", run_id=run)
+        typer.echo(f"check {count}{'' if max_checks is None else f' of {max_checks}'}:")
+        show(outcome, fmt)
+        if outcome.decision.decision != RETRAIN:
+            continue
+        argv = retrain_argv(parsed.retrain, outcome.seq, ws.path)
+        typer.echo(f"launching the retraining run (trigger seq {outcome.seq}): fedgov {' '.join(argv[4:])}")
+        code = launch(argv, env, typer.echo)
+        if code == 0:
+            typer.echo(f"the retraining run of trigger seq {outcome.seq} completed")
+        else:
+            failed += 1
+            typer.echo(f"the retraining run of trigger seq {outcome.seq} failed (exit {code}); see its output above "
+                       "and `fedgov audit log --type run.finished`", err=True)
+    if failed:
+        from governance.errors import PolicyError
+
+        raise PolicyError(f"{failed} retraining run(s) failed; each is recorded in the ledger")

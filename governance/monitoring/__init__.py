@@ -1,0 +1,1 @@
+"""Continuous monitoring: drift, degradation and fairness from node summaries, and the retraining triggers."""
