@@ -1,8 +1,10 @@
 """fedgov's ClientApp: trains on the node's own data and replies weights and metrics.
 
 Raw data never goes into a reply: it holds the updated weights, a few scalar metrics (its
-training loss, and the loss and accuracy of the model it received on its local test split) and
-the node's signed statement (digests and counts only). The node's id, key and site file come
+training loss, and the loss and accuracy of the model it received on its local test split),
+with monitoring on and the site's consent a summary of the rows it trained on (histograms over
+the coordinator's shared bins, small counts suppressed: fedgov/summaries.py), and the node's
+signed statement (digests and counts only). The node's id, key and site file come
 from its own config (`--node-config 'fedgov-node-id=ID fedgov-key=PATH fedgov-site=PATH'`);
 the key must already exist (a node never signs with a key it has just made up), and the site
 file names the node's CSV, its schema and its policy (client/site.py). A file that does not
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.clientapp import ClientApp
 
@@ -27,8 +29,10 @@ from client.site import Site
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
 from fedgov.partition import Partition, load_partition, split_local
-from fedgov.protocol import ARRAYS_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
+from fedgov.protocol import (ARRAYS_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY, METRICS_KEY, MONITOR_REFERENCE_KEY,
+                             NUM_EXAMPLES_KEY, SUMMARY_KEY, SUMMARY_TEXT_KEY)
 from fedgov.settings import RunSettings
+from fedgov.summaries import Reference, SummaryRule, effective_rule, summarize, summary_text
 from fedgov.training import evaluate, resolve_device, train
 from governance.errors import FedgovError, UsageError
 from governance.fingerprint import fingerprint_arrays
@@ -110,11 +114,46 @@ def local_evaluation(model: torch.nn.Module, partition: Partition, device: torch
     return {LOCAL_LOSS_KEY: loss, LOCAL_ACCURACY_KEY: accuracy}
 
 
+def summary_rule(settings: RunSettings, site: SummaryRule | None) -> SummaryRule:
+    """What this node shares: the run's monitoring settings, tightened by its own policy (a simulated
+    node has none and follows the run)."""
+    m = settings.monitoring
+    run = SummaryRule(m.monitor, m.monitor_min_count, m.monitor_noise,
+                      m.monitor_noise_scale if m.monitor_noise != "none" else 0.0)
+    return effective_rule(run, site)
+
+
+def reference_of(config: ConfigRecord, partition: Partition) -> Reference | None:
+    """The shared bins the coordinator sent this round, or None when it sent none."""
+    text = config.get(MONITOR_REFERENCE_KEY)
+    if text is None:
+        return None
+    try:
+        reference = Reference.from_text(str(text))
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise UsageError(f"the train config's {MONITOR_REFERENCE_KEY} is malformed ({type(err).__name__})") from None
+    if len(reference.features) != partition.train.num_features:
+        raise UsageError(f"the train config's {MONITOR_REFERENCE_KEY} names {len(reference.features)} features; this "
+                         f"node's data has {partition.train.num_features}")
+    return reference
+
+
+def add_summary(content: RecordDict, config: ConfigRecord, partition: Partition, rule: SummaryRule) -> None:
+    """Add the summary of the rows the node trained on this round, when the run and the site share one."""
+    reference = reference_of(config, partition)
+    if reference is None or not rule.share:
+        return
+    summary = summarize(partition.train.x, partition.train.y, reference, rule)
+    content[SUMMARY_KEY] = ConfigRecord({SUMMARY_TEXT_KEY: summary_text(summary)})
+
+
 def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Partition,
-                before_signing: Callable[[RecordDict], None] | None = None) -> RecordDict:
+                before_signing: Callable[[RecordDict], None] | None = None,
+                rule: SummaryRule | None = None) -> RecordDict:
     """Evaluate the received global model on `partition`, train it, then sign the reply's content.
 
-    `before_signing` lets the simulation harness change the content the node signs (its
+    `rule` is what the node shares of its data (default: what the run asks, for a simulated
+    node). `before_signing` lets the simulation harness change the content the node signs (its
     rehearsed faults); a deployed node passes nothing.
     """
     training = settings.training
@@ -138,6 +177,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
         ARRAYS_KEY: ArrayRecord(model.state_dict()),
         METRICS_KEY: MetricRecord({"train-loss": loss, **received, NUM_EXAMPLES_KEY: len(partition.train)}),
     })
+    add_summary(content, config, partition, rule if rule is not None else summary_rule(settings, None))
     if before_signing is not None:
         before_signing(content)
     attest(content, me.key, me.node_id, str(msg.metadata.run_id), server_round,
@@ -162,9 +202,9 @@ def train_handler(msg: Message, context: Context) -> Message:
         settings = RunSettings.from_run_config(context.run_config)
         me, site = deployed_self(context), deployed_site(context)
         partition = site_partition(site, settings)
+        content = train_reply(msg, settings, me, partition, rule=summary_rule(settings, site.monitoring))
     except FedgovError as err:  # a malformed file, config or identity: the reason goes back, not a crash
         return refusal(msg, str(err))
-    content = train_reply(msg, settings, me, partition)
     problem = site.policy.check_update(update_bytes(content))
     return refusal(msg, problem) if problem else Message(content, reply_to=msg)
 

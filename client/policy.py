@@ -14,6 +14,17 @@ min_dp_noise_multiplier = 0.0 # > 0: only runs with at least this DP noise (fedg
 Every key is required: a policy that forgets a rule must not silently allow it. `check_run` and
 `check_update` return the reason a node refuses, or None; the node replies with that reason and
 the coordinator records it.
+
+What the node shares for monitoring (docs/monitoring.md) is its own table; without it the node
+shares no summary at all:
+
+```toml
+[monitoring]
+share = true        # send histograms and the label distribution of the rows it trained on
+min_count = 10      # counts below this are suppressed; never lower than the run's monitor-min-count
+noise = "laplace"   # "none", "laplace" or "gaussian", added to every count before suppression
+noise_scale = 2.0   # Laplace b or Gaussian sigma, in counts
+```
 """
 
 from __future__ import annotations
@@ -24,10 +35,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from fedgov.settings import NOISE_KINDS
+from fedgov.summaries import SummaryRule
 from governance.errors import UsageError
 from governance.hashes import SHA256_HEX
 
 KEYS = ("purposes", "app_hashes", "max_rounds", "max_update_bytes", "min_dp_noise_multiplier")
+MONITORING_KEYS = ("share", "min_count", "noise", "noise_scale")
+NO_SHARING = SummaryRule(share=False, min_count=1)
+
+
+def monitoring_rule(table: object, source: str) -> SummaryRule:
+    """Parse `[monitoring]`; absent, the node shares no summary. One clear line for anything malformed."""
+    if table is None:
+        return NO_SHARING
+    if not isinstance(table, dict):
+        raise UsageError(f"{source}: [monitoring] must be a table")
+    missing = [k for k in MONITORING_KEYS if k not in table]
+    unknown = sorted(set(table) - set(MONITORING_KEYS))
+    if missing:
+        raise UsageError(f"{source}: [monitoring] lacks {', '.join(missing)}; every rule must be stated")
+    if unknown:
+        raise UsageError(f"{source}: [monitoring] has unknown key {unknown[0]!r}; the keys are "
+                         f"{', '.join(MONITORING_KEYS)}")
+    share, min_count, noise, scale = (table[k] for k in MONITORING_KEYS)
+    if not isinstance(share, bool):
+        raise UsageError(f"{source}: monitoring share must be true or false, got {share!r}")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise UsageError(f"{source}: monitoring min_count must be a whole number >= 1, got {min_count!r}")
+    if noise not in NOISE_KINDS:
+        raise UsageError(f"{source}: monitoring noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 1e6:
+        raise UsageError(f"{source}: monitoring noise_scale must be a number in [0, 1e6], got {scale!r}")
+    if noise != "none" and scale <= 0:
+        raise UsageError(f"{source}: monitoring noise {noise!r} needs a noise_scale > 0")
+    return SummaryRule(share, min_count, noise, float(scale))
 
 
 def read_site_file(path: Path) -> dict[str, Any]:

@@ -30,6 +30,14 @@ ALLOWED_RECORDS: Mapping[str, type] = {ARRAYS_KEY: ArrayRecord, METRICS_KEY: Met
 # A governed reply also carries the node's signed statement (client.attestation).
 GOVERNED_RECORDS: Mapping[str, type] = {**ALLOWED_RECORDS, GOVERNANCE_KEY: ConfigRecord}
 
+# With monitoring on, a node may add its data summary (fedgov/summaries.py): one ConfigRecord
+# holding the summary's RFC 8785 JSON text under SUMMARY_TEXT_KEY. Its digest is signed.
+SUMMARY_KEY = "summary"
+SUMMARY_TEXT_KEY = "json"
+MONITORED_RECORDS: Mapping[str, type] = {**GOVERNED_RECORDS, SUMMARY_KEY: ConfigRecord}
+# The train config key that carries the shared bins (fedgov.summaries.Reference, canonical JSON).
+MONITOR_REFERENCE_KEY = "monitor-reference"
+
 NamedArrays = list[tuple[str, np.ndarray]]
 
 
@@ -46,6 +54,13 @@ def update_digest(content: RecordDict) -> str:
 def reply_metrics_digest(content: RecordDict) -> str:
     """SHA-256 over the reply's metrics (RFC 8785 JSON, governance.digests)."""
     return metrics_digest(dict(content[METRICS_KEY]))
+
+
+def summary_text_of(content: RecordDict) -> object:
+    """What a reply carries as its summary text (hostile: any type), or None when it has no summary record."""
+    if SUMMARY_KEY not in content:
+        return None
+    return content[SUMMARY_KEY].get(SUMMARY_TEXT_KEY)
 
 
 def sim_node_id(partition_id: int) -> str:

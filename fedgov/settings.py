@@ -30,8 +30,12 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 # Rehearsal faults, by name (their effects live in simulations/rehearsal.py). These are applied after
 # the node signed: a hostile node sends whatever it likes after signing.
 SIGNATURE_FAULTS = ("unsigned", "forged", "deep-fingerprint", "bad-npy", "foreign-stype", "huge-metric")
+# Summary faults are applied before signing: a node that signs a hostile summary (docs/monitoring.md).
+SUMMARY_FAULTS = ("summary-negative", "summary-exposed", "summary-unknown-feature")
 FAULTS = ("nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-examples", "extra-metric",
-          "extra-record", "inflated-examples", "bad-accuracy", *SIGNATURE_FAULTS)
+          "extra-record", "inflated-examples", "bad-accuracy", *SUMMARY_FAULTS, *SIGNATURE_FAULTS)
+NOISE_KINDS = ("none", "laplace", "gaussian")
+MAX_MONITOR_BINS = 100
 
 
 def default_run_config() -> dict[str, Any]:
@@ -157,22 +161,60 @@ class Rehearsal:
     trace_dir: str
     sim_root: str  # the simulated nodes' own directories
     enrollment_gate: str  # a file the launcher writes once the simulated nodes are enrolled
+    hard: str  # nodes whose data is made hard for the model (labels rotated)
     # the strings above, parsed once, here
     fault_plan: dict[int, str] = field(init=False, compare=False, repr=False)
     drift_plan: dict[str, int] = field(init=False, compare=False, repr=False)
     revocations: dict[str, int] = field(init=False, compare=False, repr=False)
+    hard_nodes: frozenset[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fault_plan", parse_faults(self.faults))
         object.__setattr__(self, "drift_plan", parse_node_rounds(self.drift, "--drift"))
         object.__setattr__(self, "revocations", parse_node_rounds(self.revoke, "--revoke"))
+        object.__setattr__(self, "hard_nodes", frozenset(parse_nodes(self.hard)))
 
     def check(self) -> None:
         """Parsing already checked every rehearsal string."""
 
 
+@dataclass(frozen=True)
+class Monitoring:
+    """What nodes summarise of their data and how the coordinator judges drift, degradation and
+    fairness (docs/monitoring.md). A node's own policy may share less, never more."""
+
+    monitor: bool
+    monitor_bins: int
+    monitor_min_count: int
+    monitor_noise: str
+    monitor_noise_scale: float
+    drift_psi_moderate: float
+    drift_psi_significant: float
+    drift_js: float
+    drift_min_count: int
+    fairness_floor: float
+
+    def check(self) -> None:
+        if not 2 <= self.monitor_bins <= MAX_MONITOR_BINS:
+            raise UsageError(f"monitor-bins must be between 2 and {MAX_MONITOR_BINS}, got {self.monitor_bins}")
+        if not 1 <= self.monitor_min_count <= MAX_NODES * 1000:
+            raise UsageError(f"monitor-min-count must be a whole number >= 1, got {self.monitor_min_count}")
+        if self.monitor_noise not in NOISE_KINDS:
+            raise UsageError(f"monitor-noise must be one of {', '.join(NOISE_KINDS)}, got {self.monitor_noise!r}")
+        if not 0 < self.monitor_noise_scale <= 1e6:
+            raise UsageError(f"monitor-noise-scale must be a number in (0, 1e6], got {self.monitor_noise_scale}")
+        if not 0 < self.drift_psi_moderate <= self.drift_psi_significant < math.inf:
+            raise UsageError("drift-psi-moderate and drift-psi-significant must be finite, > 0, moderate <= significant")
+        if not 0 < self.drift_js <= 1:
+            raise UsageError(f"drift-js must be in (0, 1] (a Jensen-Shannon distance, base 2), got {self.drift_js}")
+        if self.drift_min_count < 1:
+            raise UsageError(f"drift-min-count must be a whole number >= 1, got {self.drift_min_count}")
+        if not 0 <= self.fairness_floor <= 1:
+            raise UsageError(f"fairness-floor must be an accuracy in [0, 1], got {self.fairness_floor}")
+
+
 GROUPS = {"training": Training, "strategy": StrategySettings, "governance": GovernanceSettings,
-          "rehearsal": Rehearsal}
+          "rehearsal": Rehearsal, "monitoring": Monitoring}
 
 
 def _run_key(f: Any) -> str:
@@ -205,6 +247,7 @@ class RunSettings:
     strategy: StrategySettings
     governance: GovernanceSettings
     rehearsal: Rehearsal
+    monitoring: Monitoring
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any] | None = None) -> "RunSettings":
@@ -249,3 +292,4 @@ class RunSettings:
             )
         self.governance.check()
         self.rehearsal.check()
+        self.monitoring.check()

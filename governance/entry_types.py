@@ -27,7 +27,7 @@ ROUND_EVALUATED = "round.evaluated"
 RUN_FINISHED = "run.finished"
 IDENTITY_REGISTERED = "identity.registered"
 AUDIT_READ = "audit.read"
-# Monitoring (issue 12): the coordinator's findings and decisions, operator-readable.
+# monitoring (docs/monitoring.md): coordinator decisions, operator-readable; node summaries stay in round.reply
 MONITOR_REFERENCE = "monitor.reference"
 MONITOR_DRIFT = "monitor.drift"
 MONITOR_METRICS = "monitor.metrics"

@@ -134,11 +134,14 @@ def reply_signing_payload(
     update_digest: str,
     dataset_fingerprint: str,
     metrics_digest: str,
+    summary_digest: str | None = None,
 ) -> bytes:
     """The exact bytes a node signs for one reply: canonical JSON with a purpose tag.
 
     The purpose tag keeps a reply signature from being replayed as any other
     signed fedgov object; run and round keep it from being replayed elsewhere.
+    A reply with a data summary (monitoring) adds `summary_digest`; a reply without one
+    signs exactly the bytes it always did, so older ledgers verify unchanged.
     """
     if not isinstance(run_id, str) or not run_id:
         raise IdentityError("run_id must be a non-empty string")
@@ -148,19 +151,21 @@ def reply_signing_payload(
         ("update_digest", update_digest),
         ("dataset_fingerprint", dataset_fingerprint),
         ("metrics_digest", metrics_digest),
+        *((("summary_digest", summary_digest),) if summary_digest is not None else ()),
     ):
         if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
             raise IdentityError(f"{name} must be 64 lowercase hex chars (SHA-256), got {value!r}")
-    return canonical_bytes(
-        {
-            "purpose": REPLY_PURPOSE,
-            "run_id": run_id,
-            "server_round": server_round,
-            "update_digest": update_digest,
-            "dataset_fingerprint": dataset_fingerprint,
-            "metrics_digest": metrics_digest,
-        }
-    )
+    statement = {
+        "purpose": REPLY_PURPOSE,
+        "run_id": run_id,
+        "server_round": server_round,
+        "update_digest": update_digest,
+        "dataset_fingerprint": dataset_fingerprint,
+        "metrics_digest": metrics_digest,
+    }
+    if summary_digest is not None:
+        statement["summary_digest"] = summary_digest
+    return canonical_bytes(statement)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from fedgov.coordinator_keys import ledger_credentials
 from fedgov.datasets import load_split
 from fedgov.models import build_model
-from fedgov.protocol import GOVERNED_RECORDS
+from fedgov.local_data import schema_for
+from fedgov.protocol import GOVERNED_RECORDS, MONITOR_REFERENCE_KEY, MONITORED_RECORDS
 from fedgov.settings import APP_DIR, RunSettings
+from fedgov.summaries import Reference, reference_from
 from fedgov.strategies import build_strategy, strategy_record
 from fedgov.training import evaluate, resolve_device
 from governance.errors import FedgovError
@@ -34,7 +36,8 @@ from governance.node_store import load_registry
 from governance.workspace import Workspace
 from server.app_hash import app_code_hash
 from server.consent_selector import ConsentSelector
-from server.governed import GovernedStrategy, Selector
+from server.governed import GovernedStrategy, RoundObserver, Selector
+from server.monitor_recorder import MonitorRecorder
 from server.node_binding import bind_registered
 from server.overhead import Overhead
 from server.registration import wait_for_nodes
@@ -42,18 +45,36 @@ from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
 from server.round_recorder import RoundRecorder
 from server.run_entries import RunEntries
+from server.summary_checks import SummaryCheck
 
 app = ServerApp()
 
 
 @dataclass(frozen=True)
 class Coordinator:
-    """The three governance roles of one run, composed once and handed to the governed strategy."""
+    """The governance roles of one run, composed once and handed to the governed strategy."""
 
     selector: ConsentSelector
     verifier: ReplyVerifier
     recorder: RoundRecorder
     overhead: Overhead
+    monitor: MonitorRecorder | None = None  # with monitoring on (run config `monitor`)
+    summaries: SummaryCheck | None = None
+
+    def observers(self) -> list[RoundObserver]:
+        """The ledger's observers, in the order they write: the round's record, then the monitor's verdicts."""
+        return [self.recorder, *([self.monitor] if self.monitor else [])]
+
+    def reply_checks(self) -> list:
+        """Structure of the summary first (hostile bytes), then the signature over everything."""
+        return [*([self.summaries.check] if self.summaries else []), self.verifier.check]
+
+
+def monitoring_reference(settings: RunSettings) -> Reference:
+    """The shared bins: quantiles of the coordinator's held-out split, named by the dataset's schema."""
+    _, held_out = load_split(settings.training.dataset, settings.training.seed)
+    schema = schema_for(settings.training.dataset)
+    return reference_from(held_out.x, schema.feature_names, schema.labels, settings.monitoring.monitor_bins)
 
 
 def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dict[int, str],
@@ -63,7 +84,12 @@ def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dic
     selector = ConsentSelector(entries, settings, binding, overhead)
     verifier = ReplyVerifier(run_id, binding, registry, overhead)
     recorder = RoundRecorder(entries, settings, binding, registry, selector, verifier, overhead)
-    return Coordinator(selector, verifier, recorder, overhead)
+    if not settings.monitoring.monitor:
+        return Coordinator(selector, verifier, recorder, overhead)
+    reference = monitoring_reference(settings)
+    return Coordinator(selector, verifier, recorder, overhead, MonitorRecorder(entries, settings, binding, reference,
+                                                                               overhead),
+                       SummaryCheck(reference, settings.monitoring.monitor_min_count))
 
 
 def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordinator):
@@ -77,6 +103,8 @@ def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordina
         loss, accuracy = evaluate(model, held_out, device)
         metrics = {"loss": loss, "accuracy": accuracy}
         roles.recorder.evaluated(server_round, metrics)
+        if roles.monitor is not None:
+            roles.monitor.evaluated(server_round, metrics)
         report.evaluated(server_round, metrics, overhead=roles.overhead.pop(server_round))
         return MetricRecord(metrics)
 
@@ -129,20 +157,23 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
         strategy = GovernedStrategy(
             _quiet_build(settings),
             selector=selector,
-            observers=[report, roles.recorder],
+            observers=[report, *roles.observers()],
             min_valid_replies=settings.aggregation_minimum(),
-            allowed_records=GOVERNED_RECORDS,
-            reply_checks=[roles.verifier.check],
+            allowed_records=MONITORED_RECORDS if roles.monitor else GOVERNED_RECORDS,
+            reply_checks=roles.reply_checks(),
         )
         roles.recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_record(settings.strategy, settings.training.lr))
+        train_config = {"lr": training.lr, "local-epochs": training.local_epochs, "batch-size": training.batch_size}
+        if roles.monitor is not None:
+            roles.monitor.run_started()
+            train_config[MONITOR_REFERENCE_KEY] = roles.monitor.reference.to_text()
         try:
             result = strategy.start(
                 grid=grid,
                 initial_arrays=initial,
                 num_rounds=training.num_server_rounds,
                 timeout=settings.strategy.round_timeout,
-                train_config=ConfigRecord({"lr": training.lr, "local-epochs": training.local_epochs,
-                                           "batch-size": training.batch_size}),
+                train_config=ConfigRecord(train_config),
                 evaluate_fn=_central_evaluator(settings, report, roles),
             )
         except Exception as err:  # recorded, then re-raised: a failed run is still audited

@@ -1,7 +1,7 @@
 """The reply verifier: a node's signed statement must hold before its update counts.
 
-The node signed (run id, round, update digest, dataset fingerprint, metrics digest) with
-its registered key; the server recomputes the digests from the bytes it received. A reply
+The node signed (run id, round, update digest, dataset fingerprint, metrics digest, and its
+data summary's digest when it sent one) with its registered key; the server recomputes the digests from the bytes it received. A reply
 whose statement is missing, malformed, forged or inconsistent is rejected with a named
 reason, and the run goes on.
 """
@@ -14,7 +14,9 @@ from typing import Any
 
 from flwr.app import Message
 
-from fedgov.protocol import GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY, NamedArrays, reply_metrics_digest
+from fedgov.protocol import (GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY, NamedArrays, reply_metrics_digest,
+                             summary_text_of)
+from fedgov.summaries import summary_digest
 from governance.digests import arrays_digest
 from governance.errors import FedgovError
 from governance.fingerprint import DatasetFingerprint
@@ -78,7 +80,11 @@ class ReplyVerifier:
         try:
             fingerprint = DatasetFingerprint.from_dict(json.loads(fingerprint_text))
             update, metrics = arrays_digest(arrays), reply_metrics_digest(reply.content)
-            payload = reply_signing_payload(self.run_id, server_round, update, fingerprint.digest, metrics)
+            summary_text = summary_text_of(reply.content)
+            if summary_text is not None and not isinstance(summary_text, str):
+                return "bad governance statement: the summary is not text"
+            summary = None if summary_text is None else summary_digest(summary_text)
+            payload = reply_signing_payload(self.run_id, server_round, update, fingerprint.digest, metrics, summary)
             signature = statement.get("signature")
             verify_reply(self.registry, expected, signature if isinstance(signature, bytes) else None, payload)
         except ReplyRejected as err:
@@ -91,4 +97,6 @@ class ReplyVerifier:
         self._verified[src] = {"update_digest": update, "metrics_digest": metrics,
                                "signature": base64.b64encode(signature).decode(),
                                "dataset_fingerprint": fingerprint.to_dict()}
+        if summary is not None:  # already checked against the run's reference (server/summary_checks.py)
+            self._verified[src].update(summary_digest=summary, summary=json.loads(summary_text))
         return None

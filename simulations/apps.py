@@ -8,7 +8,7 @@ import this module or `simulations.rehearsal`. What a simulation adds:
   the order Flower registered the virtual nodes (`vce_api._register_nodes`), with a key
   made in its own directory under the simulation root;
 - the coordinator waits for the launcher's enrolment gate before round 1;
-- the rehearsal of `simulations.rehearsal`: faults, drift, withdrawals and traces.
+- the rehearsal of `simulations.rehearsal`: faults, drift, hard data, withdrawals and traces.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from fedgov.settings import RunSettings
 from governance.errors import PolicyError
 from governance.identity import NodeKey
 from server.app import serve
-from simulations.rehearsal import (SIGNATURE_FAULTS, apply_fault, drifted, sim_key_path,
+from simulations.rehearsal import (SIGNATURE_FAULTS, apply_fault, drifted, made_hard, sim_key_path,
                                    withdrawing_before_rounds, write_trace)
 
 server_app = ServerApp()
@@ -78,7 +78,8 @@ def simulated_train(msg: Message, context: Context) -> Message:
     rehearsal = settings.rehearsal
     me = simulated_self(settings, context)
     server_round = server_round_of(msg)
-    partition = drifted(node_partition(settings, context), server_round, rehearsal.drift_plan, me.node_id)
+    partition = made_hard(node_partition(settings, context), me.node_id, rehearsal.hard_nodes)
+    partition = drifted(partition, server_round, rehearsal.drift_plan, me.node_id)
     fault = rehearsal.fault_plan.get(partition.partition_id)
     unsigned_fault = fault if fault and fault not in SIGNATURE_FAULTS else None
     content = train_reply(msg, settings, me, partition,
@@ -93,4 +94,6 @@ def simulated_train(msg: Message, context: Context) -> Message:
 def simulated_evaluate(msg: Message, context: Context) -> Message:
     """Evaluation as a deployed node does it, on the simulated node's partition: rehearsal does not touch it."""
     settings = RunSettings.from_run_config(context.run_config)
-    return evaluate_reply(msg, settings, node_partition(settings, context))
+    node_id = sim_node_id(int(context.node_config["partition-id"]))
+    return evaluate_reply(msg, settings, made_hard(node_partition(settings, context), node_id,
+                                                   settings.rehearsal.hard_nodes))

@@ -85,6 +85,14 @@ def run(
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
+    hard: str = typer.Option(DEFAULTS.get("hard"), "--hard", help="Rehearse a team the model fails: NODE,... whose labels are rotated (train and local test), e.g. sim-0005."),
+    monitor: bool = typer.Option(DEFAULTS.get("monitor", True), "--monitor/--no-monitor", help="Node summaries, drift, degradation and fairness records (docs/monitoring.md)."),
+    monitor_bins: int = typer.Option(DEFAULTS.get("monitor-bins"), "--monitor-bins", help="Bins per feature of the shared histograms."),
+    monitor_min_count: int = typer.Option(DEFAULTS.get("monitor-min-count"), "--monitor-min-count", help="Counts below this are suppressed on the node (a node's policy may raise it)."),
+    monitor_noise: str = typer.Option(DEFAULTS.get("monitor-noise"), "--monitor-noise", help="Noise on summary counts: none, laplace or gaussian."),
+    monitor_noise_scale: float = typer.Option(DEFAULTS.get("monitor-noise-scale"), "--monitor-noise-scale", help="Laplace b or Gaussian sigma, in counts."),
+    fairness_floor: float = typer.Option(DEFAULTS.get("fairness-floor"), "--fairness-floor", help="A node whose local accuracy is below this is flagged."),
+    drift_min_count: int = typer.Option(DEFAULTS.get("drift-min-count"), "--drift-min-count", help="Rows a node needs for a drift verdict (else: insufficient)."),
     retrain_trigger: str = typer.Option(DEFAULTS.get("retrain-trigger"), "--retrain-trigger", help="This run retrains on the decision of monitor.trigger entry SEQ (set by `fedgov monitor watch`); recorded in run.started and lineage."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
     allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
@@ -101,6 +109,9 @@ def run(
         "min-valid-replies": min_valid_replies, "local-epochs": local_epochs,
         "trace-dir": str(trace_dir.resolve()) if trace_dir else "",
         "purpose": purpose, "operator": operator or getpass.getuser(), "revoke": revoke, "drift": drift,
+        "hard": hard, "monitor": monitor, "monitor-bins": monitor_bins, "monitor-min-count": monitor_min_count,
+        "monitor-noise": monitor_noise, "monitor-noise-scale": monitor_noise_scale, "fairness-floor": fairness_floor,
+        "drift-min-count": drift_min_count,
         "retrain-trigger": retrain_trigger,
     }
     settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})

@@ -2,6 +2,7 @@
 
 - Faults (`--faults PARTITION:KIND`): a simulated node sends a malformed or hostile reply.
 - Drift (`--drift NODE@ROUND`): a node's data changes from a round on.
+- Hard data (`--hard NODE,...`): a node's labels are rotated, so the federation's model fails it.
 - Withdrawal (`--revoke NODE@ROUND`): a node's consent is withdrawn before a round.
 - Traces (`--trace-dir`): each node writes which pool rows it trained on.
 
@@ -23,7 +24,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from fedgov.partition import Partition
-from fedgov.protocol import ARRAYS_KEY, GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
+from fedgov.protocol import (ARRAYS_KEY, GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, METRICS_KEY, NUM_EXAMPLES_KEY,
+                             SUMMARY_KEY, SUMMARY_TEXT_KEY)
+from fedgov.summaries import summary_text
 from governance import consent_store
 from governance.consent import VALID, find_valid_consent, records_by_principal
 from governance.identity import NodeKey
@@ -119,6 +122,36 @@ def _deep_fingerprint(content: RecordDict) -> None:
     content[GOVERNANCE_KEY]["fingerprint"] = "[" * 60_000  # nesting that a recursive parser cannot follow
 
 
+def _edit_summary(content: RecordDict, edit: Callable[[dict], None]) -> None:
+    """Change the node's summary before it signs (a node that lies in its own summary); none sent, nothing to change."""
+    if SUMMARY_KEY not in content:
+        return
+    summary = json.loads(content[SUMMARY_KEY][SUMMARY_TEXT_KEY])
+    edit(summary)
+    content[SUMMARY_KEY] = ConfigRecord({SUMMARY_TEXT_KEY: summary_text(summary)})
+
+
+def _first_feature(summary: dict) -> list:
+    return summary["features"][next(iter(sorted(summary["features"])))]
+
+
+def _summary_negative(content: RecordDict) -> None:
+    _edit_summary(content, lambda s: _first_feature(s).__setitem__(0, -3))
+
+
+def _summary_exposed(content: RecordDict) -> None:
+    """A count below the minimum count, sent instead of suppressed: a small group made identifiable."""
+    _edit_summary(content, lambda s: _first_feature(s).__setitem__(0, 1))
+
+
+def _summary_unknown_feature(content: RecordDict) -> None:
+    _edit_summary(content, lambda s: s["features"].__setitem__("patient_postcode", list(_first_feature(s))))
+
+
+SUMMARY_FAULTS: dict[str, Callable[[RecordDict], None]] = {
+    "summary-negative": _summary_negative, "summary-exposed": _summary_exposed,
+    "summary-unknown-feature": _summary_unknown_feature}
+
 SIGNATURE_FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "unsigned": _unsigned, "forged": _forged, "deep-fingerprint": _deep_fingerprint,
     "bad-npy": _bad_npy, "foreign-stype": _foreign_stype, "huge-metric": _huge_metric}
@@ -134,6 +167,7 @@ FAULTS: dict[str, Callable[[RecordDict], None]] = {
     "extra-record": _extra_record,
     "inflated-examples": _inflated_examples,
     "bad-accuracy": _bad_accuracy,
+    **SUMMARY_FAULTS,
     **SIGNATURE_FAULTS,
 }
 # The settings accept exactly the kinds acted on here (tests/fedgov/test_settings.py holds them equal).
@@ -156,6 +190,20 @@ def drifted(partition: Partition, server_round: int, drift: dict[str, int], node
         return partition
     train = replace(partition.train, x=(partition.train.x + np.float32(0.5)).astype(np.float32))
     return replace(partition, train=train)
+
+
+# -- hard data ------------------------------------------------------------------------------
+
+def made_hard(partition: Partition, node_id: str, hard: frozenset[str]) -> Partition:
+    """A hard node's labels are rotated, y -> (y + 1) mod C, on its train and its local test split:
+    the federation's model is then wrong for this node, and its local accuracy shows it."""
+    if node_id not in hard:
+        return partition
+
+    def rotated(data):
+        return replace(data, y=((data.y + 1) % data.num_classes).astype(data.y.dtype))
+
+    return replace(partition, train=rotated(partition.train), test=rotated(partition.test))
 
 
 # -- traces ---------------------------------------------------------------------------------

@@ -1,1 +1,2 @@
-"""Continuous monitoring: drift, degradation and fairness from node summaries, and the retraining triggers."""
+"""Continuous monitoring (docs/monitoring.md): the pure maths of drift, degradation and fairness, and the
+retraining triggers weighed on their records."""
