@@ -116,7 +116,7 @@ def test_the_retraining_run_is_linked_to_its_trigger_in_the_ledger_and_lineage(w
 
 
 def test_sigterm_during_a_retraining_run_leaves_no_process_and_closes_the_run(tmp_path):
-    """Evidence written directly (a fired drift-share), then SIGTERM to the watch while its child trains."""
+    """Evidence written directly (a fired drift-share), then SIGTERM to the watch once its child has started the run."""
     fed = Federation(tmp_path)
     fed.fedgov("audit", "init")
     with Ledger.open(Workspace.discover(tmp_path / "workspace")) as ledger:
@@ -127,7 +127,7 @@ def test_sigterm_during_a_retraining_run_leaves_no_process_and_closes_the_run(tm
                              cwd=tmp_path, env=fedgov_env({**fed.env, MARK_VARIABLE: mark}), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not [e for e, _ in fed.entries(et.ROUND_AGGREGATED)]:
+    while time.monotonic() < deadline and not fed.entries(et.RUN_STARTED):
         assert watch.poll() is None, watch.communicate()
         time.sleep(1)
     watch.send_signal(signal.SIGTERM)
