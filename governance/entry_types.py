@@ -6,7 +6,8 @@ signed rows keep them, and a query by the dotted name also finds them (`stored_n
 
 Scopes decide what one crypto-shred erases: `node:<id>` holds what a node said or
 consented to; `run:<id>` what the coordinator decided; `registry` the node keys;
-`ledger:system` the ledger's own records; `ledger:audit` who read payloads (audit.read).
+`ledger:system` the ledger's own records; `ledger:audit` who read payloads (audit.read);
+`monitor` the retraining decisions (monitor.trigger), about the federation rather than one run.
 """
 
 LEDGER_CREATED = "ledger.created"

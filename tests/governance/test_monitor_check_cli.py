@@ -166,3 +166,32 @@ def test_watch_refuses_a_retrain_table_that_could_never_launch(workspace, tmp_pa
     done = monitor(workspace, "watch", "--policy", str(bad), "--interval", "1")
     assert done.returncode == 2 and "the policy's [retrain] cannot launch a run" in done.stderr
     assert "mnist" in done.stderr
+
+
+def test_with_an_auditor_the_check_records_its_read_of_the_evidence_first(workspace, policy):
+    from governance.identities import Identity
+
+    drifted(workspace)
+    with Ledger.open(workspace) as ledger:
+        ledger.register_identity(Identity.generate("alice", "auditor").public, "operator")
+    done = monitor(workspace, "check", "--policy", str(policy))
+    assert done.returncode == 0, done.stderr
+    with Ledger.open(workspace) as ledger:
+        reads = ledger.query(entry_type=et.AUDIT_READ)
+        [trigger] = ledger.query(entry_type=et.MONITOR_TRIGGER)
+        assert ledger.read_payload(trigger)["fired"] == ["drift-share"]  # operator-readable: not sealed
+    assert len(reads) == 1 and reads[0].seq < trigger.seq
+
+
+def test_the_retraining_command_line_follows_the_policy(tmp_path):
+    from cli.monitor_watch import retrain_argv
+    from governance.monitoring.policy import parse_policy
+
+    sim = parse_policy(POLICY + "dataset = 'digits'\nout = 'runs/r-{seq}'\n").retrain
+    argv = retrain_argv(sim, 17, tmp_path)
+    assert argv[3:6] == ["cli", "sim", "run"]
+    assert argv[6:] == ["--purpose", "retraining", "--workspace", str(tmp_path), "--out", "runs/r-17",
+                        "--retrain-trigger", "17", "--rounds", "2", "--nodes", "4", "--dataset", "digits"]
+    deployed = parse_policy("[triggers]\ndrift_share = 0.3\n[retrain]\nkind = 'deployed'\nnodes = 3\n").retrain
+    argv = retrain_argv(deployed, 5, tmp_path)
+    assert argv[3:5] == ["cli", "run"] and argv[-4:] == ["--retrain-trigger", "5", "--nodes", "3"]
