@@ -19,7 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,6 +34,8 @@ __all__ = ["monitor_app"]
 
 CHILD_GRACE_S = 60.0  # how long a signalled retraining run gets to close itself before it is ended
 MAX_INTERVAL_S = 7 * 86400
+MAX_CHECKS = 10**9
+WATCH_LOCK = "monitor-watch.lock"  # in the workspace: flocked by the one watch running on it
 
 
 def retrain_argv(retrain, seq: int, workspace: Path) -> list[str]:
@@ -94,17 +97,15 @@ def watch(
 ) -> None:
     """Check every --interval seconds; when a trigger fires and no cooldown holds, launch the retraining run."""
     from governance.keystore import passphrase_from
-    from governance.ledger import Ledger
-    from governance.monitoring.checks import check_and_record
-    from governance.monitoring.evidence import RETRAIN
     from governance.monitoring.policy import load_policy
     from governance.names import check_name
     from governance.workspace import Workspace
 
     if not (0 < interval <= MAX_INTERVAL_S):
         raise UsageError(f"--interval must be a number of seconds in (0, {MAX_INTERVAL_S}], got {interval:g}")
-    if max_checks is not None and max_checks < 1:
-        raise UsageError(f"--max-checks must be at least 1, got {max_checks}")
+    if max_checks is not None and not 1 <= max_checks <= MAX_CHECKS:
+        raise UsageError(f"--max-checks must be a whole number from 1 to {MAX_CHECKS} (leave it out to watch until "
+                         f"stopped), got {max_checks}")
     if run is not None:
         check_name(run, "--run")
     parsed = load_policy(policy)
@@ -115,15 +116,32 @@ def watch(
     env = dict(os.environ)
     if passphrase is not None:
         env["FEDGOV_PASSPHRASE"] = passphrase
+    with watching(ws.path):
+        _watch(parsed, ws, passphrase, env, interval, max_checks, run, fmt)
+
+
+def _watch(parsed, ws, passphrase: str | None, env: dict[str, str], interval: float, max_checks: int | None,
+           run: str | None, fmt: CheckFormat) -> None:
+    from governance.ledger import Ledger
+    from governance.monitoring.checks import check_and_record
+    from governance.monitoring.evidence import RETRAIN, NoEvidenceError
+
     failed = 0
     count = 0
+    missing: NoEvidenceError | None = None
     while max_checks is None or count < max_checks:
         if count:
             time.sleep(interval)
         count += 1
-        with Ledger.open(ws, passphrase) as ledger:
-            outcome = check_and_record(ledger, parsed, command="watch", run_id=run)
         typer.echo(f"check {count}{'' if max_checks is None else f' of {max_checks}'}:")
+        try:
+            with Ledger.open(ws, passphrase) as ledger:
+                outcome = check_and_record(ledger, parsed, command="watch", run_id=run)
+        except NoEvidenceError as err:  # a watch may start before the first monitored round: it waits for one
+            typer.echo(f"no decision yet: {err}")
+            missing = err
+            continue
+        missing = None
         show(outcome, fmt)
         if outcome.decision.decision != RETRAIN:
             continue
@@ -140,3 +158,30 @@ def watch(
         from governance.errors import PolicyError
 
         raise PolicyError(f"{failed} retraining run(s) failed; each is recorded in the ledger")
+    if missing is not None:  # the last check still found nothing to weigh
+        raise missing
+
+
+@contextmanager
+def watching(workspace: Path) -> Iterator[None]:
+    """One watch per workspace: two would both see the same evidence unanswered and retrain twice."""
+    import fcntl
+    import json
+
+    path = workspace / WATCH_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 200, 0) or b"{}").get("pid", "?")
+            except ValueError:
+                holder = "?"
+            raise UsageError(f"another `fedgov monitor watch` (pid {holder}) is watching {workspace}; stop it first, "
+                             "or use `fedgov monitor check`") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # the kernel releases the lock whatever ends this process

@@ -23,6 +23,10 @@ RETRAIN = "retrain"
 NO_RETRAIN = "no-retrain"
 
 
+class NoEvidenceError(UsageError):
+    """The ledger (or the run asked for) holds no monitor.metrics entry: nothing to weigh (exit 2)."""
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One round's monitoring findings: the metrics entry, and the node drift entries of that round."""
@@ -63,9 +67,9 @@ def latest_evidence(ledger: Ledger, run_id: str | None = None) -> Evidence:
             runs = ledger.distinct("run_id")
             if run_id not in runs:
                 raise unknown_name("--run", run_id, runs)
-            raise UsageError(f"run {run_id} has no monitoring evidence (no {et.MONITOR_METRICS} entry): it ran with "
+            raise NoEvidenceError(f"run {run_id} has no monitoring evidence (no {et.MONITOR_METRICS} entry): it ran with "
                              "monitoring off, or has not finished a round; see docs/monitoring.md")
-        raise UsageError(f"this ledger holds no monitoring evidence (no {et.MONITOR_METRICS} entry): run a "
+        raise NoEvidenceError(f"this ledger holds no monitoring evidence (no {et.MONITOR_METRICS} entry): run a "
                          "federation with monitoring on first (the run config's `monitor`, on by default); "
                          "see docs/monitoring.md")
     latest = entries[-1]

@@ -153,7 +153,8 @@ def test_watch_holds_new_evidence_during_the_cooldown_of_the_last_retraining(wor
 
 @pytest.mark.parametrize("args, says", [
     (("--interval", "0"), "--interval must be a number of seconds"),
-    (("--interval", "1", "--max-checks", "0"), "--max-checks must be at least 1"),
+    (("--interval", "1", "--max-checks", "0"), "--max-checks must be a whole number from 1"),
+    (("--interval", "1", "--max-checks", "9" * 30), "--max-checks must be a whole number from 1"),
 ])
 def test_watch_refuses_bad_options_in_one_line(workspace, policy, args, says):
     done = monitor(workspace, "watch", "--policy", str(policy), *args)
@@ -195,3 +196,24 @@ def test_the_retraining_command_line_follows_the_policy(tmp_path):
     deployed = parse_policy("[triggers]\ndrift_share = 0.3\n[retrain]\nkind = 'deployed'\nnodes = 3\n").retrain
     argv = retrain_argv(deployed, 5, tmp_path)
     assert argv[3:5] == ["cli", "run"] and argv[-4:] == ["--retrain-trigger", "5", "--nodes", "3"]
+
+
+def test_watch_waits_for_evidence_and_says_so_when_none_came(workspace, policy):
+    done = monitor(workspace, "watch", "--policy", str(policy), "--interval", "0.1", "--max-checks", "2")
+    assert done.returncode == 2 and done.stdout.count("no decision yet: this ledger holds no monitoring evidence") == 2
+    assert done.stderr.count("\n") == 1 and "holds no monitoring evidence" in done.stderr
+    assert triggers(workspace) == []
+
+
+def test_one_watch_per_workspace(workspace, policy):
+    import fcntl
+    import os
+
+    fd = os.open(workspace.path / "monitor-watch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b'{"pid": 4242}')
+        done = monitor(workspace, "watch", "--policy", str(policy), "--interval", "1", "--max-checks", "1")
+    finally:
+        os.close(fd)
+    assert done.returncode == 2 and "another `fedgov monitor watch` (pid 4242) is watching" in done.stderr
