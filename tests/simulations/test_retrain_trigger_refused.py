@@ -37,3 +37,10 @@ def test_an_entry_of_another_type_is_refused(tmp_path: Path):
                       "--out", str(tmp_path / "run"), "--retrain-trigger", seq, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"--retrain-trigger {seq} names a consent.granted entry, not a monitor.trigger" in done.stderr
+
+
+def test_a_deployed_run_refuses_it_too_before_looking_for_a_coordinator(tmp_path: Path):
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)
+    done = run_fedgov("run", "--purpose", "retraining", "--workspace", str(ws.path), "--retrain-trigger", "999")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--retrain-trigger 999 names no ledger entry" in done.stderr
