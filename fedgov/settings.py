@@ -1,9 +1,9 @@
 """Run settings: the run config of `[tool.flwr.app.config]`, parsed and checked once.
 
-The run config is Flower's flat table of dash-separated keys. Here it becomes four groups:
+The run config is Flower's flat table of dash-separated keys. Here it becomes groups:
 what the nodes train (`training`), how rounds aggregate (`strategy`), what governance
-records (`governance`), and what a rehearsal makes go wrong (`rehearsal`, read only by
-the simulation harness). The defaults live in one place, the app's `pyproject.toml`; the
+records (`governance`), what a rehearsal makes go wrong (`rehearsal`, read only by
+the simulation harness), and what monitoring summarises and judges (`monitoring`). The defaults live in one place, the app's `pyproject.toml`; the
 CLI shows and uses the same ones. The CLI checks the settings before it starts Ray, so bad
 input fails in a second with one clear line instead of inside a running simulation.
 """
@@ -89,7 +89,7 @@ def parse_retrain_trigger(spec: str) -> int | None:
     return int(spec) if spec.isascii() and spec.isdigit() and 0 < int(spec) <= 2**53 - 1 else None
 
 
-# -- the four groups -----------------------------------------------------------------------
+# -- the groups ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Training:

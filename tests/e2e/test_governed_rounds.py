@@ -119,7 +119,8 @@ def test_every_reply_signature_verifies_offline_with_the_registered_key(ten):
 
     for entry, reply in ten.of(et.ROUND_REPLY):
         payload = reply_signing_payload(ten.run_id, entry.round, reply["update_digest"],
-                                        reply["dataset_fingerprint"]["digest"], reply["metrics_digest"])
+                                        reply["dataset_fingerprint"]["digest"], reply["metrics_digest"],
+                                        reply.get("summary_digest"))
         key = Ed25519PublicKey.from_public_bytes(ten.registry.get(reply["node_id"]).public_key)
         key.verify(base64.b64decode(reply["signature"]), payload)
         assert reply["num_examples"] == reply["dataset_fingerprint"]["rows"]

@@ -80,6 +80,19 @@ def test_reply_payload_is_canonical_json_with_purpose_tag():
     assert REPLY_PURPOSE == "fedgov.reply.v1"
 
 
+def test_a_reply_with_a_data_summary_also_signs_its_digest_and_one_without_signs_the_old_bytes():
+    S = "5a" * 32
+    body = reply_signing_payload("r", 2, H, H, H, S)
+    assert body == (
+        b'{"dataset_fingerprint":"' + H.encode() + b'","metrics_digest":"' + H.encode()
+        + b'","purpose":"fedgov.reply.v1","run_id":"r","server_round":2,"summary_digest":"' + S.encode()
+        + b'","update_digest":"' + H.encode() + b'"}'
+    )
+    assert reply_signing_payload("r", 2, H, H, H, None) == reply_signing_payload("r", 2, H, H, H)
+    with pytest.raises(IdentityError, match="summary_digest must be 64 lowercase hex"):
+        reply_signing_payload("r", 1, H, H, H, "nope")
+
+
 def test_reply_payload_refuses_a_digest_that_is_not_sha256_hex():
     with pytest.raises(IdentityError, match="update_digest must be 64 lowercase hex"):
         reply_signing_payload("r", 1, "ABC", H, H)

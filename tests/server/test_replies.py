@@ -45,8 +45,10 @@ def test_each_malformed_reply_is_named_with_its_reason(kind, reason):
 
 def test_every_fault_kind_is_covered_above():
     # extra-metric is well formed alone (split_replies rejects it against its peers); the
-    # statement faults and inflated-examples are the signature check's: all in e2e tests
-    assert set(FAULTS) - {"extra-metric", "unsigned", "forged", "deep-fingerprint", "inflated-examples"} == {
+    # statement faults and inflated-examples are the signature check's: all in e2e tests; the
+    # summary faults are the summary check's (tests/server/test_summary_checks.py)
+    assert set(FAULTS) - {"extra-metric", "unsigned", "forged", "deep-fingerprint", "inflated-examples",
+                          "summary-negative", "summary-exposed", "summary-unknown-feature"} == {
         "nan", "shape", "dtype", "extra-array", "missing-array", "missing-num-examples", "extra-record", "bad-npy",
         "foreign-stype", "huge-metric", "bad-accuracy"}
 
