@@ -27,7 +27,7 @@ DRIFTED = ("sim-0001", "sim-0004", "sim-0008")  # 30 % of 10 nodes, shifted from
 POLICY = """cooldown = "1h"
 [triggers]
 accuracy_drop = 0.05
-drift_share = 0.2
+drift_share = 0.3
 worst_node_below = 0.5
 [retrain]
 rounds = 2
@@ -58,9 +58,10 @@ class Federation:
 
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory) -> tuple[Federation, str]:
-    """10 nodes x 3 rounds on breast-cancer, sim-0001, sim-0004 and sim-0008's data shifted from round 2."""
+    """10 nodes x 3 rounds on breast-cancer, sim-0001, sim-0004 and sim-0008's data shifted from round 2; 5 bins per
+    feature, so a node's ~37 rows fill most bins above the minimum count (as tests/e2e/test_monitoring.py)."""
     fed = Federation(tmp_path_factory.mktemp("retraining"))
-    fed.fedgov("sim", "run", "--nodes", "10", "--rounds", "3", "--out", str(fed.tmp / "run"),
+    fed.fedgov("sim", "run", "--nodes", "10", "--rounds", "3", "--out", str(fed.tmp / "run"), "--monitor-bins", "5",
                "--drift", ",".join(f"{n}@2" for n in DRIFTED))
     return fed, json.loads((fed.tmp / "run" / "rounds.json").read_text())["run_id"]
 
@@ -79,7 +80,7 @@ def test_check_names_the_drifting_nodes_and_features(drifted):
     done = fed.fedgov("monitor", "check", "--policy", str(fed.policy), "--run", run_id, "--format", "json")
     shown = json.loads(done.stdout)
     drift = next(t for t in shown["triggers"] if t["name"] == "drift-share")
-    assert drift["fired"] and drift["nodes"] and set(drift["nodes"]) <= set(DRIFTED)
+    assert drift["fired"] and drift["statistic"] == 0.3 and drift["nodes"] == list(DRIFTED)
     assert all(drift["features"][node] for node in drift["nodes"])  # each named with its drifting features
     assert shown["decision"] == "no-retrain" and shown["evidence"]["run_id"] == run_id
     [(_, recorded)] = [(e, p) for e, p in fed.entries(et.MONITOR_TRIGGER) if e.seq == shown["seq"]]
