@@ -9,7 +9,7 @@ appended (and signed) before anything is shown or launched: no decision goes unr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from governance import entry_types as et
@@ -41,10 +41,11 @@ def check_and_record(ledger: Ledger, policy: Policy, *, command: str, run_id: st
         from governance.audit_reads import record_read
 
         record_read(ledger, {"command": f"monitor {command}", "run": run_id})
+    now = now or datetime.now(timezone.utc)
     evidence = latest_evidence(ledger, run_id)
     results = evaluate(policy, evidence)
-    decision = decide(results, evidence, command=command, past=past_retraining(ledger),
-                      cooldown_s=policy.cooldown_s, now=now or datetime.now(timezone.utc))
+    past = past_retraining(ledger, after_seq=evidence.metrics_seq, since=now - timedelta(seconds=policy.cooldown_s))
+    decision = decide(results, evidence, command=command, past=past, cooldown_s=policy.cooldown_s, now=now)
     record = trigger_record(policy, evidence, results, decision, command)
     seq = ledger.append([EntryDraft(et.MONITOR_TRIGGER, record, scope=et.MONITOR_SCOPE)],
                         sign=True)[0]

@@ -89,10 +89,16 @@ def latest_evidence(ledger: Ledger, run_id: str | None = None) -> Evidence:
     return Evidence(latest.run_id, round_ or 0, latest.seq, metrics, drift, seqs)
 
 
-def past_retraining(ledger: Ledger) -> list[PastDecision]:
-    """Every recorded decision to retrain, oldest first."""
+def past_retraining(ledger: Ledger, *, after_seq: int = 0, since: datetime | None = None) -> list[PastDecision]:
+    """The recorded decisions to retrain that can still hold a check, oldest first.
+
+    Those are the ones taken on the evidence at `after_seq` (so recorded after it) and those
+    within the cooldown (`since` on): a watch that runs for months decrypts only these, not
+    every check it ever recorded. With neither bound, every decision to retrain.
+    """
     found = []
-    entries = ledger.query(entry_type=et.MONITOR_TRIGGER)
+    entries = [e for e in ledger.query(entry_type=et.MONITOR_TRIGGER)
+               if e.seq > after_seq or since is None or parse_timestamp(e.timestamp) >= since]
     ledger.prefetch_keys(entries)
     for entry in entries:
         payload = ledger.read_payload(entry)

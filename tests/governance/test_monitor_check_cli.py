@@ -217,3 +217,19 @@ def test_one_watch_per_workspace(workspace, policy):
     finally:
         os.close(fd)
     assert done.returncode == 2 and "another `fedgov monitor watch` (pid 4242) is watching" in done.stderr
+
+
+def test_only_decisions_that_can_still_hold_a_check_are_read(workspace):
+    from datetime import datetime, timedelta, timezone
+
+    from governance.monitoring.evidence import past_retraining
+
+    old = retrain_decision(workspace, "run-0", 1)
+    metrics_seq = drifted(workspace)
+    on_it = retrain_decision(workspace, "run-1", metrics_seq)
+    with Ledger.open(workspace) as ledger:
+        assert [p.seq for p in past_retraining(ledger)] == [old, on_it]
+        future = datetime.now(timezone.utc) + timedelta(hours=1)  # no cooldown window reaches back to `old`
+        assert [p.seq for p in past_retraining(ledger, after_seq=metrics_seq, since=future)] == [on_it]
+        assert [p.seq for p in past_retraining(ledger, after_seq=metrics_seq,
+                                               since=future - timedelta(days=1))] == [old, on_it]
