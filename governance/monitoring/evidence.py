@@ -77,7 +77,8 @@ def latest_evidence(ledger: Ledger, run_id: str | None = None) -> Evidence:
     round_ = latest.round if latest.round is not None else _int(metrics.get("round"))
     drift: dict[str, dict[str, Any]] = {}
     seqs: list[int] = []
-    found = ledger.query(entry_type=et.MONITOR_DRIFT, run_id=latest.run_id, round=round_)
+    # no round, no drift: a query without one would mix every round's verdicts
+    found = ledger.query(entry_type=et.MONITOR_DRIFT, run_id=latest.run_id, round=round_) if round_ is not None else []
     ledger.prefetch_keys(found)
     for entry in found:
         payload = ledger.read_payload(entry)
