@@ -22,13 +22,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from governance.cli.monitor import CheckFormat, CheckFormatOpt, PolicyOpt, RunOpt, app as monitor_app, show
 from governance.cli.options import PassFileOpt, WorkspaceOpt
 from governance.errors import UsageError
+
+if TYPE_CHECKING:
+    from governance.monitoring.policy import Policy, Retrain
+    from governance.workspace import Workspace
 
 __all__ = ["monitor_app"]
 
@@ -38,26 +42,28 @@ MAX_CHECKS = 10**9
 WATCH_LOCK = "monitor-watch.lock"  # in the workspace: flocked by the one watch running on it
 
 
-def retrain_argv(retrain, seq: int, workspace: Path) -> list[str]:
+# [retrain] key -> (the child's option, the run-config key it sets)
+RETRAIN_OPTIONS = {"rounds": ("--rounds", "num-server-rounds"), "nodes": ("--nodes", "num-partitions"),
+                   "dataset": ("--dataset", "dataset"), "strategy": ("--strategy", "strategy"),
+                   "partition": ("--partition", "partition"), "seed": ("--seed", "seed"),
+                   "local_epochs": ("--local-epochs", "local-epochs")}
+
+
+def retrain_argv(retrain: "Retrain", seq: int, workspace: Path) -> list[str]:
     """The child command line that retrains as the policy's [retrain] says, linked to trigger entry `seq`."""
-    options = dict(retrain.options)
-    flags = {"rounds": "--rounds", "nodes": "--nodes", "dataset": "--dataset", "strategy": "--strategy",
-             "partition": "--partition", "seed": "--seed", "local_epochs": "--local-epochs"}
     command = ["sim", "run"] if retrain.kind == "simulation" else ["run"]
     argv = [sys.executable, "-P", "-m", "cli", *command, "--purpose", retrain.purpose, "--workspace", str(workspace),
             "--out", retrain.out.replace("{seq}", str(seq)), "--retrain-trigger", str(seq)]
-    for key, value in options.items():
-        argv += [flags[key], str(value)]
+    for key, value in retrain.options.items():
+        argv += [RETRAIN_OPTIONS[key][0], str(value)]
     return argv
 
 
-def check_retrain_settings(retrain) -> None:
+def check_retrain_settings(retrain: "Retrain") -> None:
     """The retraining run's settings, checked now: a policy that could never launch fails before the first check."""
     from fedgov.settings import RunSettings
 
-    keys = {"rounds": "num-server-rounds", "nodes": "num-partitions", "dataset": "dataset", "strategy": "strategy",
-            "partition": "partition", "seed": "seed", "local_epochs": "local-epochs"}
-    config = {keys[k]: v for k, v in retrain.options.items()}
+    config = {RETRAIN_OPTIONS[k][1]: v for k, v in retrain.options.items()}
     try:
         RunSettings.from_run_config({**config, "purpose": retrain.purpose})
     except UsageError as err:
@@ -120,7 +126,7 @@ def watch(
         _watch(parsed, ws, passphrase, env, interval, max_checks, run, fmt)
 
 
-def _watch(parsed, ws, passphrase: str | None, env: dict[str, str], interval: float, max_checks: int | None,
+def _watch(parsed: "Policy", ws: "Workspace", passphrase: str | None, env: dict[str, str], interval: float, max_checks: int | None,
            run: str | None, fmt: CheckFormat) -> None:
     from governance.ledger import Ledger
     from governance.monitoring.checks import check_and_record
