@@ -194,6 +194,8 @@ def run_command(
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for --nodes nodes to be online.")] = 120.0,
     allow_failed_rounds: Annotated[bool, typer.Option("--allow-failed-rounds", help="Exit 0 even if a round built "
                                                       "no model (each failure is in the ledger either way).")] = False,
+    retrain_trigger: Annotated[str, typer.Option("--retrain-trigger", help="This run retrains on the decision of "
+                                                 "monitor.trigger entry SEQ (set by `fedgov monitor watch`).")] = "",
 ) -> None:
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
@@ -210,8 +212,15 @@ def run_command(
     overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "dataset": dataset,
                  "num-partitions": nodes, "allow-failed-rounds": allow_failed_rounds,
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
-                 "out-dir": str(out.resolve()) if out else ""}
-    RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
+                 "out-dir": str(out.resolve()) if out else "", "retrain-trigger": retrain_trigger}
+    settings = RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
+    if settings.governance.retrain_trigger:
+        from fedgov.settings import parse_retrain_trigger
+        from governance.ledger import Ledger
+        from governance.monitoring.link import trigger_link
+
+        with Ledger.open_readonly(ws) as ledger:
+            trigger_link(ledger, parse_retrain_trigger(settings.governance.retrain_trigger) or 0)
     if superlink is None or ca is None:
         from deploy.coordinator import running_coordinator
 

@@ -83,6 +83,12 @@ def parse_nodes(spec: str) -> list[str]:
     return [check_name(n.strip(), "node") for n in spec.split(",") if n.strip()]
 
 
+def parse_retrain_trigger(spec: str) -> int | None:
+    """`"42"` -> 42, the monitor.trigger seq a retraining run answers; "" or anything else -> None."""
+    spec = spec.strip()
+    return int(spec) if spec.isascii() and spec.isdigit() and 0 < int(spec) <= 2**53 - 1 else None
+
+
 # -- the groups ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -129,8 +135,12 @@ class GovernanceSettings:
     out_dir: str
     registration_timeout: float
     allow_failed_rounds: bool  # a deployed run with a failed round ends failed unless this is set
+    retrain_trigger: str  # "" or the seq of the monitor.trigger entry this retraining run answers
 
     def check(self) -> None:
+        if self.retrain_trigger and not parse_retrain_trigger(self.retrain_trigger):
+            raise UsageError(f"--retrain-trigger must be the seq of a monitor.trigger entry (a whole number >= 1), "
+                             f"got {self.retrain_trigger!r}")
         if not 0 < self.registration_timeout < math.inf:
             raise UsageError("registration-timeout and round-timeout must be finite numbers of seconds > 0")
         if not self.purpose.strip():

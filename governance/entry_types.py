@@ -6,7 +6,8 @@ signed rows keep them, and a query by the dotted name also finds them (`stored_n
 
 Scopes decide what one crypto-shred erases: `node:<id>` holds what a node said or
 consented to; `run:<id>` what the coordinator decided; `registry` the node keys;
-`ledger:system` the ledger's own records; `ledger:audit` who read payloads (audit.read).
+`ledger:system` the ledger's own records; `ledger:audit` who read payloads (audit.read);
+`monitor` the retraining decisions (monitor.trigger), about the federation rather than one run.
 """
 
 LEDGER_CREATED = "ledger.created"
@@ -31,6 +32,7 @@ AUDIT_READ = "audit.read"
 MONITOR_REFERENCE = "monitor.reference"
 MONITOR_DRIFT = "monitor.drift"
 MONITOR_METRICS = "monitor.metrics"
+MONITOR_TRIGGER = "monitor.trigger"  # a retraining check and its decision (`fedgov monitor check|watch`)
 
 # Old name -> dotted name, for ledgers written before every type was dotted.
 LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}
@@ -38,6 +40,7 @@ LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED
 REGISTRY_SCOPE = "registry"
 SYSTEM_SCOPE = "ledger:system"
 AUDIT_SCOPE = "ledger:audit"  # who read what (audit.read): sealed to auditors, never shredded
+MONITOR_SCOPE = "monitor"  # retraining decisions (monitor.trigger): about the federation, not one run
 
 
 def stored_names(entry_type: str) -> tuple[str, ...]:

@@ -45,12 +45,28 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class TriggerLink:
+    """The monitor.trigger entry a retraining run answers (its run.started `trigger`), and what it decided."""
+
+    seq: int
+    leaf_hash: str
+    fired: tuple[str, ...] = ()
+    decision: str = ""  # "" where the entry's payload could not be read
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "leaf_hash": self.leaf_hash, "fired": list(self.fired), "decision": self.decision,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     model_hash: str
     run_id: str
     round: int
     parent_hash: str | None
     contributors: list[Contribution] = field(default_factory=list)
+    trigger: TriggerLink | None = None  # a retraining run's cause (docs/monitoring.md)
 
 
 VersionKey = tuple[str, str]  # (run id, model hash): a version is a model made in one run
@@ -158,6 +174,7 @@ def lineage_tree(versions: Iterable[ModelVersion], model_hash: str, run_id: str 
             "run_id": version.run_id,
             "round": version.round,
             "contributors": [c.to_dict() for c in sorted(version.contributors, key=lambda c: c.node_id)],
+            **({"trigger": version.trigger.to_dict()} if version.trigger is not None else {}),
             "parent": node,
         }
     assert node is not None
@@ -205,6 +222,9 @@ def to_prov_json(
     ``wasDerivedFrom`` model from P and from each U, and each U from its dataset;
     ``wasAssociatedWith`` round with the operator and each contributing node;
     ``wasAttributedTo`` each U to its node; ``actedOnBehalfOf`` node for its team.
+    A retraining run's trigger (``fedgov:trigger/<seq>``, an activity: the check that decided
+    to retrain) ``wasStartedBy``-starts the run's round 0 and informs each of its rounds
+    (``wasInformedBy``).
     ``agents_info`` maps a node id, team or operator name to a ``prov:label``.
     Identifier parts are percent-encoded.
     """
@@ -235,6 +255,16 @@ def to_prov_json(
             "prov:type": _qname("fedgov:Round"), "fedgov:run_id": version.run_id, "fedgov:round": version.round,
         })
         b.relate("wasGeneratedBy", {"prov:entity": model, "prov:activity": round_id})
+        if version.trigger is not None:
+            trigger_id = _qn("trigger", version.trigger.seq)
+            b.add("activity", trigger_id, {
+                "prov:type": _qname("fedgov:RetrainingTrigger"), "fedgov:seq": version.trigger.seq,
+                "fedgov:leaf_hash": version.trigger.leaf_hash, "fedgov:decision": version.trigger.decision,
+                "fedgov:fired": ",".join(version.trigger.fired),
+            })
+            if version.round == 0:
+                b.relate("wasStartedBy", {"prov:activity": round_id, "prov:starter": trigger_id})
+            b.relate("wasInformedBy", {"prov:informed": round_id, "prov:informant": trigger_id})
         if version.parent_hash is not None:
             parent_key = lineage.parent_key(version)
             parent = model_entity(version.parent_hash, parent_key[0] if parent_key else None)

@@ -9,7 +9,8 @@ from governance.ledger import KeyDestroyedError, Ledger
 
 ERASED = "erased"  # what lineage shows of a contributor whose data key was destroyed
 from governance.access_policy import SEALED_LABEL, AccessDenied  # noqa: E402
-from governance.lineage import Contribution, ModelVersion  # noqa: E402
+from governance.errors import UsageError  # noqa: E402
+from governance.lineage import Contribution, ModelVersion, TriggerLink  # noqa: E402
 
 
 def load_versions(ledger: Ledger) -> list[ModelVersion]:
@@ -30,9 +31,13 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
             payload = _placeholder(entry.node_id, SEALED_LABEL)
         replies[(entry.run_id, entry.round)][entry.node_id] = payload  # the index field: every reply has one
     versions = []
+    triggers: dict[str, TriggerLink] = {}
     for entry in ledger.query(entry_type=et.RUN_STARTED):
         payload = ledger.read_payload(entry)
-        versions.append(ModelVersion(payload["initial_model_hash"], entry.run_id, 0, None, []))
+        if isinstance(payload.get("trigger"), dict):
+            triggers[entry.run_id] = _trigger(ledger, payload["trigger"])
+        versions.append(ModelVersion(payload["initial_model_hash"], entry.run_id, 0, None, [],
+                                     triggers.get(entry.run_id)))
     for entry in ledger.query(entry_type=et.ROUND_AGGREGATED):
         payload = ledger.read_payload(entry)
         round_replies = replies[(entry.run_id, entry.round)]
@@ -42,8 +47,28 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
             for node in payload["contributors"]
         ]
         versions.append(ModelVersion(payload["output_model_hash"], entry.run_id, entry.round,
-                                     payload["input_model_hash"], contributors))
+                                     payload["input_model_hash"], contributors, triggers.get(entry.run_id)))
     return versions
+
+
+def _trigger(ledger: Ledger, link: dict) -> TriggerLink:
+    """A run's trigger link, with what the monitor.trigger entry decided where it can be read and is that entry."""
+    seq, leaf_hash = link.get("seq"), str(link.get("leaf_hash", ""))
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return TriggerLink(0, leaf_hash, (), "", "the run.started trigger names no seq")
+    try:
+        entry = ledger.get(seq)
+    except UsageError:
+        return TriggerLink(seq, leaf_hash, (), "", "no such entry")
+    if entry.entry_type != et.MONITOR_TRIGGER or entry.leaf_hash.hex() != leaf_hash:
+        return TriggerLink(seq, leaf_hash, (), "", f"entry {seq} is not the monitor.trigger this run recorded")
+    try:
+        payload = ledger.read_payload(entry)
+    except (KeyDestroyedError, AccessDenied):
+        return TriggerLink(seq, leaf_hash)
+    fired = payload.get("fired")
+    return TriggerLink(seq, leaf_hash, tuple(f for f in fired if isinstance(f, str)) if isinstance(fired, list) else (),
+                       str(payload.get("decision", "")), str(payload.get("reason", "")))
 
 
 def _placeholder(node_id: str, label: str) -> dict:

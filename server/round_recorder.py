@@ -11,10 +11,11 @@ from typing import Any
 from flwr.app import ArrayRecord
 
 from fedgov.protocol import METRICS_KEY, NUM_EXAMPLES_KEY, named_arrays
-from fedgov.settings import RunSettings
+from fedgov.settings import RunSettings, parse_retrain_trigger
 from governance import entry_types as et
 from governance.archive import archive_model
 from governance.identity import NodeRegistry
+from governance.monitoring.link import trigger_link
 from server.consent_selector import ConsentSelector
 from server.governed import RoundFacts
 from server.overhead import Overhead
@@ -46,7 +47,13 @@ class RoundRecorder:
             "app_hash": app_hash, "strategy": strategy, "seed": settings.training.seed,
             "expected_nodes": settings.training.num_partitions, "initial_model_hash": entries.model_hash,
             "binding": {str(k): v for k, v in sorted(self.binding.items())},
+            **self._trigger(),
         }, model=entries.model_hash)])
+
+    def _trigger(self) -> dict[str, Any]:
+        """A retraining run's cause: the monitor.trigger entry its run config names, pinned by its leaf hash."""
+        seq = parse_retrain_trigger(self.settings.governance.retrain_trigger)
+        return {"trigger": trigger_link(self.entries.ledger, seq)} if seq else {}
 
     def run_finished(self, status: str, reason: str = "") -> None:
         self.entries.ledger.append([self.entries.draft(et.RUN_FINISHED, {

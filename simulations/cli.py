@@ -93,6 +93,7 @@ def run(
     monitor_noise_scale: float = typer.Option(DEFAULTS.get("monitor-noise-scale"), "--monitor-noise-scale", help="Laplace b or Gaussian sigma, in counts."),
     fairness_floor: float = typer.Option(DEFAULTS.get("fairness-floor"), "--fairness-floor", help="A node whose local accuracy is below this is flagged."),
     drift_min_count: int = typer.Option(DEFAULTS.get("drift-min-count"), "--drift-min-count", help="Rows a node needs for a drift verdict (else: insufficient)."),
+    retrain_trigger: str = typer.Option(DEFAULTS.get("retrain-trigger"), "--retrain-trigger", help="This run retrains on the decision of monitor.trigger entry SEQ (set by `fedgov monitor watch`); recorded in run.started and lineage."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
     allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
 ) -> None:
@@ -111,6 +112,7 @@ def run(
         "hard": hard, "monitor": monitor, "monitor-bins": monitor_bins, "monitor-min-count": monitor_min_count,
         "monitor-noise": monitor_noise, "monitor-noise-scale": monitor_noise_scale, "fairness-floor": fairness_floor,
         "drift-min-count": drift_min_count,
+        "retrain-trigger": retrain_trigger,
     }
     settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})
     if trace_dir:

@@ -119,6 +119,7 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     resources.check()
     check_out_dir(out)
     workspace = open_workspace(governance.workspace)
+    check_retrain_trigger(settings, workspace)
     run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # short: Ray's socket paths under it must fit 107 bytes
     try:
@@ -132,6 +133,18 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
         with signals_deferred():  # the lock file must not be lost half-way
             hold.release(closed=_settled(workspace.path, run_id))
             _remove(scratch)
+
+
+def check_retrain_trigger(settings: RunSettings, workspace: Any) -> None:
+    """A retraining run must name a recorded monitor.trigger entry: refused here, before anything starts."""
+    from fedgov.settings import parse_retrain_trigger
+    from governance.ledger import Ledger
+    from governance.monitoring.link import trigger_link
+
+    seq = parse_retrain_trigger(settings.governance.retrain_trigger)
+    if seq:
+        with Ledger.open_readonly(workspace) as ledger:
+            trigger_link(ledger, seq)
 
 
 def _remove(scratch: Path, tries: int = 20) -> None:

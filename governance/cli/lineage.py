@@ -75,6 +75,7 @@ def render_tree(tree: Mapping[str, Any]) -> Tree:
     root: Tree | None = None
     parent_branch: Tree | None = None
     node: Mapping[str, Any] | None = tree
+    shown_trigger = None
     while node is not None:
         if node["recorded"]:
             label = f"model {_short(node['model_hash'])} (run {node['run_id']}, round {node['round']})"
@@ -82,6 +83,12 @@ def render_tree(tree: Mapping[str, Any]) -> Tree:
             label = f"model {_short(node['model_hash'])} (not recorded: initial or external)"
         branch = Tree(label) if parent_branch is None else parent_branch.add(label)
         root = root or branch
+        trigger = node.get("trigger")
+        if trigger is not None and trigger != shown_trigger:  # once per run, where the tree first reaches it
+            fired = ", ".join(trigger["fired"]) or "?"
+            branch.add(f"retraining trigger: monitor.trigger seq {trigger['seq']} (leaf {_short(trigger['leaf_hash'])}, "
+                       f"decision {trigger['decision'] or '?'}, fired {fired})")
+        shown_trigger = trigger
         if node["recorded"]:
             contributors = branch.add(f"contributors ({len(node['contributors'])})")
             for c in node["contributors"]:

@@ -1,1 +1,2 @@
-"""Continuous monitoring: the pure maths of drift, degradation and fairness (docs/monitoring.md)."""
+"""Continuous monitoring (docs/monitoring.md): the pure maths of drift, degradation and fairness, and the
+retraining triggers weighed on their records."""

@@ -46,6 +46,11 @@ COMMANDS = [
     ["sim", "run", "--rounds", "0", "--faults", "{}"], ["sim", "run", "--rounds", "0", "--revoke", "{}"],
     ["sim", "run", "--rounds", "0", "--no-consent", "{}"], ["sim", "run", "--nodes", "{}", "--rounds", "0"],
     ["sim", "run", "--rounds", "0", "--alpha", "{}"], ["sim", "run", "--rounds", "0", "--ray-address", "{}"],
+    ["sim", "run", "--rounds", "0", "--retrain-trigger", "{}"],
+    ["monitor", "check", "--policy", "{}"], ["monitor", "check", "--policy", "policy.toml", "--run", "{}"],
+    ["monitor", "watch", "--policy", "{}", "--interval", "1"],
+    ["monitor", "watch", "--policy", "policy.toml", "--interval", "{}", "--max-checks", "1"],
+    ["monitor", "watch", "--policy", "policy.toml", "--interval", "1", "--max-checks", "{}"],
 ]
 
 
@@ -56,6 +61,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Ledger.open(ws, PASSPHRASE) as ledger:
         consent_store.grant(ledger, [simulation_consent("sim-0000", "team-a", "simulation")], actor="test")
     (root / "DIRECTORY").mkdir()
+    (root / "policy.toml").write_text("[triggers]\ndrift_share = 0.3\n")
     return root
 
 
