@@ -45,4 +45,6 @@ def budget(
         raise unknown_name("--node", node, known)
     rows = [b.to_dict() for b in node_budgets(releases, [node] if node else known)
             if node is None or b.node_id == node]
+    if fmt is Format.table:  # people read 4 decimals; json and csv keep every digit
+        rows = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
     emit(rows, fmt, COLUMNS, f"privacy budget ({len(releases)} DP releases{f' of run {run}' if run else ''})")
