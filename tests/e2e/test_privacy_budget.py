@@ -82,6 +82,13 @@ def test_one_node_can_be_asked_for_and_a_typo_names_the_closest(capped):
     assert len(typo.stderr.strip().splitlines()) == 1
 
 
+def test_the_nodes_own_record_shows_its_consent_valid_and_why_it_was_left_out(capped):
+    subject = json.loads(fedgov(capped.tmp, "audit", "subject", CAPPED, "--format", "json").stdout)
+    rows = [(r["round"], r["selection"], r["exclusion_reason"], r["consent_state"]) for r in subject["runs"][0]["rounds"]]
+    assert rows == [(1, "selected", None, "valid"), (2, "excluded", "privacy-budget", "valid"),
+                    (3, "excluded", "privacy-budget", "valid")]
+
+
 def test_a_client_side_clipping_run_signs_clipped_updates_and_records_its_releases(tmp_path):
     run = Run(tmp_path, "--nodes", "3", "--rounds", "2", "--dp", "client-fixed", "--dp-clipping-norm", "0.5",
               "--dp-noise-multiplier", "2")
