@@ -194,6 +194,15 @@ def run_command(
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for --nodes nodes to be online.")] = 120.0,
     allow_failed_rounds: Annotated[bool, typer.Option("--allow-failed-rounds", help="Exit 0 even if a round built "
                                                       "no model (each failure is in the ledger either way).")] = False,
+    dp: Annotated[str, typer.Option("--dp", help="Differential privacy: none, server-fixed or client-fixed "
+                                    "(docs/privacy.md).")] = "none",
+    dp_noise_multiplier: Annotated[float, typer.Option("--dp-noise-multiplier", help="Gaussian noise multiplier "
+                                                       "sigma.")] = 1.0,
+    dp_clipping_norm: Annotated[float, typer.Option("--dp-clipping-norm", help="Clipping norm C.")] = 1.0,
+    dp_delta: Annotated[float, typer.Option("--dp-delta", help="Delta of each node's epsilon.")] = 1e-5,
+    privacy_max_epsilon: Annotated[float, typer.Option("--privacy-max-epsilon", help="Every node's epsilon cap "
+                                                       "(0: none).")] = 0.0,
+    privacy_budgets: Annotated[str, typer.Option("--privacy-budgets", help="Per-node caps, NODE:EPSILON,...")] = "",
 ) -> None:
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
@@ -210,7 +219,9 @@ def run_command(
     overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "dataset": dataset,
                  "num-partitions": nodes, "allow-failed-rounds": allow_failed_rounds,
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
-                 "out-dir": str(out.resolve()) if out else ""}
+                 "out-dir": str(out.resolve()) if out else "", "dp": dp, "dp-noise-multiplier": dp_noise_multiplier,
+                 "dp-clipping-norm": dp_clipping_norm, "dp-delta": dp_delta,
+                 "privacy-max-epsilon": privacy_max_epsilon, "privacy-budgets": privacy_budgets}
     RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
     if superlink is None or ca is None:
         from deploy.coordinator import running_coordinator
