@@ -55,7 +55,8 @@ class PrivacyKeeper:
 
     def gate(self, checks: dict[str, ConsentCheck]) -> tuple[dict[str, ConsentCheck], dict[str, Any]]:
         """The consent checks with every node whose next release would exceed its cap set to `privacy-budget`,
-        and each capped, consenting node's projection (what `round.selection` records under `privacy`)."""
+        and each capped, consenting node's projection with the sigma and delta it assumed (what `round.selection`
+        records under `privacy`)."""
         caps = self.caps([node for node, check in checks.items() if check.state == VALID])
         if not caps:
             return checks, {}
@@ -66,7 +67,9 @@ class PrivacyKeeper:
             projections[node] = projection.to_dict()
             if projection.exceeds:
                 gated[node] = replace(checks[node], state=PRIVACY_BUDGET)
-        return gated, projections
+        # what the projections assumed, so the record can be redone from it and the releases before it
+        return gated, {"noise_multiplier": self.privacy.dp_noise_multiplier, "delta": self.privacy.dp_delta,
+                       "nodes": projections}
 
     # -- round observer ------------------------------------------------------------------
 

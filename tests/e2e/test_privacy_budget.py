@@ -43,10 +43,26 @@ def test_the_capped_node_trains_round_1_and_is_excluded_by_name_in_rounds_2_and_
         else:
             assert selection["excluded"] == {CAPPED: "privacy-budget"}
             assert selection["checks"][CAPPED]["state"] == "privacy-budget"
-            projection = selection["privacy"][CAPPED]
+            assert (selection["privacy"]["noise_multiplier"], selection["privacy"]["delta"]) == (1, 1e-5)
+            projection = selection["privacy"]["nodes"][CAPPED]
             assert projection["epsilon_spent"] <= CAP < projection["epsilon_next"] and projection["epsilon_cap"] == CAP
         replied = sorted(p["node_id"] for _, p in capped.of(et.ROUND_REPLY, r))
         assert replied == sorted([*OTHERS, *([CAPPED] if r == 1 else [])])  # the others train every round
+
+
+def test_each_recorded_projection_is_redone_from_the_releases_before_it(capped):
+    """docs/privacy.md "The cap, at selection": a stranger's redo, with the recorded sigma and delta."""
+    for selection_entry, selection in capped.of(et.ROUND_SELECTION):
+        before = [p for e, p in capped.of(et.ROUND_PRIVACY) if e.seq < selection_entry.seq]
+        assumed = selection["privacy"]
+        one_more = {**(before[-1] if before else capped.of(et.ROUND_PRIVACY)[0][1]),
+                    "noise_multiplier": assumed["noise_multiplier"], "delta": assumed["delta"],
+                    "participants": [CAPPED], "sample_size": 1}
+        projection = assumed["nodes"][CAPPED]
+        assert projection["epsilon_spent"] == pytest.approx(recompute(before).get(CAPPED, 0.0), rel=1e-9)
+        assert projection["epsilon_next"] == pytest.approx(recompute([*before, one_more])[CAPPED], rel=1e-9)
+        excluded = selection["checks"][CAPPED]["state"] == "privacy-budget"
+        assert excluded == (projection["epsilon_next"] > projection["epsilon_cap"])
 
 
 def test_every_round_records_its_dp_event_not_only_epsilon(capped):
