@@ -23,6 +23,7 @@ from governance.cli.identity import app as identity_app
 from governance.cli.lineage import app as lineage_app
 from governance.cli.model import app as model_app
 from cli.monitor_watch import monitor_app
+from governance.cli.privacy import app as privacy_app
 from governance.cli.report import report as report_command
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(model_app, name="model")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(privacy_app, name="privacy")
 app.command("report")(report_command)
 
 

@@ -29,6 +29,7 @@ from client.site import Site
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
 from fedgov.partition import Partition, load_partition, split_local
+from fedgov.privacy import dp_reply
 from fedgov.protocol import (ARRAYS_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY, METRICS_KEY, MONITOR_REFERENCE_KEY,
                              NUM_EXAMPLES_KEY, SUMMARY_KEY, SUMMARY_TEXT_KEY)
 from fedgov.settings import RunSettings
@@ -152,7 +153,9 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     """Evaluate the received global model on `partition`, train it, then sign the reply's content.
 
     `rule` is what the node shares of its data (default: what the run asks, for a simulated
-    node). `before_signing` lets the simulation harness change the content the node signs (its
+    node). Under differential privacy the content is first made what DP needs
+    (`fedgov.privacy.dp_reply`: weight 1, and with client-side clipping the update clipped), so
+    the signature covers what is sent. `before_signing` lets the simulation harness change the content the node signs (its
     rehearsed faults); a deployed node passes nothing.
     """
     training = settings.training
@@ -177,6 +180,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
         ARRAYS_KEY: ArrayRecord(model.state_dict()),
         METRICS_KEY: MetricRecord({"train-loss": loss, **received, NUM_EXAMPLES_KEY: len(partition.train)}),
     })
+    content = dp_reply(msg, content, settings.privacy)  # clipped (client-fixed) before it is signed
     add_summary(content, reference, partition, rule if rule is not None else summary_rule(settings, None))
     if before_signing is not None:
         before_signing(content)

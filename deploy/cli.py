@@ -196,6 +196,15 @@ def run_command(
                                                       "no model (each failure is in the ledger either way).")] = False,
     retrain_trigger: Annotated[str, typer.Option("--retrain-trigger", help="This run retrains on the decision of "
                                                  "monitor.trigger entry SEQ (set by `fedgov monitor watch`).")] = "",
+    dp: Annotated[str, typer.Option("--dp", help="Differential privacy: none, server-fixed or client-fixed "
+                                    "(docs/privacy.md).")] = "none",
+    dp_noise_multiplier: Annotated[float, typer.Option("--dp-noise-multiplier", help="Gaussian noise multiplier "
+                                                       "sigma.")] = 1.0,
+    dp_clipping_norm: Annotated[float, typer.Option("--dp-clipping-norm", help="Clipping norm C.")] = 1.0,
+    dp_delta: Annotated[float, typer.Option("--dp-delta", help="Delta of each node's epsilon.")] = 1e-5,
+    privacy_max_epsilon: Annotated[float, typer.Option("--privacy-max-epsilon", help="Every node's epsilon cap "
+                                                       "(0: none).")] = 0.0,
+    privacy_budgets: Annotated[str, typer.Option("--privacy-budgets", help="Per-node caps, NODE:EPSILON,...")] = "",
 ) -> None:
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
@@ -212,7 +221,9 @@ def run_command(
     overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "dataset": dataset,
                  "num-partitions": nodes, "allow-failed-rounds": allow_failed_rounds,
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
-                 "out-dir": str(out.resolve()) if out else "", "retrain-trigger": retrain_trigger}
+                 "out-dir": str(out.resolve()) if out else "", "retrain-trigger": retrain_trigger, "dp": dp,
+                 "dp-noise-multiplier": dp_noise_multiplier, "dp-clipping-norm": dp_clipping_norm, "dp-delta": dp_delta,
+                 "privacy-max-epsilon": privacy_max_epsilon, "privacy-budgets": privacy_budgets}
     settings = RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
     if settings.governance.retrain_trigger:
         from fedgov.settings import parse_retrain_trigger

@@ -33,6 +33,7 @@ MONITOR_REFERENCE = "monitor.reference"
 MONITOR_DRIFT = "monitor.drift"
 MONITOR_METRICS = "monitor.metrics"
 MONITOR_TRIGGER = "monitor.trigger"  # a retraining check and its decision (`fedgov monitor check|watch`)
+ROUND_PRIVACY = "round.privacy"  # one DP release and its accounting (governance/privacy/events.py); operator-readable
 
 # Old name -> dotted name, for ledgers written before every type was dotted.
 LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}

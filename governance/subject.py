@@ -19,6 +19,7 @@ from governance import entry_types as et
 from governance.evidence import EvidenceSource, dotted
 from governance.known_names import unknown_name
 from governance.lineage import Contribution, ModelVersion, affected_models
+from governance.privacy.budget import PRIVACY_BUDGET
 
 FORMAT = "fedgov-subject/1"
 ERASED = "erased"  # a field a crypto-shred made unreadable
@@ -156,7 +157,9 @@ def _runs(by_type: dict[str, list[Any]], payload: _Payloads, node_id: str,
         if check is None:
             continue
         r = row(entry)
-        r["consent_record_id"], r["consent_state"] = check.get("record_id"), check.get("state")
+        # A node excluded for its privacy budget had valid consent: the gate looks at consenting nodes only.
+        consent_state = "valid" if check.get("state") == PRIVACY_BUDGET else check.get("state")
+        r["consent_record_id"], r["consent_state"] = check.get("record_id"), consent_state
         if dotted(entry.entry_type) == et.ROUND_FAILED:  # selection refused: too few nodes had valid consent
             r["selection"] = "excluded" if check.get("state") != "valid" else "round-refused"
             r["exclusion_reason"] = check.get("state") if check.get("state") != "valid" else p.get("reason")

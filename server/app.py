@@ -24,7 +24,8 @@ from fedgov.coordinator_keys import ledger_credentials
 from fedgov.datasets import load_split
 from fedgov.models import build_model
 from fedgov.local_data import schema_for
-from fedgov.protocol import GOVERNED_RECORDS, MONITOR_REFERENCE_KEY, MONITORED_RECORDS
+from fedgov.privacy import DP_WEIGHT_KEY, ReplyCalibrated, wrap_dp
+from fedgov.protocol import GOVERNED_RECORDS, MONITOR_REFERENCE_KEY, MONITORED_RECORDS, NUM_EXAMPLES_KEY
 from fedgov.settings import APP_DIR, RunSettings
 from fedgov.summaries import Reference, reference_from
 from fedgov.strategies import build_strategy, strategy_record
@@ -40,6 +41,7 @@ from server.governed import GovernedStrategy, ReplyCheck, RoundObserver, Selecto
 from server.monitor_recorder import MonitorRecorder
 from server.node_binding import bind_registered
 from server.overhead import Overhead
+from server.privacy_keeper import PrivacyKeeper
 from server.registration import wait_for_nodes
 from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
@@ -60,10 +62,12 @@ class Coordinator:
     overhead: Overhead
     monitor: MonitorRecorder | None = None  # with monitoring on (run config `monitor`)
     summaries: SummaryCheck | None = None
+    privacy: PrivacyKeeper | None = None  # the budgets and the DP releases, when the run has DP
 
     def observers(self) -> list[RoundObserver]:
-        """The ledger's observers, in the order they write: the round's record, then the monitor's verdicts."""
-        return [self.recorder, *([self.monitor] if self.monitor else [])]
+        """The ledger's observers, in the order they write: the round's record, the DP release, then the
+        monitor's verdicts."""
+        return [self.recorder, *([self.privacy] if self.privacy else []), *([self.monitor] if self.monitor else [])]
 
     def reply_checks(self) -> list[ReplyCheck]:
         """Structure of the summary first (hostile bytes), then the signature over everything."""
@@ -81,15 +85,16 @@ def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dic
                 registry: NodeRegistry) -> Coordinator:
     """The consent selector, the reply verifier and the round recorder of one run, sharing its entries."""
     entries, overhead = RunEntries(ledger, run_id, settings.to_run_config()), Overhead()
-    selector = ConsentSelector(entries, settings, binding, overhead)
+    privacy = PrivacyKeeper(entries, settings, binding) if settings.privacy.enabled else None
+    selector = ConsentSelector(entries, settings, binding, overhead, gate=privacy.gate if privacy else None)
     verifier = ReplyVerifier(run_id, binding, registry, overhead)
     recorder = RoundRecorder(entries, settings, binding, registry, selector, verifier, overhead)
     if not settings.monitoring.monitor:
-        return Coordinator(selector, verifier, recorder, overhead)
+        return Coordinator(selector, verifier, recorder, overhead, privacy=privacy)
     reference = monitoring_reference(settings)
     return Coordinator(selector, verifier, recorder, overhead, MonitorRecorder(entries, settings, binding, reference,
                                                                                overhead),
-                       SummaryCheck(reference, settings.monitoring.monitor_min_count))
+                       SummaryCheck(reference, settings.monitoring.monitor_min_count), privacy)
 
 
 def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordinator):
@@ -119,13 +124,22 @@ def _record_failure(recorder: RoundRecorder, err: Exception) -> None:
 
 
 def _quiet_build(settings: RunSettings):
+    """The configured Flower strategy, inside Flower's DP wrapper when the run has DP (fedgov/privacy.py)."""
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.ERROR)  # hush "federated evaluation skipped": it is by design
     try:
-        return build_strategy(settings.strategy, settings.training.lr)
+        weighted_by = DP_WEIGHT_KEY if settings.privacy.enabled else NUM_EXAMPLES_KEY
+        return wrap_dp(build_strategy(settings.strategy, settings.training.lr, weighted_by), settings.privacy)
     finally:
         flwr_logger.setLevel(level)
+
+
+def _dp_checks(strategy: object, settings: RunSettings) -> list:
+    """Under DP, every reply must weigh 1 and (client-side clipping) be clipped: checked, not trusted."""
+    if not isinstance(strategy, ReplyCalibrated):
+        return []
+    return [strategy.check_weight, *([strategy.check_clipped] if settings.privacy.dp == "client-fixed" else [])]
 
 
 Binder = Callable[[Grid], dict[int, str]]
@@ -154,13 +168,14 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
         roles = coordinator(ledger, str(context.run_id), settings, binding, load_registry(ledger))
         selector = around_selection(roles.selector) if around_selection else roles.selector.select
         initial = ArrayRecord(build_model(training.dataset, training.seed).state_dict())
+        inner = _quiet_build(settings)
         strategy = GovernedStrategy(
-            _quiet_build(settings),
+            inner,
             selector=selector,
             observers=[report, *roles.observers()],
             min_valid_replies=settings.aggregation_minimum(),
             allowed_records=MONITORED_RECORDS if roles.monitor else GOVERNED_RECORDS,
-            reply_checks=roles.reply_checks(),
+            reply_checks=[*roles.reply_checks(), *_dp_checks(inner, settings)],
         )
         roles.recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_record(settings.strategy, settings.training.lr))
         train_config = {"lr": training.lr, "local-epochs": training.local_epochs, "batch-size": training.batch_size}

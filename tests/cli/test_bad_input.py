@@ -24,6 +24,10 @@ def assert_one_line_error(result, *needles: str) -> None:
     (["--fraction", "0"], ["--fraction must be in (0, 1]"]),
     (["--fraction", "1.5"], ["--fraction must be in (0, 1]"]),
     (["--faults", "2:explode"], ["bad fault '2:explode'"]),
+    (["--dp", "local"], ["unknown dp mode 'local'"]),
+    (["--dp", "server-fixed", "--strategy", "krum"], ["--dp server-fixed needs an averaging strategy"]),
+    (["--dp", "server-fixed", "--privacy-budgets", "sim-0001"], ["bad privacy budget 'sim-0001'"]),
+    (["--privacy-max-epsilon", "3"], ["privacy budgets are spent only under differential privacy"]),
 ])
 def test_bad_option_is_one_clear_line(fedgov, tmp_path, args, needles):
     result = fedgov("sim", "run", "--out", str(tmp_path / "run"), *args)
@@ -115,3 +119,17 @@ def test_version_prints_the_installed_release(fedgov):
     release = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     result = fedgov("--version")
     assert result.returncode == 0 and result.stdout == f"fedgov {release}\n"
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--dp", "adaptive"], ["unknown dp mode 'adaptive'"]),
+    (["--dp", "client-fixed", "--dp-noise-multiplier", "0"], ["dp-noise-multiplier and dp-clipping-norm must be"]),
+])
+def test_a_deployed_runs_bad_dp_settings_fail_before_anything_starts(fedgov, tmp_path, args, needles):
+    from governance.ledger import create_workspace
+    from tests.fedgov_command import PASSPHRASE
+
+    create_workspace(tmp_path / ".fedgov", PASSPHRASE)
+    result = fedgov("run", "--purpose", "screening", "--workspace", str(tmp_path / ".fedgov"), *args)
+    assert result.returncode == 2
+    assert_one_line_error(result, *needles)
