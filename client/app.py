@@ -23,6 +23,7 @@ from flwr.common.constant import ErrorCode
 from flwr.clientapp import ClientApp
 
 from client.attestation import attest
+from client.secagg import secagg_app, secagg_round
 from client.site import Site
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
@@ -164,6 +165,8 @@ def train_handler(msg: Message, context: Context) -> Message:
         partition = site_partition(site, settings)
     except FedgovError as err:  # a malformed file, config or identity: the reason goes back, not a crash
         return refusal(msg, str(err))
+    if settings.secagg.enabled:  # a SecAgg+ run's messages, in Flower's legacy layout (client/secagg.py)
+        return secagg_app(settings, me.node_id, me.key, partition, secagg_round(msg))(msg, context)
     content = train_reply(msg, settings, me, partition)
     problem = site.policy.check_update(update_bytes(content))
     return refusal(msg, problem) if problem else Message(content, reply_to=msg)

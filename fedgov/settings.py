@@ -1,9 +1,9 @@
 """Run settings: the run config of `[tool.flwr.app.config]`, parsed and checked once.
 
-The run config is Flower's flat table of dash-separated keys. Here it becomes four groups:
+The run config is Flower's flat table of dash-separated keys. Here it becomes five groups:
 what the nodes train (`training`), how rounds aggregate (`strategy`), what governance
-records (`governance`), and what a rehearsal makes go wrong (`rehearsal`, read only by
-the simulation harness). The defaults live in one place, the app's `pyproject.toml`; the
+records (`governance`), what a rehearsal makes go wrong (`rehearsal`, read only by
+the simulation harness) and whether rounds run secure aggregation (`secagg`). The defaults live in one place, the app's `pyproject.toml`; the
 CLI shows and uses the same ones. The CLI checks the settings before it starts Ray, so bad
 input fails in a second with one clear line instead of inside a running simulation.
 """
@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from fedgov.secagg import SecAggSettings
 from fedgov.strategies import StrategySettings
 from governance.errors import UsageError
 from governance.names import MAX_PURPOSE, check_name
@@ -162,7 +163,7 @@ class Rehearsal:
 
 
 GROUPS = {"training": Training, "strategy": StrategySettings, "governance": GovernanceSettings,
-          "rehearsal": Rehearsal}
+          "rehearsal": Rehearsal, "secagg": SecAggSettings}
 
 
 def _run_key(f: Any) -> str:
@@ -195,6 +196,7 @@ class RunSettings:
     strategy: StrategySettings
     governance: GovernanceSettings
     rehearsal: Rehearsal
+    secagg: SecAggSettings
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any] | None = None) -> "RunSettings":
@@ -239,3 +241,12 @@ class RunSettings:
             )
         self.governance.check()
         self.rehearsal.check()
+        self.secagg.check()
+        self.secagg.check_run(self.strategy.name, self.nodes_per_round(), str(self.to_run_config().get("dp", "none")),
+                              self.rehearsal.faults)
+
+    def nodes_per_round(self) -> int:
+        """How many nodes a round trains when every node consents (governance/verify/selection.py's k)."""
+        from governance.verify.selection import sample_size
+
+        return sample_size(self.training.num_partitions, self.strategy.fraction_train, self.min_nodes())

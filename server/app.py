@@ -41,6 +41,7 @@ from server.registration import wait_for_nodes
 from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
 from server.round_recorder import RoundRecorder
+from server.secagg import run_secure_aggregation
 from server.run_entries import RunEntries
 
 app = ServerApp()
@@ -126,32 +127,46 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
         roles = coordinator(ledger, str(context.run_id), settings, binding, load_registry(ledger))
         selector = around_selection(roles.selector) if around_selection else roles.selector.select
         initial = ArrayRecord(build_model(training.dataset, training.seed).state_dict())
-        strategy = GovernedStrategy(
-            _quiet_build(settings),
-            selector=selector,
-            observers=[report, roles.recorder],
-            min_valid_replies=settings.aggregation_minimum(),
-            allowed_records=GOVERNED_RECORDS,
-            reply_checks=[roles.verifier.check],
-        )
         roles.recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_record(settings.strategy, settings.training.lr))
         try:
-            result = strategy.start(
-                grid=grid,
-                initial_arrays=initial,
-                num_rounds=training.num_server_rounds,
-                timeout=settings.strategy.round_timeout,
-                train_config=ConfigRecord({"lr": training.lr, "local-epochs": training.local_epochs,
-                                           "batch-size": training.batch_size}),
-                evaluate_fn=_central_evaluator(settings, report, roles),
-            )
+            if settings.secagg.enabled:  # Flower's SecAgg+ runs only in its legacy workflow (server/secagg.py)
+                final = run_secure_aggregation(
+                    grid, context, settings, entries=roles.recorder.entries, selector=roles.selector,
+                    round_selector=selector, binding=binding, registry=roles.recorder.registry, report=report,
+                    initial=initial, evaluate_fn=_central_evaluator(settings, report, roles))
+            else:
+                final = _run_strategy(grid, settings, roles, report, selector, initial)
         except Exception as err:  # recorded, then re-raised: a failed run is still audited
             _record_failure(roles.recorder, err)
             raise
         roles.recorder.run_finished("finished")
     report.save()
-    report.save_model(result.arrays if result.arrays is not None else initial)
+    report.save_model(final)
     return report
+
+
+def _run_strategy(grid: Grid, settings: RunSettings, roles: Coordinator, report: RunReport, selector: Selector,
+                  initial: ArrayRecord) -> ArrayRecord:
+    """The configured Flower strategy, wrapped by GovernedStrategy; returns the final model."""
+    training = settings.training
+    strategy = GovernedStrategy(
+        _quiet_build(settings),
+        selector=selector,
+        observers=[report, roles.recorder],
+        min_valid_replies=settings.aggregation_minimum(),
+        allowed_records=GOVERNED_RECORDS,
+        reply_checks=[roles.verifier.check],
+    )
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=training.num_server_rounds,
+        timeout=settings.strategy.round_timeout,
+        train_config=ConfigRecord({"lr": training.lr, "local-epochs": training.local_epochs,
+                                   "batch-size": training.batch_size}),
+        evaluate_fn=_central_evaluator(settings, report, roles),
+    )
+    return result.arrays if result.arrays is not None else initial
 
 
 class RoundsFailed(FedgovError):

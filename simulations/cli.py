@@ -85,6 +85,9 @@ def run(
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
+    secagg: bool = typer.Option(DEFAULTS.get("secagg", False), "--secagg/--no-secagg", help="Secure aggregation: rounds run Flower's SecAgg+; the server sees only the sum of the updates (docs/secure-aggregation.md)."),
+    secagg_num_shares: int = typer.Option(DEFAULTS.get("secagg-num-shares"), "--secagg-num-shares", help="SecAgg+: shares each node's secrets are split into (its neighbours)."),
+    secagg_threshold: int = typer.Option(DEFAULTS.get("secagg-reconstruction-threshold"), "--secagg-threshold", help="SecAgg+: shares needed to reconstruct a secret (dropout tolerance vs. collusion)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
     allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
 ) -> None:
@@ -100,6 +103,7 @@ def run(
         "min-valid-replies": min_valid_replies, "local-epochs": local_epochs,
         "trace-dir": str(trace_dir.resolve()) if trace_dir else "",
         "purpose": purpose, "operator": operator or getpass.getuser(), "revoke": revoke, "drift": drift,
+        "secagg": secagg, "secagg-num-shares": secagg_num_shares, "secagg-reconstruction-threshold": secagg_threshold,
     }
     settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})
     if trace_dir:
