@@ -16,13 +16,16 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from governance.digests import metrics_digest
 from governance.errors import UsageError
 from governance.reply_metrics import NUM_EXAMPLES
 
 PROTOCOL = "SecAgg+ (flwr SecAggPlusWorkflow, legacy API)"
+# Rehearsed faults that apply to a SecAgg+ reply (simulations/apps.py): the node's statement over its masked
+# vector, or a record smuggled beside it. The others corrupt a Message-API reply's arrays and metrics.
+SECAGG_FAULTS = ("forged", "unsigned", "extra-record")
 SECAGG_STRATEGIES = ("fedavg", "fedprox")  # SecAgg+ yields one weighted sum: only averaging can use it
 MODULUS_RANGE = 2**32  # Flower's default; masks are drawn below it and the sum is taken modulo it
 MAX_WEIGHT = 1000.0  # Flower's default max_weight: a node's weight is num-examples / MAX_WEIGHT, quantized
@@ -53,7 +56,7 @@ class SecAggSettings:
         if not 0 < self.quantization_range < MODULUS_RANGE:
             raise UsageError(f"secagg-quantization-range must be > 0 and below 2**32, got {self.quantization_range}")
 
-    def check_run(self, strategy: str, nodes_per_round: int, dp: str, faults: str) -> None:
+    def check_run(self, strategy: str, nodes_per_round: int, dp: str, faults: Iterable[str]) -> None:
         """Raise UsageError when this run cannot use SecAgg+ as configured (checked before Ray starts)."""
         if not self.enabled:
             return
@@ -63,9 +66,10 @@ class SecAggSettings:
         if dp and dp != "none":
             raise UsageError(f"--secagg cannot be combined with --dp {dp}: fedgov does not account DP noise "
                              "added under secure aggregation yet; choose one")
-        if faults:
-            raise UsageError("--faults are not rehearsed under --secagg: the corrupted replies they make are "
-                             "Message-API replies, which SecAgg+ rounds do not send")
+        unrehearsed = sorted(set(faults) - set(SECAGG_FAULTS))
+        if unrehearsed:
+            raise UsageError(f"--faults {', '.join(unrehearsed)} cannot be rehearsed under --secagg (they corrupt a "
+                             f"Message-API reply's arrays or metrics); under --secagg: {', '.join(SECAGG_FAULTS)}")
         if nodes_per_round * self.quantization_range >= MODULUS_RANGE:
             raise UsageError(f"secagg-quantization-range {self.quantization_range} x {nodes_per_round} nodes per round "
                              "reaches 2**32: the masked sum would overflow; lower secagg-quantization-range")

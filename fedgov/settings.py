@@ -243,7 +243,7 @@ class RunSettings:
         self.rehearsal.check()
         self.secagg.check()
         self.secagg.check_run(self.strategy.name, self.nodes_per_round(), str(self.to_run_config().get("dp", "none")),
-                              self.rehearsal.faults)
+                              self.rehearsal.fault_plan.values())
 
     def nodes_per_round(self) -> int:
         """How many nodes a round trains when every node consents (governance/verify/selection.py's k)."""

@@ -46,7 +46,7 @@ from server.governed import RoundFacts, Selector
 from server.replies import Rejection
 from server.report import RunReport
 from server.run_entries import RunEntries
-from server.secagg_watch import STAGES, MaskedReplyChecker, StageWatch
+from server.secagg_watch import FIT_METRICS, STAGES, MaskedReplyChecker, StageWatch
 
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord]
 
@@ -184,7 +184,7 @@ class SecAggStrategy(FedAvg):
         arrays = as_arrays(parameters_to_ndarrays(results[0][1].parameters), self.initial)
         total = sum(res.num_examples for _, res in results)
         metrics = {key: sum(float(res.metrics[key]) * res.num_examples for _, res in results) / total
-                   for key in ("train-loss",)}
+                   for key in FIT_METRICS}  # each checked by the watch before the reply reached the sum
         self.outcome = RoundOutcome(arrays, metrics)
         self.model = arrays
         return ndarrays_to_parameters([a.numpy() for a in arrays.values()]), metrics

@@ -1,7 +1,8 @@
 """Secure aggregation end to end: a real Flower simulation under SecAgg+, then what the ledger holds.
 
 6 nodes x 2 rounds of FedAvg on breast-cancer with `--secagg`: sim-0005 never consented and
-sim-0004 withdraws before round 2, so governance still decides who takes part (5 nodes, then 4).
+sim-0004 withdraws before round 2, so governance still decides who takes part (5 nodes, then 4);
+sim-0001 forges the signature over its masked vector, so SecAgg+ drops it and sums the others.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ STAGES = ("setup", "share_keys", "collect_masked_vectors", "unmask")
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory) -> Run:
     return Run(tmp_path_factory.mktemp("secagg"), "--nodes", "6", "--rounds", "2", "--secagg",
-               "--no-consent", "sim-0005", "--revoke", "sim-0004@2")
+               "--no-consent", "sim-0005", "--revoke", "sim-0004@2", "--faults", "1:forged")
 
 
 def test_the_run_completes_and_the_model_improves_over_the_initial_one(secure):
@@ -36,16 +37,19 @@ def test_the_run_completes_and_the_model_improves_over_the_initial_one(secure):
     assert start["config"]["secagg"] is True
 
 
+SELECTED = {1: ["sim-0000", "sim-0001", "sim-0002", "sim-0003", "sim-0004"],
+            2: ["sim-0000", "sim-0001", "sim-0002", "sim-0003"]}
+IN_THE_SUM = {r: [n for n in nodes if n != "sim-0001"] for r, nodes in SELECTED.items()}
+
+
 def test_consent_still_decides_who_takes_part_and_is_recorded_first(secure):
-    expected = {1: ["sim-0000", "sim-0001", "sim-0002", "sim-0003", "sim-0004"],
-                2: ["sim-0000", "sim-0001", "sim-0002", "sim-0003"]}
     for r in ROUNDS:
         [(selection_entry, selection)] = secure.of(et.ROUND_SELECTION, r)
         [(secagg_entry, secagg)] = secure.of(et.ROUND_SECAGG, r)
-        assert selection["selected"] == secagg["selected"] == expected[r]
+        assert selection["selected"] == secagg["selected"] == SELECTED[r]
         assert selection_entry.seq < secagg_entry.seq
-        for stage in STAGES:  # nobody outside the selection was ever sent a protocol message
-            assert secagg["stages"][stage] == expected[r]
+        # nobody outside the selection was ever sent a protocol message
+        assert secagg["stages"]["setup"] == secagg["stages"]["share_keys"] == SELECTED[r]
 
 
 def test_each_round_records_the_protocol_participation_and_the_aggregate(secure):
@@ -54,18 +58,28 @@ def test_each_round_records_the_protocol_participation_and_the_aggregate(secure)
         [(agg_entry, agg)] = secure.of(et.ROUND_AGGREGATED, r)
         assert secagg["protocol"] == PROTOCOL and secagg["individual_updates_visible"] is False
         assert (secagg["num_shares"], secagg["reconstruction_threshold"]) == (3, 2)
-        assert secagg["completed"] == secagg["selected"] == agg["contributors"] and secagg["dropped"] == []
+        assert secagg["stages"]["collect_masked_vectors"] == secagg["stages"]["unmask"] == IN_THE_SUM[r]
+        assert secagg["completed"] == agg["contributors"] == IN_THE_SUM[r] and secagg["dropped"] == ["sim-0001"]
         # the sum SecAgg+ released is the model the round archived
         assert secagg["aggregate_hash"] == agg["secagg_aggregate_hash"] == agg["output_model_hash"]
         assert agg_entry.model_hash == agg["output_model_hash"]
+        assert set(agg["train_metrics"]) == {"train-loss", "local-loss", "local-accuracy"}
         assert len(secure.of(et.ROUND_EVALUATED, r)) == 1
+
+
+def test_a_forged_masked_vector_is_a_named_secagg_dropout_and_the_round_goes_on(secure):
+    for r in ROUNDS:
+        [(entry, rejected)] = secure.of(et.ROUND_REJECTED, r)
+        assert entry.node_id == rejected["node_id"] == "sim-0001"
+        assert "bad-signature" in rejected["reason"] or "signature" in rejected["reason"]
+    assert [r["status"] for r in secure.rounds["rounds"]] == ["ok", "ok"]
 
 
 def test_no_reply_records_an_update_digest_only_the_signed_masked_vector(secure):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     replies = secure.of(et.ROUND_REPLY)
-    assert len(replies) == 5 + 4
+    assert sorted((e.round, p["node_id"]) for e, p in replies) == [(r, n) for r in ROUNDS for n in IN_THE_SUM[r]]
     for entry, reply in replies:
         assert "update_digest" not in reply and reply["individual_update_visible"] is False
         assert reply["metrics_digest"] == fit_metrics_digest(reply["metrics"], reply["num_examples"])

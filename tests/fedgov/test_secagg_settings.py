@@ -30,7 +30,7 @@ def test_secagg_settings_round_trip_through_the_run_config():
     ({"strategy": "krum", "num-partitions": 5}, "works only with weighted averaging .* strategy krum"),
     ({"strategy": "fedmedian"}, "strategy fedmedian cannot aggregate"),
     ({"strategy": "fedadam"}, "strategy fedadam cannot aggregate"),
-    ({"faults": "1:nan"}, "--faults are not rehearsed under --secagg"),
+    ({"faults": "1:nan,2:forged"}, "--faults nan cannot be rehearsed under --secagg"),
     ({"secagg-num-shares": 2}, "secagg-num-shares must be at least 3"),
     ({"secagg-reconstruction-threshold": 3}, "must be at least 2 and below secagg-num-shares"),
     ({"secagg-reconstruction-threshold": 1}, "must be at least 2 and below secagg-num-shares"),
@@ -46,6 +46,10 @@ def test_settings_secagg_cannot_work_with_are_refused(change, message):
         RunSettings.from_run_config({"secagg": True, **change})
 
 
+def test_faults_on_the_signed_masked_vector_can_be_rehearsed():
+    RunSettings.from_run_config({"secagg": True, "faults": "1:forged,2:unsigned,3:extra-record"})
+
+
 def test_the_same_settings_without_secagg_are_fine():
     RunSettings.from_run_config({"secagg": False, "strategy": "krum", "num-partitions": 5, "secagg-num-shares": 2})
 
@@ -53,8 +57,8 @@ def test_the_same_settings_without_secagg_are_fine():
 def test_secagg_with_differential_privacy_is_refused():
     secagg = RunSettings.from_run_config({"secagg": True}).secagg
     with pytest.raises(UsageError, match="cannot be combined with --dp server-fixed"):
-        secagg.check_run("fedavg", 10, "server-fixed", "")
-    secagg.check_run("fedavg", 10, "none", "")
+        secagg.check_run("fedavg", 10, "server-fixed", ())
+    secagg.check_run("fedavg", 10, "none", ())
 
 
 def test_fedgov_sim_run_refuses_in_one_line_with_exit_2_before_ray_starts(tmp_path):
