@@ -194,6 +194,8 @@ def run_command(
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for --nodes nodes to be online.")] = 120.0,
     allow_failed_rounds: Annotated[bool, typer.Option("--allow-failed-rounds", help="Exit 0 even if a round built "
                                                       "no model (each failure is in the ledger either way).")] = False,
+    secagg: Annotated[bool, typer.Option("--secagg", help="Secure aggregation: rounds run Flower's SecAgg+; the "
+                                         "coordinator sees only the sum (docs/secure-aggregation.md).")] = False,
 ) -> None:
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
@@ -210,7 +212,7 @@ def run_command(
     overrides = {"purpose": purpose, "num-server-rounds": rounds, "strategy": strategy, "dataset": dataset,
                  "num-partitions": nodes, "allow-failed-rounds": allow_failed_rounds,
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
-                 "out-dir": str(out.resolve()) if out else ""}
+                 "out-dir": str(out.resolve()) if out else "", "secagg": secagg}
     RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
     if superlink is None or ca is None:
         from deploy.coordinator import running_coordinator
