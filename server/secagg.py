@@ -63,8 +63,8 @@ class RoundOutcome:
 def as_arrays(ndarrays: list[np.ndarray], like: ArrayRecord) -> ArrayRecord:
     """Legacy parameters as the model's named arrays, in the model's own dtypes (the sum is dequantized
     as float64; the federation trains float32)."""
-    return ArrayRecord({key: Array(np.asarray(a).astype(ref.dtype)) for (key, ref), a
-                        in zip(((k, v.numpy()) for k, v in like.items()), ndarrays, strict=True)})
+    return ArrayRecord({key: Array(np.asarray(a).astype(like[key].dtype))
+                        for key, a in zip(like.keys(), ndarrays, strict=True)})
 
 
 class SecAggRecorder:

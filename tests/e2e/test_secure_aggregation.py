@@ -22,6 +22,13 @@ STAGES = ("setup", "share_keys", "collect_masked_vectors", "unmask")
 
 
 @pytest.fixture(scope="module")
+def halted(tmp_path_factory) -> Run:
+    """3 nodes x 1 round, two of them forging or not signing: one masked vector is left, below the threshold."""
+    return Run(tmp_path_factory.mktemp("halted"), "--nodes", "3", "--rounds", "1", "--secagg",
+               "--faults", "1:forged,2:unsigned", "--allow-failed-rounds")
+
+
+@pytest.fixture(scope="module")
 def secure(tmp_path_factory) -> Run:
     return Run(tmp_path_factory.mktemp("secagg"), "--nodes", "6", "--rounds", "2", "--secagg",
                "--no-consent", "sim-0005", "--revoke", "sim-0004@2", "--faults", "1:forged")
@@ -104,3 +111,21 @@ def test_lineage_names_the_contributors_and_says_their_updates_were_masked(secur
     tree = json.loads(fedgov(secure.tmp, "lineage", "show", agg["output_model_hash"], "--json").stdout)
     assert [c["node_id"] for c in tree["contributors"]] == agg["contributors"]
     assert {c["update_digest"] for c in tree["contributors"]} == {"SecAgg+"}
+
+
+def test_when_secagg_halts_the_round_fails_is_recorded_and_the_model_is_kept(halted):
+    assert [r["status"] for r in halted.rounds["rounds"]] == ["failed"]
+    [(_, secagg)] = halted.of(et.ROUND_SECAGG, 1)
+    assert secagg["stages"]["collect_masked_vectors"] == ["sim-0000"] and secagg["stages"]["unmask"] == []
+    assert secagg["completed"] == [] and secagg["aggregate_hash"] is None
+    assert secagg["dropped"] == ["sim-0000", "sim-0001", "sim-0002"]
+    [(_, failed)] = halted.of(et.ROUND_FAILED, 1)
+    assert "SecAgg+ halted before stage unmask" in failed["reason"]
+    reasons = {p["node_id"]: p["reason"] for _, p in halted.of(et.ROUND_REJECTED, 1)}
+    assert "signature" in reasons["sim-0001"] and reasons["sim-0002"].startswith("unsigned")
+    assert "halted" in reasons["sim-0000"]
+    assert halted.of(et.ROUND_REPLY) == [] and halted.of(et.ROUND_AGGREGATED) == []
+    [(_, start)] = halted.of(et.RUN_STARTED)
+    [(_, end)] = halted.of(et.RUN_FINISHED)
+    assert end["final_model_hash"] == start["initial_model_hash"]
+    assert fedgov(halted.tmp, "audit", "verify").stdout.startswith("checked ")
