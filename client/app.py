@@ -25,6 +25,7 @@ from flwr.common.constant import ErrorCode
 from flwr.clientapp import ClientApp
 
 from client.attestation import attest
+from client.secagg import secagg_app, secagg_round
 from client.site import Site
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
@@ -206,8 +207,10 @@ def train_handler(msg: Message, context: Context) -> Message:
         settings = RunSettings.from_run_config(context.run_config)
         me, site = deployed_self(context), deployed_site(context)
         partition = site_partition(site, settings)
+        if settings.secagg.enabled:  # a SecAgg+ run's messages, in Flower's legacy layout (client/secagg.py)
+            return secagg_app(settings, me.node_id, me.key, partition, secagg_round(msg))(msg, context)
         content = train_reply(msg, settings, me, partition, rule=summary_rule(settings, site.monitoring))
-    except FedgovError as err:  # a malformed file, config or identity: the reason goes back, not a crash
+    except FedgovError as err:  # a malformed file, config or identity, or clipping refused: the reason goes back
         return refusal(msg, str(err))
     problem = site.policy.check_update(update_bytes(content))
     return refusal(msg, problem) if problem else Message(content, reply_to=msg)

@@ -205,6 +205,8 @@ def run_command(
     privacy_max_epsilon: Annotated[float, typer.Option("--privacy-max-epsilon", help="Every node's epsilon cap "
                                                        "(0: none).")] = 0.0,
     privacy_budgets: Annotated[str, typer.Option("--privacy-budgets", help="Per-node caps, NODE:EPSILON,...")] = "",
+    secagg: Annotated[bool, typer.Option("--secagg", help="Secure aggregation: rounds run Flower's SecAgg+; the "
+                                         "coordinator sees only the sum (docs/secure-aggregation.md).")] = False,
 ) -> None:
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
@@ -223,7 +225,7 @@ def run_command(
                  "workspace": str(ws.path.resolve()), "operator": getpass.getuser(),
                  "out-dir": str(out.resolve()) if out else "", "retrain-trigger": retrain_trigger, "dp": dp,
                  "dp-noise-multiplier": dp_noise_multiplier, "dp-clipping-norm": dp_clipping_norm, "dp-delta": dp_delta,
-                 "privacy-max-epsilon": privacy_max_epsilon, "privacy-budgets": privacy_budgets}
+                 "privacy-max-epsilon": privacy_max_epsilon, "privacy-budgets": privacy_budgets, "secagg": secagg}
     settings = RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
     if settings.governance.retrain_trigger:
         from fedgov.settings import parse_retrain_trigger

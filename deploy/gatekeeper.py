@@ -67,6 +67,21 @@ def decide(policy: SitePolicy, fab_content: bytes, run_config: Mapping[str, Any]
                             dp_noise_multiplier=float(noise) if dp != "none" else 0.0)
 
 
+def trains(message: Any, run_config: Mapping[str, Any]) -> bool:
+    """Whether a train instruction makes the approved app train, so that it counts as a round.
+
+    In a SecAgg+ run (`secagg` on, docs/secure-aggregation.md) a round is four train messages,
+    and the app trains only in the masked-vectors stage; the other three exchange keys and
+    shares. In any other run every train message trains.
+    """
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+
+    if run_config.get("secagg") is not True:
+        return True
+    configs = message.content.config_records.get(RECORD_KEY_CONFIGS)
+    return configs is None or configs.get(Key.STAGE) not in (Stage.SETUP, Stage.SHARE_KEYS, Stage.UNMASK)
+
+
 def count_training(counters: Path, run_id: int) -> int:
     """Count one more training instruction of `run_id`, outside any bundle's reach; return the count so far.
 
@@ -122,7 +137,7 @@ def run_task(address: str, token: str, site: Path) -> int:
         message, context, run, fab = pull_task_input(client)
         policy = SitePolicy.load(site)
         reason = decide(policy, fab.content, context.run_config)
-        if reason is None and message.metadata.message_type == "train":
+        if reason is None and message.metadata.message_type == "train" and trains(message, context.run_config):
             allowed = min(int(context.run_config["num-server-rounds"]), policy.max_rounds)
             sent = count_training(site.parent / "runs", run.run_id)
             if sent > allowed:

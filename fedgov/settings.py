@@ -3,8 +3,9 @@
 The run config is Flower's flat table of dash-separated keys. Here it becomes groups:
 what the nodes train (`training`), how rounds aggregate (`strategy`), what governance
 records (`governance`), what a rehearsal makes go wrong (`rehearsal`, read only by
-the simulation harness), what monitoring summarises and judges (`monitoring`), and
-differential privacy with its per-node budgets (`privacy`). The defaults live in one place, the app's `pyproject.toml`; the
+the simulation harness), what monitoring summarises and judges (`monitoring`),
+differential privacy with its per-node budgets (`privacy`), and whether rounds run secure
+aggregation (`secagg`). The defaults live in one place, the app's `pyproject.toml`; the
 CLI shows and uses the same ones. The CLI checks the settings before it starts Ray, so bad
 input fails in a second with one clear line instead of inside a running simulation.
 """
@@ -18,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from fedgov.secagg import SecAggSettings
 from fedgov.strategies import StrategySettings
 from governance.errors import UsageError
 from governance.names import MAX_PURPOSE, check_name
@@ -272,7 +274,7 @@ class Privacy:
 
 
 GROUPS = {"training": Training, "strategy": StrategySettings, "governance": GovernanceSettings,
-          "rehearsal": Rehearsal, "monitoring": Monitoring, "privacy": Privacy}
+          "rehearsal": Rehearsal, "monitoring": Monitoring, "privacy": Privacy, "secagg": SecAggSettings}
 
 
 def _run_key(f: Any) -> str:
@@ -307,6 +309,7 @@ class RunSettings:
     rehearsal: Rehearsal
     monitoring: Monitoring
     privacy: Privacy
+    secagg: SecAggSettings
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any] | None = None) -> "RunSettings":
@@ -356,3 +359,12 @@ class RunSettings:
         if self.privacy.enabled and self.strategy.name not in DP_STRATEGIES:
             raise UsageError(f"--dp {self.privacy.dp} needs an averaging strategy ({', '.join(DP_STRATEGIES)}): "
                              f"Flower's DP noise is calibrated to a mean, not to {self.strategy.name}")
+        self.secagg.check()
+        self.secagg.check_run(self.strategy.name, self.nodes_per_round(), self.privacy.dp,
+                              self.rehearsal.fault_plan.values())
+
+    def nodes_per_round(self) -> int:
+        """How many nodes a round trains when every node consents (governance/verify/selection.py's k)."""
+        from governance.verify.selection import sample_size
+
+        return sample_size(self.training.num_partitions, self.strategy.fraction_train, self.min_nodes())

@@ -25,6 +25,7 @@ ROUND_REJECTED = "round.rejected"
 ROUND_AGGREGATED = "round.aggregated"
 ROUND_FAILED = "round.failed"
 ROUND_EVALUATED = "round.evaluated"
+ROUND_SECAGG = "round.secagg"  # a SecAgg+ round's participation and aggregate (coordinator's, operator-readable)
 RUN_FINISHED = "run.finished"
 IDENTITY_REGISTERED = "identity.registered"
 AUDIT_READ = "audit.read"

@@ -8,6 +8,7 @@ from governance import entry_types as et
 from governance.ledger import KeyDestroyedError, Ledger
 
 ERASED = "erased"  # what lineage shows of a contributor whose data key was destroyed
+MASKED = "SecAgg+"  # shown as the update of a SecAgg+ round's contributor: the server never saw its update (round.secagg)
 from governance.access_policy import SEALED_LABEL, AccessDenied  # noqa: E402
 from governance.errors import UsageError  # noqa: E402
 from governance.lineage import Contribution, ModelVersion, TriggerLink  # noqa: E402
@@ -43,7 +44,7 @@ def load_versions(ledger: Ledger) -> list[ModelVersion]:
         round_replies = replies[(entry.run_id, entry.round)]
         contributors = [
             Contribution(node, round_replies[node]["team"], round_replies[node]["dataset_fingerprint"]["digest"],
-                         round_replies[node]["consent_record_id"] or "", round_replies[node]["update_digest"])
+                         round_replies[node]["consent_record_id"] or "", round_replies[node].get("update_digest", MASKED))
             for node in payload["contributors"]
         ]
         versions.append(ModelVersion(payload["output_model_hash"], entry.run_id, entry.round,

@@ -46,6 +46,7 @@ from server.registration import wait_for_nodes
 from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
 from server.round_recorder import RoundRecorder
+from server.secagg import run_secure_aggregation
 from server.run_entries import RunEntries
 from server.summary_checks import SummaryCheck
 
@@ -89,7 +90,7 @@ def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dic
     selector = ConsentSelector(entries, settings, binding, overhead, gate=privacy.gate if privacy else None)
     verifier = ReplyVerifier(run_id, binding, registry, overhead)
     recorder = RoundRecorder(entries, settings, binding, registry, selector, verifier, overhead)
-    if not settings.monitoring.monitor:
+    if not settings.monitoring.monitor or settings.secagg.enabled:  # SecAgg+ hides the rows' summaries too
         return Coordinator(selector, verifier, recorder, overhead, privacy=privacy)
     reference = monitoring_reference(settings)
     return Coordinator(selector, verifier, recorder, overhead, MonitorRecorder(entries, settings, binding, reference,
@@ -168,36 +169,50 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
         roles = coordinator(ledger, str(context.run_id), settings, binding, load_registry(ledger))
         selector = around_selection(roles.selector) if around_selection else roles.selector.select
         initial = ArrayRecord(build_model(training.dataset, training.seed).state_dict())
-        inner = _quiet_build(settings)
-        strategy = GovernedStrategy(
-            inner,
-            selector=selector,
-            observers=[report, *roles.observers()],
-            min_valid_replies=settings.aggregation_minimum(),
-            allowed_records=MONITORED_RECORDS if roles.monitor else GOVERNED_RECORDS,
-            reply_checks=[*roles.reply_checks(), *_dp_checks(inner, settings)],
-        )
         roles.recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_record(settings.strategy, settings.training.lr))
         train_config = {"lr": training.lr, "local-epochs": training.local_epochs, "batch-size": training.batch_size}
         if roles.monitor is not None:
             roles.monitor.run_started()
             train_config[MONITOR_REFERENCE_KEY] = roles.monitor.reference.to_text()
         try:
-            result = strategy.start(
-                grid=grid,
-                initial_arrays=initial,
-                num_rounds=training.num_server_rounds,
-                timeout=settings.strategy.round_timeout,
-                train_config=ConfigRecord(train_config),
-                evaluate_fn=_central_evaluator(settings, report, roles),
-            )
+            if settings.secagg.enabled:  # Flower's SecAgg+ runs only in its legacy workflow (server/secagg.py)
+                final = run_secure_aggregation(
+                    grid, context, settings, entries=roles.recorder.entries, selector=roles.selector,
+                    round_selector=selector, binding=binding, registry=roles.recorder.registry, report=report,
+                    initial=initial, evaluate_fn=_central_evaluator(settings, report, roles))
+            else:
+                final = _run_strategy(grid, settings, roles, report, selector, initial, train_config)
         except Exception as err:  # recorded, then re-raised: a failed run is still audited
             _record_failure(roles.recorder, err)
             raise
         roles.recorder.run_finished("finished")
     report.save()
-    report.save_model(result.arrays if result.arrays is not None else initial)
+    report.save_model(final)
     return report
+
+
+def _run_strategy(grid: Grid, settings: RunSettings, roles: Coordinator, report: RunReport, selector: Selector,
+                  initial: ArrayRecord, train_config: dict) -> ArrayRecord:
+    """The configured Flower strategy, wrapped by GovernedStrategy; returns the final model."""
+    training = settings.training
+    inner = _quiet_build(settings)
+    strategy = GovernedStrategy(
+        inner,
+        selector=selector,
+        observers=[report, *roles.observers()],
+        min_valid_replies=settings.aggregation_minimum(),
+        allowed_records=MONITORED_RECORDS if roles.monitor else GOVERNED_RECORDS,
+        reply_checks=[*roles.reply_checks(), *_dp_checks(inner, settings)],
+    )
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=training.num_server_rounds,
+        timeout=settings.strategy.round_timeout,
+        train_config=ConfigRecord(train_config),
+        evaluate_fn=_central_evaluator(settings, report, roles),
+    )
+    return result.arrays if result.arrays is not None else initial
 
 
 class RoundsFailed(FedgovError):

@@ -75,6 +75,10 @@ class RunReport:
         # Before aggregation: FedTrimmedAvg and FedMedian pop the arrays out of replies.
         self.rounds[facts.server_round]["replies"] = [_reply_shape(r) for r in facts.valid]
 
+    def masked_replies(self, server_round: int, replies: list[dict[str, Any]]) -> None:
+        """A SecAgg+ round (server/secagg.py): the nodes whose masked updates are in the sum; no update seen."""
+        self.rounds[server_round]["replies"] = replies
+
     def round_aggregated(self, facts: RoundFacts) -> None:
         entry = self.rounds[facts.server_round]
         entry["rejected"] = [{"node_id": r.node_id, "reason": r.reason} for r in facts.rejected]

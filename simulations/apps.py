@@ -21,7 +21,8 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from client.app import NodeSelf, evaluate_reply, node_partition, server_round_of, train_reply
-from fedgov.protocol import sim_node_id
+from client.secagg import secagg_app, secagg_round
+from fedgov.protocol import GOVERNANCE_KEY, sim_node_id
 from fedgov.settings import RunSettings
 from governance.errors import PolicyError
 from governance.identity import NodeKey
@@ -77,6 +78,15 @@ def simulated_train(msg: Message, context: Context) -> Message:
     settings = RunSettings.from_run_config(context.run_config)
     rehearsal = settings.rehearsal
     me = simulated_self(settings, context)
+    if settings.secagg.enabled:  # the run's SecAgg+ messages, in Flower's legacy layout
+        server_round = secagg_round(msg)
+        partition = drifted(node_partition(settings, context), server_round, rehearsal.drift_plan, me.node_id)
+        write_trace(rehearsal.trace_dir, partition, server_round)
+        reply = secagg_app(settings, me.node_id, me.key, partition, server_round)(msg, context)
+        fault = rehearsal.fault_plan.get(partition.partition_id)
+        if fault and not reply.has_error() and GOVERNANCE_KEY in reply.content:  # the signed masked vector
+            apply_fault(fault, reply.content)
+        return reply
     server_round = server_round_of(msg)
     partition = made_hard(node_partition(settings, context), me.node_id, rehearsal.hard_nodes)
     partition = drifted(partition, server_round, rehearsal.drift_plan, me.node_id)

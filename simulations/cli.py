@@ -100,6 +100,9 @@ def run(
     dp_delta: float = typer.Option(DEFAULTS.get("dp-delta"), "--dp-delta", help="Delta at which each node's epsilon is accounted."),
     privacy_max_epsilon: float = typer.Option(DEFAULTS.get("privacy-max-epsilon"), "--privacy-max-epsilon", help="Every node's epsilon cap (0: none); a node whose next round would exceed it is excluded."),
     privacy_budgets: str = typer.Option(DEFAULTS.get("privacy-budgets"), "--privacy-budgets", help="Per-node epsilon caps, NODE:EPSILON,... e.g. sim-0002:1.5 (over --privacy-max-epsilon)."),
+    secagg: bool = typer.Option(DEFAULTS.get("secagg", False), "--secagg/--no-secagg", help="Secure aggregation: rounds run Flower's SecAgg+; the server sees only the sum of the updates (docs/secure-aggregation.md)."),
+    secagg_num_shares: int = typer.Option(DEFAULTS.get("secagg-num-shares"), "--secagg-num-shares", help="SecAgg+: shares each node's secrets are split into (its neighbours)."),
+    secagg_threshold: int = typer.Option(DEFAULTS.get("secagg-reconstruction-threshold"), "--secagg-threshold", help="SecAgg+: shares needed to reconstruct a secret (dropout tolerance vs. collusion)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
     allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
 ) -> None:
@@ -121,6 +124,7 @@ def run(
         "retrain-trigger": retrain_trigger,
         "dp": dp, "dp-noise-multiplier": dp_noise_multiplier, "dp-clipping-norm": dp_clipping_norm,
         "dp-delta": dp_delta, "privacy-max-epsilon": privacy_max_epsilon, "privacy-budgets": privacy_budgets,
+        "secagg": secagg, "secagg-num-shares": secagg_num_shares, "secagg-reconstruction-threshold": secagg_threshold,
     }
     settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})
     if trace_dir:

@@ -1,0 +1,189 @@
+"""What the coordinator can see of a SecAgg+ round: who completed each stage, and what each node signed.
+
+`StageWatch` is a Grid between Flower's `SecAggPlusWorkflow` and the real grid. The workflow
+talks to nodes in four stages (setup, share keys, collect masked vectors, unmask); the watch
+notes which nodes answered each, and checks every masked vector's signed statement
+(`MaskedReplyChecker`) before the workflow sums it. A reply that fails its check is handed to
+the workflow as an error reply: SecAgg+ then treats the node as dropped, leaves its masked
+vector out of the sum and removes its masks with its neighbours' shares, the protocol's own
+dropout path. Nothing here sees an update unmasked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from flwr.app import Error, Message
+from flwr.common.constant import ErrorCode
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.compat.common.parameter import bytes_to_ndarray
+from flwr.serverapp import Grid
+
+from fedgov.protocol import GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY
+from fedgov.secagg import MAX_WEIGHT, fit_metrics_digest, masked_digest
+from governance.errors import FedgovError
+from governance.fingerprint import DatasetFingerprint
+from governance.identity import NodeRegistry, ReplyRejected, reply_signing_payload, verify_reply
+from server.replies import DECODE_ERRORS
+from server.reply_verifier import MAX_FINGERPRINT_TEXT, weight_problem
+
+STAGES = (Stage.SETUP, Stage.SHARE_KEYS, Stage.COLLECT_MASKED_VECTORS, Stage.UNMASK)
+FIT_METRICS = ("train-loss", LOCAL_LOSS_KEY, LOCAL_ACCURACY_KEY)  # what client.secagg.SecAggNode reports
+# The records of a masked-vectors reply (Flower's FitRes layout, the masks, the node's statement); anything
+# else could carry data off the node.
+REPLY_RECORDS = {"config": {RECORD_KEY_CONFIGS, "fitres.metrics", "fitres.status", GOVERNANCE_KEY},
+                 "metric": {"fitres.num_examples"}, "array": {"fitres.parameters"}}
+
+
+@dataclass
+class RoundView:
+    """One round as the coordinator saw it: node ids that answered each stage, rejections, statements."""
+
+    stages: dict[str, list[int]] = field(default_factory=dict)
+    dropped: dict[int, str] = field(default_factory=dict)  # Flower node id -> why it left the protocol
+    statements: dict[int, dict[str, Any]] = field(default_factory=dict)  # the verified masked-vector statements
+
+
+class MaskedReplyChecker:
+    """Checks a masked-vectors reply: its records, shapes, metrics and the node's signature over them."""
+
+    def __init__(self, run_id: str, binding: Mapping[int, str], registry: NodeRegistry,
+                 shapes: list[tuple[int, ...]]) -> None:
+        self.run_id = run_id
+        self.binding = binding
+        self.registry = registry
+        self.shapes = shapes
+
+    def check(self, server_round: int, reply: Message) -> tuple[str | None, dict[str, Any]]:
+        """(reason, {}) when the reply must be left out, else (None, the statement to record)."""
+        try:
+            return self._check(server_round, reply)
+        except DECODE_ERRORS as err:  # hostile bytes in what is parsed here: a named rejection
+            return f"malformed masked reply ({type(err).__name__})", {}
+
+    def _check(self, server_round: int, reply: Message) -> tuple[str | None, dict[str, Any]]:
+        content, node = reply.content, self.binding.get(reply.metadata.src_node_id, "")
+        for kind, allowed in REPLY_RECORDS.items():
+            extra = set(getattr(content, f"{kind}_records")) - allowed
+            if extra:
+                return f"unexpected records in a masked reply: {sorted(extra)[:5]}", {}
+        masked = content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
+        if not isinstance(masked, list) or len(masked) != len(self.shapes) + 1 or \
+                not all(isinstance(b, bytes) for b in masked):
+            return "malformed masked vector: not one byte string per model array plus the weight", {}
+        arrays = [bytes_to_ndarray(b) for b in masked]
+        if [a.shape for a in arrays] != [(1,), *self.shapes] or any(a.dtype.kind not in "iu" for a in arrays):
+            return "malformed masked vector: shapes or integer types differ from the model's", {}
+        metrics = dict(content.config_records["fitres.metrics"])
+        if sorted(metrics) != sorted(FIT_METRICS) or \
+                not all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()) or \
+                not 0.0 <= metrics[LOCAL_ACCURACY_KEY] <= 1.0:
+            return f"bad fit metrics: expected finite {', '.join(FIT_METRICS)}", {}
+        num_examples = content.metric_records["fitres.num_examples"]["num_examples"]
+        if not isinstance(num_examples, int) or not 0 < num_examples <= MAX_WEIGHT:
+            return (f"num-examples {num_examples!r} outside (0, {MAX_WEIGHT:g}]: SecAgg+'s weight would "
+                    "overflow its quantization"), {}
+        statement = content.config_records.get(GOVERNANCE_KEY)
+        if statement is None:
+            return "unsigned: the masked reply carries no governance statement", {}
+        if statement.get("node-id") != node:
+            return f"node id mismatch: signed as {str(statement.get('node-id'))[:80]!r}, bound to {node!r}", {}
+        fingerprint_text = statement.get("fingerprint", "{}")
+        if not isinstance(fingerprint_text, str) or len(fingerprint_text) > MAX_FINGERPRINT_TEXT:
+            return "bad governance statement: the fingerprint is not text of bounded size", {}
+        signature = statement.get("signature")
+        try:
+            fingerprint = DatasetFingerprint.from_dict(json.loads(fingerprint_text))
+            digest, metrics_digest = masked_digest(masked), fit_metrics_digest(metrics, num_examples)
+            payload = reply_signing_payload(self.run_id, server_round, digest, fingerprint.digest, metrics_digest)
+            verify_reply(self.registry, node, signature if isinstance(signature, bytes) else None, payload)
+        except ReplyRejected as err:
+            return f"{err.reason}: {err}", {}
+        except FedgovError as err:
+            return f"bad governance statement: {type(err).__name__}: {str(err)[:200]}", {}
+        problem = weight_problem(num_examples, fingerprint)
+        if problem:
+            return problem, {}
+        return None, {"masked_update_digest": digest, "metrics_digest": metrics_digest, "metrics": metrics,
+                      "num_examples": num_examples, "signature": base64.b64encode(signature).decode(),
+                      "dataset_fingerprint": fingerprint.to_dict()}
+
+
+def _stage_of(messages: list[Message]) -> str | None:
+    for msg in messages:
+        configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+        if configs is not None and configs.get(Key.STAGE) in STAGES:
+            return str(configs[Key.STAGE])
+    return None
+
+
+class StageWatch(Grid):
+    """Delegates to the real grid; notes each SecAgg+ stage's answers and checks the masked vectors."""
+
+    def __init__(self, grid: Grid, checker: MaskedReplyChecker) -> None:
+        self._grid = grid
+        self.checker = checker
+        self.rounds: dict[int, RoundView] = defaultdict(RoundView)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        stage = _stage_of(messages)  # read before sending: a node's mod pops the stage from what it gets
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        if stage is None:
+            return replies
+        server_round = int(messages[0].metadata.group_id)
+        view = self.rounds[server_round]
+        sent = {m.metadata.message_id: m for m in messages}
+        out, answered = [], set()
+        for reply in replies:
+            instruction = sent.get(reply.metadata.reply_to_message_id)
+            node = instruction.metadata.dst_node_id if instruction is not None else reply.metadata.src_node_id
+            if reply.has_error():
+                view.dropped.setdefault(node, f"dropout at SecAgg+ stage {stage}: {reply.error.reason[:200]}")
+            elif stage == Stage.COLLECT_MASKED_VECTORS:
+                reason, statement = self.checker.check(server_round, reply)
+                if reason is not None and instruction is not None:
+                    view.dropped[node] = reason
+                    reply = Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"rejected: {reason}"),
+                                    reply_to=instruction)
+                else:
+                    view.statements[node] = statement
+                    answered.add(node)
+            else:
+                answered.add(node)
+            out.append(reply)
+        for m in messages:
+            if m.metadata.dst_node_id not in answered:
+                view.dropped.setdefault(m.metadata.dst_node_id, f"dropout at SecAgg+ stage {stage}: no reply "
+                                                                "within the time-out")
+        view.stages[stage] = sorted(answered)
+        return out
+
+    # -- the rest of the Grid, delegated ----------------------------------------------------
+
+    def set_run(self, run_id: int) -> None:
+        self._grid.set_run(run_id)
+
+    @property
+    def run(self):  # type: ignore[override]
+        return self._grid.run
+
+    def create_message(self, *args, **kwargs) -> Message:  # deprecated in Flower; delegated
+        return self._grid.create_message(*args, **kwargs)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._grid.get_node_ids())
+
+    def get_nodes(self):  # type: ignore[override]
+        return self._grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._grid.pull_messages(message_ids)
