@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 ORDERS = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512, 1024])
-ACCOUNTANT = "Rényi DP of the Gaussian mechanism, per node, orders 1.1 to 1024 (fedgov report)"
+ACCOUNTANT = "Rényi DP of the Gaussian mechanism per node, orders 1.1 to 1024"
 
 
 @dataclass(frozen=True)

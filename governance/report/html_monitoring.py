@@ -88,7 +88,8 @@ def drift_section(report: m.Report) -> str:
                       _names(c.moderate), value(c.rows), value(c.reference_round))
                      for c in sorted(flagged, key=lambda c: (c.round, c.node))]) if flagged else \
         "<p>No node drifted: every recorded verdict is <em>none</em>.</p>"
-    reference = f"<p>Reference bins (monitor.reference): {esc(d.reference)}.</p>" if d.reference else ""
+    reference = (f'<p>Reference bins (monitor.reference): <span class="mono">{esc(d.reference)}</span></p>'
+                 if d.reference else "")
     return section("drift", "Data drift per node per round", intro, chart, reference,
                    "<h3>Federation-wide figure per round</h3>", fed,
                    "<h3>Nodes with drift, and their drifting features</h3>", listing)
@@ -229,7 +230,8 @@ def privacy_section(report: m.Report) -> str:
                              num(b.total), _n(b.recorded),
                              {True: '<span class="ok">yes</span>', False: '<span class="bad">NO</span>',
                               None: NOT_RECORDED_HTML}[b.agrees],
-                             _n(b.cap) if b.cap is not None else "no cap", _n(b.remaining),
+                             _n(b.cap) if b.cap is not None else "no cap",
+                             _n(b.remaining) if b.cap is not None else "&mdash;",
                              f'<span class="bad">round{"s" if len(b.excluded) > 1 else ""} '
                              f'{esc(", ".join(map(str, b.excluded)))}</span>' if b.excluded else "&mdash;")
                             for b in p.budgets]))

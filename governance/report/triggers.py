@@ -80,8 +80,8 @@ def build_triggers(run_id: str, started: dict[str, Any], triggers: Sequence[Reco
             events.append(event)
     not_recorded = None
     if not events:
-        not_recorded = (f"no monitor.trigger entry evaluated this run's evidence: `fedgov monitor check` or "
-                        f"`fedgov monitor watch` never ran on run {run_id}")
+        not_recorded = (f"no monitor.trigger entry evaluated this run's evidence: neither fedgov monitor check "
+                        f"nor fedgov monitor watch ran on run {run_id}")
     return Triggers(events, started_by, own, not_recorded)
 
 

@@ -197,7 +197,7 @@ def test_a_retraining_runs_report_names_the_trigger_that_started_it(recorded):
     t = report_of(recorded, RETRAIN_RUN).triggers
     assert t.started_by is not None and t.started_by.decision == "retrain"
     assert t.started_by.evidence_run == RUN and t.started_by_seq == t.started_by.seq
-    assert t.events == [] and "never ran on run run-2" in t.not_recorded
+    assert t.events == [] and "nor fedgov monitor watch ran on run run-2" in t.not_recorded
 
 
 def test_triggers_of_other_runs_are_not_this_runs():
@@ -332,3 +332,34 @@ def test_hostile_strings_in_monitoring_entries_appear_as_text():
                                                                     "fired": [HOSTILE]})])
     page = render_html(build_report(facts))
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;f&#x27;)&lt;/script&gt;" in page
+
+
+# -- the page in headless Chromium -------------------------------------------------------------------
+
+# Each new chart's own colour: significant drift cells, the global metric's line, a retrain marker, the
+# first node's ε line.
+CHART_INK = {"chart-drift": (0xd8, 0x43, 0x15), "chart-node-health": (31, 119, 180),
+             "chart-triggers": (0x6a, 0x1b, 0x9a), "chart-privacy-budget": (31, 119, 180)}
+WIDTH = 1200
+
+
+def test_the_new_charts_open_in_headless_chromium_each_with_its_colour_and_ink(recorded, tmp_path):
+    """As the demo's report is checked (tests/e2e/test_governed_rounds.py): each chart's box measured, the page
+    screenshotted, each box holding its colour and ink, the page's empty right margin none."""
+    from tests import headless_chromium
+    from tests.png_pixels import ink, not_white, read_png
+
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report_of(recorded)), encoding="utf-8")
+    charts = {c["id"]: c for c in headless_chromium.measure(page, tmp_path, WIDTH)["charts"]}
+    assert set(CHART_INK) <= set(charts)
+    bottom = max(charts[c]["y"] + charts[c]["h"] for c in CHART_INK)
+    pixels = read_png(headless_chromium.screenshot(page, tmp_path / "report.png", WIDTH, int(bottom) + 20))
+    for chart_id, colour in CHART_INK.items():
+        x, y, w, h = (int(charts[chart_id][k]) for k in ("x", "y", "w", "h"))
+        assert w > 100 and h > 60, (chart_id, charts[chart_id])
+        area = pixels[y:y + h, x:x + w]
+        assert ink(area, colour) >= 30, f"{chart_id} shows none of its colour"
+        assert not_white(area) > 0.005, f"{chart_id} is blank"
+        margin = pixels[y:y + h, WIDTH - 40:WIDTH]
+        assert ink(margin, colour) == 0 and not_white(margin) == 0.0
