@@ -22,6 +22,7 @@ from governance.cli.consent import app as consent_app
 from governance.cli.identity import app as identity_app
 from governance.cli.lineage import app as lineage_app
 from governance.cli.model import app as model_app
+from governance.cli.privacy import app as privacy_app
 from governance.cli.report import report as report_command
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(identity_app, name="identity")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(model_app, name="model")
+app.add_typer(privacy_app, name="privacy")
 app.command("report")(report_command)
 
 

@@ -27,6 +27,7 @@ from client.site import Site
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
 from fedgov.partition import Partition, load_partition, split_local
+from fedgov.privacy import dp_reply
 from fedgov.protocol import ARRAYS_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
 from fedgov.settings import RunSettings
 from fedgov.training import evaluate, resolve_device, train
@@ -114,6 +115,8 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
                 before_signing: Callable[[RecordDict], None] | None = None) -> RecordDict:
     """Evaluate the received global model on `partition`, train it, then sign the reply's content.
 
+    Under differential privacy the content is first made what DP needs (`fedgov.privacy.dp_reply`:
+    weight 1, and with client-side clipping the update clipped), so the signature covers what is sent.
     `before_signing` lets the simulation harness change the content the node signs (its
     rehearsed faults); a deployed node passes nothing.
     """
@@ -138,6 +141,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
         ARRAYS_KEY: ArrayRecord(model.state_dict()),
         METRICS_KEY: MetricRecord({"train-loss": loss, **received, NUM_EXAMPLES_KEY: len(partition.train)}),
     })
+    content = dp_reply(msg, content, settings.privacy)  # clipped (client-fixed) before it is signed
     if before_signing is not None:
         before_signing(content)
     attest(content, me.key, me.node_id, str(msg.metadata.run_id), server_round,
@@ -164,7 +168,10 @@ def train_handler(msg: Message, context: Context) -> Message:
         partition = site_partition(site, settings)
     except FedgovError as err:  # a malformed file, config or identity: the reason goes back, not a crash
         return refusal(msg, str(err))
-    content = train_reply(msg, settings, me, partition)
+    try:
+        content = train_reply(msg, settings, me, partition)
+    except FedgovError as err:  # client-side clipping refused: the reason goes back
+        return refusal(msg, str(err))
     problem = site.policy.check_update(update_bytes(content))
     return refusal(msg, problem) if problem else Message(content, reply_to=msg)
 

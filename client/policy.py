@@ -8,7 +8,7 @@ purposes = ["triage model"]   # the run's declared purpose must be one of these
 app_hashes = ["3f2a…"]        # SHA-256 of the app bundles (FABs) this node accepts; [] accepts none
 max_rounds = 50               # a run of more rounds is refused
 max_update_bytes = 10000000   # a reply whose arrays would exceed this is not sent
-min_dp_noise_multiplier = 0.0 # > 0: only runs with at least this DP noise (fedgov has no DP yet, so none)
+min_dp_noise_multiplier = 0.0 # > 0: only runs that apply at least this DP noise (run config dp and dp-noise-multiplier)
 ```
 
 Every key is required: a policy that forgets a rule must not silently allow it. `check_run` and

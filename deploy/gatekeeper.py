@@ -21,6 +21,7 @@ whose task pull and push it uses; `flwr` is pinned to 1.42.0 for it (docs/securi
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from client.policy import SitePolicy
+from fedgov.settings import DP_MODES
 
 TASK_TYPE = "flwr-clientapp"
 TOKEN_VARIABLE = "FEDGOV_TASK_TOKEN"  # the task token reaches the task process by environment, never argv
@@ -55,11 +57,14 @@ def decide(policy: SitePolicy, fab_content: bytes, run_config: Mapping[str, Any]
     noise = run_config.get("dp-noise-multiplier", 0.0)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)):
         return "site policy: the run's dp-noise-multiplier is not a number"
-    if noise != 0:  # NaN included: fedgov's app applies no DP yet, so a declared noise would be a false promise
-        return (f"site policy: the run declares DP noise {noise!r}, which fedgov's app does not apply yet; this "
-                "node does not take a declaration for noise")
+    dp = run_config.get("dp", "none")
+    if dp not in DP_MODES:
+        return f"site policy: the run's dp mode {dp!r} is not one fedgov applies ({', '.join(DP_MODES)})"
+    if dp != "none" and not 0 < noise < math.inf:  # NaN included
+        return f"site policy: the run's dp-noise-multiplier {noise!r} is no noise"
+    # Noise counts only where the app applies it: with dp "none" a declared multiplier is no noise at all.
     return policy.check_run(purpose=purpose, app_hash=bundle_hash(fab_content), rounds=rounds,
-                            dp_noise_multiplier=0.0)
+                            dp_noise_multiplier=float(noise) if dp != "none" else 0.0)
 
 
 def count_training(counters: Path, run_id: int) -> int:

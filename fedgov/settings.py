@@ -1,9 +1,9 @@
 """Run settings: the run config of `[tool.flwr.app.config]`, parsed and checked once.
 
-The run config is Flower's flat table of dash-separated keys. Here it becomes four groups:
+The run config is Flower's flat table of dash-separated keys. Here it becomes five groups:
 what the nodes train (`training`), how rounds aggregate (`strategy`), what governance
-records (`governance`), and what a rehearsal makes go wrong (`rehearsal`, read only by
-the simulation harness). The defaults live in one place, the app's `pyproject.toml`; the
+records (`governance`), what a rehearsal makes go wrong (`rehearsal`, read only by
+the simulation harness), and differential privacy with its per-node budgets (`privacy`). The defaults live in one place, the app's `pyproject.toml`; the
 CLI shows and uses the same ones. The CLI checks the settings before it starts Ray, so bad
 input fails in a second with one clear line instead of inside a running simulation.
 """
@@ -79,7 +79,7 @@ def parse_nodes(spec: str) -> list[str]:
     return [check_name(n.strip(), "node") for n in spec.split(",") if n.strip()]
 
 
-# -- the four groups -----------------------------------------------------------------------
+# -- the groups -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Training:
@@ -161,8 +161,65 @@ class Rehearsal:
         """Parsing already checked every rehearsal string."""
 
 
+DP_MODES = ("none", "server-fixed", "client-fixed")
+DP_STRATEGIES = ("fedavg", "fedprox")  # an equal-weight mean: what the wrappers' noise is calibrated to
+
+
+def parse_budgets(spec: str) -> dict[str, float]:
+    """`"sim-0002:1.5,sim-0005:3"` -> {node: epsilon cap}; bad specs fail in one line."""
+    caps: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        node, _, cap = item.rpartition(":")
+        try:
+            value = float(cap)
+        except ValueError:
+            value = math.nan
+        if not node or not 0 < value < math.inf:
+            raise UsageError(f"bad privacy budget {item!r}: use NODE:EPSILON with EPSILON a number > 0, "
+                             "e.g. sim-0002:1.5")
+        caps[check_name(node, "node in --privacy-budgets")] = value
+    return caps
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """Differential privacy (Flower's fixed-clipping wrappers) and each node's epsilon cap (docs/privacy.md)."""
+
+    dp: str
+    dp_noise_multiplier: float
+    dp_clipping_norm: float
+    dp_delta: float
+    privacy_max_epsilon: float  # 0: no cap unless privacy-budgets names one
+    privacy_budgets: str  # as given, which is what the run records
+    caps: dict[str, float] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "caps", parse_budgets(self.privacy_budgets))
+
+    @property
+    def enabled(self) -> bool:
+        return self.dp != "none"
+
+    def cap_for(self, node: str) -> float | None:
+        """The node's epsilon cap in this run: its own, else privacy-max-epsilon, else none."""
+        return self.caps.get(node) or (self.privacy_max_epsilon or None)
+
+    def check(self) -> None:
+        if self.dp not in DP_MODES:
+            raise UsageError(f"unknown dp mode {self.dp!r}: choose one of {', '.join(DP_MODES)}")
+        if not 0 < self.dp_noise_multiplier < math.inf or not 0 < self.dp_clipping_norm < math.inf:
+            raise UsageError("dp-noise-multiplier and dp-clipping-norm must be finite numbers > 0")
+        if not 0 < self.dp_delta < 1:
+            raise UsageError(f"dp-delta must be in (0, 1), got {self.dp_delta}")
+        if not 0 <= self.privacy_max_epsilon < math.inf:
+            raise UsageError(f"privacy-max-epsilon must be a finite number >= 0, got {self.privacy_max_epsilon}")
+        if not self.enabled and (self.caps or self.privacy_max_epsilon):
+            raise UsageError("privacy budgets are spent only under differential privacy: pass --dp server-fixed "
+                             "or --dp client-fixed with --privacy-budgets / --privacy-max-epsilon")
+
+
 GROUPS = {"training": Training, "strategy": StrategySettings, "governance": GovernanceSettings,
-          "rehearsal": Rehearsal}
+          "rehearsal": Rehearsal, "privacy": Privacy}
 
 
 def _run_key(f: Any) -> str:
@@ -195,6 +252,7 @@ class RunSettings:
     strategy: StrategySettings
     governance: GovernanceSettings
     rehearsal: Rehearsal
+    privacy: Privacy
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any] | None = None) -> "RunSettings":
@@ -239,3 +297,7 @@ class RunSettings:
             )
         self.governance.check()
         self.rehearsal.check()
+        self.privacy.check()
+        if self.privacy.enabled and self.strategy.name not in DP_STRATEGIES:
+            raise UsageError(f"--dp {self.privacy.dp} needs an averaging strategy ({', '.join(DP_STRATEGIES)}): "
+                             f"Flower's DP noise is calibrated to a mean, not to {self.strategy.name}")

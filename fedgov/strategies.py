@@ -78,8 +78,12 @@ class StrategySettings:
         return self.min_valid_replies
 
 
-def build_strategy(strategy: StrategySettings, lr: float) -> "Strategy":
-    """The named Flower strategy with its parameters; it trains every node it is shown."""
+def build_strategy(strategy: StrategySettings, lr: float, weighted_by: str = "num-examples") -> "Strategy":
+    """The named Flower strategy with its parameters; it trains every node it is shown.
+
+    `weighted_by` is the reply metric an averaging strategy weighs updates by (under DP, `dp-weight`:
+    an unweighted mean, fedgov/privacy.py); strategies that do not average ignore it.
+    """
     from flwr.serverapp import strategy as flower_strategies
 
     spec = STRATEGIES[strategy.name]
@@ -89,6 +93,7 @@ def build_strategy(strategy: StrategySettings, lr: float) -> "Strategy":
         min_train_nodes=1,
         min_evaluate_nodes=0,
         min_available_nodes=1,
+        **({"weighted_by_key": weighted_by} if weighted_by != "num-examples" else {}),
         **spec.parameters(strategy, lr),
     )
 

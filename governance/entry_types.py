@@ -27,6 +27,7 @@ ROUND_EVALUATED = "round.evaluated"
 RUN_FINISHED = "run.finished"
 IDENTITY_REGISTERED = "identity.registered"
 AUDIT_READ = "audit.read"
+ROUND_PRIVACY = "round.privacy"  # one DP release and its accounting (governance/privacy/events.py); operator-readable
 
 # Old name -> dotted name, for ledgers written before every type was dotted.
 LEGACY_NAMES = {"ledger_created": LEDGER_CREATED, "key_destroyed": KEY_DESTROYED, "kek_rotated": KEK_ROTATED}

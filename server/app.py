@@ -23,7 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from fedgov.coordinator_keys import ledger_credentials
 from fedgov.datasets import load_split
 from fedgov.models import build_model
-from fedgov.protocol import GOVERNED_RECORDS
+from fedgov.privacy import DP_WEIGHT_KEY, ReplyCalibrated, wrap_dp
+from fedgov.protocol import GOVERNED_RECORDS, NUM_EXAMPLES_KEY
 from fedgov.settings import APP_DIR, RunSettings
 from fedgov.strategies import build_strategy, strategy_record
 from fedgov.training import evaluate, resolve_device
@@ -37,6 +38,7 @@ from server.consent_selector import ConsentSelector
 from server.governed import GovernedStrategy, Selector
 from server.node_binding import bind_registered
 from server.overhead import Overhead
+from server.privacy_keeper import PrivacyKeeper
 from server.registration import wait_for_nodes
 from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
@@ -54,16 +56,18 @@ class Coordinator:
     verifier: ReplyVerifier
     recorder: RoundRecorder
     overhead: Overhead
+    privacy: PrivacyKeeper | None  # the budgets and the DP releases, when the run has DP
 
 
 def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dict[int, str],
                 registry: NodeRegistry) -> Coordinator:
     """The consent selector, the reply verifier and the round recorder of one run, sharing its entries."""
     entries, overhead = RunEntries(ledger, run_id, settings.to_run_config()), Overhead()
-    selector = ConsentSelector(entries, settings, binding, overhead)
+    privacy = PrivacyKeeper(entries, settings, binding) if settings.privacy.enabled else None
+    selector = ConsentSelector(entries, settings, binding, overhead, gate=privacy.gate if privacy else None)
     verifier = ReplyVerifier(run_id, binding, registry, overhead)
     recorder = RoundRecorder(entries, settings, binding, registry, selector, verifier, overhead)
-    return Coordinator(selector, verifier, recorder, overhead)
+    return Coordinator(selector, verifier, recorder, overhead, privacy)
 
 
 def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordinator):
@@ -91,13 +95,22 @@ def _record_failure(recorder: RoundRecorder, err: Exception) -> None:
 
 
 def _quiet_build(settings: RunSettings):
+    """The configured Flower strategy, inside Flower's DP wrapper when the run has DP (fedgov/privacy.py)."""
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.ERROR)  # hush "federated evaluation skipped": it is by design
     try:
-        return build_strategy(settings.strategy, settings.training.lr)
+        weighted_by = DP_WEIGHT_KEY if settings.privacy.enabled else NUM_EXAMPLES_KEY
+        return wrap_dp(build_strategy(settings.strategy, settings.training.lr, weighted_by), settings.privacy)
     finally:
         flwr_logger.setLevel(level)
+
+
+def _dp_checks(strategy: object, settings: RunSettings) -> list:
+    """Under DP, every reply must weigh 1 and (client-side clipping) be clipped: checked, not trusted."""
+    if not isinstance(strategy, ReplyCalibrated):
+        return []
+    return [strategy.check_weight, *([strategy.check_clipped] if settings.privacy.dp == "client-fixed" else [])]
 
 
 Binder = Callable[[Grid], dict[int, str]]
@@ -126,13 +139,14 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
         roles = coordinator(ledger, str(context.run_id), settings, binding, load_registry(ledger))
         selector = around_selection(roles.selector) if around_selection else roles.selector.select
         initial = ArrayRecord(build_model(training.dataset, training.seed).state_dict())
+        inner = _quiet_build(settings)
         strategy = GovernedStrategy(
-            _quiet_build(settings),
+            inner,
             selector=selector,
-            observers=[report, roles.recorder],
+            observers=[report, roles.recorder, *([roles.privacy] if roles.privacy else [])],
             min_valid_replies=settings.aggregation_minimum(),
             allowed_records=GOVERNED_RECORDS,
-            reply_checks=[roles.verifier.check],
+            reply_checks=[roles.verifier.check, *_dp_checks(inner, settings)],
         )
         roles.recorder.run_started(initial, grid.run.fab_hash or app_code_hash(APP_DIR), strategy_record(settings.strategy, settings.training.lr))
         try:

@@ -85,6 +85,12 @@ def run(
     trace_dir: Optional[Path] = typer.Option(
         None, "--trace-dir", help="Each simulated node writes which pool rows it trained on, per round (data-locality evidence)."
     ),
+    dp: str = typer.Option(DEFAULTS.get("dp"), "--dp", help="Differential privacy through Flower's wrappers: none, server-fixed or client-fixed (docs/privacy.md)."),
+    dp_noise_multiplier: float = typer.Option(DEFAULTS.get("dp-noise-multiplier"), "--dp-noise-multiplier", help="Gaussian noise multiplier sigma (stdev sigma * C / number averaged)."),
+    dp_clipping_norm: float = typer.Option(DEFAULTS.get("dp-clipping-norm"), "--dp-clipping-norm", help="Clipping norm C of each node's update."),
+    dp_delta: float = typer.Option(DEFAULTS.get("dp-delta"), "--dp-delta", help="Delta at which each node's epsilon is accounted."),
+    privacy_max_epsilon: float = typer.Option(DEFAULTS.get("privacy-max-epsilon"), "--privacy-max-epsilon", help="Every node's epsilon cap (0: none); a node whose next round would exceed it is excluded."),
+    privacy_budgets: str = typer.Option(DEFAULTS.get("privacy-budgets"), "--privacy-budgets", help="Per-node epsilon caps, NODE:EPSILON,... e.g. sim-0002:1.5 (over --privacy-max-epsilon)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's own log lines."),
     allow_failed_rounds: bool = typer.Option(False, "--allow-failed-rounds", help="Exit 0 even when a round failed (it is still recorded and counted)."),
 ) -> None:
@@ -100,6 +106,8 @@ def run(
         "min-valid-replies": min_valid_replies, "local-epochs": local_epochs,
         "trace-dir": str(trace_dir.resolve()) if trace_dir else "",
         "purpose": purpose, "operator": operator or getpass.getuser(), "revoke": revoke, "drift": drift,
+        "dp": dp, "dp-noise-multiplier": dp_noise_multiplier, "dp-clipping-norm": dp_clipping_norm,
+        "dp-delta": dp_delta, "privacy-max-epsilon": privacy_max_epsilon, "privacy-budgets": privacy_budgets,
     }
     settings = RunSettings.from_run_config({key: value for key, value in given.items() if value is not None})
     if trace_dir:

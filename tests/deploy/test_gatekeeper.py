@@ -42,13 +42,31 @@ def test_a_site_demanding_dp_refuses_a_run_without_it():
     assert decide(demanding, BUNDLE, RUN) == "site policy: DP noise multiplier 0 is below this site's minimum of 1"
 
 
-@pytest.mark.parametrize("noise", [1.2, float("nan"), float("inf")])
-def test_a_declared_dp_noise_is_not_taken_for_noise_applied(noise):
-    """fedgov's app applies no DP yet: a run declaring some cannot keep that promise, so it is refused."""
+def test_a_declared_dp_noise_without_dp_is_not_taken_for_noise_applied():
+    """With dp "none" the app adds no noise, whatever dp-noise-multiplier says (its default is 1.0)."""
     demanding = SitePolicy(("triage model",), (APPROVED,), 10, 10**6, 1.0)
-    assert decide(demanding, BUNDLE, {**RUN, "dp-noise-multiplier": noise}) == (
-        f"site policy: the run declares DP noise {noise!r}, which fedgov's app does not apply yet; this node does "
-        "not take a declaration for noise")
+    assert decide(demanding, BUNDLE, {**RUN, "dp": "none", "dp-noise-multiplier": 1.2}) == (
+        "site policy: DP noise multiplier 0 is below this site's minimum of 1")
+    assert decide(POLICY, BUNDLE, {**RUN, "dp-noise-multiplier": 1.0}) is None  # a site that asks for none
+
+
+@pytest.mark.parametrize("dp", ["server-fixed", "client-fixed"])
+def test_a_site_demanding_dp_takes_a_run_applying_enough_and_refuses_too_little(dp):
+    demanding = SitePolicy(("triage model",), (APPROVED,), 10, 10**6, 1.0)
+    assert decide(demanding, BUNDLE, {**RUN, "dp": dp, "dp-noise-multiplier": 1.2}) is None
+    assert decide(demanding, BUNDLE, {**RUN, "dp": dp, "dp-noise-multiplier": 0.5}) == (
+        "site policy: DP noise multiplier 0.5 is below this site's minimum of 1")
+
+
+@pytest.mark.parametrize("config,reason", [
+    ({"dp": "server-adaptive", "dp-noise-multiplier": 1.0},
+     "site policy: the run's dp mode 'server-adaptive' is not one fedgov applies (none, server-fixed, client-fixed)"),
+    ({"dp": "server-fixed", "dp-noise-multiplier": float("nan")}, "site policy: the run's dp-noise-multiplier nan is no noise"),
+    ({"dp": "server-fixed", "dp-noise-multiplier": float("inf")}, "site policy: the run's dp-noise-multiplier inf is no noise"),
+    ({"dp": "client-fixed", "dp-noise-multiplier": 0}, "site policy: the run's dp-noise-multiplier 0 is no noise"),
+])
+def test_a_dp_declaration_that_applies_no_noise_is_refused_by_name(config, reason):
+    assert decide(POLICY, BUNDLE, {**RUN, **config}) == reason
 
 
 @pytest.mark.parametrize("rounds", [0, -3])
