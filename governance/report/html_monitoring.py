@@ -223,17 +223,20 @@ def privacy_section(report: m.Report) -> str:
             series["cap (every node)"] = [(r, p.run_cap) for r in report.rounds]
         parts.append(figure("chart-privacy-budget", "ε spent per node", line_chart(series, x_label="round",
                                                                                    y_label="ε"),
-                            "ε after each round the node took part in, recomputed from the recorded DP events."))
-        parts.append(table(("node", "rounds under DP", "ε spent (recomputed)", "ε recorded", "agree", "cap",
-                            "remaining", "excluded for its budget"),
+                            "ε after each round the node took part in, recomputed from the recorded DP events (a node's "
+                            "releases in earlier runs included: its budget is its own across runs)."))
+        if p.problem:
+            parts.append(f'<p class="bad">{esc(p.problem)}; the figures below stop there.</p>')
+        parts.append(table(("node", "rounds under DP", "ε before this run", "ε spent (recomputed)", "ε recorded",
+                            "agree", "cap", "remaining", "excluded for its budget"),
                            [(esc(_label(report, b.node)), esc(", ".join(map(str, b.rounds))) or "&mdash;",
-                             num(b.total), _n(b.recorded),
+                             num(b.before), num(b.total), _n(b.recorded),
                              {True: '<span class="ok">yes</span>', False: '<span class="bad">NO</span>',
                               None: NOT_RECORDED_HTML}[b.agrees],
                              _n(b.cap) if b.cap is not None else "no cap",
                              _n(b.remaining) if b.cap is not None else "&mdash;",
-                             f'<span class="bad">round{"s" if len(b.excluded) > 1 else ""} '
-                             f'{esc(", ".join(map(str, b.excluded)))}</span>' if b.excluded else "&mdash;")
+                             "<br>".join(f'<span class="bad">round {esc(r)}</span>: {esc(why)}' for r, why in b.excluded)
+                             or "&mdash;")
                             for b in p.budgets]))
         parts.append("<h3>DP events per round</h3>" + table(
             ("round", "dp", "mechanism", "noise multiplier", "clipping norm", "δ", "participants", "accountant"),

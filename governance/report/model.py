@@ -211,7 +211,8 @@ def build_report(facts: LedgerFacts) -> Report:
         drift=build_drift(facts.entries, monitoring),
         node_health=build_node_health(facts.entries, monitoring),
         triggers=build_triggers(facts.run_id, started, facts.triggers, facts.later_starts),
-        privacy=build_privacy(facts.entries, config, {r: s for r, s in selections.items() if r and s}),
+        privacy=build_privacy(facts.entries, config, {r: s for r, s in selections.items() if r and s},
+                              facts.other_releases, facts.run_id),
         later_runs=list(facts.later_runs),
     )
 

@@ -1,23 +1,26 @@
 """The report's privacy data, pure: ε spent per node against its cap (`round.privacy`), the nodes excluded
 for their budget (`round.selection`), and SecAgg+ participation (`round.secagg`).
 
-ε is recomputed from the recorded DP events (`budget.epsilon_per_round`) and set beside the figure
-the coordinator recorded (`epsilon_after`): a difference is shown, not smoothed over.
+ε is recomputed from the recorded DP events (`budget.replay`: every run's releases, since a node's
+budget spans runs) and set beside the figure the coordinator recorded (`epsilon_after`): a
+difference is shown, not smoothed over.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from governance.report import budget
 from governance.report.fields import integer, mapping, names, number, text
+from governance import entry_types as et
+from governance.privacy.budget import PRIVACY_BUDGET as BUDGET_REASON  # the selection state of a spent budget
 from governance.report.source import Recorded
 
-ROUND_PRIVACY = "round.privacy"
+ROUND_PRIVACY = et.ROUND_PRIVACY
 ROUND_SECAGG = "round.secagg"
-BUDGET_REASON = "privacy-budget"  # the round.selection exclusion reason for a spent budget
 AGREE = 1e-6  # recomputed and recorded ε agree when within this (relative)
 
 
@@ -37,14 +40,15 @@ class PrivacyRound:
 class NodeBudget:
     node: str
     rounds: list[int]  # rounds it took part in under DP
-    spent: list[tuple[int, float]]  # recomputed ε after each of its rounds
+    before: float  # recomputed ε of its releases in earlier runs
+    spent: list[tuple[int, float]]  # recomputed ε after each of its rounds (earlier runs included)
     recorded: float | None  # the coordinator's epsilon_after at its last round
     cap: float | None
-    excluded: list[int]  # rounds it was left out of for its budget
+    excluded: list[tuple[int, str]]  # rounds it was left out of for its budget, with the recorded projection
 
     @property
     def total(self) -> float:
-        return self.spent[-1][1] if self.spent else 0.0
+        return self.spent[-1][1] if self.spent else self.before
 
     @property
     def remaining(self) -> float | None:
@@ -77,14 +81,17 @@ class Privacy:
     budgets: list[NodeBudget]
     run_cap: float | None  # privacy-max-epsilon, when the run set one
     accountant: str  # how the report recomputed ε
+    problem: str  # why the releases could not all be accounted ("" when they could)
     not_recorded: str | None
     secagg: list[SecAggRound]
     secagg_not_recorded: str | None
 
 
 def build_privacy(entries: Sequence[Recorded], config: dict[str, Any] | None,
-                  selections: dict[int, dict[str, Any]]) -> Privacy:
-    """ε per node from round.privacy, exclusions from the selections, SecAgg+ from round.secagg."""
+                  selections: dict[int, dict[str, Any]], other_releases: Sequence[Recorded] = (),
+                  run_id: str = "") -> Privacy:
+    """ε per node from round.privacy (this run's, and `other_releases` of other runs, which count towards the
+    same nodes' budgets), exclusions from the selections, SecAgg+ from round.secagg."""
     rounds: list[PrivacyRound] = []
     recorded: dict[str, float] = {}
     caps: dict[str, float] = {}
@@ -100,22 +107,46 @@ def build_privacy(entries: Sequence[Recorded], config: dict[str, Any] | None,
         recorded.update({text(n): v for n, value in mapping(p.get("epsilon_after")).items()
                          if (v := number(value)) is not None})
         caps.update({text(n): v for n, value in mapping(p.get("caps")).items() if (v := number(value)) is not None})
-    spent = budget.epsilon_per_round([budget.DpEvent(x.round, x.noise_multiplier or 0.0, x.delta or 0.0,
-                                                     x.participants) for x in rounds])
-    excluded: dict[str, list[int]] = {}
+    run = run_id or next((e.run_id for e in entries), "")
+    events = [_event(e) for e in [*entries, *other_releases] if e.entry_type == ROUND_PRIVACY and e.payload]
+    replay = budget.replay([x for x in events if x is not None], run)
+    spent = replay.after
+    excluded: dict[str, list[tuple[int, str]]] = {}
     for r, selection in sorted(selections.items()):
+        projections = mapping((selection or {}).get("privacy"))
         for node, reason in mapping((selection or {}).get("excluded")).items():
             if BUDGET_REASON in text(reason):
-                excluded.setdefault(text(node), []).append(r)
+                excluded.setdefault(text(node), []).append((r, _projection(mapping(projections.get(node)))))
     run_cap = number((config or {}).get("privacy-max-epsilon")) or None
     caps = {**_configured_caps(config), **caps}
     nodes = sorted({*spent, *excluded, *recorded})
-    budgets = [NodeBudget(n, [r for r, _ in spent.get(n, [])], spent.get(n, []), recorded.get(n),
-                          caps.get(n, run_cap), excluded.get(n, [])) for n in nodes]
+    budgets = [NodeBudget(n, [r for r, _ in spent.get(n, [])], replay.before.get(n, 0.0), spent.get(n, []),
+                          recorded.get(n), caps.get(n, run_cap), excluded.get(n, [])) for n in nodes]
     not_recorded = None if rounds else _why_no_dp(config)
     secagg = _secagg(entries)
-    return Privacy(rounds, budgets, run_cap, budget.ACCOUNTANT, not_recorded, secagg,
+    return Privacy(rounds, budgets, run_cap, budget.ACCOUNTANT, replay.problem, not_recorded, secagg,
                    None if secagg else _why_no_secagg(config))
+
+
+def _event(e: Recorded) -> budget.DpEvent | None:
+    """A recorded release as the accountant replays it; its round from the index (or the payload)."""
+    p = e.payload or {}
+    r = e.round if e.round is not None else integer(p.get("round"))
+    if r is None:
+        return None
+    # a missing or non-finite field goes on as NaN: the accountant refuses it by name rather than reading it as 0
+    sigma, delta = number(p.get("noise_multiplier")), number(p.get("delta"))
+    return budget.DpEvent(e.seq, e.run_id, r, math.nan if sigma is None else sigma,
+                          math.nan if delta is None else delta, names(p.get("participants")))
+
+
+def _projection(found: dict[str, Any]) -> str:
+    """round.selection's recorded projection of an excluded node: ε now, after one more round, its cap."""
+    now, nxt, cap = (number(found.get(k)) for k in ("epsilon_spent", "epsilon_next", "epsilon_cap"))
+    if nxt is None or cap is None:
+        return "projection not recorded"
+    spent = "" if now is None else f"ε {now:.4g} now, "
+    return f"{spent}{nxt:.4g} after one more round > cap {cap:g}"
 
 
 def _configured_caps(config: dict[str, Any] | None) -> dict[str, float]:

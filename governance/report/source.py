@@ -75,6 +75,8 @@ class LedgerFacts:
     # runs: the trigger timeline links a run to the evaluations of its evidence and the runs they started
     triggers: list[Recorded] = field(default_factory=list)
     later_starts: list[Recorded] = field(default_factory=list)
+    # round.privacy of the other runs: a node's privacy budget spans runs (docs/privacy.md)
+    other_releases: list[Recorded] = field(default_factory=list)
 
 
 def known_runs(ledger: Ledger) -> list[str]:
@@ -109,6 +111,7 @@ def read_run(ledger: Ledger, run_id: str, *, generated_at: str) -> LedgerFacts:
         checkpoints=[_checkpoint_row(row) for row in stored], verification=verify(ledger),
         later_runs=later, triggers=_read(ledger, ledger.query(entry_type=MONITOR_TRIGGER)),
         later_starts=_read(ledger, starts),
+        other_releases=_read(ledger, [e for e in ledger.query(entry_type=et.ROUND_PRIVACY) if e.run_id != run_id]),
     )
 
 

@@ -3,21 +3,22 @@
 A real ledger, written with the governance API as the coordinator and `fedgov monitor` write it
 (docs/monitoring.md, docs/privacy.md): three nodes, three rounds, monitoring and DP on. sim-b's
 data drifts from round 2 (feature f2), sim-c's model accuracy falls under the floor in round 3,
-sim-c's privacy cap (1.5) excludes it from round 3; a `fedgov monitor check` after round 3 fires
+sim-c's privacy cap (3.5) excludes it from round 3; a `fedgov monitor check` after round 3 fires
 on drift and starts run-2, a retraining run. A second run with monitoring, DP and SecAgg+ off
 shows what each section says when nothing was recorded.
 """
 
 from __future__ import annotations
 
-import math
 import re
 
 import pytest
 
 from governance import entry_types as et
 from governance.ledger import EntryDraft
-from governance.report import budget
+from governance.privacy.accounting import epsilon
+from governance.privacy.budget import node_budgets
+from governance.privacy.events import Release
 from governance.report.html import render_html
 from governance.report.model import EXCLUDED, build_report
 from governance.report.monitoring import (INSUFFICIENT, MODERATE, NONE, SIGNIFICANT, MonitoringState, build_drift,
@@ -28,7 +29,7 @@ from governance.report.triggers import build_triggers
 
 RUN, RETRAIN_RUN, PLAIN = "run-1", "run-2", "run-0"
 NODES = ("sim-a", "sim-b", "sim-c")
-SIGMA, DELTA, CAP = 2.0, 1e-5, 1.5
+SIGMA, DELTA, CAP = 2.0, 1e-5, 3.5  # ε after 2 releases 3.19, after 3 4.01
 THRESHOLDS = {"psi_moderate": 0.1, "psi_significant": 0.25, "js": 0.1, "min_count": 30}
 CONFIG = {"num-server-rounds": 3, "monitor": True, "fairness-floor": 0.6, "dp": "server-fixed",
           "dp-noise-multiplier": SIGMA, "dp-delta": DELTA, "privacy-max-epsilon": 0.0,
@@ -75,16 +76,19 @@ def privacy(r: int, participants: list[str], spent: dict[str, float]) -> EntryDr
 
 
 def selection(r: int, excluded: dict[str, str]) -> EntryDraft:
+    """A selection as the privacy keeper gates it: a capped node's projection under "privacy"."""
     selected = [n for n in NODES if n not in excluded]
+    projection = {"sim-c": {"epsilon_spent": eps(min(r - 1, 2)), "epsilon_next": eps(min(r, 3)), "epsilon_cap": CAP}}
     return EntryDraft(et.ROUND_SELECTION, {"round": r, "seed": 7, "fraction": 1.0, "min_nodes": 1,
                                            "candidates": list(NODES), "checks": {n: {"state": "valid"} for n in NODES},
-                                           "excluded": excluded, "selected": selected, "purpose": "p"},
+                                           "excluded": excluded, "selected": selected, "purpose": "p",
+                                           "privacy": projection},
                       scope=et.run_scope(RUN), run_id=RUN, round=r)
 
 
 def eps(rounds: int) -> float:
-    """ε of `rounds` Gaussian rounds at SIGMA, DELTA: what the coordinator records (the report's accountant)."""
-    return budget.epsilon_per_round([budget.DpEvent(r, SIGMA, DELTA, ["x"]) for r in range(1, rounds + 1)])["x"][-1][1]
+    """ε of `rounds` Gaussian releases at SIGMA, DELTA: what the coordinator records (governance/privacy)."""
+    return epsilon([SIGMA] * rounds, DELTA)
 
 
 TRIGGER = {
@@ -216,7 +220,8 @@ def test_epsilon_per_node_is_recomputed_from_the_recorded_events_with_caps_and_b
     assert budgets["sim-a"].total == pytest.approx(eps(3)) and budgets["sim-c"].total == pytest.approx(eps(2))
     assert all(b.agrees for b in p.budgets)
     assert budgets["sim-c"].cap == CAP and budgets["sim-a"].cap is None and p.run_cap is None
-    assert budgets["sim-c"].excluded == [3] and budgets["sim-c"].remaining == pytest.approx(max(0, CAP - eps(2)))
+    assert budgets["sim-c"].excluded == [(3, f"ε {eps(2):.4g} now, {eps(3):.4g} after one more round > cap {CAP:g}")]
+    assert budgets["sim-c"].remaining == pytest.approx(max(0, CAP - eps(2)))
     assert report.participation["sim-c"][3].state == EXCLUDED
     assert report.participation["sim-c"][3].reason == "privacy: privacy-budget"
     assert p.secagg == [] and "secagg = false" in p.secagg_not_recorded
@@ -229,23 +234,37 @@ def test_a_recorded_epsilon_that_the_events_do_not_give_is_shown_as_disagreeing(
     assert p.budgets[0].agrees is False and p.budgets[0].total > 1
 
 
-def test_the_accountant_composes_rounds_and_converts_as_renyi_dp_does():
-    """k rounds at σ equal one round at σ/√k (RDP α/2σ² adds), and ε is the (α-grid) optimum of the conversion."""
-    four = budget.epsilon_per_round([budget.DpEvent(r, 2.0, 1e-5, ["n"]) for r in range(4)])["n"][-1][1]
-    one = budget.epsilon_per_round([budget.DpEvent(0, 1.0, 1e-5, ["n"])])["n"][-1][1]
-    assert four == pytest.approx(one)
-    dense = min(a / 2 + math.log((a - 1) / a) - (math.log(1e-5) + math.log(a)) / (a - 1)
-                for a in (1 + i / 1000 for i in range(1, 100_000)))
-    assert dense <= one <= dense + 0.01
-    assert budget.epsilon_per_round([budget.DpEvent(0, 0.0, 1e-5, ["n"])])["n"][0][1] == math.inf
+def _release(seq: int, run: str, r: int, participants: list[str], sigma: object = SIGMA) -> Recorded:
+    return Recorded(seq, "round.privacy", "t", run, r, "", {
+        "dp": "server-fixed", "mechanism": "gaussian", "noise_multiplier": sigma, "clipping_norm": 1.0,
+        "delta": DELTA, "population": 2, "selected": len(participants), "sample_size": len(participants),
+        "participants": participants, "epsilon_after": {}, "caps": {}})
 
 
-def test_the_accountant_agrees_with_dp_accounting():
-    dp_accounting = pytest.importorskip("dp_accounting")
-    accountant = dp_accounting.rdp.RdpAccountant(orders=list(budget.ORDERS))
-    accountant.compose(dp_accounting.GaussianDpEvent(1.3), 5)
-    mine = budget.epsilon_per_round([budget.DpEvent(r, 1.3, 1e-5, ["n"]) for r in range(5)])["n"][-1][1]
-    assert mine == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
+def test_a_nodes_budget_spans_runs_and_agrees_with_fedgov_privacy_budget():
+    """n1 spent two releases in run-0; run-1's ε starts from there. The final figure is what `fedgov privacy
+    budget` computes from the same releases (governance/privacy/budget.py)."""
+    earlier = [_release(1, "run-0", 1, ["n1"]), _release(2, "run-0", 2, ["n1", "n2"])]
+    mine = [_release(5, RUN, 1, ["n1", "n3"]), _release(6, RUN, 2, ["n1"])]
+    p = build_privacy(mine, {"dp": "server-fixed"}, {}, earlier, RUN)
+    budgets = {b.node: b for b in p.budgets}
+    assert set(budgets) == {"n1", "n3"}  # n2 took no part in this run
+    assert budgets["n1"].before == pytest.approx(eps(2)) and budgets["n3"].before == 0.0
+    assert budgets["n1"].spent == [(1, pytest.approx(eps(3))), (2, pytest.approx(eps(4)))]
+    official = {b.node_id: b.epsilon_spent for b in node_budgets(
+        [Release.from_payload(e.run_id, e.round, e.payload) for e in [*earlier, *mine]], [])}
+    assert budgets["n1"].total == pytest.approx(official["n1"]) and budgets["n3"].total == pytest.approx(official["n3"])
+
+
+@pytest.mark.parametrize("sigma", [0.0, "1.0", None, float("inf")])
+def test_a_release_that_cannot_be_accounted_is_named_not_read_as_nothing_spent(sigma):
+    p = build_privacy([_release(1, RUN, 1, ["n1"]), _release(2, RUN, 2, ["n1"], sigma)], {"dp": "server-fixed"}, {})
+    assert p.problem.startswith(f"round.privacy of run {RUN} round 2 cannot be accounted: a noise multiplier must be")
+    assert p.budgets[0].spent == [(1, pytest.approx(eps(1)))]
+    assert "cannot be accounted" in render_html(build_report(LedgerFacts(
+        RUN, "l", "g", entries=[Recorded(0, et.RUN_STARTED, "t", RUN, None, "", {"config": {"dp": "server-fixed"}}),
+                                _release(1, RUN, 1, ["n1"]), _release(2, RUN, 2, ["n1"], sigma)],
+        consent=[], registrations=[], shreds=[], checkpoints=[], verification=Verification(True, "checked"))))
 
 
 def test_secagg_participation_is_shown_per_round():
