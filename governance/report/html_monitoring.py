@@ -40,7 +40,8 @@ def _psi(cell: mon.DriftCell) -> str:
 def _tip(cell: mon.DriftCell) -> str:
     tip = f"{cell.node}, round {cell.round}: {cell.verdict}"
     if cell.max_psi is not None:
-        tip += f"; largest PSI against the reference {cell.max_psi:.4g} ({cell.max_psi_feature})"
+        tip += f"; largest PSI against the reference {cell.max_psi:.4g}"
+        tip += f" ({cell.max_psi_feature})" if cell.max_psi > 0 else ""
     if cell.reference_round is not None:
         tip += f", reference round {cell.reference_round}"
     if cell.drifting:
@@ -100,7 +101,9 @@ def _fmt(v: float | None) -> str:
 
 
 def _psi_cell(c: mon.DriftCell) -> str:
-    return NOT_RECORDED_HTML if c.max_psi is None else f"{num(c.max_psi)} ({esc(c.max_psi_feature)})"
+    if c.max_psi is None:
+        return NOT_RECORDED_HTML
+    return f"{num(c.max_psi)} ({esc(c.max_psi_feature)})" if c.max_psi > 0 else num(c.max_psi)
 
 
 # -- per-node metrics ------------------------------------------------------------------------------
@@ -109,8 +112,9 @@ def _psi_cell(c: mon.DriftCell) -> str:
 def node_health_section(report: m.Report) -> str:
     h = report.node_health
     intro = ("<p>After each round the coordinator records the global metric against its best and its first "
-             "(baseline) value, each node's metric of the model it received on its own test split, the worst and "
-             "best node, the spread between them, and the nodes below the fairness floor (monitor.metrics).</p>")
+             "(baseline) value, each node's metric of the model it received on its own test split (round 1: the "
+             "initial model; round r: round r-1's), the worst and best node, the spread between them, and the nodes "
+             "below the fairness floor (monitor.metrics).</p>")
     if h.not_recorded:
         return section("node-metrics", "Per-node metrics, degradation and fairness", intro,
                        not_recorded("node-metrics", h.not_recorded))

@@ -100,7 +100,7 @@ def monitoring_state(config: dict[str, Any] | None) -> MonitoringState:
     if value is True:
         return MonitoringState(True)
     return MonitoringState(None, "this run was recorded by a fedgov without monitoring (its run config has no "
-                                 "`monitor` key)")
+                                 "'monitor' key)")
 
 
 def build_drift(entries: Sequence[Recorded], state: MonitoringState) -> Drift:

@@ -166,7 +166,7 @@ def _why_no_dp(config: dict[str, Any] | None) -> str:
         return "the run has no readable run.started entry, so whether it used differential privacy is not recorded"
     if "dp" not in config:
         return ("no differential privacy in this run: it was recorded by a fedgov without it (its run config has "
-                "no `dp` key)")
+                "no 'dp' key)")
     if text(config.get("dp")) in ("", "none"):
         return "no differential privacy in this run (run config dp = none): no ε was spent, none is accounted"
     return (f"differential privacy was configured (dp = {text(config.get('dp'))}), but no round.privacy entry "
@@ -190,7 +190,7 @@ def _secagg(entries: Sequence[Recorded]) -> list[SecAggRound]:
 def _why_no_secagg(config: dict[str, Any] | None) -> str:
     if config is None or "secagg" not in config:
         return ("no secure aggregation in this run: it was recorded by a fedgov without SecAgg+ (its run config "
-                "has no `secagg` key); each node's update digest is in its round.reply")
+                "has no 'secagg' key); each node's update digest is in its round.reply")
     if config.get("secagg") is True:
         return "SecAgg+ was configured (secagg = true), but no round.secagg entry was recorded"
     return ("no secure aggregation in this run (run config secagg = false): the server saw each node's update, "
