@@ -181,7 +181,8 @@ def triggers_section(report: m.Report) -> str:
                   "the ledger holds no readable monitor.trigger entry with that seq.</p>")
     if t.not_recorded:
         return section("triggers", "Retraining triggers", intro, origin, not_recorded("triggers", t.not_recorded))
-    events = [(e.timestamp[:16].replace("T", " "), _fired(e), e.decision if e.decision in TRIGGER_COLORS else "erased",
+    events = [(e.timestamp[:16].replace("T", " "), f"{e.decision}: {', '.join(e.fired) or 'none fired'}",
+               e.decision if e.decision in TRIGGER_COLORS else "erased",
                f"entry {e.seq}: {e.decision}: {e.reason}", e.started_runs) for e in t.events]
     chart = figure("chart-triggers", "Trigger timeline", timeline(events, TRIGGER_COLORS),
                    "One marker per evaluation, in ledger order; a box below is the retraining run it started.")

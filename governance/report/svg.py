@@ -276,7 +276,7 @@ def _dark(fill: str) -> bool:
 
 
 def timeline(events: Sequence[tuple[str, str, str, str, Sequence[str]]], colors: Mapping[str, str],
-             *, step: int = 150) -> str:
+             *, step: int = 160) -> str:
     """Events left to right in ledger order, each a marker coloured by its state, and the runs each started.
 
     `events` holds (label above, label below, state, tip, linked runs): a linked run is a box
@@ -286,7 +286,7 @@ def timeline(events: Sequence[tuple[str, str, str, str, Sequence[str]]], colors:
         return empty(480, 80, "nothing recorded")
     linked = max((len(e[4]) for e in events), default=0)
     states = [s for s in colors if any(e[2] == s for e in events)]
-    width = max(40 + step * len(events), 520)
+    width = max(40 + step * len(events), 520)  # a step wide enough for a 19-digit run id's box
     axis_y = 52
     height = axis_y + 40 + (40 + 30 * linked if linked else 0) + 22 * ((len(states) + 2) // 3)
     parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
@@ -307,9 +307,9 @@ def timeline(events: Sequence[tuple[str, str, str, str, Sequence[str]]], colors:
             by = axis_y + 52 + k * 30
             parts.append(f'<line x1="{x}" y1="{axis_y + 32}" x2="{x}" y2="{by}" stroke="#555" stroke-width="1.5" '
                          'marker-end="url(#arrow-tl)"/>'
-                         f'<rect x="{x - 60}" y="{by}" width="120" height="24" rx="4" fill="#e8f0fe" '
+                         f'<rect x="{x - 70}" y="{by}" width="140" height="24" rx="4" fill="#e8f0fe" '
                          f'stroke="#3367d6"><title>retraining run {esc(run)}</title></rect>'
-                         f'<text x="{x}" y="{by + 16}" text-anchor="middle" class="tick">{esc(_clip(run, 18))}'
+                         f'<text x="{x}" y="{by + 16}" text-anchor="middle" class="tick">{esc(_clip(run, 20))}'
                          "</text>")
     ly = height - 22 * ((len(states) + 2) // 3) + 4
     for k, state in enumerate(states):
