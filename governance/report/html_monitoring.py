@@ -254,11 +254,13 @@ def privacy_section(report: m.Report) -> str:
         parts.append("<p>With SecAgg+ the server sees only the sum of the updates: the ledger records each round's "
                      "protocol participation and the aggregate's digest instead of per-node update digests "
                      "(round.secagg).</p>" + table(
-                         ("round", "protocol", "shares", "threshold", "selected", "completed", "dropped",
-                          "aggregate", "individual updates visible"),
+                         ("round", "protocol", "shares", "threshold", "selected", "nodes per stage", "completed",
+                          "dropped", "aggregate", "individual updates visible"),
                          [(esc(x.round), esc(x.protocol), value(x.num_shares), value(x.threshold),
-                           esc(len(x.selected)), esc(len(x.completed)), _names(x.dropped),
-                           f'<span class="mono">{value(x.aggregate_hash)}</span>',
+                           esc(len(x.selected)), esc(", ".join(f"{k} {n}" for k, n in x.stages.items())) or "&mdash;",
+                           esc(len(x.completed)), _names(x.dropped),
+                           f'<span class="mono">{esc(x.aggregate_hash)}</span>' if x.aggregate_hash
+                           else "none: the round built no aggregate",
                            value(None if x.individual_updates_visible is None else
                                  ("yes" if x.individual_updates_visible else "no")))
                           for x in p.secagg]))

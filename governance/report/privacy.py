@@ -71,8 +71,9 @@ class SecAggRound:
     selected: list[str]
     completed: list[str]
     dropped: list[str]
-    aggregate_hash: str
+    aggregate_hash: str  # "" when the round built no aggregate
     individual_updates_visible: bool | None
+    stages: dict[str, int]  # protocol stage -> how many nodes took part in it
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def _secagg(entries: Sequence[Recorded]) -> list[SecAggRound]:
         out.append(SecAggRound(e.round, text(p.get("protocol")), integer(p.get("num_shares")),
                                integer(p.get("reconstruction_threshold")), names(p.get("selected")),
                                names(p.get("completed")), names(p.get("dropped")), text(p.get("aggregate_hash")),
-                               visible if isinstance(visible, bool) else None))
+                               visible if isinstance(visible, bool) else None,
+                               {text(k): len(names(v)) for k, v in mapping(p.get("stages")).items()}))
     return sorted(out, key=lambda x: x.round)
 
 

@@ -270,11 +270,32 @@ def test_a_release_that_cannot_be_accounted_is_named_not_read_as_nothing_spent(s
 def test_secagg_participation_is_shown_per_round():
     p = build_privacy([Recorded(1, "round.secagg", "t", RUN, 1, "", {
         "protocol": "SecAgg+ (flwr SecAggPlusWorkflow, legacy API)", "num_shares": 3, "reconstruction_threshold": 2,
-        "selected": ["a", "b", "c"], "completed": ["a", "b"], "dropped": ["c"], "aggregate_hash": "f" * 64,
+        "clipping_range": 8.0, "quantization_range": 4194304, "selected": ["a", "b", "c"],
+        "stages": {"setup": ["a", "b", "c"], "share-keys": ["a", "b", "c"], "collect-masked-vectors": ["a", "b"],
+                   "unmask": ["a", "b"]},
+        "completed": ["a", "b"], "dropped": ["c"], "aggregate_hash": "f" * 64,
         "individual_updates_visible": False})], {"secagg": True, "dp": "none"}, {})
     [x] = p.secagg
     assert (x.completed, x.dropped, x.individual_updates_visible) == (["a", "b"], ["c"], False)
+    assert x.stages == {"setup": 3, "share-keys": 3, "collect-masked-vectors": 2, "unmask": 2}
     assert p.secagg_not_recorded is None and "dp = none" in p.not_recorded
+
+
+def test_the_page_shows_secagg_participation_per_round_and_a_round_without_an_aggregate():
+    def secagg(seq: int, r: int, aggregate: str | None) -> Recorded:
+        return Recorded(seq, "round.secagg", "t", RUN, r, "", {
+            "protocol": "SecAgg+ (flwr SecAggPlusWorkflow, legacy API)", "num_shares": 3,
+            "reconstruction_threshold": 2, "selected": ["a", "b", "c"], "stages": {"unmask": ["a", "b"]},
+            "completed": ["a", "b"] if aggregate else [], "dropped": ["c"], "aggregate_hash": aggregate,
+            "individual_updates_visible": False})
+
+    page = render_html(build_report(LedgerFacts(RUN, "l", "g", entries=[
+        Recorded(0, et.RUN_STARTED, "t", RUN, None, "", {"config": {"secagg": True, "dp": "none", "monitor": False}}),
+        secagg(1, 1, "f" * 64), secagg(2, 2, None)], consent=[], registrations=[], shreds=[], checkpoints=[],
+        verification=Verification(True, "checked"))))
+    part = page.split("<h3>Secure aggregation (SecAgg+)</h3>", 1)[1].split("</section>", 1)[0]
+    assert "<td>unmask 2</td>" in part and "f" * 64 in part and "none: the round built no aggregate" in part
+    assert part.count("<td>no</td>") == 2 and "data-not-recorded" not in part
 
 
 # -- what a run without any of it says ---------------------------------------------------------------
