@@ -75,3 +75,13 @@ def _sequential(line: list[int], up: list[int], bpp: int, paeth: bool) -> np.nda
             predictor = (a + b) >> 1
         cur[i] = (value + predictor) & 0xFF
     return np.asarray(cur, dtype=np.int32)
+
+
+def ink(pixels: np.ndarray, colour: tuple[int, int, int], tolerance: int = 24) -> int:
+    """How many pixels are within `tolerance` of `colour` on every channel."""
+    return int(np.all(np.abs(pixels[..., :3].astype(int) - colour) <= tolerance, axis=-1).sum())
+
+
+def not_white(pixels: np.ndarray) -> float:
+    """The share of pixels with any channel under 235: what a chart drew."""
+    return float(np.any(pixels[..., :3] < 235, axis=-1).mean())

@@ -4,15 +4,22 @@ Inline CSS and inline SVG, no script, nothing fetched: a Content-Security-Policy
 `default-src 'none'` says so to the browser too, so even a string that escaped escaping
 could not run. Every value from the ledger goes through `esc`. Sections carry stable ids
 (`#metrics`, `#participation`, `#consent`, `#fingerprints`, `#lineage`, `#verification`,
-`#art30`, `#privacy-budget`, `#drift`) and every chart a `data-chart` attribute.
+`#art30`, `#drift`, `#node-metrics`, `#triggers`, `#privacy-budget`) and every chart a `data-chart`
+attribute. The last four (monitoring and privacy) are drawn by `html_monitoring`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
 
 from governance.report import model as m
+from governance.report.blocks import NOT_RECORDED_HTML
+from governance.report.blocks import num as _num
+from governance.report.blocks import section as _section
+from governance.report.blocks import table as _table
+from governance.report.blocks import value as _value
+from governance.report.html_monitoring import (drift_section, node_health_section, privacy_section,
+                                               triggers_section)
 from governance.report.svg import empty, esc, figure, line_chart, lineage_graph, state_grid
 
 PARTICIPATION_COLORS = {m.CONTRIBUTED: "#2e7d32", m.REPLIED: "#81c784", m.REJECTED: "#c62828",
@@ -20,7 +27,6 @@ PARTICIPATION_COLORS = {m.CONTRIBUTED: "#2e7d32", m.REPLIED: "#81c784", m.REJECT
                         m.ERASED: "#424242", m.NOT_CANDIDATE: "#ffffff"}
 CONSENT_COLORS = {"valid": "#2e7d32", "withdrawn": "#c62828", "expired": "#ef6c00", "not-yet-valid": "#90caf9",
                   "wrong-purpose": "#8e24aa", "no-consent": "#9e9e9e"}
-NOT_RECORDED_HTML = '<span class="nr">not recorded</span>'
 
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222;line-height:1.4}
@@ -42,7 +48,8 @@ nav a{margin-right:12px}
 SECTIONS = (("overview", "Run"), ("metrics", "Accuracy and loss"), ("participation", "Participation"),
             ("consent", "Consent"), ("fingerprints", "Dataset fingerprints"), ("lineage", "Lineage"),
             ("verification", "Verification"), ("art30", "Record of processing (GDPR Art. 30)"),
-            ("privacy-budget", "Privacy budget"), ("drift", "Drift"))
+            ("drift", "Drift"), ("node-metrics", "Per-node metrics"), ("triggers", "Retraining triggers"),
+            ("privacy-budget", "Privacy budget"))
 
 
 def render_html(report: m.Report) -> str:
@@ -53,7 +60,8 @@ def render_html(report: m.Report) -> str:
         "<code>fedgov report</code> from the ledger alone</p>",
         "<nav>" + "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS) + "</nav>",
         _overview(report), _metrics(report), _participation(report), _consent(report), _fingerprints(report),
-        _lineage(report), _verification(report), _art30(report), _later(),
+        _lineage(report), _verification(report), _art30(report), drift_section(report), node_health_section(report),
+        triggers_section(report), privacy_section(report),
     ])
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
@@ -65,21 +73,6 @@ def render_html(report: m.Report) -> str:
 # -- building blocks -----------------------------------------------------------------------------
 
 
-def _section(sid: str, title: str, *content: str) -> str:
-    return f'<section id="{sid}"><h2>{esc(title)}</h2>{"".join(content)}</section>'
-
-
-def _value(value: object) -> str:
-    return NOT_RECORDED_HTML if value is None or value == "" else esc(value)
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
-    """A table of cells already escaped (each cell is HTML)."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
 def _slug(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "metric"
     slug, n = base, 2
@@ -87,10 +80,6 @@ def _slug(name: str, taken: set[str]) -> str:
         slug, n = f"{base}-{n}", n + 1
     taken.add(slug)
     return slug
-
-
-def _num(value: float) -> str:
-    return f'<span class="num">{esc(f"{value:.6g}")}</span>'
 
 
 # -- sections --------------------------------------------------------------------------------------
@@ -260,16 +249,3 @@ def _art30(report: m.Report) -> str:
                     "<p>Filled from the run's declared purpose, its consent records and fedgov's own measures. "
                     "Items the ledger does not hold say <em>not recorded</em>: the controller completes them.</p>",
                     _table(("Art.", "item", "recorded value", "source"), rows))
-
-
-def _later() -> str:
-    return "".join(
-        f'<section id="{sid}"><h2>{esc(title)}</h2><p class="placeholder" data-placeholder="{sid}">'
-        f"{esc(text)}</p></section>"
-        for sid, title, text in (
-            ("privacy-budget", "Privacy budget (differential privacy)",
-             "Not recorded by this version of fedgov: the privacy budget spent per node and per run will be "
-             "shown here once runs record it."),
-            ("drift", "Data and model drift",
-             "Not recorded by this version of fedgov: drift measures will be shown here once runs record them."),
-        ))

@@ -21,7 +21,10 @@ from governance import entry_types as et
 from governance import reply_metrics
 from governance.consent import (ConsentEvent, ConsentRecord, ConsentUsageError, consent_event_from_dict,
                                 consent_state, fold_consent, parse_utc)
+from governance.report.monitoring import Drift, NodeHealth, build_drift, build_node_health, monitoring_state
+from governance.report.privacy import BUDGET_REASON, Privacy, build_privacy
 from governance.report.source import CheckpointRow, LedgerFacts, Recorded, Verification
+from governance.report.triggers import Triggers, build_triggers
 
 # Participation of one node in one round, in the order a reader asks "did it take part?".
 CONTRIBUTED = "contributed"
@@ -144,6 +147,10 @@ class Report:
     run_fully_signed: bool
     art30: list[Art30Item]
     shredded_nodes: list[str]
+    drift: Drift  # monitor.drift: the heatmap (nodes x rounds) and the federation-wide figure
+    node_health: NodeHealth  # monitor.metrics: worst node, spread, nodes below the floor
+    triggers: Triggers  # monitor.trigger: evaluations of this run's evidence, the runs they started
+    privacy: Privacy  # round.privacy (ε per node, caps, exclusions) and round.secagg
     later_runs: list[str] = field(default_factory=list)
 
 
@@ -155,6 +162,8 @@ def build_report(facts: LedgerFacts) -> Report:
     start = _one(by_type, et.RUN_STARTED)
     finish = _one(by_type, et.RUN_FINISHED)
     started = (start.payload or {}) if start else {}
+    config = started.get("config") if isinstance(started.get("config"), dict) else None if start is None else {}
+    monitoring = monitoring_state(config)
 
     selections = {e.round: e.payload for e in by_type.get(et.ROUND_SELECTION, []) if e.round is not None}
     replies: dict[int, dict[str, Recorded]] = {}
@@ -199,6 +208,11 @@ def build_report(facts: LedgerFacts) -> Report:
         run_fully_signed=any(c.tree_size > last for c in facts.checkpoints),
         art30=_art30(started, records, nodes, teams, selections, shredded),
         shredded_nodes=[n for n in shredded if n in nodes],
+        drift=build_drift(facts.entries, monitoring),
+        node_health=build_node_health(facts.entries, monitoring),
+        triggers=build_triggers(facts.run_id, started, facts.triggers, facts.later_starts),
+        privacy=build_privacy(facts.entries, config, {r: s for r, s in selections.items() if r and s},
+                              facts.other_releases, facts.run_id),
         later_runs=list(facts.later_runs),
     )
 
@@ -332,7 +346,8 @@ def _participation(nodes: list[str], rounds: list[int], selections: dict, replie
                 else:
                     cell = Cell(CONTRIBUTED if node in contributors else REPLIED)
             elif node in excluded:
-                cell = Cell(EXCLUDED, f"consent: {_text(excluded[node])}")
+                why = _text(excluded[node])
+                cell = Cell(EXCLUDED, f"{'privacy' if BUDGET_REASON in why else 'consent'}: {why}")
                 exclusions.append(Exclusion(r, node, EXCLUDED, cell.reason))
             elif node in selected:
                 cell = Cell(NO_REPLY, "selected, but no reply or rejection is recorded")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from governance import entry_types as et
 from governance.errors import FedgovError, UsageError
 
+MONITOR_TRIGGER = "monitor.trigger"  # written by `fedgov monitor check|watch` (docs/monitoring.md)
+
 if TYPE_CHECKING:
     from governance.ledger import Entry, Ledger
 
@@ -69,6 +71,12 @@ class LedgerFacts:
     checkpoints: list[CheckpointRow]
     verification: Verification
     later_runs: list[str] = field(default_factory=list)  # runs recorded after this one (for lineage notes)
+    # monitor.trigger entries (scope "monitor", outside the run's own entries) and the run.started of later
+    # runs: the trigger timeline links a run to the evaluations of its evidence and the runs they started
+    triggers: list[Recorded] = field(default_factory=list)
+    later_starts: list[Recorded] = field(default_factory=list)
+    # round.privacy of the other runs: a node's privacy budget spans runs (docs/privacy.md)
+    other_releases: list[Recorded] = field(default_factory=list)
 
 
 def known_runs(ledger: Ledger) -> list[str]:
@@ -94,12 +102,16 @@ def read_run(ledger: Ledger, run_id: str, *, generated_at: str) -> LedgerFacts:
     shreds = ledger.query_types(et.stored_names(et.KEY_DESTROYED))
     with ledger.store.read() as conn:
         stored = ledger.store.checkpoints(conn)
+    later = runs[runs.index(run_id) + 1:]
+    starts = [e for e in ledger.query(entry_type=et.RUN_STARTED) if e.run_id in later]
     return LedgerFacts(
         run_id=run_id, ledger_id=ledger.ledger_id, generated_at=generated_at,
         entries=_read(ledger, run_entries), consent=_read(ledger, sorted(consent, key=lambda e: e.seq)),
         registrations=_read(ledger, registrations), shreds=_read(ledger, shreds),
         checkpoints=[_checkpoint_row(row) for row in stored], verification=verify(ledger),
-        later_runs=runs[runs.index(run_id) + 1:],
+        later_runs=later, triggers=_read(ledger, ledger.query(entry_type=MONITOR_TRIGGER)),
+        later_starts=_read(ledger, starts),
+        other_releases=_read(ledger, [e for e in ledger.query(entry_type=et.ROUND_PRIVACY) if e.run_id != run_id]),
     )
 
 

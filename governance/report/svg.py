@@ -1,4 +1,4 @@
-"""Small inline-SVG charts for the report: a line chart, a state grid, and the lineage graph.
+"""Small inline-SVG charts for the report: a line chart, a state grid, a heatmap, a timeline, the lineage graph.
 
 Drawn by hand, no library: the page must open offline and run no script. Every text that
 reaches a chart (node ids, teams, metric names, reasons) goes through `esc`; hover text uses
@@ -216,5 +216,105 @@ def lineage_graph(models: Sequence[tuple[str, int, str | None]], contributions: 
                          f'stroke="#b06000"><title>{esc(label)}</title></rect>'
                          f'<text x="{nx + node_w / 2}" y="{ny + 17}" text-anchor="middle" class="tick">'
                          f"{esc(_clip(node, 14))}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def heatmap(rows: Sequence[str], columns: Sequence[int], cells: Mapping[tuple[str, int], tuple[str, str, str]],
+            colors: Mapping[str, str], *, row_labels: Mapping[str, str] | None = None, column_label: str = "round",
+            gap_after: int | None = None, cell_w: int = 48, cell_h: int = 22) -> str:
+    """A rows x columns grid whose cells carry a state (their colour), a short value (their text) and a tip.
+
+    `cells` maps (row, column) to (state, text, tip). `gap_after` leaves a blank line after that
+    many rows (the federation-wide row above the nodes). The legend lists the states drawn.
+    """
+    if not rows or not columns:
+        return empty(480, 80, "nothing recorded")
+    label_w = min(260, 12 + 7 * max(len(_clip((row_labels or {}).get(r, r), 34)) for r in rows))
+    left, top = label_w, 34
+    states = [s for s in colors if any(v[0] == s for v in cells.values())]
+    gap = cell_h // 2 if gap_after is not None and 0 < gap_after < len(rows) else 0
+    legend_h = 22 * ((len(states) + 2) // 3)
+    width = max(left + cell_w * len(columns) + 20, 520)
+    height = top + cell_h * len(rows) + gap + 16 + legend_h
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="value per {esc(column_label)}">',
+             f'<text x="{left}" y="12" class="tick">{esc(column_label)}</text>']
+    for j, col in enumerate(columns):
+        parts.append(f'<text x="{left + j * cell_w + cell_w / 2}" y="28" text-anchor="middle" class="tick">'
+                     f"{esc(col)}</text>")
+    for i, row in enumerate(rows):
+        y = top + i * cell_h + (gap if gap and i >= (gap_after or 0) else 0)
+        label = (row_labels or {}).get(row, row)
+        parts.append(f'<text x="{left - 6}" y="{y + cell_h * 0.7}" text-anchor="end" class="tick">'
+                     f"{esc(_clip(label, 34))}<title>{esc(label)}</title></text>")
+        for j, col in enumerate(columns):
+            state, value, tip = cells.get((row, col), ("", "", f"{row}, {column_label} {col}: nothing recorded"))
+            fill = colors.get(state, "#ffffff")
+            ink = "#fff" if _dark(fill) else "#222"
+            x = left + j * cell_w
+            parts.append(f'<g data-state="{esc(state)}"><title>{esc(tip)}</title>'
+                         f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}" '
+                         f'stroke="#888" stroke-width="0.5"/>'
+                         + (f'<text x="{x + cell_w / 2}" y="{y + cell_h * 0.7}" text-anchor="middle" class="tick" '
+                            f'style="fill:{ink}">{esc(_clip(value, 6))}</text>' if value else "") + "</g>")
+    ly = top + cell_h * len(rows) + gap + 14
+    for k, state in enumerate(states):
+        x, y = 10 + (k % 3) * 170, ly + (k // 3) * 22
+        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colors[state]}" stroke="#888"/>'
+                     f'<text x="{x + 20}" y="{y + 12}" class="legend">{esc(state)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _dark(fill: str) -> bool:
+    """Whether white text reads better than black on this #rrggbb fill."""
+    if not (fill.startswith("#") and len(fill) == 7):
+        return False
+    r, g, b = (int(fill[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.299 * r + 0.587 * g + 0.114 * b < 140
+
+
+def timeline(events: Sequence[tuple[str, str, str, str, Sequence[str]]], colors: Mapping[str, str],
+             *, step: int = 160) -> str:
+    """Events left to right in ledger order, each a marker coloured by its state, and the runs each started.
+
+    `events` holds (label above, label below, state, tip, linked runs): a linked run is a box
+    under its event, joined by an arrow (a retraining run started by that trigger).
+    """
+    if not events:
+        return empty(480, 80, "nothing recorded")
+    linked = max((len(e[4]) for e in events), default=0)
+    states = [s for s in colors if any(e[2] == s for e in events)]
+    width = max(40 + step * len(events), 520)  # a step wide enough for a 19-digit run id's box
+    axis_y = 52
+    height = axis_y + 40 + (40 + 30 * linked if linked else 0) + 22 * ((len(states) + 2) // 3)
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             'aria-label="timeline">',
+             '<defs><marker id="arrow-tl" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>',
+             f'<line x1="20" x2="{width - 20}" y1="{axis_y}" y2="{axis_y}" stroke="#999" stroke-width="2"/>']
+    for i, (above, below, state, tip, runs) in enumerate(events):
+        x = 20 + step * i + step / 2
+        fill = colors.get(state, "#ffffff")
+        parts.append(f'<g data-state="{esc(state)}"><title>{esc(tip)}</title>'
+                     f'<circle cx="{x}" cy="{axis_y}" r="9" fill="{fill}" stroke="#555"/></g>'
+                     f'<text x="{x}" y="{axis_y - 16}" text-anchor="middle" class="tick">{esc(_clip(above, 22))}'
+                     f"<title>{esc(above)}</title></text>"
+                     f'<text x="{x}" y="{axis_y + 26}" text-anchor="middle" class="tick">{esc(_clip(below, 22))}'
+                     f"<title>{esc(below)}</title></text>")
+        for k, run in enumerate(runs):
+            by = axis_y + 52 + k * 30
+            parts.append(f'<line x1="{x}" y1="{axis_y + 32}" x2="{x}" y2="{by}" stroke="#555" stroke-width="1.5" '
+                         'marker-end="url(#arrow-tl)"/>'
+                         f'<rect x="{x - 70}" y="{by}" width="140" height="24" rx="4" fill="#e8f0fe" '
+                         f'stroke="#3367d6"><title>retraining run {esc(run)}</title></rect>'
+                         f'<text x="{x}" y="{by + 16}" text-anchor="middle" class="tick">{esc(_clip(run, 20))}'
+                         "</text>")
+    ly = height - 22 * ((len(states) + 2) // 3) + 4
+    for k, state in enumerate(states):
+        x, y = 10 + (k % 3) * 170, ly + (k // 3) * 22
+        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colors[state]}" stroke="#888"/>'
+                     f'<text x="{x + 20}" y="{y + 12}" class="legend">{esc(state)}</text>')
     parts.append("</svg>")
     return "".join(parts)

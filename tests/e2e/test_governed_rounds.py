@@ -352,8 +352,29 @@ def test_the_report_holds_the_runs_recorded_values(ten, ten_report):
     assert "VERIFIED: checked" in page and root in page
     assert page.count('data-state="contributed"') == 30  # 10 nodes x 3 rounds in the participation grid
     for section in ("metrics", "participation", "consent", "fingerprints", "lineage", "verification", "art30",
-                    "privacy-budget", "drift"):
+                    "drift", "node-metrics", "triggers", "privacy-budget"):
         assert f'<section id="{section}">' in page
+
+
+def test_the_report_draws_the_runs_drift_verdicts_and_per_node_metrics(ten, ten_report):
+    """With monitoring on (the run config's default): one heatmap cell per monitor.drift entry, in its verdict,
+    and each round's worst node and flagged nodes from monitor.metrics; without it, the sections say why."""
+    page = ten_report.read_text(encoding="utf-8")
+    drift, metrics = ten.of("monitor.drift"), ten.of("monitor.metrics")
+    if not drift:  # a build without monitoring: each section says so, never blank
+        assert 'data-not-recorded="drift">Not recorded: ' in page
+        assert 'data-not-recorded="node-metrics">Not recorded: ' in page
+        return
+    heat = page.split('data-chart="chart-drift"', 1)[1].split("</figure>", 1)[0]
+    for verdict in ("none", "moderate", "significant", "insufficient"):
+        assert heat.count(f'data-state="{verdict}"') == sum(1 for _, p in drift if p["verdict"] == verdict)
+    assert len(drift) == 33  # 10 nodes x 3 rounds, and the federation-wide figure of each round
+    section = page.split('<section id="node-metrics">', 1)[1].split("</section>", 1)[0]
+    for _, m in metrics:
+        assert f'{m["worst"]["node_id"]} <span class="num">{m["worst"]["value"]:.6g}</span>' in section
+        for node in m["flagged"]:
+            assert node in section.split("Flagged below the floor: ", 1)[1].split("</p>", 1)[0]
+    assert 'data-not-recorded="triggers">' in page and 'data-not-recorded="privacy-budget">' in page
 
 
 # What each chart draws in its own colour: the first series, "contributed" and "valid" cells, model boxes.
@@ -376,7 +397,11 @@ def _not_white(pixels) -> float:
     return float(np.any(pixels[..., :3] < 235, axis=-1).mean())
 
 
-def test_the_report_opens_in_headless_chromium_with_every_chart_drawn(ten_report, tmp_path):
+# With monitoring on: the heatmap's cells ("none": the demo's nodes do not drift) and the global metric's line.
+MONITOR_INK = {"chart-drift": (165, 214, 167), "chart-node-health": (31, 119, 180)}
+
+
+def test_the_report_opens_in_headless_chromium_with_every_chart_drawn(ten, ten_report, tmp_path):
     """Layout measured once (each chart's SVG box), the page screenshotted once, each box checked for its ink.
 
     Two runs of the real page rather than one page per chart: what is checked is the report as a
@@ -388,7 +413,8 @@ def test_the_report_opens_in_headless_chromium_with_every_chart_drawn(ten_report
 
     layout = headless_chromium.measure(ten_report, tmp_path, REPORT_WIDTH)
     charts = {c["id"]: c for c in layout["charts"]}
-    assert set(charts) == set(CHART_INK)
+    inks = {**CHART_INK, **(MONITOR_INK if ten.of("monitor.drift") else {})}
+    assert set(charts) == set(inks)
     bottom = max(c["y"] + c["h"] for c in charts.values())
     shot = headless_chromium.screenshot(ten_report, tmp_path / "report.png", REPORT_WIDTH, int(bottom) + 20)
     pixels = read_png(shot)
@@ -397,7 +423,7 @@ def test_the_report_opens_in_headless_chromium_with_every_chart_drawn(ten_report
         x, y, w, h = (int(box[k]) for k in ("x", "y", "w", "h"))
         assert w > 100 and h > 60, (chart_id, box)
         area = pixels[y:y + h, x:x + w]
-        assert _ink(area, CHART_INK[chart_id]) >= 30, f"{chart_id} shows none of its colour"
+        assert _ink(area, inks[chart_id]) >= 30, f"{chart_id} shows none of its colour"
         assert _not_white(area) > 0.005, f"{chart_id} is blank"
         margin = pixels[y:y + h, REPORT_WIDTH - 40:REPORT_WIDTH]  # beyond the page's 1100 px column
-        assert _ink(margin, CHART_INK[chart_id]) == 0 and _not_white(margin) == 0.0
+        assert _ink(margin, inks[chart_id]) == 0 and _not_white(margin) == 0.0
