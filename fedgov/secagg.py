@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from governance.digests import metrics_digest
 from governance.errors import UsageError
 from governance.reply_metrics import NUM_EXAMPLES
 
@@ -89,4 +88,6 @@ def masked_digest(masked: Sequence[bytes]) -> str:
 
 def fit_metrics_digest(metrics: Mapping[str, int | float | str], num_examples: int) -> str:
     """SHA-256 of the plaintext fit metrics with the example count (RFC 8785 JSON, governance.digests)."""
+    from governance.digests import metrics_digest  # numpy: loaded when a reply is digested, not for `fedgov --help`
+
     return metrics_digest({**metrics, NUM_EXAMPLES: num_examples})
