@@ -52,6 +52,36 @@ def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]
 
 os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE  # in-process code of module-scoped fixtures too
 
+# The longest modules (Flower simulations on Ray, federations on loopback), longest first. `make test` runs
+# two workers, each taking the next whole module in collection order (--dist loadscope
+# --no-loadscope-reorder): were one of these left for the end, one worker would run it alone while the
+# other idled (xdist's own order, most tests first, put the one-test deployment modules last). Every
+# other module follows in the order collected. A module missing here is only scheduled later, never skipped.
+LONGEST_FIRST = (
+    "e2e/test_simulation.py",
+    "e2e/test_governed_rounds.py",
+    "deploy/test_federation_up.py",
+    "e2e/test_signals.py",
+    "deploy/test_federation.py",
+    "e2e/test_resources.py",
+    "deploy/test_restart_and_dropout.py",
+    "e2e/test_compliance_officer.py",
+    "e2e/test_contained_engine.py",
+    "deploy/test_server_start.py",
+    "deploy/test_gatekeeper_loopback.py",
+    "deploy/test_node_register.py",
+    "deploy/test_coordinator_gate.py",
+    "deploy/test_node_join.py",
+)
+_MISSING = [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()]
+assert not _MISSING, f"tests/conftest.py LONGEST_FIRST names modules that do not exist: {_MISSING}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of LONGEST_FIRST first, in its order; each module's tests keep theirs."""
+    rank = {REPO / "tests" / name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))
+
 
 @pytest.fixture(autouse=True)
 def _isolated_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
