@@ -52,26 +52,29 @@ def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]
 
 os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE  # in-process code of module-scoped fixtures too
 
-# The longest modules (Flower simulations on Ray, federations on loopback), longest first. `make test` runs
+# The longest modules (Flower simulations on Ray, federations on loopback), about longest first. `make test` runs
 # two workers, each taking the next whole module in collection order (--dist loadscope
 # --no-loadscope-reorder): were one of these left for the end, one worker would run it alone while the
-# other idled (xdist's own order, most tests first, put the one-test deployment modules last). Every
-# other module follows in the order collected. A module missing here is only scheduled later, never skipped.
-LONGEST_FIRST = (
-    "e2e/test_simulation.py",
-    "e2e/test_governed_rounds.py",
-    "deploy/test_federation_up.py",
-    "e2e/test_signals.py",
-    "deploy/test_federation.py",
-    "e2e/test_resources.py",
-    "deploy/test_restart_and_dropout.py",
-    "e2e/test_compliance_officer.py",
-    "e2e/test_contained_engine.py",
-    "deploy/test_server_start.py",
-    "deploy/test_gatekeeper_loopback.py",
-    "deploy/test_node_register.py",
-    "deploy/test_coordinator_gate.py",
-    "deploy/test_node_join.py",
+# other idled (xdist's own order, most tests first, put the one-test deployment modules last). Simulations
+# (CPU-bound) alternate with loopback federations (mostly waiting on Flower's 3 s polls), so the two
+# workers tend to pair one of each. Every other module follows in the order collected. A module missing
+# here is only scheduled later, never skipped; a name here that is no module stops the session.
+LONGEST_FIRST = (  # seconds each took, one module after another, on two busy cores
+    "e2e/test_simulation.py",  # 231
+    "deploy/test_federation_up.py",  # 136
+    "e2e/test_governed_rounds.py",  # 187
+    "deploy/test_restart_and_dropout.py",  # 92
+    "e2e/test_resources.py",  # 155
+    "deploy/test_federation.py",  # 83
+    "e2e/test_signals.py",  # 152
+    "deploy/test_server_start.py",  # 64
+    "e2e/test_compliance_officer.py",  # 67
+    "deploy/test_node_register.py",  # 44
+    "e2e/test_contained_engine.py",  # 65
+    "deploy/test_gatekeeper_loopback.py",  # 38
+    "deploy/test_ledger_backup.py",  # 36
+    "governance/test_cli_hostile_arguments.py",  # 32
+    "deploy/test_node_join.py",  # 30
 )
 _MISSING = [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()]
 assert not _MISSING, f"tests/conftest.py LONGEST_FIRST names modules that do not exist: {_MISSING}"
