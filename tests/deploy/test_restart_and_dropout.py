@@ -63,11 +63,10 @@ def test_a_restarted_coordinator_loses_nothing_and_its_nodes_come_back(federatio
     assert runs == ["finished", "finished"]
     for node in NODES:  # what `fedgov node join` told its operator meanwhile
         said = [line for line in (root / f"{node}.out").read_text().splitlines() if line.startswith(f"node {node}:")]
+        lost = f"node {node}: lost the connection to 127.0.0.1:{federation.fleet}; the SuperNode retries by itself"
         assert said[1].startswith(f"node {node}: connected to 127.0.0.1:{federation.fleet} (Flower node id ")
-        assert f"node {node}: lost the connection to 127.0.0.1:{federation.fleet}; the SuperNode retries by itself" \
-            in said
-        assert said.index(f"node {node}: connected to 127.0.0.1:{federation.fleet} again") > \
-            said.index(f"node {node}: lost the connection to 127.0.0.1:{federation.fleet}; the SuperNode retries by itself")
+        assert lost in said
+        assert said.index(f"node {node}: connected to 127.0.0.1:{federation.fleet} again") > said.index(lost)
     assert run_fedgov("audit", "verify", "--require-signed", env=federation.env).returncode == 0
 
 
