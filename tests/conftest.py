@@ -64,13 +64,13 @@ LONGEST_FIRST = (  # seconds each took, one module after another, on two busy co
     "deploy/test_federation_up.py",  # 136
     "e2e/test_governed_rounds.py",  # 187
     "deploy/test_restart_and_dropout.py",  # 92
-    "e2e/test_resources.py",  # 155
-    "deploy/test_federation.py",  # 83
     "e2e/test_signals.py",  # 152
+    "deploy/test_federation.py",  # 83
+    "e2e/test_resources.py",  # 113
     "deploy/test_server_start.py",  # 64
-    "e2e/test_compliance_officer.py",  # 67
+    "e2e/test_contained_engine.py",  # 75
     "deploy/test_node_register.py",  # 44
-    "e2e/test_contained_engine.py",  # 65
+    "e2e/test_compliance_officer.py",  # 67
     "deploy/test_gatekeeper_loopback.py",  # 38
     "deploy/test_ledger_backup.py",  # 36
     "governance/test_cli_hostile_arguments.py",  # 32
