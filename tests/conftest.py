@@ -57,8 +57,9 @@ os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE  # in-process code of module-scoped
 # --no-loadscope-reorder): were one of these left for the end, one worker would run it alone while the
 # other idled (xdist's own order, most tests first, put the one-test deployment modules last). Simulations
 # (CPU-bound) alternate with loopback federations (mostly waiting on Flower's 3 s polls), so the two
-# workers tend to pair one of each. Every other module follows in the order collected. A module missing
-# here is only scheduled later, never skipped; a name here that is no module stops the session.
+# workers tend to pair one of each. Other modules of tests/e2e and tests/deploy come next, then the rest, in
+# the order collected: add a new long module here. A module missing here is only scheduled later, never
+# skipped; a name here that is no module stops the session.
 LONGEST_FIRST = (  # seconds each took, one module after another, on two busy cores
     "e2e/test_simulation.py",  # 231
     "deploy/test_federation_up.py",  # 136
@@ -81,9 +82,16 @@ assert not _MISSING, f"tests/conftest.py LONGEST_FIRST names modules that do not
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules of LONGEST_FIRST first, in its order; each module's tests keep theirs."""
+    """The modules of LONGEST_FIRST first, in its order; then any other module of tests/e2e or tests/deploy (a
+    simulation or federation not listed yet must not fall to the end); then the rest. Each module's tests keep
+    their order."""
     rank = {REPO / "tests" / name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path, len(rank)))
+    slow = (REPO / "tests" / "e2e", REPO / "tests" / "deploy")
+
+    def place(item: pytest.Item) -> int:
+        return rank.get(item.path, len(rank) if item.path.parent in slow else len(rank) + 1)
+
+    items.sort(key=place)
 
 
 @pytest.fixture(autouse=True)
