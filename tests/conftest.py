@@ -52,6 +52,47 @@ def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]
 
 os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE  # in-process code of module-scoped fixtures too
 
+# The longest modules (Flower simulations on Ray, federations on loopback), about longest first. `make test` runs
+# two workers, each taking the next whole module in collection order (--dist loadscope
+# --no-loadscope-reorder): were one of these left for the end, one worker would run it alone while the
+# other idled (xdist's own order, most tests first, put the one-test deployment modules last). Simulations
+# (CPU-bound) alternate with loopback federations (mostly waiting on Flower's 3 s polls), so the two
+# workers tend to pair one of each. Other modules of tests/e2e and tests/deploy come next, then the rest, in
+# the order collected: add a new long module here. A module missing here is only scheduled later, never
+# skipped; a name here that is no module stops the session.
+LONGEST_FIRST = (  # seconds each took, one module after another, on two busy cores
+    "e2e/test_simulation.py",  # 231
+    "deploy/test_federation_up.py",  # 136
+    "e2e/test_governed_rounds.py",  # 187
+    "deploy/test_restart_and_dropout.py",  # 92
+    "e2e/test_signals.py",  # 152
+    "deploy/test_federation.py",  # 83
+    "e2e/test_resources.py",  # 113
+    "deploy/test_server_start.py",  # 64
+    "e2e/test_contained_engine.py",  # 75
+    "deploy/test_node_register.py",  # 44
+    "e2e/test_compliance_officer.py",  # 67
+    "deploy/test_gatekeeper_loopback.py",  # 38
+    "deploy/test_ledger_backup.py",  # 36
+    "governance/test_cli_hostile_arguments.py",  # 32
+    "deploy/test_node_join.py",  # 30
+)
+_MISSING = [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()]
+assert not _MISSING, f"tests/conftest.py LONGEST_FIRST names modules that do not exist: {_MISSING}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of LONGEST_FIRST first, in its order; then any other module of tests/e2e or tests/deploy (a
+    simulation or federation not listed yet must not fall to the end); then the rest. Each module's tests keep
+    their order."""
+    rank = {REPO / "tests" / name: i for i, name in enumerate(LONGEST_FIRST)}
+    slow = (REPO / "tests" / "e2e", REPO / "tests" / "deploy")
+
+    def place(item: pytest.Item) -> int:
+        return rank.get(item.path, len(rank) if item.path.parent in slow else len(rank) + 1)
+
+    items.sort(key=place)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

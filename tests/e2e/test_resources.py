@@ -1,58 +1,16 @@
-"""Scale and resources: a Ray cluster to attach to, the GPU path on CPU, 1000 nodes, Ctrl-C."""
+"""Scale and resources: a Ray cluster to attach to, the GPU path on CPU, 1000 nodes."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from fedgov.training import resolve_device
 from simulations.engine import backend_config
+from tests.e2e.ray_head import start_ray_head, stop_marked
 
 pytestmark = pytest.mark.timeout(600)
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_ray_head(*extra: str) -> tuple[str, str]:
-    """A local Ray head with its own mark and temp dir; returns (address, mark)."""
-    import tempfile
-    import uuid
-
-    port, mark = free_port(), f"ray-head-{uuid.uuid4().hex}"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FEDGOV_TEST_MARK": mark}
-    temp = tempfile.mkdtemp(prefix="rh-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
-    subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
-                    "--disable-usage-stats", *extra], check=True, capture_output=True, env=env, timeout=120)
-    return f"127.0.0.1:{port}", mark
-
-
-def stop_marked(mark: str) -> None:
-    """End the processes a test started, by their mark: never `ray stop`, which ends every Ray cluster here."""
-    from tests.conftest import processes_marked
-
-    for pid in processes_marked(mark):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5  # Ray's daemons may linger on SIGTERM: then SIGKILL, it is a test head
-    while processes_marked(mark) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in processes_marked(mark):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -136,20 +94,4 @@ def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_sel
 
 
 # Ctrl-C, SIGTERM, kill -9 and a dying Ray cluster: test_signals.py
-
-
-def test_a_run_beside_a_foreign_ray_cluster_leaves_it_running_and_untouched(fedgov, tmp_path):
-    """Another user's Ray head on the same machine: the run neither joins nor disturbs it."""
-    from tests.conftest import processes_marked
-
-    address, mark = start_ray_head("--num-cpus=1")
-    try:
-        foreign = set(processes_marked(mark))
-        assert foreign
-        result = fedgov("sim", "run", "--nodes", "3", "--rounds", "1", "--out", str(tmp_path / "r"))
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert set(processes_marked(mark)) == foreign  # every process of the foreign head still there
-        status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True, timeout=60)
-        assert status.returncode == 0, status.stderr  # it still answers
-    finally:
-        stop_marked(mark)
+# a run beside another user's Ray cluster (neither joined nor disturbed): test_contained_engine.py

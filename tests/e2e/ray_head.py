@@ -1,0 +1,49 @@
+"""A local Ray head for the simulation tests, with a mark of its own: started with `ray start`, ended by its mark."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from tests.conftest import processes_marked
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ray_head(*extra: str) -> tuple[str, str]:
+    """A local Ray head with its own mark and temp dir; returns (address, mark)."""
+    port, mark = free_port(), f"ray-head-{uuid.uuid4().hex}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FEDGOV_TEST_MARK": mark}
+    temp = tempfile.mkdtemp(prefix="rh-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+    subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
+                    "--disable-usage-stats", *extra], check=True, capture_output=True, env=env, timeout=120)
+    return f"127.0.0.1:{port}", mark
+
+
+def stop_marked(mark: str) -> None:
+    """End the processes a test started, by their mark: never `ray stop`, which ends every Ray cluster here."""
+    for pid in processes_marked(mark):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    # gcs_server, raylet and the autoscaler's monitor outlast SIGTERM by more than 8 s (measured): the others get
+    # a second to go, then whatever is left gets SIGKILL; it is a test head
+    deadline = time.monotonic() + 1
+    while processes_marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in processes_marked(mark):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
