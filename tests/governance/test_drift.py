@@ -94,3 +94,22 @@ def test_the_federation_figure_pools_every_node():
     assert pooled["node_id"] == "federation" and pooled["rows"] == 200 and pooled["nodes"] == ["sim-0000", "sim-0001"]
     one = node_drift("sim-0001", 3, moved, ref, 1, ref, FEATURES, LABELS, Thresholds())
     assert 0 < pooled["features"]["dose"]["psi_reference"] < one["features"]["dose"]["psi_reference"]
+
+
+def test_the_fused_figures_are_the_documented_psi_and_js_distance() -> None:
+    """`figures` (what the recorder calls) gives what `psi` and `js_distance` give, on histograms with empty bins."""
+    import random
+
+    from governance.monitoring.drift import figures, js_distance, psi
+
+    rng = random.Random(12)
+    for _ in range(500):
+        n = rng.randint(2, 12)
+        a = [rng.choice([0, rng.randint(0, 60)]) for _ in range(n)]
+        b = [rng.choice([0, rng.randint(0, 60)]) for _ in range(n)]
+        fused, separate = figures(a, b), (psi(a, b), js_distance(a, b))
+        if separate[0] is None:
+            assert fused == (None, None)
+        else:
+            assert fused[0] == pytest.approx(separate[0], abs=1e-12)
+            assert fused[1] == pytest.approx(separate[1], abs=1e-12)
