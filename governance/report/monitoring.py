@@ -95,6 +95,9 @@ def monitoring_state(config: dict[str, Any] | None) -> MonitoringState:
         return MonitoringState(None, "the run has no readable run.started entry, so whether it monitored is "
                                      "not recorded")
     value = config.get("monitor")
+    if value is True and config.get("secagg") is True:
+        return MonitoringState(False, "monitoring is off under secure aggregation (--secagg): nodes send no data "
+                                      "summaries, so the coordinator sees no more than the masked sum")
     if value is False:
         return MonitoringState(False, "monitoring was off for this run (--no-monitor: run config monitor = false)")
     if value is True:
