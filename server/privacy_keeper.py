@@ -20,7 +20,7 @@ from governance.consent import VALID, ConsentCheck
 from governance.errors import PolicyError
 from governance.ledger import KeyDestroyedError
 from governance.privacy.accounting import epsilon
-from governance.privacy.budget import PRIVACY_BUDGET, project
+from governance.privacy.budget import PRIVACY_BUDGET, project, strictest_delta
 from governance.privacy.events import Release, noise_multipliers, releases_by_node
 from server.governed import RoundFacts
 from server.run_entries import RunEntries
@@ -85,7 +85,8 @@ class PrivacyKeeper:
                           self.privacy.dp_clipping_norm, self.privacy.dp_delta, len(candidates), len(facts.selected),
                           participants, self.caps(candidates))
         history = releases_by_node([*self.releases(), release])
-        after = {node: epsilon(noise_multipliers(history[node]), self.privacy.dp_delta) for node in participants}
+        after = {node: epsilon(noise_multipliers(history[node]), strictest_delta(history[node]) or self.privacy.dp_delta)
+                 for node in participants}
         self.entries.ledger.append([self.entries.draft(et.ROUND_PRIVACY, release.payload(after),
                                                        round_=facts.server_round, model=self.entries.model_hash)])
 
