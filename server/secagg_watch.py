@@ -147,8 +147,10 @@ class StageWatch(Grid):
                 view.dropped.setdefault(node, f"dropout at SecAgg+ stage {stage}: {reply.error.reason[:200]}")
             elif stage == Stage.COLLECT_MASKED_VECTORS:
                 reason, statement = self.checker.check(server_round, reply)
-                if reason is not None and instruction is not None:
+                if reason is not None:
                     view.dropped[node] = reason
+                    if instruction is None:  # answers nothing sent: no error reply can be made, so it is left out
+                        continue
                     reply = Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"rejected: {reason}"),
                                     reply_to=instruction)
                 else:

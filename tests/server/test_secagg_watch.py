@@ -188,3 +188,22 @@ def test_messages_outside_the_protocol_pass_untouched():
     w = watch(lambda m: Message(RecordDict(), reply_to=m))
     msg = Message(RecordDict({"config": ConfigRecord({"x": 1})}), dst_node_id=101, message_type="train", group_id="0")
     assert len(list(w.send_and_receive([msg]))) == 1 and dict(w.rounds) == {}
+
+
+def test_a_bad_masked_reply_that_names_no_instruction_is_never_summed():
+    """Attack (issue 12, low): a forged masked vector whose reply_to names no instruction of this stage went to the
+    workflow untouched, its node counted as answering, because only a reply with a known instruction could be
+    turned into an error. Now it is left out (named a dropout) whichever instruction it claims to answer."""
+    def answer(m):
+        if m.metadata.dst_node_id != 102:
+            return signed(m, masked_reply(m))
+        reply = _forged(m)
+        reply.metadata.__dict__["_reply_to_message_id"] = "no-such-instruction"
+        return reply
+
+    w = watch(answer)
+    replies = collect(w)
+    assert all(not r.has_error() for r in replies) and {r.metadata.src_node_id for r in replies} == {101, 103}
+    view = w.rounds[1]
+    assert "signature" in view.dropped[102] and 102 not in view.statements
+    assert view.stages[Stage.COLLECT_MASKED_VECTORS] == [101, 103]
