@@ -224,6 +224,7 @@ def test_sim_run_refuses_a_no_retrain_trigger_in_one_line_before_anything_starts
     ("[triggers]\ndrift_share = nan\n", "drift_share"),
     ("[triggers]\naccuracy_dorp = 0.1\n", "accuracy_dorp"),
     ("", "policy"),
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),  # FIXED (low): was a RecursionError traceback
 ])
 def test_a_bad_policy_file_is_one_line_and_exit_2(tmp_path: Path, policy: str, says: str):
     ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)
@@ -294,3 +295,19 @@ def test_a_rare_label_suppressed_in_the_summary_is_not_read_from_the_same_replys
     assert summarize(x, y, REFERENCE, SummaryRule(True, 5))["labels"]["rare"] is None
     sent = fingerprint_arrays(x, y).to_dict()  # what client/app.py signs and sends with the same reply
     assert all(count >= 5 for count in sent["label_counts"].values())
+
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"[policy]\na = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    (b"\xff\xfe[policy]\n", "not UTF-8 text"),
+])
+def test_a_hostile_site_file_is_one_line_not_a_traceback(tmp_path: Path, content: bytes, says: str):
+    """FIXED (low): a site file (which holds the node's [monitoring] policy) nested too deeply, or not UTF-8, raised
+    RecursionError or UnicodeDecodeError out of the node's start-up."""
+    from client.policy import read_site_file
+
+    path = tmp_path / "site.toml"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=says):
+        read_site_file(path)
