@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -92,6 +93,9 @@ def reference_from(x: np.ndarray, features: Sequence[str], labels: Sequence[str]
     return Reference(bins, source, tuple(features), cuts, tuple(labels))
 
 
+NOISE_STDEV_PER_SCALE = {"laplace": math.sqrt(2.0), "gaussian": 1.0}  # the noise's standard deviation per unit scale
+
+
 @dataclass(frozen=True)
 class SummaryRule:
     """What one node shares: whether it shares at all, its minimum count, its noise."""
@@ -105,14 +109,16 @@ class SummaryRule:
 def effective_rule(run: SummaryRule, site: SummaryRule | None) -> SummaryRule:
     """The run's rule, tightened by the node's own policy: the site may share less, never more.
 
-    A site's min_count can only raise the run's; a site that declares noise has its noise (and the
-    larger scale when both ask for the same kind); a site that does not share, does not.
+    A site's min_count can only raise the run's; a site that declares noise has its kind, at a scale
+    whose standard deviation is at least the run's noise's (Laplace b has b * sqrt(2)); a site that
+    does not share, does not.
     """
     if site is None:
         return run
     noise, scale = run.noise, run.scale
     if site.noise != "none":
-        noise, scale = site.noise, max(site.scale, run.scale) if site.noise == run.noise else site.scale
+        run_stdev = run.scale * NOISE_STDEV_PER_SCALE.get(run.noise, 0.0)
+        noise, scale = site.noise, max(site.scale, run_stdev / NOISE_STDEV_PER_SCALE[site.noise])
     return SummaryRule(run.share and site.share, max(run.min_count, site.min_count), noise, scale)
 
 

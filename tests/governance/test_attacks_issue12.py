@@ -311,3 +311,15 @@ def test_a_hostile_site_file_is_one_line_not_a_traceback(tmp_path: Path, content
     path.write_bytes(content)
     with pytest.raises(UsageError, match=says):
         read_site_file(path)
+
+
+
+def test_a_site_cannot_swap_the_runs_noise_for_a_weaker_kind():
+    """FIXED (low): "the site may share less, never more", but a site declaring Laplace b = 0.001 under a run asking
+    Gaussian sigma = 10 got b = 0.001 (its scale was taken as is whenever the kinds differed): all but exact counts."""
+    from fedgov.summaries import effective_rule
+
+    rule = effective_rule(SummaryRule(True, 5, "gaussian", 10.0), SummaryRule(True, 5, "laplace", 0.001))
+    assert rule.noise == "laplace" and rule.scale * math.sqrt(2) >= 10.0 - 1e-9
+    louder = effective_rule(SummaryRule(True, 5, "laplace", 1.0), SummaryRule(True, 5, "gaussian", 50.0))
+    assert (louder.noise, louder.scale) == ("gaussian", 50.0)
