@@ -323,3 +323,14 @@ def test_a_site_cannot_swap_the_runs_noise_for_a_weaker_kind():
     assert rule.noise == "laplace" and rule.scale * math.sqrt(2) >= 10.0 - 1e-9
     louder = effective_rule(SummaryRule(True, 5, "laplace", 1.0), SummaryRule(True, 5, "gaussian", 50.0))
     assert (louder.noise, louder.scale) == ("gaussian", 50.0)
+
+
+
+def test_a_node_given_two_caps_is_refused_not_the_last_taken():
+    """FIXED (low): `--privacy-budgets sim-0001:1,sim-0001:10` silently capped sim-0001 at 10."""
+    from fedgov.settings import RunSettings
+
+    with pytest.raises(UsageError, match="sim-0001 already has a cap"):
+        RunSettings.from_run_config({"dp": "server-fixed", "privacy-budgets": "sim-0001:1,sim-0001:10"})
+    done = run_fedgov("sim", "run", "--dp", "server-fixed", "--privacy-budgets", "sim-0001:1,sim-0001:10")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "already has a cap" in done.stderr
