@@ -50,7 +50,7 @@ def trigger_cause(ledger: Ledger, seq: int) -> dict[str, Any]:
             claimed = ledger.read_payload(started).get("trigger")
         except KeyDestroyedError:
             continue
-        if isinstance(claimed, dict) and claimed.get("seq") == seq:
+        if isinstance(claimed, dict) and type(claimed.get("seq")) is int and claimed["seq"] == seq:
             raise UsageError(f"--retrain-trigger {seq} was already answered by run {started.run_id} (run.started "
                              f"seq {started.seq}): one decision starts one retraining run")
     return link
