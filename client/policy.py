@@ -81,6 +81,10 @@ def read_site_file(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read the site file {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"the site file {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the site file {path} is not UTF-8 text; a site file is TOML") from None
+    except RecursionError:  # the parser recurses once per nested array or inline table
+        raise UsageError(f"the site file {path} is not valid TOML: nested too deeply") from None
     if not isinstance(document.get("policy"), dict):
         raise UsageError(f"{path}: no [policy] table")
     return document

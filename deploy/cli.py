@@ -229,11 +229,9 @@ def run_command(
     settings = RunSettings.from_run_config(overrides)  # every setting checked here, in one line, before anything starts
     if settings.governance.retrain_trigger:
         from fedgov.settings import parse_retrain_trigger
-        from governance.ledger import Ledger
-        from governance.monitoring.link import trigger_link
+        from governance.monitoring.link import check_before_run
 
-        with Ledger.open_readonly(ws) as ledger:
-            trigger_link(ledger, parse_retrain_trigger(settings.governance.retrain_trigger) or 0)
+        check_before_run(ws, parse_retrain_trigger(settings.governance.retrain_trigger) or 0)
     if superlink is None or ca is None:
         from deploy.coordinator import running_coordinator
 

@@ -232,7 +232,10 @@ def parse_budgets(spec: str) -> dict[str, float]:
         if not node or not 0 < value < math.inf:
             raise UsageError(f"bad privacy budget {item!r}: use NODE:EPSILON with EPSILON a number > 0, "
                              "e.g. sim-0002:1.5")
-        caps[check_name(node, "node in --privacy-budgets")] = value
+        name = check_name(node, "node in --privacy-budgets")
+        if name in caps:  # the larger or the later would both be a guess
+            raise UsageError(f"bad privacy budget {item!r}: {name} already has a cap ({caps[name]:g}); give each node once")
+        caps[name] = value
     return caps
 
 

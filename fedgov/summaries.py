@@ -12,7 +12,10 @@ summary a node sends back (docs/monitoring.md, "Summaries"):
 2. The node counts its training rows per bin and per label. With noise on, it adds Laplace
    (scale b) or Gaussian (sigma) noise to every count, then rounds to the nearest integer and
    clamps at 0: counts on the wire are always whole numbers >= 0 (post-processing keeps the
-   noise's guarantee). Then every count below the minimum count k becomes null (suppressed).
+   noise's guarantee). Then every count below the minimum count k becomes null (suppressed);
+   if the suppressed counts total more than 0 but less than k, the smallest count still shown is
+   suppressed too (complementary suppression: `rows` minus the shown counts would otherwise
+   give a small hidden count exactly, e.g. a rare label's).
 3. The summary is the RFC 8785 JSON text of
    `{"version", "rows", "cuts", "min_count", "noise": {"kind", "scale"}, "features", "labels"}`;
    its SHA-256 (`summary_digest`) is part of what the node signs.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -89,6 +93,9 @@ def reference_from(x: np.ndarray, features: Sequence[str], labels: Sequence[str]
     return Reference(bins, source, tuple(features), cuts, tuple(labels))
 
 
+NOISE_STDEV_PER_SCALE = {"laplace": math.sqrt(2.0), "gaussian": 1.0}  # the noise's standard deviation per unit scale
+
+
 @dataclass(frozen=True)
 class SummaryRule:
     """What one node shares: whether it shares at all, its minimum count, its noise."""
@@ -102,14 +109,16 @@ class SummaryRule:
 def effective_rule(run: SummaryRule, site: SummaryRule | None) -> SummaryRule:
     """The run's rule, tightened by the node's own policy: the site may share less, never more.
 
-    A site's min_count can only raise the run's; a site that declares noise has its noise (and the
-    larger scale when both ask for the same kind); a site that does not share, does not.
+    A site's min_count can only raise the run's; a site that declares noise has its kind, at a scale
+    whose standard deviation is at least the run's noise's (Laplace b has b * sqrt(2)); a site that
+    does not share, does not.
     """
     if site is None:
         return run
     noise, scale = run.noise, run.scale
     if site.noise != "none":
-        noise, scale = site.noise, max(site.scale, run.scale) if site.noise == run.noise else site.scale
+        run_stdev = run.scale * NOISE_STDEV_PER_SCALE.get(run.noise, 0.0)
+        noise, scale = site.noise, max(site.scale, run_stdev / NOISE_STDEV_PER_SCALE[site.noise])
     return SummaryRule(run.share and site.share, max(run.min_count, site.min_count), noise, scale)
 
 
@@ -127,7 +136,14 @@ def _disclosed(counts: np.ndarray, rule: SummaryRule, rng: np.random.Generator) 
     elif rule.noise == "gaussian":
         values = values + rng.normal(0.0, rule.scale, size=values.shape)
     whole = np.maximum(np.rint(values), 0).astype(np.int64)
-    return [int(v) if v >= rule.min_count else None for v in whole]
+    suppressed = whole < rule.min_count
+    hidden = int(whole[suppressed].sum())
+    if 0 < hidden < rule.min_count and not suppressed.all():
+        # Complementary suppression: `rows` minus the shown counts would give the hidden total, which is one
+        # small count when one bin is hidden. Hiding the smallest shown bin too makes that total >= min_count.
+        shown = np.flatnonzero(~suppressed)
+        suppressed[shown[np.argmin(whole[shown])]] = True
+    return [None if hide else int(v) for v, hide in zip(whole, suppressed)]
 
 
 def summarize(x: np.ndarray, y: np.ndarray, reference: Reference, rule: SummaryRule,

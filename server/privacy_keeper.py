@@ -3,8 +3,10 @@
 At selection, a node with valid consent whose next release would take its epsilon past its
 cap is excluded with the state `privacy-budget` (its projection goes into `round.selection`
 under `privacy`); the draw, and its re-draw by anyone (governance/verify/selection.py), treat
-it like any other non-valid state. Once a round's replies are checked and enough are valid
-for an aggregate, the release is recorded (`round.privacy`) *before* the model is built:
+it like any other non-valid state. Before it reads the releases it signs the ledger as it stands,
+so a ledger whose releases were deleted (rolled back, rewritten) selects no node. Once a round's
+replies are checked and enough are valid for an aggregate, the release is recorded
+(`round.privacy`) *before* the model is built:
 a crash after it over-counts, never under-counts. Budgets are recomputed from every release
 the ledger holds, of every run (docs/privacy.md).
 """
@@ -19,8 +21,9 @@ from governance import entry_types as et
 from governance.consent import VALID, ConsentCheck
 from governance.errors import PolicyError
 from governance.ledger import KeyDestroyedError
+from governance.ledger.signed_head import SigningRefusedError
 from governance.privacy.accounting import epsilon
-from governance.privacy.budget import PRIVACY_BUDGET, project
+from governance.privacy.budget import PRIVACY_BUDGET, project, strictest_delta
 from governance.privacy.events import Release, noise_multipliers, releases_by_node
 from server.governed import RoundFacts
 from server.run_entries import RunEntries
@@ -49,6 +52,15 @@ class PrivacyKeeper:
                 self._cache[entry.seq] = Release.from_payload(entry.run_id, entry.round, payload)
         return [self._cache[seq] for seq in sorted(self._cache)]
 
+    def _check_not_rolled_back(self) -> None:
+        """Sign the ledger as it stands before a budget is read from it: a release deleted from the database (the
+        ledger rolled back or rewritten) would reset a spent budget, and the signer refuses such a ledger."""
+        try:
+            self.entries.ledger.checkpoint()
+        except SigningRefusedError as err:
+            raise PolicyError(f"the ledger does not extend what this workspace signed, so the privacy budgets "
+                              f"cannot be accounted from it and no node is selected: {err}") from None
+
     def caps(self, nodes: list[str]) -> dict[str, float]:
         """Each node's cap in this run, for the nodes that have one."""
         return {node: cap for node in nodes if (cap := self.privacy.cap_for(node)) is not None}
@@ -60,6 +72,7 @@ class PrivacyKeeper:
         caps = self.caps([node for node, check in checks.items() if check.state == VALID])
         if not caps:
             return checks, {}
+        self._check_not_rolled_back()
         history = releases_by_node(self.releases())
         gated, projections = dict(checks), {}
         for node, cap in sorted(caps.items()):
@@ -85,7 +98,8 @@ class PrivacyKeeper:
                           self.privacy.dp_clipping_norm, self.privacy.dp_delta, len(candidates), len(facts.selected),
                           participants, self.caps(candidates))
         history = releases_by_node([*self.releases(), release])
-        after = {node: epsilon(noise_multipliers(history[node]), self.privacy.dp_delta) for node in participants}
+        after = {node: epsilon(noise_multipliers(history[node]), strictest_delta(history[node]) or self.privacy.dp_delta)
+                 for node in participants}
         self.entries.ledger.append([self.entries.draft(et.ROUND_PRIVACY, release.payload(after),
                                                        round_=facts.server_round, model=self.entries.model_hash)])
 

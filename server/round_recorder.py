@@ -15,7 +15,7 @@ from fedgov.settings import RunSettings, parse_retrain_trigger
 from governance import entry_types as et
 from governance.archive import archive_model
 from governance.identity import NodeRegistry
-from governance.monitoring.link import trigger_link
+from governance.monitoring.link import trigger_cause
 from server.consent_selector import ConsentSelector
 from server.governed import RoundFacts
 from server.overhead import Overhead
@@ -53,7 +53,7 @@ class RoundRecorder:
     def _trigger(self) -> dict[str, Any]:
         """A retraining run's cause: the monitor.trigger entry its run config names, pinned by its leaf hash."""
         seq = parse_retrain_trigger(self.settings.governance.retrain_trigger)
-        return {"trigger": trigger_link(self.entries.ledger, seq)} if seq else {}
+        return {"trigger": trigger_cause(self.entries.ledger, seq)} if seq else {}
 
     def run_finished(self, status: str, reason: str = "") -> None:
         self.entries.ledger.append([self.entries.draft(et.RUN_FINISHED, {

@@ -3,10 +3,12 @@
 `StageWatch` is a Grid between Flower's `SecAggPlusWorkflow` and the real grid. The workflow
 talks to nodes in four stages (setup, share keys, collect masked vectors, unmask); the watch
 notes which nodes answered each, and checks every masked vector's signed statement
-(`MaskedReplyChecker`) before the workflow sums it. A reply that fails its check is handed to
-the workflow as an error reply: SecAgg+ then treats the node as dropped, leaves its masked
-vector out of the sum and removes its masks with its neighbours' shares, the protocol's own
-dropout path. Nothing here sees an update unmasked.
+(`MaskedReplyChecker`) before the workflow sums it, and the shape of every other stage's reply
+(`stage_reply_problem`: Flower's workflow indexes and zips what it gets, so one malformed reply
+would end the run). A reply that fails its check is handed to the workflow as an error reply:
+SecAgg+ then treats the node as dropped, leaves its masked vector out of the sum and removes its
+masks with its neighbours' shares, the protocol's own dropout path. Nothing here sees an update
+unmasked.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class RoundView:
     stages: dict[str, list[int]] = field(default_factory=dict)
     dropped: dict[int, str] = field(default_factory=dict)  # Flower node id -> why it left the protocol
     statements: dict[int, dict[str, Any]] = field(default_factory=dict)  # the verified masked-vector statements
+    sampled: set[int] = field(default_factory=set)  # the nodes the round's setup went to
 
 
 class MaskedReplyChecker:
@@ -114,6 +117,57 @@ class MaskedReplyChecker:
                       "dataset_fingerprint": fingerprint.to_dict()}
 
 
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _byte_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, bytes) for v in value)
+
+
+def stage_reply_problem(stage: str, reply: Message, sampled: set[int]) -> str | None:
+    """Why a setup, share-keys or unmask reply would break Flower's workflow (it indexes and zips what it gets,
+    so one node's malformed reply ended the whole run), or None. `sampled`: the nodes of the round's setup."""
+    configs = reply.content.config_records.get(RECORD_KEY_CONFIGS)
+    if configs is None:
+        return f"malformed SecAgg+ {stage} reply: no {RECORD_KEY_CONFIGS} record"
+    if stage == Stage.SETUP:
+        if not all(isinstance(configs.get(k), bytes) for k in (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2)):
+            return f"malformed SecAgg+ {stage} reply: not two public keys"
+    elif stage == Stage.SHARE_KEYS:
+        dsts, texts = configs.get(Key.DESTINATION_LIST), configs.get(Key.CIPHERTEXT_LIST)
+        if not _ints(dsts) or not _byte_strings(texts) or len(dsts) != len(texts) or not set(dsts) <= sampled:
+            return f"malformed SecAgg+ {stage} reply: not one ciphertext per destination among the round's nodes"
+    elif stage == Stage.UNMASK:
+        owners, shares = configs.get(Key.NODE_ID_LIST), configs.get(Key.SHARE_LIST)
+        if not _ints(owners) or not _byte_strings(shares) or len(owners) != len(shares) \
+                or not set(owners) <= sampled or any(len(b) < 20 or (len(b) - 4) % 16 for b in shares):
+            return f"malformed SecAgg+ {stage} reply: not one share (4 + 16k bytes) per node of the round"
+    return None
+
+
+def _odd_share_lengths(replies: dict[int, Message]) -> dict[int, str]:
+    """Of some well-formed unmask replies (by key), those whose share for some node is not the length most replies
+    give it (Flower reads the number of chunks of a secret from the first share it holds: a share of another
+    length would end the run)."""
+    lengths: dict[int, dict[int, int]] = defaultdict(dict)  # owner -> reply key -> share length
+    for key, reply in replies.items():
+        configs = reply.content.config_records[RECORD_KEY_CONFIGS]
+        for owner, share in zip(configs[Key.NODE_ID_LIST], configs[Key.SHARE_LIST]):
+            lengths[owner][key] = len(share)
+    odd: dict[int, str] = {}
+    for owner, by_reply in lengths.items():
+        counts: dict[int, int] = defaultdict(int)
+        for length in by_reply.values():
+            counts[length] += 1
+        usual = max(sorted(counts), key=lambda length: counts[length])
+        for key, length in by_reply.items():
+            if length != usual:
+                odd.setdefault(key, f"malformed SecAgg+ unmask reply: a share of {length} bytes for node {owner}, "
+                                    f"whose other shares have {usual}")
+    return odd
+
+
 def _stage_of(messages: list[Message]) -> str | None:
     for msg in messages:
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
@@ -138,17 +192,28 @@ class StageWatch(Grid):
             return replies
         server_round = int(messages[0].metadata.group_id)
         view = self.rounds[server_round]
+        if stage == Stage.SETUP:
+            view.sampled = {m.metadata.dst_node_id for m in messages}
         sent = {m.metadata.message_id: m for m in messages}
         out, answered = [], set()
+        problems = self._stage_problems(stage, replies, sent, view.sampled)
         for reply in replies:
             instruction = sent.get(reply.metadata.reply_to_message_id)
             node = instruction.metadata.dst_node_id if instruction is not None else reply.metadata.src_node_id
             if reply.has_error():
                 view.dropped.setdefault(node, f"dropout at SecAgg+ stage {stage}: {reply.error.reason[:200]}")
+            elif stage != Stage.COLLECT_MASKED_VECTORS and id(reply) in problems:
+                view.dropped[node] = problems[id(reply)]
+                if instruction is None:
+                    continue
+                reply = Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"rejected: {view.dropped[node]}"),
+                                reply_to=instruction)
             elif stage == Stage.COLLECT_MASKED_VECTORS:
                 reason, statement = self.checker.check(server_round, reply)
-                if reason is not None and instruction is not None:
+                if reason is not None:
                     view.dropped[node] = reason
+                    if instruction is None:  # answers nothing sent: no error reply can be made, so it is left out
+                        continue
                     reply = Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"rejected: {reason}"),
                                     reply_to=instruction)
                 else:
@@ -163,6 +228,29 @@ class StageWatch(Grid):
                                                                 "within the time-out")
         view.stages[stage] = sorted(answered)
         return out
+
+    @staticmethod
+    def _stage_problems(stage: str, replies: list[Message], sent: dict[str, Message],
+                        sampled: set[int]) -> dict[int, str]:
+        """id(reply) -> why, for the setup, share-keys and unmask replies Flower's workflow could not take."""
+        if stage == Stage.COLLECT_MASKED_VECTORS:
+            return {}
+        problems: dict[int, str] = {}
+        fine: dict[int, Message] = {}
+        for reply in replies:
+            if reply.has_error():
+                continue
+            try:
+                problem = stage_reply_problem(stage, reply, sampled)
+            except DECODE_ERRORS as err:
+                problem = f"malformed SecAgg+ {stage} reply ({type(err).__name__})"
+            if problem is None:
+                fine[id(reply)] = reply
+            else:
+                problems[id(reply)] = problem
+        if stage == Stage.UNMASK:
+            problems |= _odd_share_lengths(fine)
+        return problems
 
     # -- the rest of the Grid, delegated ----------------------------------------------------
 

@@ -9,7 +9,7 @@ at least the run's; a known noise kind with a finite scale; exactly the referenc
 each with one count per bin; exactly the reference's labels. Every count is null (suppressed) or
 a whole number (JSON integer; noise is rounded on the node, so a float is refused) within
 [min_count, rows + NOISE_SLACK] (without noise: within [min_count, rows], and a feature's
-counts sum to at most rows). Anything else is a named rejection (`bad summary: ...`), recorded
+counts, like the label counts, sum to at most rows). Anything else is a named rejection (`bad summary: ...`), recorded
 in `round.rejected`; it never reaches the drift maths.
 """
 
@@ -69,7 +69,7 @@ def structure_problem(summary: Any, reference: Reference, run_min_count: int) ->
         return f"noise scale {brief(scale)} is not a number in [0, {MAX_NOISE_SCALE:g}] (0 exactly without noise)"
     high = rows if noise["kind"] == "none" else rows + NOISE_SLACK
     return _features_problem(summary["features"], reference, k, high, exact=noise["kind"] == "none") \
-        or _labels_problem(summary["labels"], reference, k, high)
+        or _labels_problem(summary["labels"], reference, k, high, exact=noise["kind"] == "none")
 
 
 def _features_problem(features: Any, reference: Reference, k: int, high: int, exact: bool) -> str | None:
@@ -96,7 +96,7 @@ def _features_problem(features: Any, reference: Reference, k: int, high: int, ex
     return None
 
 
-def _labels_problem(labels: Any, reference: Reference, k: int, high: int) -> str | None:
+def _labels_problem(labels: Any, reference: Reference, k: int, high: int, exact: bool) -> str | None:
     if not isinstance(labels, dict):
         return "labels is not an object"
     if set(labels) != set(reference.labels):
@@ -106,6 +106,8 @@ def _labels_problem(labels: Any, reference: Reference, k: int, high: int) -> str
         problem = _count_problem(f"label {brief(name)}", labels[name], k, high)
         if problem:
             return problem
+    if exact and sum(c for c in labels.values() if c is not None) > high:
+        return f"label counts sum to more than the {high} rows"
     return None
 
 

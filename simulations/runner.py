@@ -138,13 +138,11 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
 def check_retrain_trigger(settings: RunSettings, workspace: Any) -> None:
     """A retraining run must name a recorded monitor.trigger entry: refused here, before anything starts."""
     from fedgov.settings import parse_retrain_trigger
-    from governance.ledger import Ledger
-    from governance.monitoring.link import trigger_link
+    from governance.monitoring.link import check_before_run
 
     seq = parse_retrain_trigger(settings.governance.retrain_trigger)
     if seq:
-        with Ledger.open_readonly(workspace) as ledger:
-            trigger_link(ledger, seq)
+        check_before_run(workspace, seq)
 
 
 def _remove(scratch: Path, tries: int = 20) -> None:

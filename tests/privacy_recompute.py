@@ -31,7 +31,7 @@ def epsilon_from_rdp(orders: Sequence[float], rdp: Sequence[float], delta: float
 
 
 def recompute(events: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """Node -> epsilon, from `round.privacy` payloads in ledger order (each node at its latest release's delta)."""
+    """Node -> epsilon, from `round.privacy` payloads in ledger order (each node at the smallest delta of its releases)."""
     rdp: dict[str, list[float]] = {}
     orders: dict[str, list[float]] = {}
     delta: dict[str, float] = {}
@@ -43,5 +43,5 @@ def recompute(events: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             orders[node] = list(event["orders"])
             steps = [gaussian_rdp(a, event["noise_multiplier"]) for a in event["orders"]]
             rdp[node] = [x + y for x, y in zip(rdp.get(node, [0.0] * len(steps)), steps, strict=True)]
-            delta[node] = event["delta"]
+            delta[node] = min(delta.get(node, event["delta"]), event["delta"])
     return {node: epsilon_from_rdp(orders[node], rdp[node], delta[node]) for node in rdp}

@@ -104,6 +104,8 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{source}: not valid TOML ({err}); see docs/monitoring.md, \"Retraining triggers\"") from None
+    except RecursionError:  # the parser recurses once per nested array or inline table
+        raise UsageError(f"{source}: not valid TOML (nested too deeply); see docs/monitoring.md") from None
     _no_unknown(data, ("cooldown", "triggers", "retrain"), "", source)
     triggers = _table(data, "triggers", source)
     _no_unknown(triggers, TRIGGERS, "triggers.", source)

@@ -54,14 +54,25 @@ class Projection:
         return {"epsilon_spent": self.spent, "epsilon_next": self.next, "epsilon_cap": self.cap}
 
 
+def strictest_delta(history: Sequence[Release], delta: float | None = None) -> float | None:
+    """The smallest delta among `history`'s releases (and `delta`, the next release's): a node's epsilon is
+    stated there, so a later run with a looser delta cannot restate a spent budget as a smaller epsilon."""
+    deltas = [r.delta for r in history] + ([delta] if delta is not None else [])
+    return min(deltas) if deltas else None
+
+
 def project(history: Sequence[Release], noise_multiplier: float, delta: float, cap: float) -> Projection:
-    """Would the node, having entered `history`, exceed `cap` by entering one more release?"""
+    """Would the node, having entered `history`, exceed `cap` by entering one more release (at `delta`)?
+
+    Both figures are at the strictest delta of the history and the next release.
+    """
     sigmas = noise_multipliers(history)
+    delta = strictest_delta(history, delta) or delta
     return Projection(epsilon(sigmas, delta), epsilon([*sigmas, noise_multiplier], delta), cap)
 
 
 def node_budgets(releases: Iterable[Release], nodes: Iterable[str]) -> list[NodeBudget]:
-    """Every node's budget: spent at the delta of its latest release, against the latest cap recorded for it.
+    """Every node's budget: spent at the smallest delta of its releases, against the latest cap recorded for it.
 
     A node with no release has spent nothing (its delta unknown).
     """
@@ -73,7 +84,7 @@ def node_budgets(releases: Iterable[Release], nodes: Iterable[str]) -> list[Node
     out = []
     for node in sorted(set(nodes) | set(by_node)):
         history = by_node.get(node, [])
-        delta = history[-1].delta if history else None
+        delta = strictest_delta(history)
         spent = epsilon(noise_multipliers(history), delta) if delta is not None else 0.0
         out.append(NodeBudget(node, len(history), sorted({r.run_id for r in history}), spent, delta, caps.get(node)))
     return out

@@ -64,7 +64,7 @@ class Release:
             return cls(run_id, server_round, str(payload["dp"]), float(sigma), float(payload["clipping_norm"]),
                        float(delta), int(payload["population"]), int(payload["selected"]),
                        tuple(str(p) for p in participants), dict(payload.get("caps") or {}))
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise UsageError(f"round.privacy of run {run_id} round {server_round} cannot be accounted: {err}") \
                 from None
 

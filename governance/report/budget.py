@@ -32,7 +32,7 @@ class DpEvent:
 
 @dataclass(frozen=True)
 class Replay:
-    before: dict[str, float]  # node -> ε of its releases in earlier runs, at this run's first δ
+    before: dict[str, float]  # node -> ε of its releases in earlier runs, at the smallest δ of them and this run's first
     after: dict[str, list[tuple[int, float]]]  # node -> (round, ε after it) for this run's rounds it entered
     problem: str  # why the releases cannot be accounted ("" when they can)
 
@@ -43,14 +43,17 @@ def replay(events: Sequence[DpEvent], run_id: str) -> Replay:
     history: dict[str, list[float]] = {}
     before: dict[str, float] = {}
     after: dict[str, list[tuple[int, float]]] = {}
+    strictest: dict[str, float] = {}  # node -> the smallest delta of its releases so far (docs/privacy.md)
     try:
         for e in sorted(events, key=lambda x: x.seq):
             for node in e.participants:
+                delta = min(strictest.get(node, e.delta), e.delta)
                 if e.run_id == run_id and node not in after:
-                    before[node] = epsilon(history.get(node, []), e.delta)
+                    before[node] = epsilon(history.get(node, []), delta)
                 history.setdefault(node, []).append(e.noise_multiplier)
+                strictest[node] = delta
                 if e.run_id == run_id:
-                    after.setdefault(node, []).append((e.round, epsilon(history[node], e.delta)))
+                    after.setdefault(node, []).append((e.round, epsilon(history[node], delta)))
     except UsageError as err:
         return Replay(before, after, f"round.privacy of run {e.run_id} round {e.round} cannot be accounted: {err}")
     return Replay(before, after, "")

@@ -174,7 +174,8 @@ def test_a_node_that_fails_or_does_not_answer_a_stage_is_named_a_dropout_at_that
             return Message(Error(code=0, reason="Node unavailable"), reply_to=m)
         if m.metadata.dst_node_id == 102:
             return None
-        return Message(RecordDict({RECORD_KEY_CONFIGS: ConfigRecord({})}), reply_to=m)
+        return Message(RecordDict({RECORD_KEY_CONFIGS: ConfigRecord({Key.PUBLIC_KEY_1: b"a", Key.PUBLIC_KEY_2: b"b"})}),
+                       reply_to=m)
 
     w = watch(answer)
     w.send_and_receive([instruction(fid, Stage.SETUP) for fid in FLOWER_IDS])
@@ -188,3 +189,60 @@ def test_messages_outside_the_protocol_pass_untouched():
     w = watch(lambda m: Message(RecordDict(), reply_to=m))
     msg = Message(RecordDict({"config": ConfigRecord({"x": 1})}), dst_node_id=101, message_type="train", group_id="0")
     assert len(list(w.send_and_receive([msg]))) == 1 and dict(w.rounds) == {}
+
+
+def test_a_bad_masked_reply_that_names_no_instruction_is_never_summed():
+    """Attack (issue 12, low): a forged masked vector whose reply_to names no instruction of this stage went to the
+    workflow untouched, its node counted as answering, because only a reply with a known instruction could be
+    turned into an error. Now it is left out (named a dropout) whichever instruction it claims to answer."""
+    def answer(m):
+        if m.metadata.dst_node_id != 102:
+            return signed(m, masked_reply(m))
+        reply = _forged(m)
+        reply.metadata.__dict__["_reply_to_message_id"] = "no-such-instruction"
+        return reply
+
+    w = watch(answer)
+    replies = collect(w)
+    assert all(not r.has_error() for r in replies) and {r.metadata.src_node_id for r in replies} == {101, 103}
+    view = w.rounds[1]
+    assert "signature" in view.dropped[102] and 102 not in view.statements
+    assert view.stages[Stage.COLLECT_MASKED_VECTORS] == [101, 103]
+
+
+def _stage_reply(m: Message, values: dict) -> Message:
+    return Message(RecordDict({RECORD_KEY_CONFIGS: ConfigRecord(values)}), reply_to=m)
+
+
+GOOD_SHARE = bytes(4 + 16 * 3)
+STAGE_CASES = {  # stage -> (an honest reply's values for node fid, a hostile one's)
+    "setup, no keys": (Stage.SETUP, lambda fid: {Key.PUBLIC_KEY_1: b"a", Key.PUBLIC_KEY_2: b"b"}, {}),
+    "share keys, lists of different lengths": (
+        Stage.SHARE_KEYS, lambda fid: {Key.DESTINATION_LIST: [101, 102, 103], Key.CIPHERTEXT_LIST: [b"x"] * 3},
+        {Key.DESTINATION_LIST: [101, 103], Key.CIPHERTEXT_LIST: [b"x"] * 3}),
+    "unmask, a share for a node outside the round": (
+        Stage.UNMASK, lambda fid: {Key.NODE_ID_LIST: [101, 102, 103], Key.SHARE_LIST: [GOOD_SHARE] * 3},
+        {Key.NODE_ID_LIST: [101, 999, 103], Key.SHARE_LIST: [GOOD_SHARE] * 3}),
+    "unmask, a share of another length": (
+        Stage.UNMASK, lambda fid: {Key.NODE_ID_LIST: [101, 102, 103], Key.SHARE_LIST: [GOOD_SHARE] * 3},
+        {Key.NODE_ID_LIST: [101, 102, 103], Key.SHARE_LIST: [GOOD_SHARE, bytes(4 + 16), GOOD_SHARE]}),
+    "unmask, shares not bytes": (
+        Stage.UNMASK, lambda fid: {Key.NODE_ID_LIST: [101, 102, 103], Key.SHARE_LIST: [GOOD_SHARE] * 3},
+        {Key.NODE_ID_LIST: [101, 102, 103], Key.SHARE_LIST: [1, 2, 3]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STAGE_CASES))
+def test_a_malformed_reply_at_another_stage_is_a_named_dropout_not_the_end_of_the_run(case):
+    """Attack (issue 12, high): Flower's workflow indexes and zips the setup, share-keys and unmask replies as they
+    come (`res_dict[Key.DESTINATION_LIST]`, `zip(..., strict=True)`, `collected_shares_dict[owner]`), and the watch
+    checked only the masked vectors: one selected node's malformed reply raised out of the workflow and ended the
+    whole run. Now it reaches the workflow as an error: a dropout, named."""
+    stage, honest, hostile = STAGE_CASES[case]
+    w = watch(lambda m: _stage_reply(m, hostile if m.metadata.dst_node_id == 102 else honest(m.metadata.dst_node_id)))
+    if stage != Stage.SETUP:
+        w.send_and_receive([instruction(fid, Stage.SETUP) for fid in FLOWER_IDS])  # the round's nodes
+    replies = {r.metadata.src_node_id: r for r in w.send_and_receive([instruction(fid, stage) for fid in FLOWER_IDS])}
+    assert replies[102].has_error() and "rejected: malformed SecAgg+" in replies[102].error.reason
+    assert not replies[101].has_error() and not replies[103].has_error()
+    assert w.rounds[1].stages[stage] == [101, 103] and "malformed SecAgg+" in w.rounds[1].dropped[102]

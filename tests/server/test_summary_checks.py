@@ -140,7 +140,7 @@ def test_a_signed_hostile_summary_is_rejected_by_the_structure_check_with_its_re
 def test_a_summary_changed_added_or_stripped_after_signing_fails_the_signature():
     key = NodeKey.generate()
     content = _signed(key, summary_text(_summary()))
-    other = _broken(lambda s: s["labels"].update(no=s["labels"]["no"] + 1 if s["labels"]["no"] else 9))
+    other = _broken(lambda s: s["labels"].update(no=s["labels"]["no"] - 1 if s["labels"]["no"] else 9))
     content[SUMMARY_KEY] = ConfigRecord({SUMMARY_TEXT_KEY: summary_text(other)})
     assert "bad-signature" in (_judge(content, key)[0] or "")
     stripped = _signed(key, summary_text(_summary()))
