@@ -3,7 +3,7 @@
 One accountant per node, not one per run: a node's budget is the node's own (its data), so
 each node composes only the releases its update was part of. Each release is a Gaussian
 mechanism of noise multiplier sigma on a mean whose per-node sensitivity is the clipping
-norm over the number averaged (Flower's calibration): under add/remove-one-node
+norm over the number averaged (Flower's calibration): under zero-out-one-node
 neighbouring it is `GaussianDpEvent(sigma)`, composed once per release, with *no* sampling
 amplification (fedgov's selection is a deterministic, recorded draw, not a secret Poisson
 sample: docs/privacy.md). RDP at order a of one release is a / (2 sigma^2); the conversion
@@ -20,7 +20,7 @@ from governance.errors import UsageError
 
 # dp-accounting's own default orders (RdpAccountant), written down so a verifier uses the same ones.
 ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512, 1024])
-NEIGHBORING = "add/remove one node's update"
+NEIGHBORING = "zero-out one node's update (its clipped update replaced by zeros; the mean's divisor is the recorded participant count)"
 
 
 def accountant_name(orders: Sequence[float] = ORDERS) -> str:

@@ -1,7 +1,7 @@
 """ε spent per node, recomputed from the recorded DP events alone, with the project's accountant.
 
 The accounting is governance/privacy's (`accounting.epsilon`: dp-accounting's RDP accountant,
-one Gaussian release per round a node's update entered, add/remove-one-node, no amplification);
+one Gaussian release per round a node's update entered, zero-out one node, no amplification);
 this module only replays the recorded releases in ledger order. A node's budget is its own
 across runs (its data is the same data), so the releases of every run count: what the node had
 spent before this run, then after each of this run's rounds.
