@@ -109,9 +109,8 @@ def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordina
         loss, accuracy = evaluate(model, held_out, device)
         metrics = {"loss": loss, "accuracy": accuracy}
         roles.recorder.evaluated(server_round, metrics)
-        if roles.monitor is not None:
-            roles.monitor.evaluated(server_round, metrics)
-        report.evaluated(server_round, metrics, overhead=roles.overhead.pop(server_round))
+        monitored = roles.monitor.evaluated(server_round, metrics) if roles.monitor is not None else None
+        report.evaluated(server_round, metrics, overhead=roles.overhead.pop(server_round), monitoring=monitored)
         return MetricRecord(metrics)
 
     return evaluate_fn

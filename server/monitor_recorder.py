@@ -87,14 +87,16 @@ class MonitorRecorder:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def evaluated(self, server_round: int, metrics: dict[str, float]) -> None:
-        """Degradation and fairness of the round, after its central evaluation (round 0 is the baseline)."""
+    def evaluated(self, server_round: int, metrics: dict[str, float]) -> dict[str, Any] | None:
+        """Degradation and fairness of the round, after its central evaluation (round 0 is the baseline);
+        returns the recorded `monitor.metrics` payload, which the run's console shows."""
         self._history.append((server_round, float(metrics["accuracy"])))
         if server_round == 0:
-            return
+            return None
         with self.overhead.timed(server_round, MONITOR_STEP):
             payload = round_metrics(server_round, self._history, self._accuracy.pop(server_round, {}), self.floor,
                                     self._verdicts.pop(server_round, {}))
             self.entries.ledger.append([self.entries.draft(et.MONITOR_METRICS, payload, round_=server_round,
                                                            model=self.entries.model_hash)])
+        return payload
 

@@ -37,6 +37,19 @@ def _reply_shape(reply) -> dict[str, Any]:
     }
 
 
+def monitoring_line(metrics: dict[str, Any]) -> str:
+    """One line of a round's `monitor.metrics`: drift, the worst node, and who is below the floor."""
+    drift = metrics.get("drift", {})
+    significant = drift.get("significant", [])
+    judged = drift.get("nodes_with_verdict", 0)
+    drift_text = (f"significant drift on {len(significant)} of {judged} nodes ({', '.join(significant)})" if significant
+                  else f"no significant drift ({judged} nodes judged)")
+    worst, flagged = metrics.get("worst"), metrics.get("flagged", [])
+    worst_text = f"worst node {worst['node_id']} {worst['value']:.3f}" if worst else "no node metrics"
+    floor_text = f"below {metrics.get('floor')}: {', '.join(flagged)}" if flagged else "none below the floor"
+    return f"{drift_text}; {worst_text}; {floor_text}"
+
+
 class RunReport:
     """Collects each round's outcome; prints one progress line per round."""
 
@@ -92,9 +105,10 @@ class RunReport:
             self.console.print(f"  [red]{escape(facts.failure)}[/]")
 
     def evaluated(self, server_round: int, metrics: dict[str, float],
-                  overhead: dict[str, float] | None = None) -> None:
+                  overhead: dict[str, float] | None = None, monitoring: dict[str, Any] | None = None) -> None:
         """Record the central evaluation; round 0 is the initial model. `overhead` is the
-        time governance spent in the round, by step."""
+        time governance spent in the round, by step; `monitoring` the round's recorded
+        `monitor.metrics`, shown as one more line."""
         if server_round == 0:
             self.initial = metrics
             self.console.print(
@@ -110,6 +124,9 @@ class RunReport:
             f"nodes aggregated, {len(entry['rejected'])} rejected, "
             f"accuracy {metrics['accuracy']:.3f}, loss {metrics['loss']:.3f}, {entry['seconds']:.1f} s"
         )
+        if monitoring is not None:
+            entry["monitoring"] = monitoring_line(monitoring)
+            self.console.print(f"  monitoring: {entry['monitoring']}")
         self.save()
 
     def as_dict(self) -> dict[str, Any]:

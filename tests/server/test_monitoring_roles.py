@@ -49,3 +49,16 @@ def test_a_monitor_record_that_cannot_be_written_stops_the_run(tmp_path):
         roles = coordinator(ledger, "10", RunSettings.from_run_config(), {}, NodeRegistry())
         with pytest.raises((SQLAlchemyError, sqlite3.Error), match="disk full"):
             roles.monitor.run_started()
+
+
+def test_the_console_line_names_the_drifting_nodes_the_worst_node_and_those_below_the_floor() -> None:
+    """What an operator watching the run reads each round (and rounds.json keeps)."""
+    from server.report import monitoring_line
+
+    metrics = {"drift": {"significant": ["sim-0001", "sim-0004"], "nodes_with_verdict": 10},
+               "worst": {"node_id": "sim-0005", "value": 0.125}, "flagged": ["sim-0005"], "floor": 0.6}
+    assert monitoring_line(metrics) == ("significant drift on 2 of 10 nodes (sim-0001, sim-0004); "
+                                        "worst node sim-0005 0.125; below 0.6: sim-0005")
+    quiet = {"drift": {"significant": [], "nodes_with_verdict": 10}, "worst": {"node_id": "sim-0002", "value": 0.9},
+             "flagged": [], "floor": 0.6}
+    assert monitoring_line(quiet) == "no significant drift (10 nodes judged); worst node sim-0002 0.900; none below the floor"
