@@ -26,6 +26,7 @@ BENCHMARKS = {
     "signed_writes": ["--sizes", "1000,100000,1000000", "--repeats", "200"],
     "deploy_rounds": ["--nodes", "3,20", "--rounds", "3", "--repeats", "2"],
     "bundle_bench": ["--rounds", "100", "--nodes", "100", "--repeats", "3"],
+    "monitor_overhead": ["--repeats", "3", "--configs", "100x5"],
 }
 
 
