@@ -33,7 +33,7 @@ accuracy_drop = 0.05
 drift_share = 0.3
 worst_node_below = 0.5
 [retrain]
-rounds = 2
+rounds = 1  # what is checked is that it runs, and is linked to its trigger: one round shows that
 nodes = 4
 purpose = "retraining"
 out = "{out}/retrain-{{seq}}"
@@ -66,7 +66,7 @@ def test_sigterm_during_a_retraining_run_leaves_no_process_and_closes_the_run(tm
     fed.fedgov("audit", "init")
     with Ledger.open(Workspace.discover(tmp_path / "workspace")) as ledger:
         record_round(ledger, "run-0", 2, value=0.9, best=0.95, nodes=ten_nodes(), drifting=DRIFTING)
-    fed.policy.write_text(POLICY.format(out=tmp_path).replace("rounds = 2", "rounds = 500"))
+    fed.policy.write_text(POLICY.format(out=tmp_path).replace("rounds = 1 ", "rounds = 500 "))
     mark = uuid.uuid4().hex
     watch = subprocess.Popen(fedgov_argv("monitor", "watch", "--policy", str(fed.policy), "--interval", "1"),
                              cwd=tmp_path, env=fedgov_env({**fed.env, MARK_VARIABLE: mark}), text=True,
