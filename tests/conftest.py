@@ -64,16 +64,17 @@ LONGEST_FIRST = (  # seconds each took, one module after another, on two busy co
     # alone on a quiet machine, which a simulation takes 2-3 times over on two busy cores; a federation, which
     # mostly waits on Flower's polls, about 1.2 times)
     "e2e/test_simulation.py",  # 231
-    "deploy/test_federation.py",  # 150* (141 alone: 71 before, plus its SecAgg+ run, 122 on a federation of its own)
-    "e2e/test_governed_rounds.py",  # 187
     "deploy/test_federation_up.py",  # 136
+    "e2e/test_governed_rounds.py",  # 187
+    "deploy/test_federation.py",  # 120* (97-107 alone with its SecAgg+ run beside the first; 71 before, and 122 the
+    # SecAgg+ run on a federation of its own)
     "e2e/test_signals.py",  # 152
     "deploy/test_restart_and_dropout.py",  # 92
     "e2e/test_resources.py",  # 113
     "deploy/test_server_start.py",  # 64
     "e2e/test_privacy_budget.py",  # 93 (32 alone)
     "deploy/test_node_register.py",  # 44
-    "e2e/test_monitoring.py",  # 95* (39 alone: its simulation 15, the retraining run 21)
+    "e2e/test_monitoring.py",  # 85* (34 alone: its simulation 15, the retraining run 16)
     "deploy/test_gatekeeper_loopback.py",  # 38
     "e2e/test_contained_engine.py",  # 75
     "deploy/test_ledger_backup.py",  # 36
@@ -81,7 +82,7 @@ LONGEST_FIRST = (  # seconds each took, one module after another, on two busy co
     "governance/test_cli_hostile_arguments.py",  # 32
     "e2e/test_compliance_officer.py",  # 67
     "deploy/test_node_join.py",  # 30
-    "e2e/test_retraining.py",  # 20* (9 alone)
+    "e2e/test_retraining.py",  # 25* (9-12 alone)
     "deploy/test_app_bundle.py",  # 20* (10 alone)
     "deploy/test_certs.py",  # 17* (9 alone)
     "deploy/test_coordinator_gate.py",  # 16* (8 alone)

@@ -13,8 +13,8 @@ The same federation holds the nodes that must not take part (docs/security.md, t
 checked against a real SuperLink in tests/deploy/test_node_register.py.)
 The two unregistered ones are started as soon as the coordinator is up, and have ended before the run starts.
 
-Then, on the same federation, a run under SecAgg+ (its purpose one only the three joined nodes consent to and allow):
-the deployed apps switch by run config, each node's SecAgg+ state survives between its four messages a round
+Beside that run, on the same federation, a run under SecAgg+ (its purpose one only the three joined nodes consent to
+and allow), started once every node is online: the deployed apps switch by run config, each node's SecAgg+ state survives between its four messages a round
 (process isolation pushes the Context back), and the gatekeeper counts one training instruction per round. Each
 test reads only its own run's ledger entries, by run id.
 """
@@ -104,24 +104,47 @@ class Unregistered:
                      err.read_text() if err.exists() else "", self.ended_at.get(name, float("inf")))
 
 
+class Background:
+    """`fedgov ARGS` started now, its output in files; `done()` waits for it, as `run_fedgov` would have run it."""
+
+    def __init__(self, root: Path, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.out, self.err = root / f"{name}.out", root / f"{name}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.process = subprocess.Popen(fedgov_argv(*args), stdout=out, stderr=err, text=True,
+                                            env=fedgov_env(env))
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.out.read_text():
+            assert self.process.poll() is None and time.monotonic() < deadline, self.out.read_text()[-3000:]
+            time.sleep(0.2)
+
+    def done(self, timeout: float) -> subprocess.CompletedProcess:
+        self.process.wait(timeout)
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.out.read_text(),
+                                           self.err.read_text())
+
+
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory):
     unregistered = Unregistered()
     with loopback_federation(tmp_path_factory.mktemp("federation"), NODES, bare=("plain",),
                              first=unregistered.start) as federation:
         stranger, stray = unregistered.ended("stranger"), unregistered.ended("stray")
-        run = run_fedgov(*federation.run_args(PURPOSE, len(REGISTERED), 2), "--wait", "120", env=federation.env,
-                         timeout=360)
-        refused = run_fedgov(*federation.run_args("marketing", 3, 1), env=federation.env, timeout=240)
         for name in SECAGG_NODES:
             granted = run_fedgov("consent", "grant", "--node", name, "--team", name, "--purpose", SECAGG_PURPOSE,
                                  "--data-category", "imaging", "--notice-version", "1", "--notice-hash", "a" * 64,
                                  env=federation.env)
             assert granted.returncode == 0, granted.stderr
-        secagg = subprocess.run(fedgov_argv(*federation.run_args(SECAGG_PURPOSE, len(SECAGG_NODES), 2), "--secagg"),
-                                capture_output=True, text=True,
-                                env=fedgov_env({**federation.env, MARK_VARIABLE: federation.mark}), timeout=300)
-        yield Outcome(federation.root, run, refused, stranger, stray, secagg)
+        run = Background(federation.root, "run", [*federation.run_args(PURPOSE, len(REGISTERED), 2), "--wait", "120"],
+                         federation.env)
+        # the SecAgg+ run beside it, once every node is online (its own wait counts nodes, not whose they are)
+        run.wait_for("nodes online", 150)
+        secagg = Background(federation.root, "secagg", [*federation.run_args(SECAGG_PURPOSE, len(SECAGG_NODES), 2),
+                                                        "--secagg"], {**federation.env, MARK_VARIABLE: federation.mark})
+        run = run.done(360)
+        refused = run_fedgov(*federation.run_args("marketing", 3, 1), env=federation.env, timeout=240)
+        yield Outcome(federation.root, run, refused, stranger, stray, secagg.done(300))
 
 
 def _ledger(root: Path) -> Ledger:
