@@ -60,22 +60,37 @@ os.environ["FEDGOV_PASSPHRASE"] = PASSPHRASE  # in-process code of module-scoped
 # workers tend to pair one of each. Other modules of tests/e2e and tests/deploy come next, then the rest, in
 # the order collected: add a new long module here. A module missing here is only scheduled later, never
 # skipped; a name here that is no module stops the session.
-LONGEST_FIRST = (  # seconds each took, one module after another, on two busy cores
+LONGEST_FIRST = (  # seconds each took, one module after another, on two busy cores (*: estimated from its time
+    # alone on a quiet machine, which a simulation takes 2-3 times over on two busy cores; a federation, which
+    # mostly waits on Flower's polls, about 1.2 times)
     "e2e/test_simulation.py",  # 231
     "deploy/test_federation_up.py",  # 136
     "e2e/test_governed_rounds.py",  # 187
-    "deploy/test_restart_and_dropout.py",  # 92
+    "deploy/test_federation.py",  # 120* (97-107 alone with its SecAgg+ run beside the first; 71 before, and 122 the
+    # SecAgg+ run on a federation of its own)
     "e2e/test_signals.py",  # 152
-    "deploy/test_federation.py",  # 83
+    "deploy/test_restart_and_dropout.py",  # 92
     "e2e/test_resources.py",  # 113
     "deploy/test_server_start.py",  # 64
-    "e2e/test_contained_engine.py",  # 75
+    "e2e/test_privacy_budget.py",  # 93 (32 alone)
     "deploy/test_node_register.py",  # 44
-    "e2e/test_compliance_officer.py",  # 67
+    "e2e/test_monitoring.py",  # 85* (34 alone: its simulation 15, the retraining run 16)
     "deploy/test_gatekeeper_loopback.py",  # 38
+    "e2e/test_contained_engine.py",  # 75
     "deploy/test_ledger_backup.py",  # 36
+    "e2e/test_secure_aggregation.py",  # 68 (30 alone)
     "governance/test_cli_hostile_arguments.py",  # 32
+    "e2e/test_compliance_officer.py",  # 67
     "deploy/test_node_join.py",  # 30
+    "e2e/test_retraining.py",  # 25* (9-12 alone)
+    "deploy/test_app_bundle.py",  # 20* (10 alone)
+    "deploy/test_certs.py",  # 17* (9 alone)
+    "deploy/test_coordinator_gate.py",  # 16* (8 alone)
+    "deploy/test_service_recipes.py",  # 1
+    "deploy/test_gatekeeper_secagg.py",  # 1
+    "deploy/test_activation_refusal.py",  # 1
+    "deploy/test_gatekeeper.py",  # 1
+    "deploy/test_connection_watch.py",  # 1
 )
 _MISSING = [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()]
 assert not _MISSING, f"tests/conftest.py LONGEST_FIRST names modules that do not exist: {_MISSING}"

@@ -12,6 +12,11 @@ The same federation holds the nodes that must not take part (docs/security.md, t
 (That a second SuperNode with a registered key is not called unregistered, so `fedgov node join` retries it, is
 checked against a real SuperLink in tests/deploy/test_node_register.py.)
 The two unregistered ones are started as soon as the coordinator is up, and have ended before the run starts.
+
+Beside that run, on the same federation, a run under SecAgg+ (its purpose one only the three joined nodes consent to
+and allow), started once every node is online: the deployed apps switch by run config, each node's SecAgg+ state survives between its four messages a round
+(process isolation pushes the Context back), and the gatekeeper counts one training instruction per round. Each
+test reads only its own run's ledger entries, by run id.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from tests.deploy.federation import PURPOSE, loopback_federation
 from tests.fedgov_command import MARK_VARIABLE, PASSPHRASE, fedgov_argv, fedgov_env, run_fedgov
 
 pytestmark = pytest.mark.timeout(420)
-NODES = {"radiology": (PURPOSE,), "cardiology": (PURPOSE,), "marketing-dept": ("marketing",)}
+SECAGG_PURPOSE = "triage model under secure aggregation"
+NODES = {"radiology": (PURPOSE, SECAGG_PURPOSE), "cardiology": (PURPOSE, SECAGG_PURPOSE),
+         "marketing-dept": ("marketing", SECAGG_PURPOSE)}
 REGISTERED = sorted([*NODES, "plain"])
+SECAGG_NODES = sorted(NODES)  # the joined nodes: each has a fedgov identity and allows SECAGG_PURPOSE
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Outcome:
     refused: subprocess.CompletedProcess
     stranger: Ended
     stray: Ended
+    secagg: subprocess.CompletedProcess
 
 
 class Unregistered:
@@ -95,25 +104,58 @@ class Unregistered:
                      err.read_text() if err.exists() else "", self.ended_at.get(name, float("inf")))
 
 
+class Background:
+    """`fedgov ARGS` started now, its output in files; `done()` waits for it, as `run_fedgov` would have run it."""
+
+    def __init__(self, root: Path, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.out, self.err = root / f"{name}.out", root / f"{name}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.process = subprocess.Popen(fedgov_argv(*args), stdout=out, stderr=err, text=True,
+                                            env=fedgov_env(env))
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.out.read_text():
+            assert self.process.poll() is None and time.monotonic() < deadline, self.out.read_text()[-3000:]
+            time.sleep(0.2)
+
+    def done(self, timeout: float) -> subprocess.CompletedProcess:
+        self.process.wait(timeout)
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.out.read_text(),
+                                           self.err.read_text())
+
+
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory):
     unregistered = Unregistered()
     with loopback_federation(tmp_path_factory.mktemp("federation"), NODES, bare=("plain",),
                              first=unregistered.start) as federation:
         stranger, stray = unregistered.ended("stranger"), unregistered.ended("stray")
-        run = run_fedgov(*federation.run_args(PURPOSE, len(REGISTERED), 2), "--wait", "120", env=federation.env,
-                         timeout=360)
+        for name in SECAGG_NODES:
+            granted = run_fedgov("consent", "grant", "--node", name, "--team", name, "--purpose", SECAGG_PURPOSE,
+                                 "--data-category", "imaging", "--notice-version", "1", "--notice-hash", "a" * 64,
+                                 env=federation.env)
+            assert granted.returncode == 0, granted.stderr
+        run = Background(federation.root, "run", [*federation.run_args(PURPOSE, len(REGISTERED), 2), "--wait", "120"],
+                         federation.env)
+        # the SecAgg+ run beside it, once every node is online (its own wait counts nodes, not whose they are)
+        run.wait_for("nodes online", 150)
+        secagg = Background(federation.root, "secagg", [*federation.run_args(SECAGG_PURPOSE, len(SECAGG_NODES), 2),
+                                                        "--secagg"], {**federation.env, MARK_VARIABLE: federation.mark})
+        run = run.done(360)
         refused = run_fedgov(*federation.run_args("marketing", 3, 1), env=federation.env, timeout=240)
-        yield Outcome(federation.root, run, refused, stranger, stray)
+        yield Outcome(federation.root, run, refused, stranger, stray, secagg.done(300))
 
 
 def _ledger(root: Path) -> Ledger:
     return Ledger.open(Workspace.discover(root / "ws"), PASSPHRASE, write=False)
 
 
-def _payloads(root: Path, entry_type: str) -> list[dict]:
+def _payloads(root: Path, entry_type: str, purpose: str = PURPOSE) -> list[dict]:
+    """The payloads of `entry_type` of the one run that declared `purpose` (the other runs' entries left out)."""
     with _ledger(root) as ledger:
-        return [ledger.read_payload(e) for e in ledger.query(entry_type)]
+        [run_id] = [e.run_id for e in ledger.query(et.RUN_STARTED) if ledger.read_payload(e)["purpose"] == purpose]
+        return [ledger.read_payload(e) for e in ledger.query(entry_type, run_id=run_id)]
 
 
 def test_the_run_completes_and_says_so(federation):
@@ -168,6 +210,17 @@ def test_joining_a_node_that_was_never_registered_ends_at_once_in_one_line(feder
 def test_the_ledger_verifies_afterwards(federation):
     assert run_fedgov("audit", "verify", "--require-signed",
                       env={"FEDGOV_HOME": str(federation.root / "ws")}).returncode == 0
+
+
+def test_a_deployed_run_under_secagg_completes_and_records_only_masked_updates(federation):
+    secagg = federation.secagg
+    assert secagg.returncode == 0, (secagg.stdout + secagg.stderr)[-3000:]
+    rounds = _payloads(federation.root, et.ROUND_SECAGG, SECAGG_PURPOSE)
+    replies = _payloads(federation.root, et.ROUND_REPLY, SECAGG_PURPOSE)
+    aggregated = _payloads(federation.root, et.ROUND_AGGREGATED, SECAGG_PURPOSE)
+    assert [s["completed"] for s in rounds] == [SECAGG_NODES, SECAGG_NODES] and all(not s["dropped"] for s in rounds)
+    assert len(replies) == 6 and all("update_digest" not in r and r["secagg"] for r in replies)
+    assert [a["output_model_hash"] for a in aggregated] == [s["aggregate_hash"] for s in rounds]
 
 
 def test_a_run_no_node_consented_to_fails_in_one_line_with_the_reason(federation):

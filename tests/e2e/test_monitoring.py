@@ -3,15 +3,25 @@
 10 nodes x 4 rounds on breast-cancer: sim-0001, sim-0004 and sim-0007 (30%) drift from round 3 on,
 sim-0005's labels are rotated (the model fails that team), and sim-0002 signs a summary with a
 negative count. 5 bins per feature, so a node's ~37 rows fill most bins above the minimum count.
+
+Then audited retraining (issue 12, item 4) on that same run, as tests/e2e/test_retraining.py's policy sets it:
+`fedgov monitor check` names the drifting nodes and their features, `fedgov monitor watch` launches exactly one
+retraining run and holds its second check, and the ledger links that run (run.started, lineage, PROV) to the
+monitor.trigger entry that caused it. The monitoring tests read only the monitored run's entries (by run id,
+read once when it ends), so the retraining run cannot blur them.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import pytest
 
 from governance import entry_types as et
 from governance.monitoring.drift import FEDERATION
 from tests.e2e.test_governed_rounds import Run
+from tests.e2e.test_retraining import Federation
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -24,6 +34,15 @@ def monitored(tmp_path_factory) -> Run:
     return Run(tmp_path_factory.mktemp("monitored"), "--nodes", "10", "--rounds", "4",
                "--drift", ",".join(f"{n}@3" for n in DRIFTED), "--hard", HARD, "--monitor-bins", "5",
                "--faults", "2:summary-negative")
+
+
+@pytest.fixture(scope="module")
+def watched(monitored) -> tuple[Federation, subprocess.CompletedProcess[str]]:
+    """`fedgov monitor watch` over the monitored run: the first check retrains, the second is held."""
+    fed = Federation(monitored.tmp)
+    done = fed.fedgov("monitor", "watch", "--policy", str(fed.policy), "--run", monitored.run_id, "--interval", "1",
+                      "--max-checks", "2")
+    return fed, done
 
 
 def _drift(run: Run, round_: int) -> dict[str, dict]:
@@ -87,3 +106,51 @@ def test_a_node_that_signs_a_hostile_summary_is_rejected_by_name_every_round(mon
     rejected = monitored.of(et.ROUND_REJECTED)
     assert [(e.round, p["node_id"]) for e, p in rejected] == [(r, HOSTILE) for r in (1, 2, 3, 4)]
     assert all(p["reason"].startswith("bad summary: ") and "is -3" in p["reason"] for _, p in rejected)
+
+
+# -- audited retraining on this run's evidence (its last round, 4) ------------------------------------------------
+
+
+def test_check_names_the_drifting_nodes_and_features(monitored):
+    fed, run_id = Federation(monitored.tmp), monitored.run_id
+    done = fed.fedgov("monitor", "check", "--policy", str(fed.policy), "--run", run_id, "--format", "json")
+    shown = json.loads(done.stdout)
+    drift = next(t for t in shown["triggers"] if t["name"] == "drift-share")
+    # 3 of the 9 nodes with a verdict (sim-0002's replies are rejected: it has none)
+    assert drift["fired"] and drift["statistic"] == round(3 / 9, 12) and drift["nodes"] == DRIFTED
+    assert drift["features"] == {n: sorted(_drift(monitored, 4)[n]["drifting_features"]) for n in DRIFTED}
+    assert all(drift["features"][node] for node in drift["nodes"])  # each named with its drifting features
+    worst = next(t for t in shown["triggers"] if t["name"] == "worst-node")
+    assert worst["fired"] and worst["nodes"] == [HARD], worst  # the hard team, and no other node, under 0.5
+    assert shown["decision"] == "no-retrain" and shown["evidence"]["run_id"] == run_id
+    [(_, recorded)] = [(e, p) for e, p in fed.entries(et.MONITOR_TRIGGER) if e.seq == shown["seq"]]
+    assert recorded["command"] == "check" and recorded["fired"] == ["drift-share", "worst-node"], recorded["fired"]
+    table = fed.fedgov("monitor", "check", "--policy", str(fed.policy), "--run", run_id).stdout
+    for node in drift["nodes"]:
+        assert f"  {node}: {', '.join(drift['features'][node])}" in table
+
+
+def test_watch_launches_exactly_one_retraining_run_and_holds_the_second_check(watched):
+    fed, done = watched
+    assert done.stdout.count("launching the retraining run") == 1
+    watch_entries = [p for _, p in fed.entries(et.MONITOR_TRIGGER) if p["command"] == "watch"]
+    assert [p["decision"] for p in watch_entries] == ["retrain", "no-retrain"]
+    assert watch_entries[1]["reason"].startswith("evidence already acted on")
+    retraining = [p for _, p in fed.entries(et.RUN_STARTED) if "trigger" in p]
+    assert len(retraining) == 1 and retraining[0]["purpose"] == "retraining"
+    assert retraining[0]["config"]["retrain-trigger"] == str(retraining[0]["trigger"]["seq"])
+
+
+def test_the_retraining_run_is_linked_to_its_trigger_in_the_ledger_and_lineage(monitored, watched):
+    fed, _ = watched
+    [(decided, payload)] = [(e, p) for e, p in fed.entries(et.MONITOR_TRIGGER) if p["decision"] == "retrain"]
+    [(started, run)] = [(e, p) for e, p in fed.entries(et.RUN_STARTED) if "trigger" in p]
+    assert run["trigger"] == {"seq": decided.seq, "leaf_hash": decided.leaf_hash.hex()}
+    assert started.seq > decided.seq and payload["evidence"]["run_id"] == monitored.run_id != started.run_id
+    [(finished, _)] = [(e, p) for e, p in fed.entries(et.ROUND_AGGREGATED) if e.run_id == started.run_id][-1:]
+    tree = json.loads(fed.fedgov("lineage", "show", finished.model_hash, "--json").stdout)
+    assert tree["run_id"] == started.run_id and tree["trigger"]["seq"] == decided.seq
+    assert tree["trigger"]["fired"] == payload["fired"] and tree["trigger"]["decision"] == "retrain"
+    prov = json.loads(fed.fedgov("lineage", "export").stdout)
+    assert {"prov:activity": f"fedgov:round/{started.run_id}/0",
+            "prov:starter": f"fedgov:trigger/{decided.seq}"} in prov["wasStartedBy"].values()
