@@ -92,6 +92,16 @@ def test_the_fairness_flag_names_the_hard_team(monitored):
     assert last["drift"]["significant"] == DRIFTED and last["drift"]["share_significant"] == pytest.approx(3 / 9, abs=1e-6)
 
 
+def test_the_operator_watching_the_run_reads_each_rounds_monitoring_line(monitored):
+    """The console (and rounds.json) say per round what the ledger's monitor.metrics records."""
+    lines = [line.strip() for line in monitored.result.stdout.splitlines() if line.strip().startswith("monitoring:")]
+    assert len(lines) == 4
+    assert lines[3].startswith(f"monitoring: significant drift on 3 of 9 nodes ({', '.join(DRIFTED)}); worst node {HARD} ")
+    assert lines[3].endswith(f"; below 0.6: {HARD}")
+    assert [f"monitoring: {r['monitoring']}" for r in monitored.rounds["rounds"]] == lines
+    assert lines[0].startswith("monitoring: no significant drift (9 nodes judged)") and HARD in lines[0]
+
+
 def test_summaries_in_the_sealed_replies_expose_no_count_below_the_minimum(monitored):
     replies = monitored.of(et.ROUND_REPLY)
     assert len(replies) == 36
