@@ -17,7 +17,9 @@ which a suppressed bin is None, and each side's row count.
    when PSI >= psi_significant; "moderate" when PSI >= psi_moderate or JS >= js; else "none".
    A node's verdict is its worst feature verdict (labels are judged and recorded apart).
 
-Either figure is None when a side has no mass at all (nothing to compare).
+Either figure is None when a side has no mass at all (nothing to compare), and both are None for
+a node whose rows are below the minimum count: no verdict is given on so few rows, so none of
+its figures is computed (with k-suppression, such a node's bins are mostly hidden anyway).
 """
 
 from __future__ import annotations
@@ -141,6 +143,9 @@ def compare(current: Counts, reference: Counts, previous: Counts | None, rows: t
             thresholds: Thresholds) -> dict[str, Any]:
     """PSI and JS of one histogram against the reference and the previous one, with the verdicts."""
     now_rows, ref_rows, prev_rows = rows
+    if now_rows < thresholds.min_count:  # no verdict on so few rows, so no figure either (step 4)
+        return {"psi_reference": None, "js_reference": None, "psi_previous": None, "js_previous": None,
+                "verdict": INSUFFICIENT, "verdict_previous": INSUFFICIENT if previous is not None else None}
     a, b = aligned(current, reference, now_rows, ref_rows)
     psi_ref, js_ref = figures(a, b)
     out: dict[str, Any] = {"psi_reference": _rounded(psi_ref), "js_reference": _rounded(js_ref),

@@ -113,3 +113,14 @@ def test_the_fused_figures_are_the_documented_psi_and_js_distance() -> None:
         else:
             assert fused[0] == pytest.approx(separate[0], abs=1e-12)
             assert fused[1] == pytest.approx(separate[1], abs=1e-12)
+
+
+def test_a_node_below_the_minimum_count_gets_no_verdict_and_no_figure() -> None:
+    """On fewer rows than drift-min-count nothing is judged, so nothing is computed: null figures, `insufficient`."""
+    from governance.monitoring.drift import Thresholds, compare
+
+    few = compare([None, 3, None], [None, None, 4], [None, 3, None], (12, 12, 12), Thresholds(min_count=30))
+    assert few == {"psi_reference": None, "js_reference": None, "psi_previous": None, "js_previous": None,
+                   "verdict": "insufficient", "verdict_previous": "insufficient"}
+    enough = compare([10, 20, 10], [10, 20, 10], None, (40, 40, None), Thresholds(min_count=30))
+    assert enough["psi_reference"] == 0.0 and enough["verdict"] == "none" and enough["verdict_previous"] is None
