@@ -15,7 +15,9 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 import torch
 
-from client.app import local_evaluation
+from client.app import local_evaluation, summary_rule
+from fedgov.summaries import summarize, summary_text
+from server.app import monitoring_reference
 from client.attestation import attest
 from fedgov.models import build_model
 from governance.fingerprint import fingerprint_arrays
@@ -44,8 +46,8 @@ def main() -> None:
     training = RunSettings.from_run_config().training
     cpu = torch.device("cpu")
     print("| dataset (model) | rows (train / local test) | fingerprint (ms) | digests + Ed25519 signature (ms) | "
-          "local evaluation of the received model (ms) | local training, default epochs (ms) |")
-    print("|---|---|---|---|---|---|")
+          "local evaluation of the received model (ms) | data summary, shared bins (ms) | local training, default epochs (ms) |")
+    print("|---|---|---|---|---|---|---|")
     for dataset in ("breast-cancer", "digits"):
         part = load_partition(dataset, 0, 10)
         fingerprint = fingerprint_arrays(part.train.x, part.train.y)
@@ -61,11 +63,15 @@ def main() -> None:
             train(build_model(dataset), part.train, epochs=training.local_epochs, batch_size=training.batch_size,
                   lr=training.lr, device=cpu, seed=1)
 
+        settings = RunSettings.from_run_config({"dataset": dataset})
+        reference, rule = monitoring_reference(settings), summary_rule(settings, None)
+        summary_ms = per_call_ms(lambda: summary_text(summarize(part.train.x, part.train.y, reference, rule)),
+                                 args.repeats)
         fp_ms = per_call_ms(lambda: fingerprint_arrays(part.train.x, part.train.y), args.repeats)
         eval_ms = per_call_ms(lambda: local_evaluation(model, part, cpu), args.repeats)
         train_ms = per_call_ms(fit, max(1, args.repeats // 10))
         print(f"| {dataset} | {len(part.train)} / {len(part.test)} | {fp_ms:.3f} | {per_call_ms(sign, args.repeats):.3f} "
-              f"| {eval_ms:.3f} | {train_ms:.1f} |")
+              f"| {eval_ms:.3f} | {summary_ms:.3f} | {train_ms:.1f} |")
 
 
 if __name__ == "__main__":
