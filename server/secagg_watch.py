@@ -31,6 +31,7 @@ from fedgov.secagg import MAX_WEIGHT, fit_metrics_digest, masked_digest
 from governance.errors import FedgovError
 from governance.fingerprint import DatasetFingerprint
 from governance.identity import NodeRegistry, ReplyRejected, reply_signing_payload, verify_reply
+from server.grid_view import DelegatingGrid
 from server.replies import DECODE_ERRORS
 from server.reply_verifier import MAX_FINGERPRINT_TEXT, weight_problem
 
@@ -176,11 +177,11 @@ def _stage_of(messages: list[Message]) -> str | None:
     return None
 
 
-class StageWatch(Grid):
+class StageWatch(DelegatingGrid):
     """Delegates to the real grid; notes each SecAgg+ stage's answers and checks the masked vectors."""
 
     def __init__(self, grid: Grid, checker: MaskedReplyChecker) -> None:
-        self._grid = grid
+        super().__init__(grid)
         self.checker = checker
         self.rounds: dict[int, RoundView] = defaultdict(RoundView)
 
@@ -251,27 +252,3 @@ class StageWatch(Grid):
         if stage == Stage.UNMASK:
             problems |= _odd_share_lengths(fine)
         return problems
-
-    # -- the rest of the Grid, delegated ----------------------------------------------------
-
-    def set_run(self, run_id: int) -> None:
-        self._grid.set_run(run_id)
-
-    @property
-    def run(self):  # type: ignore[override]
-        return self._grid.run
-
-    def create_message(self, *args, **kwargs) -> Message:  # deprecated in Flower; delegated
-        return self._grid.create_message(*args, **kwargs)
-
-    def get_node_ids(self) -> list[int]:
-        return list(self._grid.get_node_ids())
-
-    def get_nodes(self):  # type: ignore[override]
-        return self._grid.get_nodes()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self._grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self._grid.pull_messages(message_ids)
