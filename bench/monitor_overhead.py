@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,9 +38,12 @@ def governed(nodes: int, rounds: int, fraction: float, dataset: str, monitor: bo
     env = {**ENV, "FEDGOV_HOME": str(tmp / "workspace")}
     cmd = [sys.executable, "-m", "cli", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
            "--fraction", str(fraction), "--dataset", dataset, "--out", str(tmp / "run")]
-    m = measure(cmd + ([] if monitor else ["--no-monitor"]), env=env)
-    rounds_json = tmp / "run" / "rounds.json"
-    return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None
+    try:
+        m = measure(cmd + ([] if monitor else ["--no-monitor"]), env=env)
+        rounds_json = tmp / "run" / "rounds.json"
+        return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a workspace per run: nothing left in /tmp
 
 
 def parse(spec: str) -> tuple[int, int, float]:
