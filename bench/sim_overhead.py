@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,10 +40,13 @@ def plain(nodes: int, rounds: int, fraction: float):
 def fedgov(nodes: int, rounds: int, fraction: float):
     tmp = Path(tempfile.mkdtemp(prefix="fedgov-bench-"))
     env = {**ENV, "FEDGOV_HOME": str(tmp / "workspace")}
-    m = measure([sys.executable, "-m", "cli", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
-                 "--fraction", str(fraction), "--out", str(tmp / "run")], env=env)
-    rounds_json = tmp / "run" / "rounds.json"
-    return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None
+    try:
+        m = measure([sys.executable, "-m", "cli", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
+                     "--fraction", str(fraction), "--out", str(tmp / "run")], env=env)
+        rounds_json = tmp / "run" / "rounds.json"
+        return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a workspace per run: nothing left in /tmp
 
 
 def parse(spec: str) -> tuple[int, int, float]:
