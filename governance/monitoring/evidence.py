@@ -17,8 +17,8 @@ from governance import entry_types as et
 from governance.clock import TIMESTAMP_FORMAT
 from governance.errors import UsageError
 from governance.ledger import Ledger
+from governance.monitoring.drift import FEDERATION  # the pooled drift figure's node_id in monitor.drift
 
-FEDERATION = "federation"  # the pooled drift figure's node_id in monitor.drift
 RETRAIN = "retrain"
 NO_RETRAIN = "no-retrain"
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from governance import entry_types as et
 from governance.clock import utc_now
 from governance.monitoring.evidence import NO_RETRAIN, RETRAIN, Evidence, PastDecision
 from governance.monitoring.policy import Policy
@@ -102,14 +103,14 @@ def _drift_share(threshold: float, evidence: Evidence) -> TriggerResult:
         judged = sorted(node for node, v in verdicts.items() if isinstance(v, str) and v != NO_VERDICT)
         significant = sorted(node for node in judged if verdicts[node] == SIGNIFICANT)
         features = {node: _strings(evidence.drift[node].get("drifting_features")) for node in significant}
-        source = "monitor.drift"
+        source = et.MONITOR_DRIFT
     else:
         summary = _table(evidence.metrics.get("drift"))
         significant = sorted(_strings(summary.get("significant")))
         count = summary.get("nodes_with_verdict")
         if not isinstance(count, int) or isinstance(count, bool) or count < len(significant):
             return TriggerResult(name, None, threshold, False, f"no drift verdicts recorded in round {evidence.round}")
-        judged, features, source = [""] * count, {}, "monitor.metrics"
+        judged, features, source = [""] * count, {}, et.MONITOR_METRICS
     if not judged:
         return TriggerResult(name, None, threshold, False,
                              f"no node had enough rows for a drift verdict in round {evidence.round}")

@@ -65,7 +65,7 @@ def drift_section(report: m.Report) -> str:
     rounds = sorted({*report.rounds, *d.federation, *(r for c in d.cells.values() for r in c)})
     nodes = sorted({*report.nodes, *d.cells})
     rows = [mon.FEDERATION, *nodes] if d.federation else nodes
-    cells = {(c.node if c.node != mon.FEDERATION else mon.FEDERATION, c.round): (c.verdict, _psi(c), _tip(c))
+    cells = {(c.node, c.round): (c.verdict, _psi(c), _tip(c))
              for c in [*d.federation.values(), *(c for by in d.cells.values() for c in by.values())]}
     for node in nodes:
         for r in rounds:

@@ -15,12 +15,8 @@ from typing import Any
 from governance.report.fields import integer, mapping, names, number, text
 from governance.report.source import Recorded
 
-# Entry types (docs/governance.md, "Entries"); the writers' constants live in governance/entry_types.py.
-MONITOR_REFERENCE = "monitor.reference"
-MONITOR_DRIFT = "monitor.drift"
-MONITOR_METRICS = "monitor.metrics"
-
-FEDERATION = "federation"  # the node_id of the pooled, federation-wide drift figure
+from governance.entry_types import MONITOR_DRIFT, MONITOR_METRICS, MONITOR_REFERENCE  # noqa: F401 (re-exported)
+from governance.monitoring.drift import FEDERATION  # the node_id of the pooled, federation-wide drift figure
 NONE, MODERATE, SIGNIFICANT, INSUFFICIENT = "none", "moderate", "significant", "insufficient"
 VERDICTS = (SIGNIFICANT, MODERATE, NONE, INSUFFICIENT)
 UNREADABLE = "unreadable"  # a verdict outside VERDICTS, or an erased payload: shown, never guessed

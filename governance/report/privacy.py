@@ -20,7 +20,7 @@ from governance.privacy.budget import PRIVACY_BUDGET as BUDGET_REASON  # the sel
 from governance.report.source import Recorded
 
 ROUND_PRIVACY = et.ROUND_PRIVACY
-ROUND_SECAGG = "round.secagg"
+ROUND_SECAGG = et.ROUND_SECAGG
 AGREE = 1e-6  # recomputed and recorded ε agree when within this (relative)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from governance import entry_types as et
 from governance.errors import FedgovError, UsageError
 
-MONITOR_TRIGGER = "monitor.trigger"  # written by `fedgov monitor check|watch` (docs/monitoring.md)
+MONITOR_TRIGGER = et.MONITOR_TRIGGER  # written by `fedgov monitor check|watch` (docs/monitoring.md)
 
 if TYPE_CHECKING:
     from governance.ledger import Entry, Ledger
