@@ -13,37 +13,22 @@ Prints Markdown tables for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import measure  # noqa: E402
+from sim_overhead import fedgov  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-ENV = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-       "RAY_USAGE_STATS_ENABLED": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-       "FEDGOV_PASSPHRASE": os.environ.get("FEDGOV_PASSPHRASE", "bench-passphrase")}
 
 
 def governed(nodes: int, rounds: int, fraction: float, dataset: str, monitor: bool):
     """One `fedgov sim run` in its own workspace: wall time, peak RSS and its rounds.json."""
-    tmp = Path(tempfile.mkdtemp(prefix="fedgov-bench-"))
-    env = {**ENV, "FEDGOV_HOME": str(tmp / "workspace")}
-    cmd = [sys.executable, "-m", "cli", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
-           "--fraction", str(fraction), "--dataset", dataset, "--out", str(tmp / "run")]
-    try:
-        m = measure(cmd + ([] if monitor else ["--no-monitor"]), env=env)
-        rounds_json = tmp / "run" / "rounds.json"
-        return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # a workspace per run: nothing left in /tmp
+    return fedgov(nodes, rounds, fraction, "--dataset", dataset, *([] if monitor else ["--no-monitor"]))
 
 
 def parse(spec: str) -> tuple[int, int, float]:

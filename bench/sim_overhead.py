@@ -37,12 +37,13 @@ def plain(nodes: int, rounds: int, fraction: float):
                    env=ENV), None
 
 
-def fedgov(nodes: int, rounds: int, fraction: float):
+def fedgov(nodes: int, rounds: int, fraction: float, *extra: str):
+    """One `fedgov sim run` (with `extra` options) in its own workspace: its measurement and rounds.json."""
     tmp = Path(tempfile.mkdtemp(prefix="fedgov-bench-"))
     env = {**ENV, "FEDGOV_HOME": str(tmp / "workspace")}
     try:
         m = measure([sys.executable, "-m", "cli", "sim", "run", "--nodes", str(nodes), "--rounds", str(rounds),
-                     "--fraction", str(fraction), "--out", str(tmp / "run")], env=env)
+                     "--fraction", str(fraction), "--out", str(tmp / "run"), *extra], env=env)
         rounds_json = tmp / "run" / "rounds.json"
         return m, json.loads(rounds_json.read_text()) if rounds_json.exists() else None
     finally:
