@@ -123,6 +123,34 @@ def _clip(text: str, size: int) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
+def _grid_head(width: int, height: int, aria: str, column_label: str, columns: Sequence[int], left: int,
+               cell_w: int) -> list[str]:
+    """A grid chart's opening: the svg element, the columns' label and one heading per column."""
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{esc(aria)}">',
+             f'<text x="{left}" y="12" class="tick">{esc(column_label)}</text>']
+    for j, col in enumerate(columns):
+        parts.append(f'<text x="{left + j * cell_w + cell_w / 2}" y="28" text-anchor="middle" class="tick">'
+                     f"{esc(col)}</text>")
+    return parts
+
+
+def _row_label(label: str, left: int, y: float, cell_h: int) -> str:
+    """A grid row's label, clipped, with the whole label on hover."""
+    return (f'<text x="{left - 6}" y="{y + cell_h * 0.7}" text-anchor="end" class="tick">'
+            f"{esc(_clip(label, 34))}<title>{esc(label)}</title></text>")
+
+
+def _legend(states: Sequence[str], colors: Mapping[str, str], top: float) -> list[str]:
+    """A chart's legend: one swatch per state drawn, three to a line."""
+    parts = []
+    for k, state in enumerate(states):
+        x, y = 10 + (k % 3) * 170, top + (k // 3) * 22
+        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colors[state]}" stroke="#888"/>'
+                     f'<text x="{x + 20}" y="{y + 12}" class="legend">{esc(state)}</text>')
+    return parts
+
+
 def state_grid(rows: Sequence[str], columns: Sequence[int], cells: Mapping[tuple[str, int], tuple[str, str]],
                colors: Mapping[str, str], *, column_label: str = "round", row_labels: Mapping[str, str] | None = None,
                cell: int = 22) -> str:
@@ -135,17 +163,10 @@ def state_grid(rows: Sequence[str], columns: Sequence[int], cells: Mapping[tuple
     legend_h = 22 * ((len(states) + 2) // 3)
     width = max(left + cell * len(columns) + 20, 520)
     height = top + cell * len(rows) + 16 + legend_h
-    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="state per {esc(column_label)}">',
-             f'<text x="{left}" y="12" class="tick">{esc(column_label)}</text>']
-    for j, col in enumerate(columns):
-        parts.append(f'<text x="{left + j * cell + cell / 2}" y="28" text-anchor="middle" class="tick">'
-                     f"{esc(col)}</text>")
+    parts = _grid_head(width, height, f"state per {column_label}", column_label, columns, left, cell)
     for i, row in enumerate(rows):
         y = top + i * cell
-        label = (row_labels or {}).get(row, row)
-        parts.append(f'<text x="{left - 6}" y="{y + cell * 0.7}" text-anchor="end" class="tick">'
-                     f"{esc(_clip(label, 34))}<title>{esc(label)}</title></text>")
+        parts.append(_row_label((row_labels or {}).get(row, row), left, y, cell))
         for j, col in enumerate(columns):
             state, reason = cells.get((row, col), ("", ""))
             fill = colors.get(state, "#ffffff")
@@ -154,10 +175,7 @@ def state_grid(rows: Sequence[str], columns: Sequence[int], cells: Mapping[tuple
                          f'fill="{fill}" stroke="#888" stroke-width="0.5" data-state="{esc(state)}">'
                          f"<title>{esc(tip)}</title></rect>")
     ly = top + cell * len(rows) + 14
-    for k, state in enumerate(states):
-        x, y = 10 + (k % 3) * 170, ly + (k // 3) * 22
-        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colors[state]}" stroke="#888"/>'
-                     f'<text x="{x + 20}" y="{y + 12}" class="legend">{esc(state)}</text>')
+    parts += _legend(states, colors, ly)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -237,17 +255,10 @@ def heatmap(rows: Sequence[str], columns: Sequence[int], cells: Mapping[tuple[st
     legend_h = 22 * ((len(states) + 2) // 3)
     width = max(left + cell_w * len(columns) + 20, 520)
     height = top + cell_h * len(rows) + gap + 16 + legend_h
-    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="value per {esc(column_label)}">',
-             f'<text x="{left}" y="12" class="tick">{esc(column_label)}</text>']
-    for j, col in enumerate(columns):
-        parts.append(f'<text x="{left + j * cell_w + cell_w / 2}" y="28" text-anchor="middle" class="tick">'
-                     f"{esc(col)}</text>")
+    parts = _grid_head(width, height, f"value per {column_label}", column_label, columns, left, cell_w)
     for i, row in enumerate(rows):
         y = top + i * cell_h + (gap if gap and i >= (gap_after or 0) else 0)
-        label = (row_labels or {}).get(row, row)
-        parts.append(f'<text x="{left - 6}" y="{y + cell_h * 0.7}" text-anchor="end" class="tick">'
-                     f"{esc(_clip(label, 34))}<title>{esc(label)}</title></text>")
+        parts.append(_row_label((row_labels or {}).get(row, row), left, y, cell_h))
         for j, col in enumerate(columns):
             state, value, tip = cells.get((row, col), ("", "", f"{row}, {column_label} {col}: nothing recorded"))
             fill = colors.get(state, "#ffffff")
@@ -259,10 +270,7 @@ def heatmap(rows: Sequence[str], columns: Sequence[int], cells: Mapping[tuple[st
                          + (f'<text x="{x + cell_w / 2}" y="{y + cell_h * 0.7}" text-anchor="middle" class="tick" '
                             f'style="fill:{ink}">{esc(_clip(value, 6))}</text>' if value else "") + "</g>")
     ly = top + cell_h * len(rows) + gap + 14
-    for k, state in enumerate(states):
-        x, y = 10 + (k % 3) * 170, ly + (k // 3) * 22
-        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colors[state]}" stroke="#888"/>'
-                     f'<text x="{x + 20}" y="{y + 12}" class="legend">{esc(state)}</text>')
+    parts += _legend(states, colors, ly)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -312,9 +320,6 @@ def timeline(events: Sequence[tuple[str, str, str, str, Sequence[str]]], colors:
                          f'<text x="{x}" y="{by + 16}" text-anchor="middle" class="tick">{esc(_clip(run, 20))}'
                          "</text>")
     ly = height - 22 * ((len(states) + 2) // 3) + 4
-    for k, state in enumerate(states):
-        x, y = 10 + (k % 3) * 170, ly + (k // 3) * 22
-        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colors[state]}" stroke="#888"/>'
-                     f'<text x="{x + 20}" y="{y + 12}" class="legend">{esc(state)}</text>')
+    parts += _legend(states, colors, ly)
     parts.append("</svg>")
     return "".join(parts)
