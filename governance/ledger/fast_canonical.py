@@ -1,11 +1,15 @@
-"""RFC 8785 (JCS) bytes via the C JSON encoder, for the writer's hot path.
+"""RFC 8785 (JCS) bytes via the C JSON encoder or per-batch templates, for the writer's hot path.
 
-`fast_canonical_bytes(v) == canonical_bytes(v)` always (governance/verify/canonical.py is
-the definition); the C encoder is used only for the value shapes where that is provable.
+`fast_canonical_bytes(v) == canonical_bytes(v)` and `fast_canonical_many(vs) ==
+[canonical_bytes(v) for v in vs]` always (governance/verify/canonical.py is the definition);
+the fast paths are used only for the value shapes where that is provable.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
+from itertools import chain, groupby, repeat
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -78,3 +82,69 @@ def _scalar_is_jcs(value: Any, t: type) -> bool:
     if t is float:
         return 1e-4 <= abs(value) < 1e16 and not value.is_integer()
     return False
+
+
+# A run of at least this many consecutive payloads with the same members goes through one template.
+TEMPLATE_MIN_RUN = 8
+
+
+def fast_canonical_many(payloads: Sequence[dict[str, Any]]) -> list[bytes]:
+    """`[canonical_bytes(p) for p in payloads]`, a batch's payload dicts at once.
+
+    A bulk append's payloads mostly share their members (`{"i", "loss", "n_samples"}`, say).
+    A run of such dicts is encoded through one template: the sorted member names written
+    once, each member's values converted column by column by a C-level `map` (`int.__repr__`,
+    `float.__repr__`, `encode_basestring`), with the shape checks of `fast_canonical_bytes`
+    made once per column. A column whose values are not all of one plain JSON scalar type
+    sends its run to `fast_canonical_bytes`, one payload at a time.
+    """
+    out: list[bytes] = []
+    for shape, run in groupby(payloads, key=tuple):  # consecutive dicts with the same member names, in order
+        run = list(run)
+        encoded = _template_run(shape, run) if len(run) >= TEMPLATE_MIN_RUN else None
+        out.extend(map(fast_canonical_bytes, run) if encoded is None else encoded)
+    return out
+
+
+def _template_run(shape: tuple[Any, ...], run: list[dict[str, Any]]) -> list[bytes] | None:
+    """The JCS bytes of dicts that all have the members `shape`, or None when a column is not plain."""
+    if not shape or set(map(type, run)) != {dict}:
+        return None
+    if set(map(type, chain.from_iterable(run))) != {str}:  # plain str names in every dict, not just equal ones
+        return None
+    if not "".join(shape).isascii():  # ASCII names: code-point order is UTF-16 order
+        return None
+    names = sorted(shape)
+    converted = []
+    for name in names:
+        text = _column_text(list(map(dict.__getitem__, run, repeat(name))))
+        if text is None:
+            return None
+        converted.append(text)
+    template = "{" + ",".join(encode_basestring(name).replace("%", "%%") + ":%s" for name in names) + "}"
+    return list(map(str.encode, map(template.__mod__, zip(*converted))))
+
+
+def _column_text(column: list[Any]) -> Iterable[str] | None:
+    """Each value's JCS text, when every value is of one plain scalar type that has a provable fast form."""
+    kinds = set(map(type, column))
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    if kind is str:
+        return map(encode_basestring, column)
+    if kind is int:
+        return map(int.__repr__, column) if max(map(abs, column)) <= MAX_SAFE_INTEGER else None
+    if kind is float:  # as in fast_canonical_bytes: repr's plain decimal form is ECMAScript's only here
+        if (all(map(math.isfinite, column)) and 1e-4 <= min(map(abs, column)) and max(map(abs, column)) < 1e16
+                and not any(map(float.is_integer, column))):
+            return map(float.__repr__, column)
+        return None
+    if kind is bool:
+        return map(_BOOL_TEXT.__getitem__, column)
+    if kind is type(None):
+        return repeat("null", len(column))
+    return None
+
+
+_BOOL_TEXT: dict[bool, str] = {True: "true", False: "false"}

@@ -28,7 +28,6 @@ from governance.keystore import (ENV_PASSPHRASE, KeyMaterial, keys_from_env, rea
 from governance.ledger import envelope, merkle
 from governance.ledger.checkpoint import public_key_bytes, sign_checkpoint, verify_checkpoint
 from governance.ledger.entry import Entry, EntryDraft
-from governance.ledger.fast_canonical import fast_canonical_bytes
 from governance.ledger.signed_head import (SigningRefusedError, advance_head, check_before_signing, parse_head,
                                           read_head)
 from governance.ledger.store import LedgerStore, StoreError, display_url
@@ -36,9 +35,10 @@ from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompu
 from governance.ledger.roles import (LEDGER_WRITER, Registered, RoleState, batch_hmac, batch_hmac_key, batch_message,
                                      check_row_matches_payload, check_rows_match_entries, load_roles,
                                      registration_message, vouched)
+from governance.ledger.sealed_rows import DraftColumns, seal_rows
 from governance.ledger.unsigned_tail import OwnBatch, TailVouch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
-from governance.verify.canonical import MAX_SAFE_INTEGER, canonical_bytes
+from governance.verify.canonical import canonical_bytes
 from governance.verify.checkpoint import Checkpoint, CheckpointError, VerifierKey, parse_checkpoint
 from governance.verify.leaf import LeafEncoder
 from governance.verify.merkle import Frontier, ProofError, verify_consistency
@@ -610,22 +610,22 @@ class Ledger:
         return seqs
 
     def _append_in(self, conn: Connection, drafts: Sequence[EntryDraft]) -> list[int]:
-        # The hot path of a bulk append: per entry one C-encoded payload, one AES-GCM call,
-        # one leaf encoding and one SHA-256; everything per-batch is hoisted out of the loop.
+        # The hot path of a bulk append (sealed_rows.py): per batch, not per entry, everything but
+        # the payload encoding, AES-GCM, leaf encoding and SHA-256 that each entry needs.
         from governance.access_policy import IDENTITY_WRITABLE_TYPES, is_sealed
 
-        for draft in drafts:
-            _checked(draft)
+        columns = DraftColumns.of(drafts)
         roles = self._role_state(conn)
+        pairs = set(zip(columns.entry_types, columns.scopes))
+        types = {entry_type for entry_type, _scope in pairs}
         if self._identity is not None:
-            refused = sorted({d.entry_type for d in drafts} - IDENTITY_WRITABLE_TYPES)
+            refused = sorted(types - IDENTITY_WRITABLE_TYPES)
             if refused:
                 raise UsageError(f"identity {self._identity.name} may append only "
                                  f"{', '.join(sorted(IDENTITY_WRITABLE_TYPES))} entries, not {', '.join(refused)}")
             if not roles.in_force:
                 raise UsageError("this ledger has no auditor, so an identity's audit.read entry could be read by nobody: "
                                  "register an auditor first (`fedgov identity add AUDITOR.pub`)")
-        types = {d.entry_type for d in drafts}
         if et.AUDIT_READ in types and any(d.payload.get("reader") != self.reader for d in drafts
                                           if d.entry_type == et.AUDIT_READ):
             raise UsageError(f"an audit.read entry names its own writer as reader ({self.reader['who']}): "
@@ -633,36 +633,15 @@ class Ledger:
         sealed_types = {t for t in types if is_sealed(t)} if roles.in_force else set()
         size = self.store.size(conn)
         frontier = self._load_frontier(conn, size)
-        if sealed_types:
-            plain = {d.scope for d in drafts if d.entry_type not in sealed_types}
-            sealed = {d.scope for d in drafts if d.entry_type in sealed_types}
-        else:
-            plain, sealed = {d.scope for d in drafts}, set()
+        plain = {scope for entry_type, scope in pairs if entry_type not in sealed_types}
+        sealed = {scope for entry_type, scope in pairs if entry_type in sealed_types}
         scope_keys = self._keys_for_scopes(conn, plain, roles) if plain else {}
         sealed_keys = self._sealed_keys_for(conn, sealed, roles) if sealed else {}
-        timestamp = utc_now()
-        sealers: dict[tuple[str, str], tuple[str, Any, bytes]] = {}
-        nonces = envelope.nonces(len(drafts))
-        encode, sha, nonce_size = fast_canonical_bytes, hashlib.sha256, envelope.NONCE_SIZE
-        encode_leaf = LeafEncoder()
-        rows: list[tuple] = []
-        leaves: list[bytes] = []
-        for i, draft in enumerate(drafts):
-            seq = size + i
-            entry_type = draft.entry_type
-            sealer = sealers.get((draft.scope, entry_type))
-            if sealer is None:
-                key_id, aead = (sealed_keys if entry_type in sealed_types else scope_keys)[draft.scope]
-                sealer = (key_id, aead.encrypt, envelope.entry_aad_prefix(self.ledger_id, entry_type, key_id))
-                sealers[(draft.scope, entry_type)] = sealer
-            key_id, encrypt, aad_prefix = sealer
-            nonce = nonces[i * nonce_size:(i + 1) * nonce_size]
-            ciphertext = nonce + encrypt(nonce, encode(draft.payload), aad_prefix + b"%d}" % seq)
-            leaf = sha(b"\x00" + encode_leaf(seq, timestamp, entry_type, draft.run_id, draft.round, draft.node_id,
-                                            draft.model_hash, draft.config_hash, key_id, ciphertext)).digest()
-            rows.append((seq, entry_type, timestamp, draft.run_id, draft.round, draft.node_id, draft.model_hash,
-                         draft.config_hash, key_id, ciphertext, leaf))
-            leaves.append(leaf)
+
+        def key_for(entry_type: str, scope: str) -> tuple[str, AESGCM]:
+            return (sealed_keys if entry_type in sealed_types else scope_keys)[scope]
+
+        rows, leaves = seal_rows(columns, size, utc_now(), self.ledger_id, key_for)
         nodes = frontier.extend(leaves, min_level=self.store.min_stored_level)
         self._pending.append(OwnBatch.of(size, leaves))
         self.store.insert_entries(conn, rows)
@@ -1105,23 +1084,6 @@ class Ledger:
         aead = self._aead_for_key(key_id, f"blob of scope {scope!r}")
         return envelope.open_sealed(aead, blob[4 + envelope.KEY_ID_SIZE:],
                                     envelope.blob_aad(self.ledger_id, key_id, aad), f"blob of scope {scope!r}")
-
-
-def _checked(draft: EntryDraft) -> dict[str, Any]:
-    """Validate a draft's fields; return its payload."""
-    if not isinstance(draft.entry_type, str) or not draft.entry_type or len(draft.entry_type) > 64:
-        raise UsageError("entry_type must be a non-empty string of at most 64 characters")
-    if not isinstance(draft.scope, str) or not draft.scope:
-        raise UsageError("scope must be a non-empty string")
-    if draft.round is not None and (type(draft.round) is not int or abs(draft.round) > MAX_SAFE_INTEGER):
-        raise UsageError("round must be None or an integer within ±(2^53-1)")
-    for name, value in (("run_id", draft.run_id), ("node_id", draft.node_id), ("model_hash", draft.model_hash),
-                        ("config_hash", draft.config_hash)):
-        if not isinstance(value, str) or len(value) > 128:
-            raise UsageError(f"{name} must be a string of at most 128 characters")
-    if not isinstance(draft.payload, dict):
-        raise UsageError("payload must be a dict")
-    return draft.payload
 
 
 def create_workspace(path: Path, passphrase: str, db_url: str | None = None) -> Workspace:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -376,16 +376,19 @@ class LedgerStore:
         """The driver's own cursor, inside the SQLAlchemy transaction: no per-row parameter processing."""
         return conn.connection.driver_connection.cursor()
 
-    def insert_entries(self, conn: Connection, rows: Sequence[tuple]) -> None:
-        """Insert entry rows given as tuples in ENTRY_COLUMNS order, in one driver call."""
+    def insert_entries(self, conn: Connection, rows: Iterable[tuple]) -> None:
+        """Insert entry rows given as tuples in ENTRY_COLUMNS order, in one driver call.
+
+        `rows` may be an iterator (read once): a `zip` of columns then builds no tuple per row.
+        """
         self._bulk_insert(conn, "fedgov_entries", ENTRY_COLUMNS, rows)
 
     def insert_nodes(self, conn: Connection, rows: Sequence[tuple[int, int, bytes]]) -> None:
         """Insert (level, idx, hash) tree nodes in one driver call (callers pass only levels >= min_stored_level)."""
         self._bulk_insert(conn, "fedgov_tree_nodes", ("level", "idx", "hash"), rows)
 
-    def _bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
-        if not rows:
+    def _bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+        if isinstance(rows, Sequence) and not rows:
             return
         cur = self._cursor(conn)
         try:

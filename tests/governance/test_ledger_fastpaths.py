@@ -9,7 +9,7 @@ import random
 import pytest
 
 from governance.ledger.envelope import entry_aad, entry_aad_prefix
-from governance.ledger.fast_canonical import fast_canonical_bytes
+from governance.ledger.fast_canonical import TEMPLATE_MIN_RUN, _template_run, fast_canonical_bytes, fast_canonical_many
 from governance.verify.canonical import CanonicalError, canonical_bytes
 from governance.verify.leaf import LeafEncoder, leaf_bytes
 from governance.verify.merkle import Frontier
@@ -101,3 +101,60 @@ def test_frontier_extend_in_batches_matches_leaf_by_leaf_from_any_start() -> Non
             batch_nodes += batch.extend(leaves[cut:cut + step])
             cut += step
         assert (batch.size, batch.root(), sorted(batch_nodes)) == (one.size, one.root(), sorted(one_nodes))
+
+
+def _payload_batches(rng: random.Random):
+    """Batches with runs of same-shaped payloads (the template path) mixed with odd ones (the per-payload path)."""
+    for _ in range(1500):
+        names = [rng.choice(["i", "loss", "n", "%s", "é", "k\u2028", _random_string(rng)]) for _ in range(rng.randint(0, 4))]
+        kind = rng.randint(0, 4)
+        batch = []
+        for _ in range(rng.randint(0, 40)):
+            if rng.random() < 0.08:
+                batch.append({"payload": _random_value(rng)} if rng.random() < 0.8 else {"a": {"b": [1.5, None]}})
+                continue
+            if kind == 0:
+                batch.append({k: _random_value(rng) for k in names})
+            elif kind == 1:
+                batch.append({k: rng.choice([rng.randint(-10**6, 10**6), 2**53 - 1, -(2**53 - 1), 2**53, True])
+                              for k in names})
+            elif kind == 2:
+                batch.append({k: rng.choice([0.1234, rng.uniform(-1e3, 1e3), 1e-4, 9.999e-5, 1e16, 2.0, math.nan,
+                                             123456789012345.67]) for k in names})
+            elif kind == 3:
+                batch.append({k: rng.choice(["a", "é\u2028\x1f\"%s\\", "%d", _random_string(rng)]) for k in names})
+            else:
+                batch.append({k: rng.choice([None, True, False]) for k in names})
+        yield batch
+
+
+def test_fast_canonical_many_equals_jcs_for_batches_of_payloads() -> None:
+    rng = random.Random(13)
+    templated = 0
+    for batch in _payload_batches(rng):
+        try:
+            want = [canonical_bytes(p) for p in batch]
+        except CanonicalError:
+            with pytest.raises(CanonicalError):
+                fast_canonical_many(batch)
+            continue
+        assert fast_canonical_many(batch) == want, batch
+        templated += any(_template_run(tuple(p), [p] * TEMPLATE_MIN_RUN) is not None for p in batch)
+    assert templated > 300  # the template path itself was exercised, not only the per-payload one
+
+
+def test_fast_canonical_many_takes_no_template_for_lookalike_members() -> None:
+    class Name(str):
+        pass
+
+    class Count(int):
+        pass
+
+    plain = [{"a": 1, "b": 0.5}] * TEMPLATE_MIN_RUN
+    assert _template_run(("a", "b"), plain) is not None
+    odd_name = plain[:-1] + [{Name("a"): 1, "b": 0.5}]
+    odd_value = plain[:-1] + [{"a": Count(1), "b": 0.5}]
+    mixed = plain[:-1] + [{"a": 1.5, "b": 0.5}]
+    for batch in (odd_name, odd_value, mixed):
+        assert _template_run(("a", "b"), batch) is None
+        assert fast_canonical_many(batch) == [canonical_bytes(p) for p in batch]
