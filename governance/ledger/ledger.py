@@ -642,9 +642,11 @@ class Ledger:
             return (sealed_keys if entry_type in sealed_types else scope_keys)[scope]
 
         rows, leaves = seal_rows(columns, size, utc_now(), self.ledger_id, key_for)
+        self.store.insert_entries(conn, rows)  # seals as it inserts: `leaves` is complete after this
+        if len(leaves) != len(drafts):
+            raise AssertionError(f"sealed {len(leaves)} rows of {len(drafts)}")
         nodes = frontier.extend(leaves, min_level=self.store.min_stored_level)
         self._pending.append(OwnBatch.of(size, leaves))
-        self.store.insert_entries(conn, rows)
         self.store.insert_nodes(conn, nodes)
         if roles.identities:  # who wrote this batch, for a signer that cannot decrypt it (§5 rule 3)
             self._authenticate_batch(conn, size, leaves)

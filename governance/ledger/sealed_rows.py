@@ -33,6 +33,8 @@ _LEAF_HEAD = b'{"ciphertext":"'  # the first member in JCS order (§2)
 _SEQ_MARK = b'"seq":0,"timestamp":'  # only the last two members follow the ciphertext's run of index fields
 _digest = type(hashlib.sha256()).digest
 
+CHUNK = 1024  # rows sealed at a time (see seal_rows)
+NONCE = envelope.NONCE_SIZE
 KeyFor = Callable[[str, str], tuple[str, AESGCM]]  # (entry_type, scope) -> (key id, AESGCM of that data key)
 
 
@@ -77,10 +79,12 @@ class DraftColumns:
             columns = [list(map(str.__str__, c)) if c and isinstance(c[0], str) else c for c in columns]
         return cls(*columns)
 
-    def index_fields(self) -> Iterator[tuple[str, str, str, int | None, str, str, str]]:
+    def index_fields(self, start: int = 0, end: int | None = None) -> Iterator[tuple[str, str, str, int | None, str,
+                                                                                 str, str]]:
         """Each draft's index fields as one tuple: what rows sharing a data key and a leaf middle agree on."""
-        return zip(self.entry_types, self.scopes, self.run_ids, self.rounds, self.node_ids, self.model_hashes,
-                   self.config_hashes)
+        cut = slice(start, end)
+        return zip(self.entry_types[cut], self.scopes[cut], self.run_ids[cut], self.rounds[cut], self.node_ids[cut],
+                   self.model_hashes[cut], self.config_hashes[cut])
 
 
 _FIELDS = ("entry_type", "scope", "run_id", "round", "node_id", "model_hash", "config_hash", "payload")
@@ -108,10 +112,13 @@ def _plain_and_valid(types: list[Any], scopes: list[Any], run_ids: list[Any], ro
 
 def seal_rows(columns: DraftColumns, first_seq: int, timestamp: str, ledger_id: str,
               key_for: KeyFor) -> tuple[Iterator[tuple], list[bytes]]:
-    """Entry rows (ENTRY_COLUMNS order, an iterator to insert once) for seqs first_seq, first_seq + 1, …, and
-    their leaf hashes; `key_for` is asked once per distinct (entry_type, scope)."""
-    n = len(columns.payloads)
-    seqs = range(first_seq, first_seq + n)
+    """Entry rows (ENTRY_COLUMNS order) for seqs first_seq, first_seq + 1, …, and their leaf hashes.
+
+    The rows are sealed CHUNK at a time as the iterator is read, and the leaf hashes list fills
+    as they are: complete once the rows are read to the end. Inserted by PostgreSQL's COPY,
+    the server stores one chunk while this process seals the next (two cores, not one).
+    `key_for` is asked once per distinct (entry_type, scope).
+    """
     distinct = set(columns.index_fields())
     keys: dict[tuple[str, str], tuple[str, AESGCM, bytes]] = {}  # (type, scope) -> key id, AESGCM, AAD prefix
     for entry_type, scope in {(fields[0], fields[1]) for fields in distinct}:
@@ -128,20 +135,28 @@ def seal_rows(columns: DraftColumns, first_seq: int, timestamp: str, ledger_id: 
         middle, leaf_tail = _leaf_middle(encode_leaf(0, timestamp, entry_type, run_id, round_, node_id, model_hash,
                                                      config_hash, key_id, b""))
         shared[fields] = (aead, aad_prefix, key_id, middle)
-    aeads, aad_prefixes, key_ids, middles = zip(*map(shared.__getitem__, columns.index_fields()))
-    plaintexts = fast_canonical_many(columns.payloads)
-    size = envelope.NONCE_SIZE
-    raw = envelope.nonces(n)
-    nonces = [raw[i:i + size] for i in range(0, n * size, size)]
-    aads = map(bytes.__add__, aad_prefixes, map(b"%d}".__mod__, seqs))
-    ciphertexts = list(map(bytes.__add__, nonces, map(AESGCM.encrypt, aeads, nonces, plaintexts, aads)))
     # SHA-256(0x00 || leaf bytes): the leaf prefix and the batch's one timestamp are in the format itself.
     leaf_format = b"\x00" + _LEAF_HEAD + b"%s%s%d" + leaf_tail.replace(b"%", b"%%")
-    encoded = [b2a_base64(c, newline=False) for c in ciphertexts]
-    leaves = list(map(_digest, map(hashlib.sha256, map(leaf_format.__mod__, zip(encoded, middles, seqs)))))
-    rows = zip(seqs, columns.entry_types, repeat(timestamp), columns.run_ids, columns.rounds, columns.node_ids,
-               columns.model_hashes, columns.config_hashes, key_ids, ciphertexts, leaves)
-    return rows, leaves
+    leaves: list[bytes] = []
+
+    def rows() -> Iterator[tuple]:
+        for start in range(0, len(columns.payloads), CHUNK):
+            end = min(start + CHUNK, len(columns.payloads))
+            seqs = range(first_seq + start, first_seq + end)
+            aeads, aad_prefixes, key_ids, middles = zip(*map(shared.__getitem__, columns.index_fields(start, end)))
+            plaintexts = fast_canonical_many(columns.payloads[start:end])
+            raw = envelope.nonces(end - start)
+            nonces = [raw[i:i + NONCE] for i in range(0, len(raw), NONCE)]
+            aads = map(bytes.__add__, aad_prefixes, map(b"%d}".__mod__, seqs))
+            ciphertexts = list(map(bytes.__add__, nonces, map(AESGCM.encrypt, aeads, nonces, plaintexts, aads)))
+            encoded = [b2a_base64(c, newline=False) for c in ciphertexts]
+            hashed = list(map(_digest, map(hashlib.sha256, map(leaf_format.__mod__, zip(encoded, middles, seqs)))))
+            leaves.extend(hashed)
+            yield from zip(seqs, columns.entry_types[start:end], repeat(timestamp), columns.run_ids[start:end],
+                           columns.rounds[start:end], columns.node_ids[start:end], columns.model_hashes[start:end],
+                           columns.config_hashes[start:end], key_ids, ciphertexts, hashed)
+
+    return rows(), leaves
 
 
 def _leaf_middle(whole: bytes) -> tuple[bytes, bytes]:

