@@ -685,18 +685,18 @@ class Ledger:
 
     def root(self, size: int | None = None) -> bytes:
         """Root hash at `size` (default: now), from stored nodes."""
-        with self.store.read() as conn:
+        with self.store.tree_read() as conn:
             size = self.store.size(conn) if size is None else size
             return merkle.root_from_nodes(size, lambda k: self.store.fetch_nodes(conn, k))
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
         """Audit path for entry `seq` in the tree of `size` entries (default: now)."""
-        with self.store.read() as conn:
+        with self.store.tree_read() as conn:
             size = self.store.size(conn) if size is None else size
             return merkle.inclusion_proof(seq, size, lambda k: self.store.fetch_nodes(conn, k))
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        with self.store.read() as conn:
+        with self.store.tree_read() as conn:
             return merkle.consistency_proof(size1, size2, lambda k: self.store.fetch_nodes(conn, k))
 
     def checkpoint(self) -> str:
