@@ -35,7 +35,7 @@ from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompu
 from governance.ledger.roles import (LEDGER_WRITER, Registered, RoleState, batch_hmac, batch_hmac_key, batch_message,
                                      check_row_matches_payload, check_rows_match_entries, load_roles,
                                      registration_message, vouched)
-from governance.ledger.sealed_rows import DraftColumns, seal_rows
+from governance.ledger.sealed_rows import CHUNK, DraftColumns, seal_rows
 from governance.ledger.unsigned_tail import OwnBatch, TailVouch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
 from governance.verify.canonical import canonical_bytes
@@ -641,7 +641,8 @@ class Ledger:
         def key_for(entry_type: str, scope: str) -> tuple[str, AESGCM]:
             return (sealed_keys if entry_type in sealed_types else scope_keys)[scope]
 
-        rows, leaves = seal_rows(columns, size, utc_now(), self.ledger_id, key_for)
+        rows, leaves = seal_rows(columns, size, utc_now(), self.ledger_id, key_for,
+                                 chunk=len(drafts) if self.store.is_sqlite else CHUNK)
         self.store.insert_entries(conn, rows)  # seals as it inserts: `leaves` is complete after this
         if len(leaves) != len(drafts):
             raise AssertionError(f"sealed {len(leaves)} rows of {len(drafts)}")
