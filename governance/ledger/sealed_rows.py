@@ -2,7 +2,7 @@
 
 Per entry the work is fixed: one JCS payload, one AES-256-GCM call with its associated
 data (§4), one leaf encoding (§2) and one SHA-256 (§3). It is done column by column: each
-step is one C-level `map` over the whole batch (`AESGCM.encrypt`, `bytes.__mod__`,
+step is one C-level `map` over the batch or a chunk of it (`AESGCM.encrypt`, `bytes.__mod__`,
 `hashlib.sha256`, `zip` into rows), so the interpreter runs no bytecode per entry. What
 rows share is worked out once per distinct combination of index fields: the data key, the
 associated data up to the seq, and the leaf bytes between ciphertext and seq. The bytes are
@@ -120,6 +120,8 @@ def seal_rows(columns: DraftColumns, first_seq: int, timestamp: str, ledger_id: 
     SQLite inserts in this process, where one chunk for the whole batch is ~0.3 µs an entry
     cheaper. `key_for` is asked once per distinct (entry_type, scope).
     """
+    if first_seq < 0 or first_seq + len(columns.payloads) - 1 > MAX_SAFE_INTEGER:  # as LeafEncoder checks each seq
+        raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
     distinct = set(columns.index_fields())
     keys: dict[tuple[str, str], tuple[str, AESGCM, bytes]] = {}  # (type, scope) -> key id, AESGCM, AAD prefix
     for entry_type, scope in {(fields[0], fields[1]) for fields in distinct}:
