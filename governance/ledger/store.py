@@ -140,7 +140,6 @@ _PG_NODES = ("SELECT 0, seq, leaf_hash FROM fedgov_entries WHERE seq = ANY(%s::b
              "JOIN fedgov_tree_nodes n ON n.level = k.level AND n.idx = k.idx")
 
 
-
 def _pg_array(values: Sequence[int]) -> str:
     """A PostgreSQL array literal of integers, e.g. `{1,2,3}`."""
     return "{" + ",".join(map(str, values)) + "}"
