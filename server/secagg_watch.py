@@ -169,7 +169,7 @@ def _odd_share_lengths(replies: dict[int, Message]) -> dict[int, str]:
     return odd
 
 
-def _stage_of(messages: list[Message]) -> str | None:
+def stage_of(messages: list[Message]) -> str | None:
     for msg in messages:
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
         if configs is not None and configs.get(Key.STAGE) in STAGES:
@@ -187,7 +187,7 @@ class StageWatch(DelegatingGrid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
-        stage = _stage_of(messages)  # read before sending: a node's mod pops the stage from what it gets
+        stage = stage_of(messages)  # read before sending: a node's mod pops the stage from what it gets
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
         if stage is None:
             return replies
