@@ -237,6 +237,9 @@ def run_command(
 
         running = running_coordinator(ws.path / "coordinator")
         superlink, ca = superlink or running.link, ca or running.ca
+    # The first sign of life, before the slow parts (Flower builds the bundle from the app's whole directory).
+    typer.echo(f"preparing a run of {rounds} rounds on {nodes} nodes: building the app bundle, then waiting up to "
+               f"{wait:g} s for the nodes at the coordinator {superlink}…")
     bundle = build_bundle()
     with control_client(superlink, ca) as client:
         online = flower_call("list the nodes", lambda: wait_for_nodes(client, nodes, wait))

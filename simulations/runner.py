@@ -118,6 +118,10 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     settings.check()
     resources.check()
     check_out_dir(out)
+    # The first sign of life, before anything slow (the workspace's key derivation, Flower, Ray).
+    print(f"preparing {settings.training.num_partitions} simulated nodes x {settings.training.num_server_rounds} "
+          "rounds: opening the workspace, then enrolling the nodes while Flower's Simulation Engine starts…",
+          flush=True)
     workspace = open_workspace(governance.workspace)
     check_retrain_trigger(settings, workspace)
     run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
@@ -167,13 +171,16 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
     env[PARENT_VARIABLE] = str(os.getpid())
     env[TAG_VARIABLE] = f"run-{run_id}"  # every process of the run inherits it: clean-up finds them all
 
+    nodes = settings.training.num_partitions
+
     def enroll() -> None:
         from simulations.enroll import enroll_simulated_nodes, open_workspace
 
+        started = time.monotonic()
         ws = open_workspace(workspace)
         enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
-        print(f"run {run_id}: enrolled {settings.training.num_partitions} simulated nodes in {ws.path}; starting Flower's "
-              "Simulation Engine (Ray)…", flush=True)
+        print(f"run {run_id}: {nodes} simulated nodes enrolled in {ws.path} ({time.monotonic() - started:.1f} s)",
+              flush=True)
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")
 
