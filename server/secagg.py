@@ -96,10 +96,10 @@ class SecAggRecorder:
                 "consent_record_id": self.selector.consent_used.get(node),
                 "secagg": True, "individual_update_visible": False,
                 **{k: statement[k] for k in ("masked_update_digest", "metrics_digest", "signature",
-                                              "dataset_fingerprint")},
+                                              "dataset_fingerprint", "device") if k in statement},
             }, round_=r, node_id=node, model=input_hash, scope=et.node_scope(node)))
             shown.append({"node_id": flower_id, "num_examples": statement["num_examples"],
-                          "metrics": statement["metrics"], "masked": True})
+                          "metrics": statement["metrics"], "masked": True, "device": statement.get("device")})
         rejected = [Rejection(n, view.dropped.get(n, "not in the SecAgg+ sum: the protocol halted"))
                     for n in facts.selected if n not in summed]
         for rejection in rejected:

@@ -120,11 +120,17 @@ def test_every_reply_signature_verifies_offline_with_the_registered_key(ten):
     for entry, reply in ten.of(et.ROUND_REPLY):
         payload = reply_signing_payload(ten.run_id, entry.round, reply["update_digest"],
                                         reply["dataset_fingerprint"]["digest"], reply["metrics_digest"],
-                                        reply.get("summary_digest"))
+                                        reply.get("summary_digest"), reply["device"])
         key = Ed25519PublicKey.from_public_bytes(ten.registry.get(reply["node_id"]).public_key)
         key.verify(base64.b64decode(reply["signature"]), payload)
         assert reply["num_examples"] == reply["dataset_fingerprint"]["rows"]
         assert reply["consent_record_id"].startswith("consent-")
+
+
+def test_every_reply_records_the_device_its_node_signed_it_trained_on_in_the_ledger_and_rounds_json(ten):
+    assert [reply["device"] for _, reply in ten.of(et.ROUND_REPLY)] == ["cpu"] * 30  # the demo trains on the CPU
+    for rnd in ten.rounds["rounds"]:
+        assert [reply["device"] for reply in rnd["replies"]] == ["cpu"] * 10
 
 
 def test_every_reply_carries_the_nodes_signed_loss_and_accuracy_of_the_model_it_received(ten):
