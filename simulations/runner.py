@@ -34,12 +34,16 @@ class Resources:
     ray_address: str | None = None
 
     def check(self) -> None:
+        """The numbers, and that the cluster at --ray-address answers: cheap, before the run's first line."""
         if not 0 < self.cpus_per_node <= 1024:
             raise UsageError(f"--cpus-per-node must be a number in (0, 1024], got {self.cpus_per_node}")
         if not 0 <= self.gpus_per_node <= 64:
             raise UsageError(f"--gpus-per-node must be a number in [0, 64], got {self.gpus_per_node}")
         if self.ray_address:
             check_reachable(self.ray_address)
+
+    def check_gpu(self) -> None:
+        """A GPU asked for must be visible here, or come from the cluster at --ray-address (imports torch: slow)."""
         if self.gpus_per_node > 0 and not self.ray_address:
             import torch
 
@@ -118,13 +122,14 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     settings.check()
     resources.check()
     check_out_dir(out)
-    # The first sign of life, before anything slow (the workspace's key derivation, Flower, Ray).
-    print(f"preparing {settings.training.num_partitions} simulated nodes x {settings.training.num_server_rounds} "
-          "rounds: opening the workspace, then enrolling the nodes while Flower's Simulation Engine starts…",
-          flush=True)
+    run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
+    # The first sign of life, before anything slow (torch's GPU check, the workspace's key derivation, Flower, Ray).
+    print(f"run {run_id}: preparing {settings.training.num_partitions} simulated nodes x "
+          f"{settings.training.num_server_rounds} rounds: opening the workspace, then enrolling the nodes while "
+          "Flower's Simulation Engine starts…", flush=True)
+    resources.check_gpu()
     workspace = open_workspace(governance.workspace)
     check_retrain_trigger(settings, workspace)
-    run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # short: Ray's socket paths under it must fit 107 bytes
     try:
         hold = hold_run(workspace.path, run_id, scratch)
