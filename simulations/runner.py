@@ -117,16 +117,17 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     engine) for the run's whole life; if the run cannot close itself (a signal here, the
     engine or its Ray cluster dying), it is closed here once every process of it has ended.
     """
-    from simulations.enroll import open_workspace
-
     settings.check()
     resources.check()
     check_out_dir(out)
     run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
-    # The first sign of life, before anything slow (torch's GPU check, the workspace's key derivation, Flower, Ray).
+    # The first sign of life, before anything slow: importing the ledger's stack (a second on a busy machine),
+    # torch's GPU check, the workspace's key derivation, Flower, Ray.
     print(f"run {run_id}: preparing {settings.training.num_partitions} simulated nodes x "
           f"{settings.training.num_server_rounds} rounds: opening the workspace, then enrolling the nodes while "
           "Flower's Simulation Engine starts…", flush=True)
+    from simulations.enroll import open_workspace
+
     resources.check_gpu()
     workspace = open_workspace(governance.workspace)
     check_retrain_trigger(settings, workspace)
