@@ -159,8 +159,9 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fedgov-first-output-"))
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-           "RAY_USAGE_STATS_ENABLED": "0", "FEDGOV_HOME": str(tmp / "workspace"),
-           "FEDGOV_PASSPHRASE": os.environ.get("FEDGOV_PASSPHRASE", "bench-passphrase")}
+           "RAY_USAGE_STATS_ENABLED": "0", "FEDGOV_PASSPHRASE": os.environ.get("FEDGOV_PASSPHRASE", "bench-passphrase")}
+    if not args.command:  # the default run gets a fresh workspace; a command of one's own keeps its environment's
+        env["FEDGOV_HOME"] = str(tmp / "workspace")
     try:
         timeline = run(args.command or default_command(tmp, args.nodes, args.rounds), env, args.pty)
     finally:
