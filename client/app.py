@@ -27,6 +27,7 @@ from flwr.clientapp import ClientApp
 from client.attestation import attest
 from client.secagg import secagg_app, secagg_round
 from client.site import Site
+from fedgov.devices import device_text
 from fedgov.local_data import LocalDataError, load_csv, schema_for
 from fedgov.models import build_model
 from fedgov.partition import Partition, load_partition, split_local
@@ -186,7 +187,7 @@ def train_reply(msg: Message, settings: RunSettings, me: NodeSelf, partition: Pa
     if before_signing is not None:
         before_signing(content)
     attest(content, me.key, me.node_id, str(msg.metadata.run_id), server_round,
-           fingerprint_arrays(partition.train.x, partition.train.y))
+           fingerprint_arrays(partition.train.x, partition.train.y), device=device_text(device))
     return content
 
 

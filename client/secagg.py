@@ -25,6 +25,7 @@ from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common.recorddict_compat import recorddict_to_fitres
 
+from fedgov.devices import DEVICE_KEY, device_text
 from fedgov.models import build_model
 from fedgov.partition import Partition
 from fedgov.protocol import GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY
@@ -63,8 +64,9 @@ class SecAggNode(NumPyClient):
         return updated, len(self.partition.train), {"train-loss": loss, **received}
 
 
-def signing_mod(node_id: str, key: NodeKey, partition: Partition):
-    """A mod outside `secaggplus_mod`: signs the masked vector the node sends in the masked-vectors stage."""
+def signing_mod(node_id: str, key: NodeKey, partition: Partition, device: str | None = None):
+    """A mod outside `secaggplus_mod`: signs the masked vector the node sends in the masked-vectors stage (with
+    `device`, where `fit` trained: fedgov/devices.py)."""
     fingerprint = fingerprint_arrays(partition.train.x, partition.train.y)
 
     def mod(msg: Message, context: Context, call_next) -> Message:
@@ -76,11 +78,13 @@ def signing_mod(node_id: str, key: NodeKey, partition: Partition):
         masked = reply.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
         fitres = recorddict_to_fitres(reply.content, keep_input=True)
         payload = reply_signing_payload(str(msg.metadata.run_id), int(msg.metadata.group_id), masked_digest(masked),
-                                        fingerprint.digest, fit_metrics_digest(fitres.metrics, fitres.num_examples))
+                                        fingerprint.digest, fit_metrics_digest(fitres.metrics, fitres.num_examples),
+                                        device=device)
         reply.content.config_records[GOVERNANCE_KEY] = ConfigRecord({
             "node-id": node_id,
             "signature": key.sign(payload),
             "fingerprint": json.dumps(fingerprint.to_dict(), sort_keys=True),
+            **({DEVICE_KEY: device} if device is not None else {}),
         })
         return reply
 
@@ -92,7 +96,8 @@ def secagg_app(settings: RunSettings, node_id: str, key: NodeKey, partition: Par
     """The legacy ClientApp that answers one SecAgg+ message for this node (its protocol state lives in
     the node's Context, which Flower keeps between messages)."""
     return ClientApp(client_fn=lambda context: SecAggNode(settings, partition, server_round).to_client(),
-                     mods=[signing_mod(node_id, key, partition), secaggplus_mod])
+                     mods=[signing_mod(node_id, key, partition, device_text(resolve_device(settings.training.device))),
+                           secaggplus_mod])
 
 
 def secagg_round(msg: Message) -> int:

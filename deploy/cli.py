@@ -211,10 +211,6 @@ def run_command(
     """Launch a governed run on the deployment, stream its rounds, and exit non-zero unless it completed."""
     import getpass
 
-    from deploy.app_bundle import build_bundle
-    from deploy.gatekeeper import bundle_hash
-    from deploy.launch import follow, start, stop, wait_for_nodes
-    from deploy.registration import control_client, flower_call
     from fedgov.settings import RunSettings
     from governance.errors import PolicyError
     from governance.workspace import Workspace
@@ -237,6 +233,14 @@ def run_command(
 
         running = running_coordinator(ws.path / "coordinator")
         superlink, ca = superlink or running.link, ca or running.ca
+    # The first sign of life, before the slow parts (Flower builds the bundle from the app's whole directory).
+    typer.echo(f"preparing a run of {rounds} rounds on {nodes} nodes: building the app bundle, then waiting up to "
+               f"{wait:g} s for the nodes at the coordinator {superlink}…")
+    from deploy.app_bundle import build_bundle  # Flower's client stack: imported after the first line
+    from deploy.gatekeeper import bundle_hash
+    from deploy.launch import follow, start, stop, wait_for_nodes
+    from deploy.registration import control_client, flower_call
+
     bundle = build_bundle()
     with control_client(superlink, ca) as client:
         online = flower_call("list the nodes", lambda: wait_for_nodes(client, nodes, wait))

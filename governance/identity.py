@@ -28,6 +28,7 @@ from governance.private_files import UMASK_MODE, write_atomic
 from governance.verify.canonical import canonical_bytes
 
 REPLY_PURPOSE = "fedgov.reply.v1"
+MAX_DEVICE_TEXT = 128  # the device a reply states it trained on (its shape: fedgov/devices.py)
 REGISTRY_FORMAT = "fedgov.node-registry.v1"
 PUBLIC_KEY_BYTES = 32
 
@@ -135,13 +136,15 @@ def reply_signing_payload(
     dataset_fingerprint: str,
     metrics_digest: str,
     summary_digest: str | None = None,
+    device: str | None = None,
 ) -> bytes:
     """The exact bytes a node signs for one reply: canonical JSON with a purpose tag.
 
     The purpose tag keeps a reply signature from being replayed as any other
     signed fedgov object; run and round keep it from being replayed elsewhere.
-    A reply with a data summary (monitoring) adds `summary_digest`; a reply without one
-    signs exactly the bytes it always did, so older ledgers verify unchanged.
+    A reply with a data summary (monitoring) adds `summary_digest`, one that states the device
+    it trained on adds `device` (fedgov/devices.py); a reply without them signs exactly the
+    bytes it always did, so older ledgers verify unchanged.
     """
     if not isinstance(run_id, str) or not run_id:
         raise IdentityError("run_id must be a non-empty string")
@@ -165,6 +168,10 @@ def reply_signing_payload(
     }
     if summary_digest is not None:
         statement["summary_digest"] = summary_digest
+    if device is not None:
+        if not isinstance(device, str) or not device or len(device) > MAX_DEVICE_TEXT:
+            raise IdentityError(f"device must be text of 1 to {MAX_DEVICE_TEXT} characters, got {device!r:.60}")
+        statement["device"] = device
     return canonical_bytes(statement)
 
 

@@ -42,6 +42,7 @@ from server.monitor_recorder import MonitorRecorder
 from server.node_binding import bind_registered
 from server.overhead import Overhead
 from server.privacy_keeper import PrivacyKeeper
+from server.progress import ProgressGrid, ProgressLine
 from server.registration import wait_for_nodes
 from server.reply_verifier import ReplyVerifier
 from server.report import RunReport, write_json_atomic
@@ -147,11 +148,14 @@ SelectorHook = Callable[[ConsentSelector], Selector]
 
 
 def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
-          around_selection: SelectorHook | None = None) -> RunReport:
+          around_selection: SelectorHook | None = None, live_progress: bool = False) -> RunReport:
     """Run the configured strategy for the configured rounds, governed.
 
     `bind` names the fedgov node behind each Flower node id; `around_selection`, when given,
     turns the consent selector into the round's selector (the harness's scheduled withdrawals).
+    `live_progress` draws each round's replies as a live line where the console is a terminal;
+    otherwise (and always in a deployment, whose output Flower streams to `fedgov run`) they are
+    sparse plain lines (server/progress.py).
     """
     settings = RunSettings.from_run_config(context.run_config)
     gov, training = settings.governance, settings.training
@@ -178,9 +182,11 @@ def serve(grid: Grid, context: Context, *, bind: Binder = bind_registered,
                 final = run_secure_aggregation(
                     grid, context, settings, entries=roles.recorder.entries, selector=roles.selector,
                     round_selector=selector, binding=binding, registry=roles.recorder.registry, report=report,
-                    initial=initial, evaluate_fn=_central_evaluator(settings, report, roles))
+                    initial=initial, evaluate_fn=_central_evaluator(settings, report, roles), live_progress=live_progress)
             else:
-                final = _run_strategy(grid, settings, roles, report, selector, initial, train_config)
+                progress = ProgressLine(report.console, training.num_server_rounds, live=live_progress)
+                final = _run_strategy(ProgressGrid(grid, progress), settings, roles, report, selector, initial,
+                                      train_config)
         except Exception as err:  # recorded, then re-raised: a failed run is still audited
             _record_failure(roles.recorder, err)
             raise

@@ -1,7 +1,7 @@
 """The reply verifier: a node's signed statement must hold before its update counts.
 
-The node signed (run id, round, update digest, dataset fingerprint, metrics digest, and its
-data summary's digest when it sent one) with its registered key; the server recomputes the digests from the bytes it received. A reply
+The node signed (run id, round, update digest, dataset fingerprint, metrics digest, its
+data summary's digest when it sent one, and the device it trained on when it stated one) with its registered key; the server recomputes the digests from the bytes it received. A reply
 whose statement is missing, malformed, forged or inconsistent is rejected with a named
 reason, and the run goes on.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 from flwr.app import Message
 
+from fedgov.devices import DEVICE_KEY, device_problem
 from fedgov.protocol import (GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY, NamedArrays, reply_metrics_digest,
                              summary_text_of)
 from fedgov.summaries import summary_digest
@@ -77,6 +78,9 @@ class ReplyVerifier:
         fingerprint_text = statement.get("fingerprint", "{}")
         if not isinstance(fingerprint_text, str) or len(fingerprint_text) > MAX_FINGERPRINT_TEXT:
             return f"bad governance statement: the fingerprint is not text of at most {MAX_FINGERPRINT_TEXT} characters"
+        device = statement.get(DEVICE_KEY)  # optional: a node of an earlier fedgov states none (fedgov/devices.py)
+        if device is not None and device_problem(device):
+            return device_problem(device)
         try:
             fingerprint = DatasetFingerprint.from_dict(json.loads(fingerprint_text))
             update, metrics = arrays_digest(arrays), reply_metrics_digest(reply.content)
@@ -84,7 +88,8 @@ class ReplyVerifier:
             if summary_text is not None and not isinstance(summary_text, str):
                 return "bad governance statement: the summary is not text"
             summary = None if summary_text is None else summary_digest(summary_text)
-            payload = reply_signing_payload(self.run_id, server_round, update, fingerprint.digest, metrics, summary)
+            payload = reply_signing_payload(self.run_id, server_round, update, fingerprint.digest, metrics, summary,
+                                            device)
             signature = statement.get("signature")
             verify_reply(self.registry, expected, signature if isinstance(signature, bytes) else None, payload)
         except ReplyRejected as err:
@@ -103,4 +108,6 @@ class ReplyVerifier:
                                "dataset_fingerprint": fingerprint.to_dict()}
         if parsed is not None:
             self._verified[src].update(summary_digest=summary, summary=parsed)
+        if device is not None:
+            self._verified[src]["device"] = device
         return None

@@ -15,7 +15,8 @@ from flwr.app import ArrayRecord
 from rich.console import Console
 from rich.markup import escape
 
-from fedgov.protocol import METRICS_KEY, NUM_EXAMPLES_KEY
+from fedgov.devices import DEVICE_KEY
+from fedgov.protocol import GOVERNANCE_KEY, METRICS_KEY, NUM_EXAMPLES_KEY
 from governance.private_files import UMASK_MODE, write_atomic
 from server.governed import RoundFacts
 
@@ -26,10 +27,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def _reply_shape(reply) -> dict[str, Any]:
+    """A valid reply in rounds.json: its records and metrics, and the device the node signed for (checked)."""
     content = reply.content
     metrics = dict(content[METRICS_KEY])
+    statement = content.get(GOVERNANCE_KEY)
     return {
         "node_id": reply.metadata.src_node_id,
+        "device": statement.get(DEVICE_KEY) if statement is not None else None,
         "num_examples": metrics.get(NUM_EXAMPLES_KEY),
         "records": {key: sorted(content[key].keys()) for key in content.keys()},
         "record_types": {key: type(content[key]).__name__ for key in content.keys()},

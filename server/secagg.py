@@ -43,10 +43,11 @@ from governance.digests import arrays_digest
 from governance.identity import NodeRegistry
 from server.consent_selector import ConsentSelector
 from server.governed import RoundFacts, Selector
+from server.progress import ProgressGrid, ProgressLine, round_label
 from server.replies import Rejection
 from server.report import RunReport
 from server.run_entries import RunEntries
-from server.secagg_watch import FIT_METRICS, STAGES, MaskedReplyChecker, StageWatch
+from server.secagg_watch import FIT_METRICS, STAGES, MaskedReplyChecker, StageWatch, stage_of
 
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord]
 
@@ -95,10 +96,10 @@ class SecAggRecorder:
                 "consent_record_id": self.selector.consent_used.get(node),
                 "secagg": True, "individual_update_visible": False,
                 **{k: statement[k] for k in ("masked_update_digest", "metrics_digest", "signature",
-                                              "dataset_fingerprint")},
+                                              "dataset_fingerprint", "device") if k in statement},
             }, round_=r, node_id=node, model=input_hash, scope=et.node_scope(node)))
             shown.append({"node_id": flower_id, "num_examples": statement["num_examples"],
-                          "metrics": statement["metrics"], "masked": True})
+                          "metrics": statement["metrics"], "masked": True, "device": statement.get("device")})
         rejected = [Rejection(n, view.dropped.get(n, "not in the SecAgg+ sum: the protocol halted"))
                     for n in facts.selected if n not in summed]
         for rejection in rejected:
@@ -202,8 +203,9 @@ class SecAggStrategy(FedAvg):
 def run_secure_aggregation(grid: Grid, context: Context, settings: RunSettings, *, entries: RunEntries,
                            selector: ConsentSelector, round_selector: Selector, binding: dict[int, str],
                            registry: NodeRegistry, report: RunReport, initial: ArrayRecord,
-                           evaluate_fn: EvaluateFn) -> ArrayRecord:
-    """Run every round under SecAgg+, governed; return the final model."""
+                           evaluate_fn: EvaluateFn, live_progress: bool = False) -> ArrayRecord:
+    """Run every round under SecAgg+, governed; return the final model. Progress is shown per protocol stage
+    (`round 1/3 SecAgg+ collect_masked_vectors: 7 of 10 nodes replied`)."""
     training, secagg = settings.training, settings.secagg
     fit_config: dict[str, Any] = {"lr": training.lr, "local-epochs": training.local_epochs,
                                   "batch-size": training.batch_size}
@@ -212,7 +214,10 @@ def run_secure_aggregation(grid: Grid, context: Context, settings: RunSettings, 
     strategy = SecAggStrategy(selector=round_selector, initial=initial, fit_config=fit_config,
                               min_valid_replies=settings.aggregation_minimum(), evaluate_fn=evaluate_fn, report=report)
     checker = MaskedReplyChecker(entries.run_id, binding, registry, [a.numpy().shape for a in initial.values()])
-    watch = StageWatch(grid, checker)
+    num_rounds = training.num_server_rounds
+    progress = ProgressLine(report.console, num_rounds, live=live_progress,  # per protocol stage
+                            describe=lambda msgs: f"{round_label(msgs, num_rounds)} SecAgg+ {stage_of(msgs) or 'message'}")
+    watch = StageWatch(ProgressGrid(grid, progress), checker)
     strategy.recorder = SecAggRecorder(entries, settings, binding, registry, selector, watch, report)
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=training.num_server_rounds), strategy=strategy)
     workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(

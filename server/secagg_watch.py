@@ -26,6 +26,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.compat.common.parameter import bytes_to_ndarray
 from flwr.serverapp import Grid
 
+from fedgov.devices import DEVICE_KEY, device_problem
 from fedgov.protocol import GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, LOCAL_LOSS_KEY
 from fedgov.secagg import MAX_WEIGHT, fit_metrics_digest, masked_digest
 from governance.errors import FedgovError
@@ -100,11 +101,15 @@ class MaskedReplyChecker:
         fingerprint_text = statement.get("fingerprint", "{}")
         if not isinstance(fingerprint_text, str) or len(fingerprint_text) > MAX_FINGERPRINT_TEXT:
             return "bad governance statement: the fingerprint is not text of bounded size", {}
+        device = statement.get(DEVICE_KEY)  # optional, as in a plain reply (fedgov/devices.py)
+        if device is not None and device_problem(device):
+            return device_problem(device), {}
         signature = statement.get("signature")
         try:
             fingerprint = DatasetFingerprint.from_dict(json.loads(fingerprint_text))
             digest, metrics_digest = masked_digest(masked), fit_metrics_digest(metrics, num_examples)
-            payload = reply_signing_payload(self.run_id, server_round, digest, fingerprint.digest, metrics_digest)
+            payload = reply_signing_payload(self.run_id, server_round, digest, fingerprint.digest, metrics_digest,
+                                            device=device)
             verify_reply(self.registry, node, signature if isinstance(signature, bytes) else None, payload)
         except ReplyRejected as err:
             return f"{err.reason}: {err}", {}
@@ -115,7 +120,7 @@ class MaskedReplyChecker:
             return problem, {}
         return None, {"masked_update_digest": digest, "metrics_digest": metrics_digest, "metrics": metrics,
                       "num_examples": num_examples, "signature": base64.b64encode(signature).decode(),
-                      "dataset_fingerprint": fingerprint.to_dict()}
+                      "dataset_fingerprint": fingerprint.to_dict(), **({"device": device} if device is not None else {})}
 
 
 def _ints(value: Any) -> bool:
@@ -169,7 +174,7 @@ def _odd_share_lengths(replies: dict[int, Message]) -> dict[int, str]:
     return odd
 
 
-def _stage_of(messages: list[Message]) -> str | None:
+def stage_of(messages: list[Message]) -> str | None:
     for msg in messages:
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
         if configs is not None and configs.get(Key.STAGE) in STAGES:
@@ -187,7 +192,7 @@ class StageWatch(DelegatingGrid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
-        stage = _stage_of(messages)  # read before sending: a node's mod pops the stage from what it gets
+        stage = stage_of(messages)  # read before sending: a node's mod pops the stage from what it gets
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
         if stage is None:
             return replies

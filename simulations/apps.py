@@ -63,7 +63,8 @@ def simulated_coordinator(grid: Grid, context: Context) -> None:
     """The coordinator, with simulated binding and scheduled withdrawals."""
     settings = RunSettings.from_run_config(context.run_config)
     wait_for_gate(settings.rehearsal.enrollment_gate, settings.governance.registration_timeout)
-    serve(grid, context, bind=bind_simulated, around_selection=withdrawing_before_rounds(settings.rehearsal.revocations))
+    serve(grid, context, bind=bind_simulated, around_selection=withdrawing_before_rounds(settings.rehearsal.revocations),
+          live_progress=True)
 
 
 def simulated_self(settings: RunSettings, context: Context) -> NodeSelf:

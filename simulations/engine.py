@@ -48,6 +48,18 @@ def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str 
     }
 
 
+def ray_starting_line(request: dict[str, Any]) -> str:
+    """What the engine is about to do, said while Ray starts (a few seconds with no other output)."""
+    nodes, cpus, gpus = int(request["num_nodes"]), float(request["cpus_per_node"]), float(request["gpus_per_node"])
+    per_node = f"{cpus:g} CPU" + (f" and {gpus:g} GPU" if gpus else "") + " per node"
+    if request.get("ray_address"):
+        return f"attaching to the Ray cluster at {request['ray_address']} for {nodes} virtual nodes ({per_node})…"
+    machine = os.cpu_count() or 1
+    at_once = max(1, min(nodes, int(machine // cpus)))  # Flower's actor pool: CPUs / CPUs per node (GPUs may limit it)
+    return (f"starting Ray on this machine's {machine} CPUs for {nodes} virtual nodes ({per_node}: up to {at_once} "
+            "train at a time)…")
+
+
 def run_engine(request: dict[str, Any]) -> None:
     """Run one simulation described by `request` (see `simulations.runner`)."""
     from flwr.app import Context, RecordDict
@@ -75,6 +87,7 @@ def run_engine(request: dict[str, Any]) -> None:
         state=RecordDict(),
         run_config=get_fused_config_from_dir(APP_DIR, run.override_config),
     )
+    print(ray_starting_line(request), flush=True)
     _run_simulation(
         num_supernodes=int(request["num_nodes"]),
         server_app_attr=SERVER_APP,

@@ -34,12 +34,16 @@ class Resources:
     ray_address: str | None = None
 
     def check(self) -> None:
+        """The numbers, and that the cluster at --ray-address answers: cheap, before the run's first line."""
         if not 0 < self.cpus_per_node <= 1024:
             raise UsageError(f"--cpus-per-node must be a number in (0, 1024], got {self.cpus_per_node}")
         if not 0 <= self.gpus_per_node <= 64:
             raise UsageError(f"--gpus-per-node must be a number in [0, 64], got {self.gpus_per_node}")
         if self.ray_address:
             check_reachable(self.ray_address)
+
+    def check_gpu(self) -> None:
+        """A GPU asked for must be visible here, or come from the cluster at --ray-address (imports torch: slow)."""
         if self.gpus_per_node > 0 and not self.ray_address:
             import torch
 
@@ -113,14 +117,20 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     engine) for the run's whole life; if the run cannot close itself (a signal here, the
     engine or its Ray cluster dying), it is closed here once every process of it has ended.
     """
-    from simulations.enroll import open_workspace
-
     settings.check()
     resources.check()
     check_out_dir(out)
+    run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
+    # The first sign of life, before anything slow: importing the ledger's stack (a second on a busy machine),
+    # torch's GPU check, the workspace's key derivation, Flower, Ray.
+    print(f"run {run_id}: preparing {settings.training.num_partitions} simulated nodes x "
+          f"{settings.training.num_server_rounds} rounds: opening the workspace, then enrolling the nodes while "
+          "Flower's Simulation Engine starts…", flush=True)
+    from simulations.enroll import open_workspace
+
+    resources.check_gpu()
     workspace = open_workspace(governance.workspace)
     check_retrain_trigger(settings, workspace)
-    run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # short: Ray's socket paths under it must fit 107 bytes
     try:
         hold = hold_run(workspace.path, run_id, scratch)
@@ -167,13 +177,16 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
     env[PARENT_VARIABLE] = str(os.getpid())
     env[TAG_VARIABLE] = f"run-{run_id}"  # every process of the run inherits it: clean-up finds them all
 
+    nodes = settings.training.num_partitions
+
     def enroll() -> None:
         from simulations.enroll import enroll_simulated_nodes, open_workspace
 
+        started = time.monotonic()
         ws = open_workspace(workspace)
         enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
-        print(f"run {run_id}: enrolled {settings.training.num_partitions} simulated nodes in {ws.path}; starting Flower's "
-              "Simulation Engine (Ray)…", flush=True)
+        print(f"run {run_id}: {nodes} simulated nodes enrolled in {ws.path} ({time.monotonic() - started:.1f} s)",
+              flush=True)
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         gate.write_text("enrolled")
 

@@ -228,3 +228,25 @@ def test_a_run_no_node_consented_to_fails_in_one_line_with_the_reason(federation
     assert refused.returncode == 1, refused.stdout[-2000:]
     assert refused.stderr.startswith("error: run ") and refused.stderr.count("\n") == 1, refused.stderr
     assert "consent" in refused.stderr, refused.stderr
+
+
+def test_fedgov_run_says_what_it_does_first_and_how_many_nodes_replied_in_each_round(federation):
+    """The ServerApp's progress lines reach `fedgov run` through Flower's log stream. Flower's deployed grid
+    pulls replies every 3 s, the first time at once, so every wait (a round; under SecAgg+, each of its four
+    stages) ends with a line at least a second in, and the last one counts every selected node."""
+    import re
+
+    assert federation.run.stdout.startswith(f"preparing a run of 2 rounds on {len(REGISTERED)} nodes: building the "
+                                            "app bundle")
+    for output, pattern, waits, selected in (
+            (federation.run.stdout, r"round (\d)/2", 2, len(REGISTERED)),
+            (federation.secagg.stdout, r"round (\d)/2 SecAgg\+ (\w+)", 8, len(SECAGG_NODES))):
+        last: dict[tuple, tuple[int, int]] = {}
+        for line in output.splitlines():
+            match = re.fullmatch(pattern + r": (\d+) of (\d+) nodes replied \(\d+\.\d s\)", line.strip())
+            if match:
+                *wait, answered, total = match.groups()
+                last[tuple(wait)] = (int(answered), int(total))
+        assert len(last) == waits, output[-3000:]
+        assert all(total == selected for _, total in last.values()), last
+    assert all(answered == total for answered, total in last.values()), last  # SecAgg+: every node, every stage

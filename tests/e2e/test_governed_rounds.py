@@ -120,11 +120,17 @@ def test_every_reply_signature_verifies_offline_with_the_registered_key(ten):
     for entry, reply in ten.of(et.ROUND_REPLY):
         payload = reply_signing_payload(ten.run_id, entry.round, reply["update_digest"],
                                         reply["dataset_fingerprint"]["digest"], reply["metrics_digest"],
-                                        reply.get("summary_digest"))
+                                        reply.get("summary_digest"), reply["device"])
         key = Ed25519PublicKey.from_public_bytes(ten.registry.get(reply["node_id"]).public_key)
         key.verify(base64.b64decode(reply["signature"]), payload)
         assert reply["num_examples"] == reply["dataset_fingerprint"]["rows"]
         assert reply["consent_record_id"].startswith("consent-")
+
+
+def test_every_reply_records_the_device_its_node_signed_it_trained_on_in_the_ledger_and_rounds_json(ten):
+    assert [reply["device"] for _, reply in ten.of(et.ROUND_REPLY)] == ["cpu"] * 30  # the demo trains on the CPU
+    for rnd in ten.rounds["rounds"]:
+        assert [reply["device"] for reply in rnd["replies"]] == ["cpu"] * 10
 
 
 def test_every_reply_carries_the_nodes_signed_loss_and_accuracy_of_the_model_it_received(ten):
@@ -311,9 +317,29 @@ def test_the_console_names_nodes_by_their_fedgov_id_and_prints_the_run_id(hostil
     out = hostile.result.stdout
     assert f"run {hostile.run_id}: 10 nodes registered; training starts" in out
     assert "round 1/2: training 10 selected nodes…" in out
-    assert f"run {hostile.run_id}: enrolled 10 simulated nodes in" in out
+    assert out.startswith(f"run {hostile.run_id}: preparing 10 simulated nodes x 2 rounds: opening the workspace")
+    assert f"run {hostile.run_id}: 10 simulated nodes enrolled in" in out
+    assert "starting Ray on this machine's" in out and "for 10 virtual nodes (1 CPU per node" in out
     assert any(line.strip().startswith("rejected sim-0000 (Flower node ") for line in out.splitlines())
     assert f"run {hostile.run_id}: 2 rounds, 0 failed" in out
+
+
+def test_the_console_shows_how_many_nodes_replied_while_a_round_waits(hostile):
+    """Captured output is not a terminal: sparse plain lines (server/progress.py), counting the replies of the
+    round's selected nodes, never down; a round that waited its first second or more shows at least its last."""
+    import re
+
+    shown: dict[int, list[tuple[int, int]]] = {}
+    for line in hostile.result.stdout.splitlines():
+        match = re.fullmatch(r"round (\d+)/2: (\d+) of (\d+) nodes replied \((\d+\.\d) s\)", line)
+        if match:
+            shown.setdefault(int(match[1]), []).append((int(match[2]), int(match[3])))
+    for rnd in hostile.rounds["rounds"]:
+        counts = shown.get(rnd["round"], [])
+        assert all(total == len(rnd["selected"]) and 0 <= answered <= total for answered, total in counts)
+        assert [answered for answered, _ in counts] == sorted(answered for answered, _ in counts)
+        assert len(counts) <= 4 + int(rnd["seconds"] // 10)  # quarters, and one line per quiet 10 s
+    assert hostile.rounds["rounds"][0]["seconds"] < 3 or shown.get(1), hostile.result.stdout[:3000]
 
 
 # -- the compliance report of the demo's run (fedgov report), opened in headless Chromium -----------------

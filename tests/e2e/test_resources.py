@@ -65,6 +65,10 @@ def test_a_run_attaches_to_an_existing_ray_cluster_with_gpu_resources(ray_head, 
     assert request["run_config"]["device"] == "cuda"
     rounds = json.loads((out / "rounds.json").read_text())["rounds"]
     assert len(rounds[0]["replies"]) == 3
+    import torch
+
+    if not torch.cuda.is_available():  # asked for cuda, trained on the CPU: the record says where, not what was asked
+        assert [reply["device"] for reply in rounds[0]["replies"]] == ["cpu"] * 3
 
 
 def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_selection(fedgov, tmp_path,

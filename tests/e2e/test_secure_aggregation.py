@@ -90,8 +90,10 @@ def test_no_reply_records_an_update_digest_only_the_signed_masked_vector(secure)
     for entry, reply in replies:
         assert "update_digest" not in reply and reply["individual_update_visible"] is False
         assert reply["metrics_digest"] == fit_metrics_digest(reply["metrics"], reply["num_examples"])
+        assert reply["device"] == "cpu"  # the node's signed word: where it trained (fedgov/devices.py)
         payload = reply_signing_payload(secure.run_id, entry.round, reply["masked_update_digest"],
-                                        reply["dataset_fingerprint"]["digest"], reply["metrics_digest"])
+                                        reply["dataset_fingerprint"]["digest"], reply["metrics_digest"],
+                                        device=reply["device"])
         key = Ed25519PublicKey.from_public_bytes(secure.registry.get(reply["node_id"]).public_key)
         key.verify(base64.b64decode(reply["signature"]), payload)  # raises if forged
         assert reply["num_examples"] == reply["dataset_fingerprint"]["rows"]

@@ -64,10 +64,11 @@ def masked_reply(msg: Message, *, num_examples: int | None = None, metrics: dict
     return Message(content, reply_to=msg)
 
 
-def signed(msg: Message, reply: Message, key: NodeKey | None = None, node: str | None = None) -> Message:
+def signed(msg: Message, reply: Message, key: NodeKey | None = None, node: str | None = None,
+           device: str | None = None) -> Message:
     """Through the node's own signing mod, as it runs outside secaggplus_mod."""
     fid = msg.metadata.dst_node_id
-    mod = signing_mod(node or BINDING[fid], key or KEYS[BINDING[fid]], PARTITIONS[fid])
+    mod = signing_mod(node or BINDING[fid], key or KEYS[BINDING[fid]], PARTITIONS[fid], device)
     return mod(msg, Context(run_id=7, node_id=fid, node_config={}, state=RecordDict(), run_config={}),
                lambda m, c: reply)
 
@@ -99,6 +100,20 @@ def test_honest_masked_replies_pass_and_their_signed_statements_are_kept():
     statement = view.statements[101]
     assert statement["num_examples"] == statement["dataset_fingerprint"]["rows"] == len(PARTITIONS[101].train)
     assert len(statement["masked_update_digest"]) == 64 and "update_digest" not in statement
+
+
+def test_the_device_a_node_signed_for_is_kept_with_its_statement():
+    w = watch(lambda m: signed(m, masked_reply(m), device="cuda:0 (NVIDIA H200)" if m.metadata.dst_node_id == 101
+                               else "cpu"))
+    collect(w)
+    assert [w.rounds[1].statements[fid].get("device") for fid in FLOWER_IDS] == ["cuda:0 (NVIDIA H200)", "cpu",
+                                                                                 "cpu"]
+
+
+def _device_after_signing(m, device):
+    reply = signed(m, masked_reply(m), device="cpu")
+    reply.content.config_records[GOVERNANCE_KEY]["device"] = device
+    return reply
 
 
 def _forged(m):
@@ -153,6 +168,9 @@ HOSTILE = {
     "weight not its rows": (_fingerprint_inflated, "disagrees with the"),
     "weight above SecAgg+'s max": (lambda m: signed(m, masked_reply(m, num_examples=5000)), "outside (0, 1000]"),
     "deep fingerprint": (_deep_fingerprint, "fingerprint is not text of bounded size"),
+    "device claimed after signing": (lambda m: _device_after_signing(m, "cuda:0 (NVIDIA H200)"), "signature"),
+    "hostile device": (lambda m: _device_after_signing(m, "cuda:0 (\x1b[2J)" + "x" * 5000), "bad device: "),
+    "device of another type": (lambda m: _device_after_signing(m, [b"cuda"]), "bad device: "),
 }
 
 
