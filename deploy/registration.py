@@ -34,6 +34,17 @@ def auth_key(registration: Registration) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def check_ca_certificate(data: bytes, ca: Path) -> None:
+    """Refuse what is not a PEM certificate before Flower's gRPC stack reads it (it raises a bare ValueError)."""
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise UsageError(f"the CA certificate {ca} holds no PEM certificate: pass the federation's ca.crt (from "
+                         "`fedgov certs ca`)") from None
+
+
 def control_client(superlink: str, ca: Path):
     """Flower's own Control API client, over TLS, trusting only the federation's CA."""
     from flwr.supercore.control import ControlHttpClient
@@ -43,6 +54,7 @@ def control_client(superlink: str, ca: Path):
         root = ca.read_bytes()
     except OSError as err:
         raise UsageError(f"cannot read the CA certificate {ca}: {err.strerror}") from None
+    check_ca_certificate(root, ca)
     return ControlHttpClient.from_server_address(superlink, insecure=False, root_certificates=root,
                                                  interceptors=[RuntimeVersionHttpInterceptor(
                                                      component_name="flwr CLI")])

@@ -133,3 +133,18 @@ def test_a_deployed_runs_bad_dp_settings_fail_before_anything_starts(fedgov, tmp
     result = fedgov("run", "--purpose", "screening", "--workspace", str(tmp_path / ".fedgov"), *args)
     assert result.returncode == 2
     assert_one_line_error(result, *needles)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a certificate\n"])
+def test_a_deployed_runs_ca_that_is_no_certificate_is_one_line(fedgov, tmp_path, content):
+    from governance.ledger import create_workspace
+    from tests.fedgov_command import PASSPHRASE
+
+    create_workspace(tmp_path / ".fedgov", PASSPHRASE)
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(content)
+    result = fedgov("run", "--purpose", "screening", "--workspace", str(tmp_path / ".fedgov"),
+                    "--superlink", "127.0.0.1:1", "--ca", str(ca), "--nodes", "2")
+    assert (result.returncode, result.stderr) == (
+        2, f"error: the CA certificate {ca} holds no PEM certificate: pass the federation's ca.crt (from "
+           "`fedgov certs ca`)\n")
