@@ -64,7 +64,7 @@ def verify_range(chunks: Iterable[Sequence[EntryRow]], task: Range, min_level: i
     frontier, encode_leaf = Frontier(), LeafEncoder()
     nodes: dict[int, tuple[int, list[bytes]]] = {}
     frontiers: dict[int, list[bytes]] = {}
-    sizes = iter(sorted(set(task.sizes)))
+    sizes = iter(sorted({s for s in task.sizes if task.start < s <= task.end}))
     size = next(sizes, None)
     expected, failure = task.start, None
 

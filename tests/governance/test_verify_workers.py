@@ -107,6 +107,15 @@ def test_a_signed_root_before_a_bad_row_is_checked_first(tmp_path: Path, tiny_ra
     assert _outcome(other, 2) == _outcome(other, 1) == ("VerificationError", ALTERED.format(5))
 
 
+def test_a_row_a_worker_cannot_read_sends_the_parent_to_the_serial_verifier(tmp_path: Path,
+                                                                            tiny_ranges: None) -> None:
+    """Text that is not UTF-8 in seq 30: the driver refuses it, and the line is the serial verifier's."""
+    ws = build_good_ledger(tmp_path / ".fedgov")
+    sql(ws, "UPDATE fedgov_entries SET node_id = CAST(X'ff' AS TEXT) WHERE seq = 30")
+    expected = ("VerificationError", "a stored row cannot be read as the schema defines it (tampered): OperationalError")
+    assert _outcome(ws, 2) == _outcome(ws, 1) == expected
+
+
 def test_a_ledger_under_the_threshold_starts_no_process(good: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
     monkeypatch.setattr(verify_workers, "_Pool", lambda *args: started.append(args))
