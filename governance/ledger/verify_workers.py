@@ -223,17 +223,20 @@ def serve(pipe: Pipe, reader: Reader) -> None:
     while True:
         try:
             task = pipe.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the parent closed the pipe, or is gone
             return
         if db is None:
-            pipe.send(failed)
-            continue
+            answer: RangeResult | ReadFailed = failed
+        else:
+            try:
+                answer = verify_range(_chunks(db, reader, task), task, reader.min_level,
+                                      lambda seq: _next_seq(db, reader, seq))
+            except driver.Error as err:
+                answer = ReadFailed(f"{type(err).__name__}: {err}")
         try:
-            answer: RangeResult | ReadFailed = verify_range(_chunks(db, reader, task), task, reader.min_level,
-                                                            lambda seq: _next_seq(db, reader, seq))
-        except driver.Error as err:
-            answer = ReadFailed(f"{type(err).__name__}: {err}")
-        pipe.send(answer)
+            pipe.send(answer)
+        except OSError:  # the parent is gone: nobody is waiting for the answer
+            return
 
 
 def _open(reader: Reader) -> Any:
