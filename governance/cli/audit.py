@@ -82,7 +82,7 @@ def verify(workspace: WorkspaceOpt = None,
            require_cosigned_by: Annotated[Optional[list[str]], typer.Option("--require-cosigned-by", help="A witness's verifier key (or a file of them): fail unless it cosigned the latest signed checkpoint. Repeatable.")] = None,
            cosigned: Annotated[Optional[list[Path]], typer.Option("--cosigned", help="A cosigned checkpoint file to read besides <workspace or bundle>/cosignatures/. Repeatable.")] = None,
            fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text,
-           workers: Annotated[int, typer.Option("--workers", min=0, help="Processes that read and hash the entries of a ledger of 65,536 entries or more (0: one per core; 1: this one alone). The result is the same.")] = 0) -> None:
+           workers: Annotated[int, typer.Option("--workers", min=0, help="Processes that read and hash the entries of a ledger of 262,144 entries or more (0: one per core; 1: this one alone). The result is the same.")] = 0) -> None:
     """Recompute every leaf, the tree and its cache; check every checkpoint against the pinned key. Needs no secret."""
     import json
 
