@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parent
 BENCHMARKS = {
     "sim_overhead": ["--repeats", "3", "--configs", "10x3,100x5,1000x2@0.1", "--scale"],
     "ledger_bench": ["--entries", "1000000", "--batch", "50000"],
+    "verify_bench": ["--entries", "1000000", "--repeats", "3"],
     "node_costs": ["--repeats", "200"],
     "reply_checks": ["--repeats", "200"],
     "signed_writes": ["--sizes", "1000,100000,1000000", "--repeats", "200"],

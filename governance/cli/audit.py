@@ -81,7 +81,8 @@ def verify(workspace: WorkspaceOpt = None,
            require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
            require_cosigned_by: Annotated[Optional[list[str]], typer.Option("--require-cosigned-by", help="A witness's verifier key (or a file of them): fail unless it cosigned the latest signed checkpoint. Repeatable.")] = None,
            cosigned: Annotated[Optional[list[Path]], typer.Option("--cosigned", help="A cosigned checkpoint file to read besides <workspace or bundle>/cosignatures/. Repeatable.")] = None,
-           fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text) -> None:
+           fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text,
+           workers: Annotated[int, typer.Option("--workers", min=0, help="Processes that read and hash the entries of a ledger of 262,144 entries or more (0: one per core; 1: this one alone). The result is the same.")] = 0) -> None:
     """Recompute every leaf, the tree and its cache; check every checkpoint against the pinned key. Needs no secret."""
     import json
 
@@ -103,7 +104,7 @@ def verify(workspace: WorkspaceOpt = None,
             keys = _trusted_keys_option(trusted_key)
         ws = Workspace.discover(workspace)
         known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
-        report = verify_ledger(ws, keys, known)
+        report = verify_ledger(ws, keys, known, workers=workers)
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")

@@ -555,8 +555,9 @@ class LedgerStore:
         """All entry rows in seq order, streamed in big driver-level chunks, as tuples in ENTRY_COLUMNS order."""
         sql = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM fedgov_entries ORDER BY seq"
         raw = conn.connection.driver_connection
-        # A named (server-side) cursor on PostgreSQL, so a million rows never sit in memory at once.
-        cur = raw.cursor() if self.is_sqlite else raw.cursor(name="fedgov_verify")
+        # A named (server-side) cursor on PostgreSQL, so a million rows never sit in memory at once; binary,
+        # so bytea travels as bytes, not hex (the same values; ~0.3 us a row less for the client).
+        cur = raw.cursor() if self.is_sqlite else raw.cursor(name="fedgov_verify", binary=True)
         try:
             cur.execute(sql)
             while True:
@@ -566,6 +567,36 @@ class LedgerStore:
                 yield from chunk
         finally:
             cur.close()
+
+    def seq_bounds(self, conn: Connection) -> tuple[Any, Any]:
+        """The first and the last stored seq in seq order, as stored (None when there is no entry)."""
+        cur = self._cursor(conn)
+        try:
+            cur.execute("SELECT (SELECT seq FROM fedgov_entries ORDER BY seq LIMIT 1), "
+                        "(SELECT seq FROM fedgov_entries ORDER BY seq DESC LIMIT 1)")
+            first, last = cur.fetchone()
+            return first, last
+        finally:
+            cur.close()
+
+    def export_snapshot(self, conn: Connection) -> str | None:
+        """PostgreSQL: the id of `conn`'s snapshot, for other sessions to read the same rows (None on SQLite)."""
+        if self.is_sqlite:
+            return None
+        return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
+
+    def reader_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """How another process opens its own read connection to this database: the driver's connect() arguments.
+
+        SQLite: the file, read-only where the store is (`_readonly_uri`); PostgreSQL: the
+        engine's own arguments, less those that are Python objects (adapters).
+        """
+        if self.is_sqlite:
+            path = Path(make_url(self.url).database or "")
+            uri = _readonly_uri(path) if self.readonly else None
+            return ((uri, ) if uri is not None else (str(path), )), {"uri": uri is not None, "timeout": 120}
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        return tuple(args), {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool))}
 
     def iter_nodes(self, conn: Connection) -> Iterator[tuple[int, int, bytes]]:
         """Every stored tree node as (level, idx, hash), ordered by level then idx."""

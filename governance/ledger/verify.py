@@ -26,20 +26,22 @@ if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle ne
 
 
 def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
-                  known: Sequence[KnownCheckpoint] = (), workspace_head: bool = True) -> VerifyReport:
+                  known: Sequence[KnownCheckpoint] = (), workspace_head: bool = True,
+                  workers: int = 0) -> VerifyReport:
     """Verify the ledger of a Workspace, read-only and with no secret; the cache of tree nodes too.
 
     Trusts `trusted`, else the workspace trust file. Besides `known`, the workspace's own
     record of its last signed checkpoint (`latest_checkpoint`), when present, must still
     be contained in the ledger: that catches a rollback of the database alone
     (`workspace_head=False` leaves it out, for adopting a restored database on purpose).
+    `workers` processes read and hash the entries (0: one per core; 1: this process alone).
     """
     from governance.ledger.store import LedgerStore
 
     keys, head = workspace_trust(ws, trusted, workspace_head)
     store = LedgerStore.open(ws.db_url, readonly=True)
     try:
-        return verify_store(store, None, keys, [*known, *([head] if head else [])], head)
+        return verify_store(store, None, keys, [*known, *([head] if head else [])], head, workers)
     finally:
         store.close()
 
@@ -52,26 +54,37 @@ def workspace_trust(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
 
 
 def verify_store(store: LedgerStore, conn: Connection | None, keys: Sequence[VerifierKey],
-                 known: Sequence[KnownCheckpoint], head: KnownCheckpoint | None) -> VerifyReport:
+                 known: Sequence[KnownCheckpoint], head: KnownCheckpoint | None, workers: int = 1) -> VerifyReport:
     """Verify the ledger in an open store: in the caller's transaction `conn` (a copy not yet
     committed, `move.py`), or in a read transaction of its own when `conn` is None.
 
     `head` (also among `known`) is the workspace's signed head: the database's latest
-    checkpoint must be at least as large.
+    checkpoint must be at least as large. In a transaction of its own, `workers` processes
+    (0: one per core) share the entries (governance/ledger/verify_workers.py); the report
+    and any failure line are the same as one process gives.
     """
     from sqlalchemy.exc import SQLAlchemyError  # here: reading a bundle needs no SQLAlchemy
 
+    from governance.ledger.verify_workers import verify_in_workers, workers_for
+
+    workers = workers_for(workers) if conn is None else 1  # other processes cannot see the caller's transaction
     try:
         origin = ledger_origin(store.meta, "the ledger's meta table")
         with nullcontext(conn) if conn is not None else store.read() as conn:
             checkpoints = store.checkpoints(conn)
             nodes: ExpectedNodes = {}
-            rows = store.iter_entries(conn)
-            try:
-                report = verify_rows(rows, checkpoints, keys, origin=origin, known=known,
-                                     on_nodes=lambda done: add_nodes(nodes, done), min_level=store.min_stored_level)
-            finally:
-                rows.close()  # before the connection goes, also when a row failed
+            report = None
+            if workers > 1:
+                report = verify_in_workers(store, conn, checkpoints, keys, origin, known, nodes, workers)
+            if report is None:
+                nodes.clear()  # a parallel attempt that fell back may have collected some
+                rows = store.iter_entries(conn)
+                try:
+                    report = verify_rows(rows, checkpoints, keys, origin=origin, known=known,
+                                         on_nodes=lambda done: add_nodes(nodes, done),
+                                         min_level=store.min_stored_level)
+                finally:
+                    rows.close()  # before the connection goes, also when a row failed
             diff = compare(nodes, store.iter_nodes(conn), store.min_stored_level)
     except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as err:
         raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "

@@ -42,8 +42,9 @@ class LeafEncoder:
     MAX_CACHED = 4096  # distinct index-field combinations kept; cleared beyond that
 
     def __init__(self) -> None:
-        self._middles: dict[tuple, bytes] = {}
-        self._tails: dict[str, bytes] = {}
+        # Read directly by governance.verify.rows.leaf_hashes, which encodes a row whose parts are both here itself.
+        self.middles: dict[tuple, bytes] = {}  # (config_hash, entry_type, key_id, model_hash, node_id, round, run_id)
+        self.tails: dict[str, bytes] = {}  # timestamp -> its part
 
     def __call__(self, seq: int, timestamp: str, entry_type: str, run_id: str, round_: int | None, node_id: str,
                  model_hash: str, config_hash: str, key_id: str, ciphertext: bytes) -> bytes:
@@ -52,22 +53,22 @@ class LeafEncoder:
         if seq < 0 or seq > MAX_SAFE_INTEGER:
             raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
         key = (config_hash, entry_type, key_id, model_hash, node_id, round_, run_id)
-        middle = self._middles.get(key)
+        middle = self.middles.get(key)
         if middle is None:
             if round_ is not None and not -MAX_SAFE_INTEGER <= round_ <= MAX_SAFE_INTEGER:  # once per key
                 raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
-            if len(self._middles) >= self.MAX_CACHED:
-                self._middles.clear()
-            middle = self._middles[key] = (
+            if len(self.middles) >= self.MAX_CACHED:
+                self.middles.clear()
+            middle = self.middles[key] = (
                 '","config_hash":%s,"entry_type":%s,"key_id":%s,"model_hash":%s,"node_id":%s,"round":%s,'
                 '"run_id":%s,"seq":'
                 % (encode_basestring(config_hash), encode_basestring(entry_type), encode_basestring(key_id),
                    encode_basestring(model_hash), encode_basestring(node_id), "null" if round_ is None else round_,
                    encode_basestring(run_id))
             ).encode("utf-8")
-        tail = self._tails.get(timestamp)
+        tail = self.tails.get(timestamp)
         if tail is None:
-            if len(self._tails) >= self.MAX_CACHED:
-                self._tails.clear()
-            tail = self._tails[timestamp] = (',"timestamp":%s}' % encode_basestring(timestamp)).encode("utf-8")
+            if len(self.tails) >= self.MAX_CACHED:
+                self.tails.clear()
+            tail = self.tails[timestamp] = (',"timestamp":%s}' % encode_basestring(timestamp)).encode("utf-8")
         return b'{"ciphertext":"' + b2a_base64(ciphertext, newline=False) + middle + b"%d" % seq + tail

@@ -65,24 +65,52 @@ class Frontier:
             self.hashes.append(run[0])
             self.size += 1 << k
             pos += 1 << k
-            while len(self.levels) >= 2 and self.levels[-1] == self.levels[-2]:
-                right, left = self.hashes.pop(), self.hashes.pop()
-                self.levels.pop()
-                level = self.levels.pop() + 1
-                self.levels.append(level)
-                self.hashes.append(hash_children(left, right))
-                if keep_nodes and level >= min_level:
-                    completed.append((level, (self.size >> level) - 1, self.hashes[-1]))
+            self._merge(completed, keep_nodes, min_level)
         return completed
+
+    def append_subtree(self, level: int, digest: bytes, min_level: int = 1) -> list[tuple[int, int, bytes]]:
+        """Add the hash of a perfect subtree of 2^level leaves computed elsewhere (by another process).
+
+        The tree's size must be a multiple of 2^level, so the subtree is aligned. Returns the
+        nodes of level >= `min_level` it completes above it, as `extend` does.
+        """
+        if self.size % (1 << level):
+            raise ValueError(f"a subtree of 2^{level} leaves does not start at a multiple of its size ({self.size})")
+        self.levels.append(level)
+        self.hashes.append(digest)
+        self.size += 1 << level
+        completed: list[tuple[int, int, bytes]] = []
+        self._merge(completed, True, min_level)
+        return completed
+
+    def _merge(self, completed: list[tuple[int, int, bytes]], keep_nodes: bool, min_level: int) -> None:
+        """Hash the last two subtrees together while they are the same size."""
+        while len(self.levels) >= 2 and self.levels[-1] == self.levels[-2]:
+            right, left = self.hashes.pop(), self.hashes.pop()
+            self.levels.pop()
+            level = self.levels.pop() + 1
+            self.levels.append(level)
+            self.hashes.append(hash_children(left, right))
+            if keep_nodes and level >= min_level:
+                completed.append((level, (self.size >> level) - 1, self.hashes[-1]))
 
     def root(self) -> bytes:
         """Root hash of the current tree (RFC 9162 MTH)."""
-        if not self.hashes:
-            return EMPTY_ROOT
-        acc = self.hashes[-1]
-        for node in reversed(self.hashes[:-1]):
-            acc = hash_children(node, acc)
-        return acc
+        return root_of(self.hashes)
+
+
+def root_of(subtrees: Sequence[bytes]) -> bytes:
+    """The root of a tree given by its perfect subtrees' hashes, largest first (RFC 9162 MTH).
+
+    Hashed right to left, so the last two may also be the same size (as when an aligned
+    subtree has just been added and not merged yet).
+    """
+    if not subtrees:
+        return EMPTY_ROOT
+    acc = subtrees[-1]
+    for node in reversed(subtrees[:-1]):
+        acc = hash_children(node, acc)
+    return acc
 
 
 def _check_hash(name: str, value: bytes) -> None:
