@@ -115,8 +115,7 @@ class Training:
     device: str
 
     def check(self) -> None:
-        from fedgov.datasets import check_dataset  # numpy loads only once a run is checked, not for `fedgov --help`
-        from fedgov.partition import check_partition
+        from fedgov.catalog import check_dataset, check_partition  # no numpy: the launcher checks before its engine starts
 
         check_dataset(self.dataset)
         check_partition(self.partition, self.alpha)

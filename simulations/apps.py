@@ -19,7 +19,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedgov.protocol import sim_node_id
+from fedgov.simulated_nodes import sim_node_id
 from fedgov.settings import RunSettings
 from governance.errors import PolicyError
 from server.app import serve

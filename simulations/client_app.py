@@ -21,10 +21,11 @@ from flwr.clientapp import ClientApp
 
 from client.app import NodeSelf, evaluate_reply, node_partition, server_round_of, train_reply
 from client.secagg import secagg_app, secagg_round
-from fedgov.protocol import GOVERNANCE_KEY, sim_node_id
+from fedgov.protocol import GOVERNANCE_KEY
+from fedgov.simulated_nodes import sim_key_path, sim_node_id
 from fedgov.settings import RunSettings
 from governance.identity import NodeKey
-from simulations.rehearsal import SIGNATURE_FAULTS, apply_fault, drifted, made_hard, sim_key_path, write_trace
+from simulations.rehearsal import SIGNATURE_FAULTS, apply_fault, drifted, made_hard, write_trace
 
 client_app = ClientApp()
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from fedgov.protocol import sim_node_id, sim_team
+from fedgov.simulated_nodes import sim_key_path, sim_node_id, sim_team
 from fedgov.settings import RunSettings
 from governance import consent_store
 from governance.clock import utc_now
@@ -24,7 +24,6 @@ from governance.keystore import ENV_PASSPHRASE
 from governance.ledger import Ledger, create_workspace
 from governance.node_store import register_nodes
 from governance.workspace import Workspace
-from simulations.rehearsal import sim_key_path
 
 SIM_NOTICE = "fedgov simulation: simulated nodes train on bundled public datasets (notice v1)"
 

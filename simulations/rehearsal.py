@@ -215,10 +215,3 @@ def write_trace(trace_dir: str, partition: Partition, server_round: int) -> None
         "pool_indices": partition.indices.tolist(),
         "train_rows": len(partition.train),
     }))
-
-
-# -- simulated nodes' keys ------------------------------------------------------------------
-
-def sim_key_path(sim_root: Path | str, node_id: str) -> Path:
-    """Where simulated node `node_id` keeps its key: its own directory, as on a real machine."""
-    return Path(sim_root) / node_id / "node.key"
