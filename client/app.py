@@ -10,7 +10,7 @@ the key must already exist (a node never signs with a key it has just made up), 
 file names the node's CSV, its schema and its policy (client/site.py). A file that does not
 match its schema, or an update the policy does not allow, is an error reply with the reason,
 which the coordinator records; never a crash. The simulation harness builds its simulated
-nodes from the same steps (`simulations/apps.py`).
+nodes from the same steps (`simulations/client_app.py`).
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from governance.errors import UsageError
+from fedgov.catalog import DATASETS, check_dataset  # noqa: F401 - named here too, beside the loaders
 
-DATASETS = ("breast-cancer", "digits")
 HELD_OUT_FRACTION = 0.2
 
 
@@ -32,12 +31,6 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
-
-
-def check_dataset(name: str) -> None:
-    """Fail with one clear line when the dataset is unknown."""
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
 @lru_cache(maxsize=4)

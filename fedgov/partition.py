@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 from dataclasses import dataclass
 
 import numpy as np
 
 from governance.errors import UsageError
+from fedgov.catalog import PARTITIONS, check_partition  # noqa: F401 - named here too, beside the partitioners
 from fedgov.datasets import Dataset, load_split
 
-PARTITIONS = ("iid", "dirichlet")
 LOCAL_TEST_FRACTION = 0.2
-
-
-def check_partition(name: str, alpha: float) -> None:
-    """Fail with one clear line on an unknown partitioner or a non-positive alpha."""
-    if name not in PARTITIONS:
-        raise UsageError(f"unknown partition {name!r}: choose one of {', '.join(PARTITIONS)}")
-    if not 0 < alpha < math.inf:
-        raise UsageError(f"--alpha must be a finite number > 0 (Dirichlet concentration), got {alpha}")
 
 
 def iid_indices(num_rows: int, num_partitions: int, seed: int) -> list[np.ndarray]:

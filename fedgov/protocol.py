@@ -61,13 +61,3 @@ def summary_text_of(content: RecordDict) -> object:
     if SUMMARY_KEY not in content:
         return None
     return content[SUMMARY_KEY].get(SUMMARY_TEXT_KEY)
-
-
-def sim_node_id(partition_id: int) -> str:
-    """The pseudonymous id of simulated node `i`: `sim-000i`."""
-    return f"sim-{partition_id:04d}"
-
-
-def sim_team(partition_id: int) -> str:
-    """The team of simulated node `i`: `team-0i`."""
-    return f"team-{partition_id:02d}"

@@ -22,7 +22,7 @@ from governance.errors import UsageError
 from governance.reply_metrics import NUM_EXAMPLES
 
 PROTOCOL = "SecAgg+ (flwr SecAggPlusWorkflow, legacy API)"
-# Rehearsed faults that apply to a SecAgg+ reply (simulations/apps.py): the node's statement over its masked
+# Rehearsed faults that apply to a SecAgg+ reply (simulations/client_app.py): the node's statement over its masked
 # vector, or a record smuggled beside it. The others corrupt a Message-API reply's arrays and metrics.
 SECAGG_FAULTS = ("forged", "unsigned", "extra-record")
 SECAGG_STRATEGIES = ("fedavg", "fedprox")  # SecAgg+ yields one weighted sum: only averaging can use it

@@ -57,6 +57,11 @@ def _app_config() -> dict[str, Any]:
                          "from its repository, which is the Flower app") from None
 
 
+@lru_cache(maxsize=4)
+def _settings_of(items: tuple[tuple[str, Any], ...]) -> "RunSettings":
+    return RunSettings.from_run_config(dict(items))
+
+
 # -- the rehearsal strings, parsed here and nowhere else ---------------------------------
 
 def parse_faults(spec: str) -> dict[int, str]:
@@ -110,8 +115,7 @@ class Training:
     device: str
 
     def check(self) -> None:
-        from fedgov.datasets import check_dataset  # numpy loads only once a run is checked, not for `fedgov --help`
-        from fedgov.partition import check_partition
+        from fedgov.catalog import check_dataset, check_partition  # no numpy: the launcher checks before its engine starts
 
         check_dataset(self.dataset)
         check_partition(self.partition, self.alpha)
@@ -324,6 +328,21 @@ class RunSettings:
         settings = cls(**groups)
         settings.check()
         return settings
+
+    @classmethod
+    def of_run(cls, config: Mapping[str, Any]) -> "RunSettings":
+        """`from_run_config`, parsed and checked once per process for the same run config.
+
+        A ClientApp is called once per node and round with its run's config; parsing it each time
+        was a fifth of a simulated node's governance work. The settings are read-only, so one copy
+        serves every call; an invalid config still raises on every call (nothing is cached for it).
+        """
+        try:
+            key = tuple(sorted(config.items()))
+            hash(key)
+        except TypeError:  # a value that cannot be a key (a list, say): parse it as given, and let the check say why
+            return cls.from_run_config(config)
+        return _settings_of(key)
 
     def override(self, config: Mapping[str, Any]) -> "RunSettings":
         """These settings with some run-config keys changed, parsed and checked again."""

@@ -29,6 +29,8 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -51,9 +53,12 @@ class Reference:
     cuts: Mapping[str, tuple[float, ...]]
     labels: tuple[str, ...]
 
-    @property
+    @cached_property
     def cuts_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the cuts, features and labels: what a summary names."""
+        """SHA-256 of the canonical JSON of the cuts, features and labels: what a summary names.
+
+        Computed once per reference: every summary of a run names it, on the node and at the check.
+        """
         return hashlib.sha256(canonical_bytes({"cuts": {f: list(c) for f, c in self.cuts.items()},
                                                "features": list(self.features),
                                                "labels": list(self.labels)})).hexdigest()
@@ -72,11 +77,23 @@ class Reference:
 
     @classmethod
     def from_text(cls, text: str) -> "Reference":
-        """The reference as the train config carried it (the coordinator's word; checked for shape only)."""
+        """The reference as the train config carried it (the coordinator's word; checked for shape only).
+
+        Parsed once per text and process: a node gets the same reference every round of a run.
+        """
+        return _reference_from_text(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> "Reference":
         data = json.loads(text)
         features = tuple(str(f) for f in data["features"])
-        cuts = {f: tuple(float(c) for c in data["cuts"][f]) for f in features}
+        cuts = MappingProxyType({f: tuple(float(c) for c in data["cuts"][f]) for f in features})  # shared: read-only
         return cls(int(data["bins"]), str(data["source"]), features, cuts, tuple(str(x) for x in data["labels"]))
+
+
+@lru_cache(maxsize=8)
+def _reference_from_text(text: str) -> Reference:
+    return Reference._parse(text)
 
 
 def reference_from(x: np.ndarray, features: Sequence[str], labels: Sequence[str], bins: int,

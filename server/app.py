@@ -93,10 +93,9 @@ def coordinator(ledger: Ledger, run_id: str, settings: RunSettings, binding: dic
     recorder = RoundRecorder(entries, settings, binding, registry, selector, verifier, overhead)
     if not settings.monitoring.monitor or settings.secagg.enabled:  # SecAgg+ hides the rows' summaries too
         return Coordinator(selector, verifier, recorder, overhead, privacy=privacy)
-    reference = monitoring_reference(settings)
-    return Coordinator(selector, verifier, recorder, overhead, MonitorRecorder(entries, settings, binding, reference,
-                                                                               overhead),
-                       SummaryCheck(reference, settings.monitoring.monitor_min_count), privacy)
+    summaries = SummaryCheck(monitoring_reference(settings), settings.monitoring.monitor_min_count)
+    return Coordinator(selector, verifier, recorder, overhead, MonitorRecorder(entries, settings, binding, summaries,
+                                                                               overhead), summaries, privacy)
 
 
 def _central_evaluator(settings: RunSettings, report: RunReport, roles: Coordinator):

@@ -19,7 +19,7 @@ from governance.monitoring.fairness import round_metrics
 from server.governed import RoundFacts
 from server.overhead import Overhead
 from server.run_entries import RunEntries
-from server.summary_checks import summary_of
+from server.summary_checks import SummaryCheck
 
 MONITOR_STEP = "monitoring: drift and fairness records"
 
@@ -27,12 +27,13 @@ MONITOR_STEP = "monitoring: drift and fairness records"
 class MonitorRecorder:
     """Keeps each node's reference and previous summary, and the global metric's history, for one run."""
 
-    def __init__(self, entries: RunEntries, settings: RunSettings, binding: dict[int, str], reference: Reference,
+    def __init__(self, entries: RunEntries, settings: RunSettings, binding: dict[int, str], summaries: SummaryCheck,
                  overhead: Overhead) -> None:
         m = settings.monitoring
         self.entries = entries
         self.binding = binding
-        self.reference = reference
+        self.summaries = summaries  # the check that accepted each summary hands it over parsed
+        self.reference: Reference = summaries.reference
         self.overhead = overhead
         self.floor = m.fairness_floor
         self.thresholds = Thresholds(m.drift_psi_moderate, m.drift_psi_significant, m.drift_js, m.drift_min_count)
@@ -69,7 +70,7 @@ class MonitorRecorder:
                 accuracy[node] = float(local)
             if SUMMARY_KEY not in reply.content:
                 continue
-            summary = summary_of(reply.content)
+            summary = self.summaries.accepted(reply)
             reference_round, reference = self._references.setdefault(node, (r, summary))
             history = NodeHistory(node, summary, reference, reference_round, self._previous.get(node))
             payload = node_drift(node, r, summary, reference, reference_round, history.previous, features, labels,

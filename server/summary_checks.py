@@ -130,19 +130,42 @@ def _no_constant(name: str) -> None:
 
 
 class SummaryCheck:
-    """`check(round, reply, arrays)` for the governed strategy: a reply's summary fits the run's reference."""
+    """`check(round, reply, arrays)` for the governed strategy: a reply's summary fits the run's reference.
+
+    It keeps the summaries it accepted this round, parsed, for the monitor (`accepted`): parsing and
+    the canonical-form check are most of a summary's cost at the coordinator, so they are done once.
+    """
 
     def __init__(self, reference: Reference, run_min_count: int) -> None:
         self.reference = reference
         self.run_min_count = run_min_count
+        self._round: int | None = None
+        self._accepted: dict[int, tuple[Message, dict[str, Any]]] = {}  # id(reply) -> (reply, its summary)
 
     def check(self, server_round: int, reply: Message, arrays: NamedArrays) -> str | None:
+        if server_round != self._round:  # a new round: last round's summaries are no longer asked for
+            self._round, self._accepted = server_round, {}
         if SUMMARY_KEY not in reply.content:
             return None  # a node's policy may share nothing
         summary, problem = parse_summary(summary_text_of(reply.content))
         if problem is None:
             problem = structure_problem(summary, self.reference, self.run_min_count)
-        return PREFIX + problem if problem else None
+        if problem:
+            return PREFIX + problem
+        self._accepted[id(reply)] = (reply, summary)  # the reply is held too, so its id stays its own
+        return None
+
+    def accepted(self, reply: Message) -> dict[str, Any]:
+        """The summary of a reply this check accepted this round, as parsed then; one it did not see is parsed
+        and checked now (ValueError when it does not pass)."""
+        held = self._accepted.get(id(reply))
+        if held is not None and held[0] is reply:
+            return held[1]
+        summary = summary_of(reply.content)
+        problem = structure_problem(summary, self.reference, self.run_min_count)
+        if problem:
+            raise ValueError(PREFIX + problem)
+        return summary
 
 
 def summary_of(content: Mapping[str, Any]) -> dict[str, Any]:

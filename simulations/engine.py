@@ -5,7 +5,7 @@ fails or is interrupted the parent can end every process it left (Ray included).
 
 This calls Flower's `_run_simulation` exactly as Flower's own `flwr-simulation` does
 (run config fused from `[tool.flwr.app.config]` with the overrides). The components are
-the harness's simulated apps (`simulations/apps.py`), not the deployed ones of pyproject.toml. The public `run_simulation` is deprecated in 1.42 and takes no run
+the harness's simulated apps (`simulations/apps.py`, `simulations/client_app.py`), not the deployed ones of pyproject.toml. The public `run_simulation` is deprecated in 1.42 and takes no run
 config; `flwr run` would need a detached SuperLink. flwr is pinned to 1.42.0 for this.
 """
 
@@ -24,7 +24,7 @@ from fedgov.processes import die_with_parent
 from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent
-SERVER_APP, CLIENT_APP = "simulations.apps:server_app", "simulations.apps:client_app"
+SERVER_APP, CLIENT_APP = "simulations.apps:server_app", "simulations.client_app:client_app"
 
 
 def backend_config(cpus_per_node: float, gpus_per_node: float, ray_address: str | None,

@@ -1,4 +1,4 @@
-"""Before a simulated run: the workspace, the simulated nodes' keys and their consent.
+"""Before a simulated run: the simulated nodes' keys and their consent (the workspace: simulations/runner.py).
 
 Each simulated node makes its key in its own directory and only its public key is
 registered, as a deployed node would. Consent for the run's purpose is granted to every
@@ -8,37 +8,22 @@ simulated node not listed in `--no-consent` (a rehearsal of the compliance offic
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from fedgov.protocol import sim_node_id, sim_team
+from fedgov.simulated_nodes import sim_key_path, sim_node_id, sim_team
 from fedgov.settings import RunSettings
 from governance import consent_store
 from governance.clock import utc_now
 from governance.consent import VALID, ConsentRecord, find_valid_consent, records_by_principal
 from governance.errors import UsageError
 from governance.identity import NodeKey
-from governance.keystore import ENV_PASSPHRASE
-from governance.ledger import Ledger, create_workspace
+from governance.ledger import Ledger
 from governance.node_store import register_nodes
 from governance.workspace import Workspace
-from simulations.rehearsal import sim_key_path
 
 SIM_NOTICE = "fedgov simulation: simulated nodes train on bundled public datasets (notice v1)"
-
-
-def open_workspace(explicit: Path | None) -> Workspace:
-    """The workspace every command finds; created on first use when a passphrase is set."""
-    ws = Workspace.locate(explicit)
-    if ws.exists:
-        return ws
-    passphrase = os.environ.get(ENV_PASSPHRASE)
-    if not passphrase:
-        raise UsageError(f"no fedgov workspace at {ws.path}: run `fedgov audit init`, "
-                         f"or set {ENV_PASSPHRASE} to create one")
-    return create_workspace(ws.path, passphrase)
 
 
 def simulation_consent(node_id: str, team: str, purpose: str) -> ConsentRecord:

@@ -1,14 +1,15 @@
-"""Rehearsal: what a simulated federation makes go wrong on purpose, in one module.
+"""Rehearsal: what a simulated node makes go wrong on purpose.
 
 - Faults (`--faults PARTITION:KIND`): a simulated node sends a malformed or hostile reply.
 - Drift (`--drift NODE@ROUND`): a node's data changes from a round on.
 - Hard data (`--hard NODE,...`): a node's labels are rotated, so the federation's model fails it.
-- Withdrawal (`--revoke NODE@ROUND`): a node's consent is withdrawn before a round.
 - Traces (`--trace-dir`): each node writes which pool rows it trained on.
 
-Only the simulation harness's apps (`simulations/apps.py`) import this module; the deployed
-ServerApp and ClientApp cannot reach it, so a coordinator's run config can never make a real
-node corrupt its reply or change its data. The settings parse the rehearsal strings
+Only the simulation harness's ClientApp (`simulations/client_app.py`) and launcher import this
+module; the deployed ServerApp and ClientApp cannot reach it, so a coordinator's run config can
+never make a real node corrupt its reply or change its data. It is the node's side only (every Ray
+actor loads it); the coordinator's side of a rehearsal, scheduled withdrawal of consent
+(`--revoke NODE@ROUND`), is `simulations/withdrawals.py`. The settings parse the rehearsal strings
 (`fedgov.settings.Rehearsal`); the kinds of fault are named there and acted on here.
 """
 
@@ -16,9 +17,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
@@ -27,11 +27,7 @@ from fedgov.partition import Partition
 from fedgov.protocol import (ARRAYS_KEY, GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, METRICS_KEY, NUM_EXAMPLES_KEY,
                              SUMMARY_KEY, SUMMARY_TEXT_KEY)
 from fedgov.summaries import summary_text
-from governance import consent_store
-from governance.consent import VALID, find_valid_consent, records_by_principal
 from governance.identity import NodeKey
-from server.consent_selector import SELECTION_STEP, ConsentSelector
-from server.governed import Selector
 
 
 # -- faults ---------------------------------------------------------------------------------
@@ -219,43 +215,3 @@ def write_trace(trace_dir: str, partition: Partition, server_round: int) -> None
         "pool_indices": partition.indices.tolist(),
         "train_rows": len(partition.train),
     }))
-
-
-# -- scheduled withdrawal -------------------------------------------------------------------
-
-def withdrawing_before_rounds(revoke: dict[str, int]) -> Callable[[ConsentSelector], Selector]:
-    """A selector that first withdraws the consent of the nodes due this round, then selects.
-
-    The rehearsal of a node withdrawing consent mid-run: the withdrawal is a real ledger
-    entry, and the consent selector then finds no valid consent for that node.
-    """
-
-    def around(selector: ConsentSelector) -> Selector:
-        def select(server_round: int, candidates: Sequence[int]) -> list[int]:
-            due = [node for node, at_round in revoke.items() if at_round == server_round]
-            if due:
-                with selector.overhead.timed(server_round, SELECTION_STEP):
-                    _withdraw(selector, due)
-            return selector.select(server_round, candidates)
-
-        return select
-
-    return around
-
-
-def _withdraw(selector: ConsentSelector, nodes: list[str]) -> None:
-    ledger, purpose = selector.entries.ledger, selector.settings.governance.purpose
-    records = records_by_principal(consent_store.load_records(ledger, selector.consent_cache).values())
-    now = datetime.now(timezone.utc)
-    for node in nodes:
-        check = find_valid_consent(records.get(node, []), node, purpose, now)
-        if check.state == VALID:
-            consent_store.withdraw(ledger, check.record_id, "consent withdrawn mid-run (scenario)",
-                                   actor=f"node:{node}")
-
-
-# -- simulated nodes' keys ------------------------------------------------------------------
-
-def sim_key_path(sim_root: Path | str, node_id: str) -> Path:
-    """Where simulated node `node_id` keeps its key: its own directory, as on a real machine."""
-    return Path(sim_root) / node_id / "node.key"

@@ -10,17 +10,19 @@ import signal
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from fedgov.coordinator_keys import hand_over, split_secrets
 from fedgov.interrupts import exit_code, signal_name
-from fedgov.settings import RunSettings
+from fedgov.settings import RunSettings, parse_retrain_trigger
 from governance.errors import FedgovError, PolicyError, UsageError
 from governance.deferred_signals import signals_deferred
-from governance.open_runs import (CLOSED, CRASHED, INTERRUPTED, OPEN, SCRATCH_PREFIX, UNSTARTED, RunHold, close_run,
-                                  hold_run, run_state)
+from governance.open_runs import (CLOSED, CRASHED, INTERRUPTED, OPEN, RUNS_DIR, SCRATCH_PREFIX, UNSTARTED, RunHold,
+                                  close_run, hold_run, run_state)
+from governance.workspace import Workspace
 from fedgov.processes import PARENT_VARIABLE, TAG_VARIABLE, Stopped, run_guarded
 from simulations.ray_watch import OwnRaylet
 
@@ -121,16 +123,16 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
     resources.check()
     check_out_dir(out)
     run_id = str(secrets.randbelow(2**63 - 1) + 1)  # Flower's run ids are 64-bit; never 0
-    # The first sign of life, before anything slow: importing the ledger's stack (a second on a busy machine),
-    # torch's GPU check, the workspace's key derivation, Flower, Ray.
+    # The first sign of life, before anything slow: torch's GPU check, the ledger's stack, the workspace's key
+    # derivation, Flower, Ray.
     print(f"run {run_id}: preparing {settings.training.num_partitions} simulated nodes x "
-          f"{settings.training.num_server_rounds} rounds: opening the workspace, then enrolling the nodes while "
-          "Flower's Simulation Engine starts…", flush=True)
-    from simulations.enroll import open_workspace
-
+          f"{settings.training.num_server_rounds} rounds: enrolling the nodes while Flower's Simulation Engine "
+          "starts…", flush=True)
     resources.check_gpu()
-    workspace = open_workspace(governance.workspace)
-    check_retrain_trigger(settings, workspace)
+    workspace = locate_workspace(governance.workspace)
+    if parse_retrain_trigger(settings.governance.retrain_trigger):
+        workspace = open_workspace(governance.workspace)
+        check_retrain_trigger(settings, workspace)
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # short: Ray's socket paths under it must fit 107 bytes
     try:
         hold = hold_run(workspace.path, run_id, scratch)
@@ -141,13 +143,48 @@ def run_simulation(settings: RunSettings, resources: Resources, out: Path, verbo
         return _run_held(settings, resources, out, verbose, governance, workspace.path, run_id, scratch, hold)
     finally:
         with signals_deferred():  # the lock file must not be lost half-way
-            hold.release(closed=_settled(workspace.path, run_id))
+            created = Workspace(workspace.path).exists  # else its creation failed: no run of it can be open
+            hold.release(closed=not created or _settled(workspace.path, run_id))
+            if not created:
+                _remove_unmade(workspace.path)
             _remove(scratch)
+
+
+def locate_workspace(explicit: Path | None) -> Workspace:
+    """The workspace every command finds, or where one will be made (`open_workspace`); without the
+    passphrase to make it, one clear line, before anything starts.
+
+    A new workspace is made while the engine starts (enrollment opens it): making it first would
+    delay the engine by the ledger's imports and the key derivation, about half a second.
+    """
+    from governance.keystore import ENV_PASSPHRASE
+
+    ws = Workspace.locate(explicit)
+    if not ws.exists and not os.environ.get(ENV_PASSPHRASE):
+        raise UsageError(f"no fedgov workspace at {ws.path}: run `fedgov audit init`, "
+                         f"or set {ENV_PASSPHRASE} to create one")
+    return ws
+
+
+def open_workspace(explicit: Path | None) -> Workspace:
+    """The workspace every command finds; created on first use when a passphrase is set."""
+    from governance.keystore import ENV_PASSPHRASE
+    from governance.ledger import create_workspace
+
+    ws = locate_workspace(explicit)
+    return ws if ws.exists else create_workspace(ws.path, os.environ[ENV_PASSPHRASE])
+
+
+def _remove_unmade(path: Path) -> None:
+    """A workspace whose creation failed keeps nothing of this run: its empty runs directory goes, and the
+    directory itself when nothing else is in it (an empty one the run made, say)."""
+    for directory in (path / RUNS_DIR, path):
+        with suppress(OSError):  # not empty, or not there: left as it is
+            directory.rmdir()
 
 
 def check_retrain_trigger(settings: RunSettings, workspace: Any) -> None:
     """A retraining run must name a recorded monitor.trigger entry: refused here, before anything starts."""
-    from fedgov.settings import parse_retrain_trigger
     from governance.monitoring.link import check_before_run
 
     seq = parse_retrain_trigger(settings.governance.retrain_trigger)
@@ -180,10 +217,10 @@ def _run_held(settings: RunSettings, resources: Resources, out: Path, verbose: b
     nodes = settings.training.num_partitions
 
     def enroll() -> None:
-        from simulations.enroll import enroll_simulated_nodes, open_workspace
+        from simulations.enroll import enroll_simulated_nodes
 
         started = time.monotonic()
-        ws = open_workspace(workspace)
+        ws = open_workspace(workspace)  # made here when new, while the engine starts
         enroll_simulated_nodes(settings, ws, governance.grant_consent, governance.no_consent)
         print(f"run {run_id}: {nodes} simulated nodes enrolled in {ws.path} ({time.monotonic() - started:.1f} s)",
               flush=True)
