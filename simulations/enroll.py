@@ -9,7 +9,6 @@ simulated node not listed in `--no-consent` (a rehearsal of the compliance offic
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Sequence
 
 from fedgov.simulated_nodes import sim_key_path, sim_node_id, sim_team
