@@ -4,7 +4,7 @@ Leaf hashing and reading rows hold the GIL, so threads would not help: `verify_s
 a ledger of at least PARALLEL_MIN entries to processes. The parent opens its read
 transaction first and fixes there what is verified: the checkpoint rows, and N, the number
 of entries (seqs 0..N-1, read as the first and the last seq). It cuts 0..N into aligned
-subtrees (governance/verify/subtrees.py) and hands them out, one at a time, to whichever
+subtrees (governance/ledger/subtrees.py) and hands them out, one at a time, to whichever
 worker is free; each worker reads its range with its own connection and returns the range's
 subtree, its first bad row and the cached nodes to compare. The parent folds the ranges in
 seq order, so the report and the first failure are the serial verifier's.
@@ -20,8 +20,9 @@ What the workers read is the parent's snapshot:
 
 A worker that cannot read a row (a driver error: a value of the wrong type, a lost
 connection) makes the parent verify serially in its own transaction instead, which names the
-failure as it always has. Workers are started with `spawn`, never `fork` (a forked child would
-share the parent's SQLite connections and locks), import only this module, the driver and
+failure as it always has. Workers are fresh interpreters (`python -c`, as `spawn` but without
+re-running the caller's main script), never `fork` (a forked child would share the parent's
+SQLite connections and locks), import only this module, the driver and
 governance.verify, ignore SIGINT, and are stopped by the parent however it leaves: success,
 a failed check, an error or Ctrl-C.
 """
