@@ -5,7 +5,8 @@
     python bench/run_all.py node_costs reply_checks   # only these
 
 Each one's output is printed as it comes. Exits 1 if any of them failed, naming which.
-(The PostgreSQL variant of ledger_bench needs a database and is not run here.)
+(The PostgreSQL variants of ledger_bench and verify_bench need a database, and gpu_check needs a GPU
+machine: they are not run here.)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "deploy_rounds": ["--nodes", "3,20", "--rounds", "3", "--repeats", "2"],
     "bundle_bench": ["--rounds", "100", "--nodes", "100", "--repeats", "3"],
     "monitor_overhead": ["--repeats", "3", "--configs", "100x5"],
+    "first_output": ["--nodes", "100", "--rounds", "1"],
 }
 
 
