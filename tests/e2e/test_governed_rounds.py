@@ -317,7 +317,8 @@ def test_the_console_names_nodes_by_their_fedgov_id_and_prints_the_run_id(hostil
     out = hostile.result.stdout
     assert f"run {hostile.run_id}: 10 nodes registered; training starts" in out
     assert "round 1/2: training 10 selected nodes…" in out
-    assert out.startswith(f"run {hostile.run_id}: preparing 10 simulated nodes x 2 rounds: opening the workspace")
+    assert out.startswith(f"run {hostile.run_id}: preparing 10 simulated nodes x 2 rounds: enrolling the nodes while "
+                          "Flower's Simulation Engine starts…")
     assert f"run {hostile.run_id}: 10 simulated nodes enrolled in" in out
     assert "starting Ray on this machine's" in out and "for 10 virtual nodes (1 CPU per node" in out
     assert any(line.strip().startswith("rejected sim-0000 (Flower node ") for line in out.splitlines())
