@@ -65,7 +65,7 @@ def test_no_reply_carried_anything_but_weights_and_metrics(four_nodes):
         assert set(reply["records"]["summary"]) == {"json"}
         assert sorted(reply["records"]["arrays"]) == model_keys
         assert set(reply["records"]["metrics"]) == {"num-examples", "train-loss", "local-loss", "local-accuracy"}
-        assert set(reply["records"]["governance"]) == {"node-id", "signature", "fingerprint"}
+        assert set(reply["records"]["governance"]) == {"node-id", "signature", "fingerprint", "device"}
 
 
 def test_every_round_trains_every_node_when_fraction_is_one(four_nodes):
