@@ -87,6 +87,14 @@ class Floor:
         return seconds
 
 
+def floors(entries: int, batch: int, tmp: Path) -> tuple[float, float]:
+    """(append floor in entries/s, verify floor in seconds), the batches one after another: bench/verify_bench.py's."""
+    floor = Floor(tmp)
+    for start in range(0, entries, batch):
+        floor.append(start, min(batch, entries - start))
+    return entries / floor.append_s, floor.verify_s()
+
+
 def peak_mb() -> str:
     """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
     return f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
