@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from governance.ledger.tree_cache import ExpectedNodes, add_nodes
-from governance.verify.checkpoint import VerifierKey
 from governance.verify.errors import VerificationError
 from governance.verify.leaf import LeafEncoder
 from governance.verify.merkle import Frontier, root_of
-from governance.verify.rows import (EntryRow, KnownCheckpoint, VerifyReport, check_nothing_cut, check_root, leaf_hashes,
-                                    signed_targets)
+from governance.verify.rows import (EntryRow, KnownCheckpoint, Target, VerifyReport, check_nothing_cut, check_root,
+                                    leaf_hashes)
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,16 @@ def verify_range(chunks: Iterable[Sequence[EntryRow]], task: Range, min_level: i
     return RangeResult(task.start, expected, list(zip(frontier.levels, frontier.hashes)), frontiers, nodes, failure)
 
 
-def verify_ranges(results: Iterable[RangeResult], checkpoints: Sequence[dict[str, Any]],
-                  trusted: Sequence[VerifierKey], *, origin: str, known: Sequence[KnownCheckpoint] = (),
-                  nodes: ExpectedNodes | None = None, min_level: int = 1) -> VerifyReport:
+def verify_ranges(results: Iterable[RangeResult], signed: tuple[int, list[Target]], *,
+                  known: Sequence[KnownCheckpoint] = (), nodes: ExpectedNodes | None = None,
+                  min_level: int = 1) -> VerifyReport:
     """Fold checked ranges, in seq order and covering 0..N, into the report `verify_rows` gives for the same rows.
 
-    `results` is consumed lazily: the checkpoints are checked before the first range is asked for.
-    `nodes`, when given, collects every completed subtree of level >= `min_level` (for the cache check).
+    `signed` is `signed_targets` of the checkpoints, checked before any range was handed out (the
+    ranges stop at those sizes). `nodes`, when given, collects every completed subtree of level >=
+    `min_level` (for the cache check).
     """
-    count, targets = signed_targets(checkpoints, trusted, origin, known)
+    count, targets = signed
     pending = iter(targets)
     target = next(pending, None)
     frontier, expected = Frontier(), 0

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from governance.ledger.subtrees import Range, RangeResult, split, verify_range, verify_ranges
 from governance.ledger.tree_cache import ExpectedNodes
 from governance.verify.errors import FedgovError
-from governance.verify.rows import KnownCheckpoint, VerifyReport
+from governance.verify.rows import KnownCheckpoint, VerifyReport, signed_targets
 
 if TYPE_CHECKING:  # the workers import none of this: SQLAlchemy is slow to load
     from sqlalchemy.engine import Connection
@@ -108,15 +108,15 @@ def verify_in_workers(store: LedgerStore, conn: Connection, checkpoints: Sequenc
     if workers < 2 or type(first) is not int or first != 0 or type(last) is not int or last + 1 < PARALLEL_MIN:
         return None
     size = last + 1
+    signed = signed_targets(checkpoints, keys, origin, known)  # §6's first steps, as the serial verifier takes them
+    sizes = sorted({target.size for target in signed[1]})  # the signed sizes, not the rows' (a row may say 13.0)
     reader = Reader(store.is_sqlite, *store.reader_args(), store.export_snapshot(conn), store.min_stored_level)
-    sizes = sorted({row["tree_size"] for row in checkpoints if type(row["tree_size"]) is int}
-                   | {k.checkpoint.size for k in known})
     tasks = [Range(start, end, tuple(s for s in sizes if start < s <= end))
              for start, end in split(size, workers * RANGES_PER_WORKER, SMALLEST_RANGE)]
     try:
         with _started(reader, workers) as pool:
-            return verify_ranges(pool.results(tasks), checkpoints, keys, origin=origin, known=known,
-                                 nodes=nodes, min_level=store.min_stored_level)
+            return verify_ranges(pool.results(tasks), signed, known=known, nodes=nodes,
+                                 min_level=store.min_stored_level)
     except _ReadFailed:
         return None
 

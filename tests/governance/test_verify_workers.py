@@ -22,7 +22,7 @@ from governance.ledger import verify_workers
 from governance.ledger.verify import verify_ledger
 from governance.workspace import Workspace
 from tests.fedgov_command import PASSPHRASE, fedgov_argv, fedgov_env
-from tests.governance.attacks import rewrite_entry, sql
+from tests.governance.attacks import rewrite_entry, sql, sql_script
 from tests.governance.tamper_vectors import attacked_copy, build_good_ledger, tamper_cases
 
 
@@ -90,6 +90,17 @@ def test_of_two_bad_rows_in_two_ranges_the_lower_wins(tmp_path: Path, tiny_range
     ws = build_good_ledger(tmp_path / ".fedgov")
     sql(ws, "UPDATE fedgov_entries SET node_id = 'forged' WHERE seq IN (5, 30)")
     assert _outcome(ws, 2) == _outcome(ws, 1) == ("VerificationError", ALTERED.format(5))
+
+
+def test_a_checkpoint_row_whose_size_is_a_real_number_is_judged_as_one_process_judges_it(tmp_path: Path,
+                                                                                        tiny_ranges: None) -> None:
+    """Found by an attacker: the ranges stop at the signed sizes, not at what the rows say (13.0 for 13)."""
+    ws = build_good_ledger(tmp_path / ".fedgov")
+    sql_script(ws, "ALTER TABLE fedgov_checkpoints RENAME TO old; CREATE TABLE fedgov_checkpoints (id INTEGER PRIMARY "
+                   "KEY, tree_size, note TEXT, consistency_proof TEXT, created TEXT); INSERT INTO fedgov_checkpoints "
+                   "SELECT id, CAST(tree_size AS REAL), note, consistency_proof, created FROM old; DROP TABLE old;")
+    assert _outcome(ws, 2) == _outcome(ws, 1)
+    assert verify_ledger(ws, workers=2).entries == 37
 
 
 def test_a_signed_root_before_a_bad_row_is_checked_first(tmp_path: Path, tiny_ranges: None) -> None:
