@@ -3,13 +3,9 @@ rejected by name without ever raising. A reply that states none (a node of an ea
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
-from flwr.app.message.message import make_message
-from flwr.app.metadata import Metadata
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from client.attestation import attest
 from fedgov.devices import MAX_DEVICE_TEXT, device_kind, device_problem, device_text
@@ -20,16 +16,10 @@ from governance.identity import IdentityError, NodeKey, NodeRegistry, reply_sign
 from server.overhead import Overhead
 from server.replies import model_spec, split_replies
 from server.reply_verifier import ReplyVerifier
+from tests.server.node_reply import FLOWER_ID, NODE, RUN, reply_of
 
-NODE, FLOWER_ID, RUN = "sim-0000", 4242, "77"
 GPU = "cuda:0 (NVIDIA H200)"
 
-
-def _reply(content: RecordDict) -> Message:
-    metadata = Metadata(run_id=int(RUN), message_id="reply", src_node_id=FLOWER_ID, dst_node_id=1,
-                        reply_to_message_id="instruction", group_id="1", created_at=time.time(), ttl=3600,
-                        message_type="train")
-    return make_message(metadata, content)
 
 
 def _signed(key: NodeKey, device: str | None) -> RecordDict:
@@ -52,7 +42,7 @@ def node():
 
 
 def _judge(verifier: ReplyVerifier, spec: dict, content: RecordDict) -> str | None:
-    valid, rejected = split_replies([_reply(content)], spec, GOVERNED_RECORDS)
+    valid, rejected = split_replies([reply_of(content)], spec, GOVERNED_RECORDS)
     if rejected:
         return rejected[0].reason
     return verifier.check(1, *valid[0])

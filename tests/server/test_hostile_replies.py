@@ -10,13 +10,10 @@ they do may raise, whatever the bytes.
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.app.message.message import make_message
-from flwr.app.metadata import Metadata
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from client.attestation import attest
 from fedgov.models import build_model
@@ -26,16 +23,10 @@ from governance.identity import NodeKey, NodeRegistry
 from server.overhead import Overhead
 from server.replies import model_spec, split_replies
 from server.reply_verifier import ReplyVerifier
+from tests.server.node_reply import FLOWER_ID, NODE, RUN, reply_of
 
-NODE, FLOWER_ID, RUN = "sim-0000", 4242, "77"
 CASES = 400
 
-
-def _reply(content: RecordDict) -> Message:
-    metadata = Metadata(run_id=int(RUN), message_id="reply", src_node_id=FLOWER_ID, dst_node_id=1,
-                        reply_to_message_id="instruction", group_id="1", created_at=time.time(), ttl=3600,
-                        message_type="train")
-    return make_message(metadata, content)
 
 
 def _genuine(key: NodeKey) -> RecordDict:
@@ -111,7 +102,7 @@ def checks():
 
 def _judge(verifier: ReplyVerifier, spec: dict, content: RecordDict) -> str | None:
     """The coordinator's verdict, as GovernedStrategy.aggregate_train reaches it: a reason, or None."""
-    valid, rejected = split_replies([_reply(content)], spec, GOVERNED_RECORDS)
+    valid, rejected = split_replies([reply_of(content)], spec, GOVERNED_RECORDS)
     if rejected:
         return rejected[0].reason
     return verifier.check(1, *valid[0])

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.app.message.message import make_message
-from flwr.app.metadata import Metadata
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from client.attestation import attest
 from fedgov.models import build_model
@@ -20,10 +17,11 @@ from governance.identity import NodeKey, NodeRegistry
 from server.overhead import Overhead
 from server.replies import model_spec, split_replies
 from server.reply_verifier import ReplyVerifier
+from tests.server.node_reply import FLOWER_ID, NODE, RUN, reply_of
 from governance.verify.canonical import CanonicalError
 from server.summary_checks import PREFIX, SummaryCheck, parse_summary, structure_problem
 
-NODE, FLOWER_ID, RUN, ROWS = "sim-0000", 4242, "77", 40
+ROWS = 40
 REFERENCE = Reference(3, "test", ("age", "dose"), {"age": (10.0, 20.0), "dose": (1.0,)}, ("no", "yes"))
 
 
@@ -36,12 +34,6 @@ def _summary() -> dict:
     x, y = _data()
     return summarize(x, y, REFERENCE, SummaryRule(True, 5))
 
-
-def _reply(content: RecordDict) -> Message:
-    metadata = Metadata(run_id=int(RUN), message_id="reply", src_node_id=FLOWER_ID, dst_node_id=1,
-                        reply_to_message_id="instruction", group_id="1", created_at=time.time(), ttl=3600,
-                        message_type="train")
-    return make_message(metadata, content)
 
 
 def _signed(key: NodeKey, text: str | None) -> RecordDict:
@@ -59,7 +51,7 @@ def _judge(content: RecordDict, key: NodeKey) -> tuple[str | None, ReplyVerifier
     registry.register(NODE, key.public_bytes(), "team")
     verifier = ReplyVerifier(RUN, {FLOWER_ID: NODE}, registry, Overhead())
     spec = model_spec(ArrayRecord(build_model("breast-cancer", seed=1).state_dict()))
-    [(reply, arrays)], rejected = split_replies([_reply(content)], spec, MONITORED_RECORDS)
+    [(reply, arrays)], rejected = split_replies([reply_of(content)], spec, MONITORED_RECORDS)
     assert rejected == []
     for check in (SummaryCheck(REFERENCE, 5).check, verifier.check):
         reason = check(1, reply, arrays)
@@ -170,7 +162,7 @@ def test_with_monitoring_off_a_summary_record_is_refused_as_unexpected():
 
     key = NodeKey.generate()
     spec = model_spec(ArrayRecord(build_model("breast-cancer", seed=1).state_dict()))
-    valid, [rejection] = split_replies([_reply(_signed(key, summary_text(_summary())))], spec, GOVERNED_RECORDS)
+    valid, [rejection] = split_replies([reply_of(_signed(key, summary_text(_summary())))], spec, GOVERNED_RECORDS)
     assert valid == [] and "unexpected record 'summary'" in rejection.reason
 
 
