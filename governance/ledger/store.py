@@ -33,6 +33,7 @@ SUPPORTED_SCHEMA_VERSIONS = ("1", "2")
 # Lowest tree level kept in fedgov_tree_nodes, by schema version. Version 2 leaves out levels
 # 1..3 (7 of every 8 interior nodes); they are rehashed from at most 8 stored leaf hashes when read.
 MIN_STORED_LEVEL = {"1": 1, "2": 4}
+PAGE_SIZE = 16384  # bytes per page of a new SQLite ledger (set before its first table)
 PG_LOCK_KEY = 0x66656467  # "fedg": the advisory lock all ledger writers take
 
 metadata = sa.MetaData()
@@ -192,6 +193,9 @@ def _make_engine(url: str, readonly: bool = False) -> Engine:
             if readonly:
                 cur.execute("PRAGMA query_only = ON")  # this connection changes nothing
             else:
+                # A new ledger's pages: 16 KiB, not 4. A 10,000-entry commit writes a quarter of the WAL
+                # frames, so an append costs ~5 % less (docs/benchmarks.md); an existing file keeps its own.
+                cur.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 cur.execute("PRAGMA journal_mode = WAL")
                 cur.execute("PRAGMA synchronous = FULL")  # durable when append() returns
                 cur.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed

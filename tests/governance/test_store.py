@@ -94,3 +94,29 @@ def test_parallel_writer_processes_keep_postgres_gapless_and_consistent(tmp_path
     ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE, db_url=pg_url)
     _run_writers(ws)
     _assert_gapless_and_verified(ws)
+
+
+def _page_size(ws: Workspace) -> int:
+    with sqlite3.connect(ws.path / "ledger.db") as conn:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def test_a_new_sqlite_ledger_has_16_kib_pages(workspace: Workspace) -> None:
+    assert _page_size(workspace) == 16384
+
+
+def test_a_ledger_made_with_4_kib_pages_keeps_them_and_still_appends_and_verifies(workspace: Workspace) -> None:
+    # A ledger an earlier fedgov made: rebuilt with 4 KiB pages (VACUUM outside WAL mode, then WAL again).
+    conn = sqlite3.connect(workspace.path / "ledger.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    assert _page_size(workspace) == 4096
+    with Ledger.open(workspace, PASSPHRASE) as ledger:
+        ledger.append([EntryDraft("update_received", {"i": i}, "node:a", run_id="r", round=1, node_id="a")
+                       for i in range(300)])
+        ledger.checkpoint()
+    assert _page_size(workspace) == 4096
+    assert verify_ledger(workspace).entries == 301
