@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from governance.ledger.fast_canonical import fast_canonical_str
 from governance.verify.canonical import canonical_bytes, canonical_str
 
 SUMMARY_VERSION = 1
@@ -181,8 +182,12 @@ def summarize(x: np.ndarray, y: np.ndarray, reference: Reference, rule: SummaryR
 
 
 def summary_text(summary: Mapping[str, Any]) -> str:
-    """The summary as it travels: RFC 8785 JSON, so its digest is the same on both sides."""
-    return canonical_str(dict(summary))
+    """The summary as it travels: RFC 8785 JSON, so its digest is the same on both sides.
+
+    Through the C JSON encoder where that is provably JCS (governance/ledger/fast_canonical.py):
+    a node writes one per reply and the coordinator re-encodes each it receives.
+    """
+    return fast_canonical_str(dict(summary))
 
 
 def summary_digest(text: str) -> str:

@@ -23,7 +23,8 @@ from flwr.app import Message
 from fedgov.protocol import SUMMARY_KEY, NamedArrays, summary_text_of
 from fedgov.settings import NOISE_KINDS
 from fedgov.summaries import SUMMARY_VERSION, Reference
-from governance.verify.canonical import CanonicalError, canonical_str
+from governance.ledger.fast_canonical import fast_canonical_str
+from governance.verify.canonical import CanonicalError
 from server.replies import DECODE_ERRORS, MAX_SAFE_INTEGER, brief
 
 MAX_SUMMARY_TEXT = 1_000_000  # 100 features x 100 bins of 8-digit counts is about 100 kB
@@ -117,7 +118,7 @@ def parse_summary(text: Any) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"the summary is not text of at most {MAX_SUMMARY_TEXT} characters"
     try:
         summary = json.loads(text, parse_constant=_no_constant)
-        canonical = canonical_str(summary)
+        canonical = fast_canonical_str(summary)  # canonical_str's text, by the C encoder where provable
     except (CanonicalError, *DECODE_ERRORS) as err:  # NaN, Infinity, depth, bad UTF-8
         return None, f"the summary is not valid JSON ({type(err).__name__})"
     if canonical != text:

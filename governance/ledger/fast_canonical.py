@@ -1,8 +1,8 @@
 """RFC 8785 (JCS) bytes via the C JSON encoder or per-batch templates, for the writer's hot path.
 
-`fast_canonical_bytes(v) == canonical_bytes(v)` and `fast_canonical_many(vs) ==
-[canonical_bytes(v) for v in vs]` always (governance/verify/canonical.py is the definition);
-the fast paths are used only for the value shapes where that is provable.
+`fast_canonical_bytes(v) == canonical_bytes(v)`, `fast_canonical_str(v) == canonical_str(v)` and
+`fast_canonical_many(vs) == [canonical_bytes(v) for v in vs]` always (governance/verify/canonical.py
+is the definition); the fast paths are used only for the value shapes where that is provable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from itertools import chain, groupby, repeat
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from governance.verify.canonical import MAX_SAFE_INTEGER, CanonicalError, canonical_bytes
+from governance.verify.canonical import MAX_SAFE_INTEGER, CanonicalError, canonical_str
 
 
 # The C JSON encoder gives the JCS bytes for the value shapes below; anything else
@@ -32,16 +32,51 @@ def _json_encode(value: Any) -> str:
 
 
 def fast_canonical_bytes(value: Any) -> bytes:
-    """`canonical_bytes(value)`, via the C encoder when that is provably the same bytes.
+    """`canonical_bytes(value)`, via the C encoder when that is provably the same bytes (`fast_canonical_str`)."""
+    return fast_canonical_str(value).encode("utf-8")
+
+
+def fast_canonical_str(value: Any) -> str:
+    """`canonical_str(value)`, via the C encoder when that is provably the same text.
 
     `json.dumps(sort_keys, ensure_ascii=False, compact)` equals JCS when every key is an
     ASCII str (code-point order = UTF-16 order), every int is within ±(2^53-1), and every
     float is finite, non-integral and in [1e-4, 1e16) (where `repr` and ECMAScript both use
-    plain decimal notation with the same shortest digits). Strings escape identically.
+    plain decimal notation with the same shortest digits). Strings escape identically. A value
+    that holds integral floats is encoded with them as ints, which JCS writes alike.
     """
     if _json_is_jcs(value):
-        return _json_encode(value).encode("utf-8")
-    return canonical_bytes(value)
+        return _json_encode(value)
+    as_ints = _integral_floats_as_ints(value)  # 0.0 and 3.0 are JCS's "0" and "3", repr's "0.0" and "3.0"
+    if as_ints is not value and _json_is_jcs(as_ints):
+        return _json_encode(as_ints)
+    return canonical_str(value)
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """`value` with each integral float within ±(2^53-1) as the int it equals, or `value` itself if none is.
+
+    JCS writes such a float exactly as that int (ECMAScript prints integral doubles below 1e21
+    without a fraction or exponent; -0.0 as "0"). Only plain dicts, lists and tuples are walked:
+    anything else stays as it is, for `_json_is_jcs` to judge.
+    """
+    t = type(value)
+    if t is float:
+        return int(value) if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER else value
+    if t is dict:
+        if _FLAT.issuperset(map(type, value.values())):  # a C-level look: nothing in it to convert
+            return value
+        items = {key: _integral_floats_as_ints(item) for key, item in value.items()}
+        return items if any(items[key] is not item for key, item in value.items()) else value
+    if t is list or t is tuple:
+        if _FLAT.issuperset(map(type, value)):
+            return value
+        converted = [_integral_floats_as_ints(item) for item in value]
+        return converted if any(new is not old for new, old in zip(converted, value)) else value
+    return value
+
+
+_FLAT = frozenset({str, int, bool, type(None)})  # what `_integral_floats_as_ints` leaves as it is, unwalked
 
 
 def _json_is_jcs(value: Any) -> bool:

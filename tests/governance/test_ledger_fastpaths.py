@@ -15,7 +15,8 @@ from governance.verify.leaf import LeafEncoder, leaf_bytes
 from governance.verify.merkle import Frontier
 
 EDGE_FLOATS = [0.0, -0.0, 1.0, -3.0, 0.1, 1e-4, 9.999e-5, 1e-7, 1e16, 9999999999999998.0, 1e21, 1e22,
-               123456789012345.67, 5e-324, 1.7976931348623157e308, 0.1234]
+               123456789012345.67, 5e-324, 1.7976931348623157e308, 0.1234,
+               9007199254740991.0, 9007199254740992.0, -9007199254740991.0]
 
 
 def _random_string(rng: random.Random) -> str:
@@ -57,6 +58,16 @@ def test_fast_canonical_bytes_equal_jcs_for_random_payloads() -> None:
 @pytest.mark.parametrize("value", EDGE_FLOATS + [math.nan, math.inf, 2**53, -(2**53), "\u007f\u2028\x1f"])
 def test_fast_canonical_bytes_equal_jcs_at_number_and_string_edges(value: object) -> None:
     assert _encoded_or_error(fast_canonical_bytes, [value]) == _encoded_or_error(canonical_bytes, [value])
+
+
+def test_integral_floats_take_the_c_encoder_as_the_ints_jcs_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import governance.ledger.fast_canonical as fast
+
+    value = {"noise": {"kind": "none", "scale": 0.0}, "counts": [3.0, -0.0, 2.5], "rows": (12, 1e3)}
+    want = canonical_bytes(value)
+    assert want == b'{"counts":[3,0,2.5],"noise":{"kind":"none","scale":0},"rows":[12,1000]}'
+    monkeypatch.setattr(fast, "canonical_str", lambda v: pytest.fail("took the exact path"))
+    assert fast.fast_canonical_bytes(value) == want
 
 
 def test_fast_canonical_bytes_sort_astral_keys_by_utf16_units() -> None:
