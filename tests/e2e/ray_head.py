@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from tests.conftest import processes_marked
 
 RAY = str(Path(sys.executable).parent / "ray")
+_TEMP_DIRS: dict[str, str] = {}  # mark -> the head's temp dir, removed when the head is stopped
 
 
 def free_port() -> int:
@@ -29,6 +31,7 @@ def start_ray_head(*extra: str) -> tuple[str, str]:
     port, mark = free_port(), f"ray-head-{uuid.uuid4().hex}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FEDGOV_TEST_MARK": mark}
     temp = tempfile.mkdtemp(prefix="rh-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+    _TEMP_DIRS[mark] = temp
     subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
                     "--disable-usage-stats", *extra], check=True, capture_output=True, env=env, timeout=120)
     return f"127.0.0.1:{port}", mark
@@ -47,3 +50,6 @@ def stop_marked(mark: str) -> None:
     for pid in processes_marked(mark):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    temp = _TEMP_DIRS.pop(mark, None)
+    if temp is not None:  # its sockets and logs: nothing of the test head is left in /tmp
+        shutil.rmtree(temp, ignore_errors=True)
