@@ -39,17 +39,20 @@ def fast_canonical_bytes(value: Any) -> bytes:
 def fast_canonical_str(value: Any) -> str:
     """`canonical_str(value)`, via the C encoder when that is provably the same text.
 
-    `json.dumps(sort_keys, ensure_ascii=False, compact)` equals JCS when every key is an
-    ASCII str (code-point order = UTF-16 order), every int is within ±(2^53-1), and every
+    `json.dumps(sort_keys, ensure_ascii=False, compact)` equals JCS when every key is a plain
+    ASCII str, no subclass (code-point order = UTF-16 order), every int is within ±(2^53-1), and every
     float is finite, non-integral and in [1e-4, 1e16) (where `repr` and ECMAScript both use
     plain decimal notation with the same shortest digits). Strings escape identically. A value
     that holds integral floats is encoded with them as ints, which JCS writes alike.
     """
-    if _json_is_jcs(value):
-        return _json_encode(value)
-    as_ints = _integral_floats_as_ints(value)  # 0.0 and 3.0 are JCS's "0" and "3", repr's "0.0" and "3.0"
-    if as_ints is not value and _json_is_jcs(as_ints):
-        return _json_encode(as_ints)
+    try:
+        if _json_is_jcs(value):
+            return _json_encode(value)
+        as_ints = _integral_floats_as_ints(value)  # 0.0 and 3.0 are JCS's "0" and "3", repr's "0.0" and "3.0"
+        if as_ints is not value and _json_is_jcs(as_ints):
+            return _json_encode(as_ints)
+    except RecursionError:  # the walks take more stack per level than canonical_str: its answer, or its error
+        pass
     return canonical_str(value)
 
 
@@ -76,16 +79,16 @@ def _integral_floats_as_ints(value: Any) -> Any:
     return value
 
 
+_STR = frozenset({str})
 _FLAT = frozenset({str, int, bool, type(None)})  # what `_integral_floats_as_ints` leaves as it is, unwalked
 
 
 def _json_is_jcs(value: Any) -> bool:
     t = type(value)
     if t is dict:
-        try:
-            if not "".join(value).isascii():  # also rejects non-str keys (TypeError)
-                return False
-        except TypeError:
+        if not _STR.issuperset(map(type, value)):  # plain str keys only: a subclass may compare or encode its own way
+            return False
+        if not "".join(value).isascii():
             return False
         items = value.values()
     elif t is list or t is tuple:

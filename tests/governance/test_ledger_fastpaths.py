@@ -9,8 +9,9 @@ import random
 import pytest
 
 from governance.ledger.envelope import entry_aad, entry_aad_prefix
-from governance.ledger.fast_canonical import TEMPLATE_MIN_RUN, _template_run, fast_canonical_bytes, fast_canonical_many
-from governance.verify.canonical import CanonicalError, canonical_bytes
+from governance.ledger.fast_canonical import (TEMPLATE_MIN_RUN, _template_run, fast_canonical_bytes, fast_canonical_many,
+                                               fast_canonical_str)
+from governance.verify.canonical import CanonicalError, canonical_bytes, canonical_str
 from governance.verify.leaf import LeafEncoder, leaf_bytes
 from governance.verify.merkle import Frontier
 
@@ -68,6 +69,36 @@ def test_integral_floats_take_the_c_encoder_as_the_ints_jcs_writes(monkeypatch: 
     assert want == b'{"counts":[3,0,2.5],"noise":{"kind":"none","scale":0},"rows":[12,1000]}'
     monkeypatch.setattr(fast, "canonical_str", lambda v: pytest.fail("took the exact path"))
     assert fast.fast_canonical_bytes(value) == want
+
+
+@pytest.mark.parametrize("leaf", [1.0, -0.0, 1e-05, 1.5, 2**60])
+@pytest.mark.parametrize("depth", [498, 700])
+def test_deep_values_get_canonical_strs_answer_not_a_recursion_error(leaf: object, depth: int) -> None:
+    # An attacker found the integral-float walk overflowing the stack at half canonical_str's depth.
+    value: object = leaf
+    for _ in range(depth):
+        value = [value]
+    assert _encoded_or_error(fast_canonical_str, value) == _encoded_or_error(canonical_str, value)
+
+
+class _ReversedKey(str):
+    def __lt__(self, other: object) -> bool:
+        return str.__gt__(self, other)
+
+
+class _OwnEncoding(str):
+    def encode(self, *args: object) -> bytes:
+        return str.encode(str(self)[::-1], *args)
+
+
+@pytest.mark.parametrize("value", [{_ReversedKey("a"): 1, _ReversedKey("b"): 2},
+                                   {_ReversedKey("a"): 1.0, _ReversedKey("b"): 2.5},
+                                   {"outer": {_ReversedKey("x"): 1, _ReversedKey("y"): 0.0}},
+                                   {_OwnEncoding("b"): 1, _OwnEncoding("a"): 2}])
+def test_str_subclass_keys_take_the_exact_path(value: dict) -> None:
+    # An attacker found the C encoder sorting such keys by their own comparison where JCS sorts their UTF-16 units.
+    assert fast_canonical_str(value) == canonical_str(value)
+    assert fast_canonical_bytes(value) == canonical_bytes(value)
 
 
 def test_fast_canonical_bytes_sort_astral_keys_by_utf16_units() -> None:
