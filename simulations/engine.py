@@ -7,6 +7,8 @@ This calls Flower's `_run_simulation` exactly as Flower's own `flwr-simulation` 
 (run config fused from `[tool.flwr.app.config]` with the overrides). The components are
 the harness's simulated apps (`simulations/apps.py`, `simulations/client_app.py`), not the deployed ones of pyproject.toml. The public `run_simulation` is deprecated in 1.42 and takes no run
 config; `flwr run` would need a detached SuperLink. flwr is pinned to 1.42.0 for this.
+Ray is started here, with Flower's own arguments, before `_run_simulation` rather than inside
+it, so that its start-up overlaps the imports of both apps (`start_ray_while_importing`).
 """
 
 from __future__ import annotations
@@ -88,15 +90,15 @@ def run_engine(request: dict[str, Any]) -> None:
         run_config=get_fused_config_from_dir(APP_DIR, run.override_config),
     )
     print(ray_starting_line(request), flush=True)
+    backend = backend_config(float(request["cpus_per_node"]), float(request["gpus_per_node"]),
+                             request.get("ray_address"), request.get("ray_temp_dir"))
+    start_ray_while_importing(backend["init_args"], [SERVER_APP, CLIENT_APP])
     _run_simulation(
         num_supernodes=int(request["num_nodes"]),
         server_app_attr=SERVER_APP,
         client_app_attr=CLIENT_APP,
         backend_name="ray",
-        backend_config=backend_config(
-            float(request["cpus_per_node"]), float(request["gpus_per_node"]), request.get("ray_address"),
-            request.get("ray_temp_dir"),
-        ),
+        backend_config=backend,
         app_dir=str(APP_DIR),
         run=run,
         server_app_context=context,
@@ -104,6 +106,46 @@ def run_engine(request: dict[str, Any]) -> None:
         verbose_logging=bool(request.get("verbose")),
         exit_event=EventType.FLWR_SIMULATION_RUN_LEAVE,
     )
+
+
+def start_ray_while_importing(init_args: dict[str, Any], apps: list[str]) -> None:
+    """Start Ray now, as Flower's RayBackend would, while another thread imports the apps' modules.
+
+    Flower starts Ray only once it has loaded both apps, one after the other under one lock
+    (`flwr.supercore.object_ref.load_app`): torch and the coordinator's stack, about 2 s on this
+    kind of machine, with Ray's processes not yet started. Ray's start-up mostly waits on the
+    processes it spawns, so the imports fit in that wait; Flower then finds Ray initialised
+    (`RayBackend.init_ray` skips it) and the modules imported. The arguments are Flower 1.42's:
+    `include_dashboard=False` unless set, and PYTHONPATH from `sys.path` (with the app directory,
+    which `load_app` puts first) for the workers, also set in this process's environment.
+    """
+    import importlib
+
+    import ray
+
+    if str(APP_DIR) not in sys.path:
+        sys.path.insert(0, str(APP_DIR))
+    failures: list[BaseException] = []
+
+    def import_apps() -> None:
+        try:
+            for app in apps:
+                importlib.import_module(app.partition(":")[0])
+        except BaseException as err:  # noqa: BLE001 - re-raised below, in the engine's own thread
+            failures.append(err)
+
+    importer = threading.Thread(target=import_apps, name="fedgov-import-apps", daemon=True)
+    importer.start()
+    try:
+        pythonpath = os.pathsep.join(sys.path)
+        if os.environ.get("PYTHONPATH"):
+            pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+        os.environ["PYTHONPATH"] = pythonpath
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **{"include_dashboard": False, **init_args})
+    finally:
+        importer.join()
+    if failures:
+        raise failures[0]
 
 
 SERVER_APP_THREAD = "server_th_with_start_checks"
