@@ -117,7 +117,8 @@ def start_ray_while_importing(init_args: dict[str, Any], apps: list[str]) -> Non
     processes it spawns, so the imports fit in that wait; Flower then finds Ray initialised
     (`RayBackend.init_ray` skips it) and the modules imported. The arguments are Flower 1.42's:
     `include_dashboard=False` unless set, and PYTHONPATH from `sys.path` (with the app directory,
-    which `load_app` puts first) for the workers, also set in this process's environment.
+    which `load_app` puts first) for the workers, also set in this process's environment. An
+    import that fails stops Ray again and is raised, as Flower would raise it.
     """
     import importlib
 
@@ -125,6 +126,10 @@ def start_ray_while_importing(init_args: dict[str, Any], apps: list[str]) -> Non
 
     if str(APP_DIR) not in sys.path:
         sys.path.insert(0, str(APP_DIR))
+    pythonpath = os.pathsep.join(sys.path)  # taken before the imports start: what they do to sys.path cannot race it
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
     failures: list[BaseException] = []
 
     def import_apps() -> None:
@@ -136,15 +141,12 @@ def start_ray_while_importing(init_args: dict[str, Any], apps: list[str]) -> Non
 
     importer = threading.Thread(target=import_apps, name="fedgov-import-apps", daemon=True)
     importer.start()
-    try:
-        pythonpath = os.pathsep.join(sys.path)
-        if os.environ.get("PYTHONPATH"):
-            pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
-        os.environ["PYTHONPATH"] = pythonpath
+    try:  # in the main thread: Ray installs its SIGTERM handler only there
         ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **{"include_dashboard": False, **init_args})
     finally:
         importer.join()
-    if failures:
+    if failures:  # Flower would have failed before starting Ray: stop it, then say why
+        ray.shutdown()
         raise failures[0]
 
 

@@ -34,7 +34,7 @@ def _raylet_address() -> tuple[str, int] | None:
 class OwnRaylet:
     """The launcher's watch on the raylet of a run's own cluster, found among the engine's descendants.
 
-    It works while the engine's own threads cannot (Ray holds the GIL while it starts). A
+    It works while the engine's own threads cannot (Ray holds the GIL for long stretches while it starts). A
     raylet that has been gone for `grace` seconds while the engine is still there and the
     run is still open in the ledger means the cluster died under the run. (At a normal end,
     or a failure the run recorded itself, the run is closed before Flower stops Ray.)
