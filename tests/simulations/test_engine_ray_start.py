@@ -25,7 +25,7 @@ except ModuleNotFoundError as err:
 """
 
 
-def test_an_app_that_cannot_be_imported_is_raised_with_ray_stopped_and_no_process_left(tmp_path) -> None:
+def test_an_app_that_cannot_be_imported_is_raised_with_ray_stopped_and_no_process_left() -> None:
     mark = f"ray-start-{uuid.uuid4().hex}"
     temp_dir = tempfile.mkdtemp(prefix="rs-")  # short: Ray's socket paths under it must fit 107 bytes
     try:
