@@ -8,7 +8,8 @@ which never import the harness. What a simulation adds on the coordinator's side
 - virtual node `i` is `sim-000i`, bound by the order Flower registered the virtual nodes
   (`vce_api._register_nodes`);
 - the coordinator waits for the launcher's enrolment gate before round 1;
-- scheduled withdrawals of consent (`simulations.withdrawals`).
+- scheduled withdrawals of consent (`simulations.withdrawals`);
+- its end is passed to the engine, which then ends at once (`simulations.coordinator_end`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedgov.simulated_nodes import sim_node_id
 from fedgov.settings import RunSettings
-from governance.errors import PolicyError
+from governance.errors import FedgovError, PolicyError
 from server.app import serve
+from simulations.coordinator_end import coordinator_ended
 from simulations.withdrawals import withdrawing_before_rounds
 
 server_app = ServerApp()
@@ -56,6 +58,11 @@ def wait_for_gate(path: str, timeout: float, poll: float = 0.05) -> None:
 def simulated_coordinator(grid: Grid, context: Context) -> None:
     """The coordinator, with simulated binding and scheduled withdrawals."""
     settings = RunSettings.from_run_config(context.run_config)
-    wait_for_gate(settings.rehearsal.enrollment_gate, settings.governance.registration_timeout)
-    serve(grid, context, bind=bind_simulated, around_selection=withdrawing_before_rounds(settings.rehearsal.revocations),
-          live_progress=True)
+    try:
+        wait_for_gate(settings.rehearsal.enrollment_gate, settings.governance.registration_timeout)
+        serve(grid, context, bind=bind_simulated,
+              around_selection=withdrawing_before_rounds(settings.rehearsal.revocations), live_progress=True)
+    except FedgovError as failure:  # recorded by serve; the engine reports it
+        coordinator_ended(failure)
+        raise
+    coordinator_ended()

@@ -9,6 +9,8 @@ the harness's simulated apps (`simulations/apps.py`, `simulations/client_app.py`
 config; `flwr run` would need a detached SuperLink. flwr is pinned to 1.42.0 for this.
 Ray is started here, with Flower's own arguments, before `_run_simulation` rather than inside
 it, so that its start-up overlaps the imports of both apps (`start_ray_while_importing`).
+Once the coordinator has finished, the engine ends at once rather than through Flower's
+teardown (`end_once_served`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from governance.private_files import write_atomic
-from fedgov.processes import die_with_parent
+from fedgov.processes import descendants, die_with_parent
 from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -62,7 +65,7 @@ def ray_starting_line(request: dict[str, Any]) -> str:
             "train at a time)…")
 
 
-def run_engine(request: dict[str, Any]) -> None:
+def run_engine(request: dict[str, Any], failure_path: Path) -> None:
     """Run one simulation described by `request` (see `simulations.runner`)."""
     from flwr.app import Context, RecordDict
     from flwr.common.config import get_fused_config_from_dir
@@ -93,6 +96,7 @@ def run_engine(request: dict[str, Any]) -> None:
     backend = backend_config(float(request["cpus_per_node"]), float(request["gpus_per_node"]),
                              request.get("ray_address"), request.get("ray_temp_dir"))
     start_ray_while_importing(backend["init_args"], [SERVER_APP, CLIENT_APP])
+    end_once_served(bool(request.get("ray_address")), failure_path)
     _run_simulation(
         num_supernodes=int(request["num_nodes"]),
         server_app_attr=SERVER_APP,
@@ -150,6 +154,38 @@ def start_ray_while_importing(init_args: dict[str, Any], apps: list[str]) -> Non
         raise failures[0]
 
 
+def end_once_served(attached: bool, failure_path: Path) -> None:
+    """From a daemon thread: once the coordinator has ended (simulations/coordinator_end.py), end this process.
+
+    Its failure, if any, goes to `failure_path` as the engine's own exception path would write it. The output
+    is flushed. Then Ray: a cluster of the run's own is ended by SIGKILL to every process under this one (Ray's
+    agents outlast SIGTERM by seconds; the run is over, nothing of it is still being written); an attached
+    cluster is only disconnected from (`ray.shutdown()`, at most 5 s), never stopped. Then `os._exit`, with the exit code the
+    normal path would give. The launcher still ends and reaps whatever carries the run's tag.
+    """
+    from simulations.coordinator_end import wait_for_coordinator
+
+    def finish() -> None:
+        failure = wait_for_coordinator()
+        if failure is not None:
+            write_atomic(failure_path, json.dumps({"error": str(failure), "exit_code": failure.exit_code}).encode())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if attached:  # Ray is imported by now; a shutdown that hangs is not waited on for more than 5 s
+            disconnect = threading.Thread(target=sys.modules["ray"].shutdown, daemon=True)
+            disconnect.start()
+            disconnect.join(5)
+        else:
+            for pid in descendants(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        os._exit(0 if failure is None else failure.exit_code)
+
+    threading.Thread(target=finish, name="fedgov-end-once-served", daemon=True).start()
+
+
 SERVER_APP_THREAD = "server_th_with_start_checks"
 
 
@@ -183,7 +219,7 @@ def main() -> None:
 
     RayWatch(fail)
     try:
-        run_engine(request)
+        run_engine(request, failure_path)
         _no_server_app_left(fail)
     except Exception as err:  # noqa: BLE001 - every way the engine can end becomes one line for the launcher
         # Flower re-raises a ServerApp exception as is, or wrapped in a RuntimeError.
