@@ -22,8 +22,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
+from governance.errors import FedgovError
 from governance.private_files import write_atomic
 from fedgov.processes import descendants, die_with_parent
 from simulations.ray_watch import RayWatch
@@ -65,7 +66,7 @@ def ray_starting_line(request: dict[str, Any]) -> str:
             "train at a time)…")
 
 
-def run_engine(request: dict[str, Any], failure_path: Path) -> None:
+def run_engine(request: dict[str, Any], failure_path: Path, ending: threading.Lock) -> None:
     """Run one simulation described by `request` (see `simulations.runner`)."""
     from flwr.app import Context, RecordDict
     from flwr.common.config import get_fused_config_from_dir
@@ -95,8 +96,8 @@ def run_engine(request: dict[str, Any], failure_path: Path) -> None:
     print(ray_starting_line(request), flush=True)
     backend = backend_config(float(request["cpus_per_node"]), float(request["gpus_per_node"]),
                              request.get("ray_address"), request.get("ray_temp_dir"))
+    end_once_served(bool(request.get("ray_address")), failure_path, ending)
     start_ray_while_importing(backend["init_args"], [SERVER_APP, CLIENT_APP])
-    end_once_served(bool(request.get("ray_address")), failure_path)
     _run_simulation(
         num_supernodes=int(request["num_nodes"]),
         server_app_attr=SERVER_APP,
@@ -154,36 +155,40 @@ def start_ray_while_importing(init_args: dict[str, Any], apps: list[str]) -> Non
         raise failures[0]
 
 
-def end_once_served(attached: bool, failure_path: Path) -> None:
-    """From a daemon thread: once the coordinator has ended (simulations/coordinator_end.py), end this process.
+def end_once_served(attached: bool, failure_path: Path, ending: threading.Lock) -> None:
+    """Once the coordinator has ended (simulations/coordinator_end.py), end this process at once.
 
-    Its failure, if any, goes to `failure_path` as the engine's own exception path would write it. The output
-    is flushed. Then Ray: a cluster of the run's own is ended by SIGKILL to every process under this one (Ray's
-    agents outlast SIGTERM by seconds; the run is over, nothing of it is still being written); an attached
-    cluster is only disconnected from (`ray.shutdown()`, at most 5 s), never stopped. Then `os._exit`, with the exit code the
-    normal path would give. The launcher still ends and reaps whatever carries the run's tag.
+    Called in the ServerApp's thread before Flower learns that it returned, so none of Flower's
+    teardown runs beside it. `ending` is held by whichever of this and the engine's `fail` comes
+    first; the other waits for the exit. A failure goes to `failure_path` as the engine's own
+    exception path writes it, the output is flushed, and a Ray cluster of the run's own is ended
+    by SIGKILL to every process under this one (Ray's agents outlast SIGTERM by seconds; nothing
+    of the run is being written any more, and a node still training after its round's time-out is
+    stopped with it). An attached cluster (`--ray-address`) is left as a driver's death leaves it:
+    Ray ends the run's actors, and `ray.shutdown()` is not called, since Flower's own `.remote()`
+    calls from other threads would start a new local Ray. Whatever happens, the process exits with
+    the code the normal path gives; the launcher still ends and reaps whatever carries the run's tag.
     """
-    from simulations.coordinator_end import wait_for_coordinator
+    from simulations.coordinator_end import when_coordinator_ends
 
-    def finish() -> None:
-        failure = wait_for_coordinator()
-        if failure is not None:
-            write_atomic(failure_path, json.dumps({"error": str(failure), "exit_code": failure.exit_code}).encode())
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if attached:  # Ray is imported by now; a shutdown that hangs is not waited on for more than 5 s
-            disconnect = threading.Thread(target=sys.modules["ray"].shutdown, daemon=True)
-            disconnect.start()
-            disconnect.join(5)
-        else:
-            for pid in descendants(os.getpid()):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        os._exit(0 if failure is None else failure.exit_code)
+    def finish(failure: FedgovError | None) -> NoReturn:
+        ending.acquire()
+        try:
+            if failure is not None:
+                write_atomic(failure_path, json.dumps({"error": str(failure),
+                                                       "exit_code": failure.exit_code}).encode())
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if not attached:
+                for pid in descendants(os.getpid()):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:  # gone already (or its pid reused meanwhile)
+                        pass
+        finally:
+            os._exit(0 if failure is None else failure.exit_code)
 
-    threading.Thread(target=finish, name="fedgov-end-once-served", daemon=True).start()
+    when_coordinator_ends(finish)
 
 
 SERVER_APP_THREAD = "server_th_with_start_checks"
@@ -202,7 +207,6 @@ def _no_server_app_left(fail: Callable[[str], None], grace: float = 5.0) -> None
 def main() -> None:
     """Entry point: `python -m simulations.engine REQUEST.json`; user errors exit cleanly."""
     from fedgov.coordinator_keys import receive
-    from governance.errors import FedgovError
 
     die_with_parent()
     receive()  # the coordinator's keys, from the pipe, before Flower and Ray start
@@ -210,8 +214,11 @@ def main() -> None:
     request = json.loads(request_path.read_text())
     failure_path = request_path.parent / "failure.json"
 
+    ending = threading.Lock()  # held by the first of `fail` and the coordinator's end (end_once_served)
+
     def fail(reason: str) -> None:
         """Say why, and end at once: a ServerApp thread still waiting for replies must not hold the process."""
+        ending.acquire()
         write_atomic(failure_path, json.dumps({"error": reason, "exit_code": 1}).encode())
         sys.stdout.flush()
         sys.stderr.flush()
@@ -219,12 +226,13 @@ def main() -> None:
 
     RayWatch(fail)
     try:
-        run_engine(request, failure_path)
+        run_engine(request, failure_path, ending)
         _no_server_app_left(fail)
     except Exception as err:  # noqa: BLE001 - every way the engine can end becomes one line for the launcher
         # Flower re-raises a ServerApp exception as is, or wrapped in a RuntimeError.
         cause = err if isinstance(err, FedgovError) else err.__cause__
         if isinstance(cause, FedgovError):
+            ending.acquire()
             write_atomic(failure_path, json.dumps({"error": str(cause), "exit_code": cause.exit_code}).encode())
             sys.exit(cause.exit_code)
         fail(f"the Simulation Engine crashed ({_innermost(err)}); see the output above")

@@ -28,6 +28,7 @@ from fedgov.protocol import (ARRAYS_KEY, GOVERNANCE_KEY, LOCAL_ACCURACY_KEY, MET
                              SUMMARY_KEY, SUMMARY_TEXT_KEY)
 from fedgov.summaries import summary_text
 from governance.identity import NodeKey
+from governance.private_files import UMASK_MODE, write_atomic
 
 
 # -- faults ---------------------------------------------------------------------------------
@@ -209,9 +210,10 @@ def write_trace(trace_dir: str, partition: Partition, server_round: int) -> None
     if not trace_dir:
         return
     path = Path(trace_dir) / f"node-{partition.partition_id}-round-{server_round}.json"
-    path.write_text(json.dumps({
+    # whole or absent: a node still training when the run ends is stopped mid-call (simulations/engine.py)
+    write_atomic(path, json.dumps({
         "partition_id": partition.partition_id,
         "round": server_round,
         "pool_indices": partition.indices.tolist(),
         "train_rows": len(partition.train),
-    }))
+    }).encode(), mode=UMASK_MODE, durable=False)
