@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 
 from fedgov.training import resolve_device
 from simulations.engine import backend_config
+from tests.conftest import processes_marked
 from tests.e2e.ray_head import start_ray_head, stop_marked
 
 pytestmark = pytest.mark.timeout(600)
@@ -21,6 +24,25 @@ def ray_head():
         yield address
     finally:
         stop_marked(mark)
+
+
+def test_a_test_ray_heads_agents_carry_its_mark_and_none_outlives_it():
+    """Ray's agents retitle themselves, which zeroes the start of what /proc shows of their environment: a mark
+    placed there was gone, and `stop_marked` left both agents running (tests/fedgov_command.py, `marked`)."""
+    _address, mark = start_ray_head("--num-cpus=1")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            agents = {pid: cmd for pid, cmd in processes_marked(mark).items() if cmd.startswith("ray::") and "Agent" in cmd}
+            if len(agents) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert sorted(cmd.split()[0] for cmd in agents.values()) == ["ray::DashboardAgent", "ray::RuntimeEnvAgent"]
+    finally:
+        stop_marked(mark)
+    left = [pid for pid in agents if Path(f"/proc/{pid}").exists()
+            and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert left == []
 
 
 def test_gpus_per_node_maps_to_flower_client_resources():
