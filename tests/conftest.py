@@ -47,7 +47,7 @@ def processes_marked(mark: str, words: tuple[str, ...] = ()) -> dict[int, str]:
         if state == "Z":
             continue
         pid = int(proc.name)
-        parent[pid], found[pid] = int(ppid), cmdline[:120]
+        parent[pid], found[pid] = int(ppid), cmdline
         if f"{MARK_VARIABLE}={mark}".encode() in environ.split(b"\0"):
             marked.add(pid)
     under = set(marked)
@@ -56,7 +56,7 @@ def processes_marked(mark: str, words: tuple[str, ...] = ()) -> dict[int, str]:
         more = {pid for pid, ppid in parent.items() if ppid in under and pid not in under}
         under |= more
         grew = bool(more)
-    return {pid: found[pid] for pid in under if not words or any(w in found[pid] for w in words)}
+    return {pid: found[pid][:120] for pid in under if not words or any(w in found[pid] for w in words)}
 
 
 def live_processes_matching(words: tuple[str, ...] = RAY_OR_FLOWER) -> list[str]:
