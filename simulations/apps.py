@@ -62,7 +62,7 @@ def simulated_coordinator(grid: Grid, context: Context) -> None:
         wait_for_gate(settings.rehearsal.enrollment_gate, settings.governance.registration_timeout)
         serve(grid, context, bind=bind_simulated,
               around_selection=withdrawing_before_rounds(settings.rehearsal.revocations), live_progress=True)
-    except FedgovError as failure:  # recorded by serve; the engine reports it
+    except FedgovError as failure:  # serve records its own in the ledger first; the engine reports it
         coordinator_ended(failure)
         raise
     coordinator_ended()

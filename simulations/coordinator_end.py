@@ -1,8 +1,9 @@
 """The moment the simulated coordinator has finished, handed from the ServerApp to the engine.
 
-When `serve` returns or raises a FedgovError, the run is over: its ledger entries are
-committed and the ledger closed, rounds.json and the model are written, or the failure is
-recorded. Flower's own teardown after that costs about 3.5 s on two cores (its worker
+When `serve` returns, the run is over: its ledger entries are committed and the ledger
+closed, rounds.json and the model written. When the coordinator raises a FedgovError (one of
+serve's, which it records in the ledger first, or the enrollment gate's time-out), all that is
+left is to report it. Flower's own teardown after that costs about 3.5 s on two cores (its worker
 threads poll their queue once a second, `ray.shutdown()` gives each of Ray's processes a
 second to go on SIGTERM, then the interpreter's own teardown), and plain Flower pays it too.
 The engine registers a finisher here that ends the process at once
