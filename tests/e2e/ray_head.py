@@ -37,9 +37,19 @@ def start_ray_head(*extra: str) -> tuple[str, str]:
     return f"127.0.0.1:{port}", mark
 
 
+def _started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat): the same pid later names another process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def stop_marked(mark: str) -> None:
     """End the processes a test started, by their mark: never `ray stop`, which ends every Ray cluster here."""
-    for pid in processes_marked(mark):
+    first = {pid: _started(pid) for pid in processes_marked(mark)}  # with the agents under their raylet: a
+    # raylet that went first would leave them re-parented, and their mark may be zeroed (tests/conftest.py)
+    for pid in first:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     # gcs_server, raylet and the autoscaler's monitor outlast SIGTERM by more than 8 s (measured): the others get
@@ -47,7 +57,8 @@ def stop_marked(mark: str) -> None:
     deadline = time.monotonic() + 1
     while processes_marked(mark) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in processes_marked(mark):
+    left = set(processes_marked(mark)) | {pid for pid, started in first.items() if started and _started(pid) == started}
+    for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     temp = _TEMP_DIRS.pop(mark, None)

@@ -96,6 +96,10 @@ def test_no_process_the_run_starts_inherits_the_passphrase(contained_run):
     _, _, _, _, seen, _ = contained_run
     workers = [pid for pid, env in seen.items() if "default_worker" in env["_cmdline"] or "ray::" in env["_cmdline"]]
     assert workers, f"the watcher saw no Ray worker: {[e['_cmdline'][:80] for e in seen.values()]}"
+    # a worker's own environment may show zeroes where it retitled itself; the raylet's, whose copy every worker
+    # and agent starts from, never does
+    assert [pid for pid, env in seen.items() if env["_cmdline"].split(" ", 1)[0].endswith("/raylet")], \
+        f"the watcher saw no raylet: {[e['_cmdline'][:80] for e in seen.values()]}"
     leaked = {pid: env["_cmdline"][:80] for pid, env in seen.items()
               if any(k in env for k in ("FEDGOV_PASSPHRASE", "FEDGOV_KEK", "FEDGOV_SIGNING_KEY"))}
     assert leaked == {}

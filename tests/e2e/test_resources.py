@@ -40,9 +40,17 @@ def test_a_test_ray_heads_agents_carry_its_mark_and_none_outlives_it():
         assert sorted(cmd.split()[0] for cmd in agents.values()) == ["ray::DashboardAgent", "ray::RuntimeEnvAgent"]
     finally:
         stop_marked(mark)
-    left = [pid for pid in agents if Path(f"/proc/{pid}").exists()
-            and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
-    assert left == []
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 5  # SIGKILLed by now: the kernel takes a moment to end them
+    while any(map(alive, agents)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in agents if alive(pid)] == []
 
 
 def test_gpus_per_node_maps_to_flower_client_resources():
