@@ -158,7 +158,9 @@ TAG_VARIABLE = "FEDGOV_PROCESS_TAG"
 
 def tagged(env: dict[str, str] | None) -> set[int]:
     """This user's processes that inherited the child's tag (`TAG_VARIABLE` in `env`), wherever they
-    were re-parented: a Ray agent that a dying raylet started a moment ago, say."""
+    were re-parented: a Ray agent that a dying raylet started a moment ago, say. Once such an agent
+    has retitled itself (setproctitle) the start of its /proc environ reads as zeroes, and the tag may
+    be among them; `guarded` still finds it under its raylet, or re-parented to this subreaper."""
     tag = (env or {}).get(TAG_VARIABLE)
     if not tag:
         return set()
