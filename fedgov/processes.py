@@ -47,7 +47,8 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def _signal_all(pids: list[int], sig: int) -> None:
+def signal_all(pids: list[int], sig: int) -> None:
+    """Send `sig` to each of `pids`; one already gone (or no longer ours) is skipped."""
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -78,7 +79,7 @@ def _end_trees(roots: Callable[[], set[int]], grace: float) -> None:
 
     pids = alive()
     if pids:
-        _signal_all(pids, signal.SIGTERM)
+        signal_all(pids, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and alive():
             reap()
@@ -91,7 +92,7 @@ def _end_trees(roots: Callable[[], set[int]], grace: float) -> None:
                 if not alive():
                     break
                 continue
-            _signal_all(left, signal.SIGKILL)
+            signal_all(left, signal.SIGKILL)
             reap()
             time.sleep(0.05)
     reap()

@@ -26,7 +26,7 @@ from typing import Any, Callable, NoReturn
 
 from governance.errors import FedgovError
 from governance.private_files import write_atomic
-from fedgov.processes import descendants, die_with_parent
+from fedgov.processes import descendants, die_with_parent, signal_all
 from simulations.ray_watch import RayWatch
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -183,11 +183,7 @@ class Ending:
             sys.stdout.flush()
             sys.stderr.flush()
             if not self.attached:
-                for pid in descendants(os.getpid()):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:  # gone already (or its pid reused meanwhile)
-                        pass
+                signal_all(descendants(os.getpid()), signal.SIGKILL)
         finally:
             os._exit(code)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
+from fedgov.processes import running
 from fedgov.training import resolve_device
 from simulations.engine import backend_config
 from tests.conftest import processes_marked
@@ -41,16 +41,10 @@ def test_a_test_ray_heads_agents_carry_its_mark_and_none_outlives_it():
     finally:
         stop_marked(mark)
 
-    def alive(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     deadline = time.monotonic() + 5  # SIGKILLed by now: the kernel takes a moment to end them
-    while any(map(alive, agents)) and time.monotonic() < deadline:
+    while any(map(running, agents)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [pid for pid in agents if alive(pid)] == []
+    assert [pid for pid in agents if running(pid)] == []
 
 
 def test_gpus_per_node_maps_to_flower_client_resources():
