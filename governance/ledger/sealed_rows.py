@@ -30,7 +30,6 @@ from governance.verify.canonical import MAX_SAFE_INTEGER
 from governance.verify.leaf import LeafEncoder
 
 _LEAF_HEAD = b'{"ciphertext":"'  # the first member in JCS order (§2)
-_SEQ_MARK = b'"seq":0,"timestamp":'  # only the last two members follow the ciphertext's run of index fields
 _digest = type(hashlib.sha256()).digest
 
 CHUNK = 1024  # rows sealed at a time while PostgreSQL's COPY reads them (see seal_rows)
@@ -135,8 +134,8 @@ def seal_rows(columns: DraftColumns, first_seq: int, timestamp: str, ledger_id: 
     for fields in distinct:
         entry_type, scope, run_id, round_, node_id, model_hash, config_hash = fields
         key_id, aead, aad_prefix = keys[(entry_type, scope)]
-        middle, leaf_tail = _leaf_middle(encode_leaf(0, timestamp, entry_type, run_id, round_, node_id, model_hash,
-                                                     config_hash, key_id, b""))
+        middle, leaf_tail = encode_leaf.parts(timestamp, entry_type, run_id, round_, node_id, model_hash,
+                                              config_hash, key_id)
         shared[fields] = (aead, aad_prefix, key_id, middle)
     # SHA-256(0x00 || leaf bytes): the leaf prefix and the batch's one timestamp are in the format itself.
     leaf_format = b"\x00" + _LEAF_HEAD + b"%s%s%d" + leaf_tail.replace(b"%", b"%%")
@@ -161,15 +160,3 @@ def seal_rows(columns: DraftColumns, first_seq: int, timestamp: str, ledger_id: 
 
     return rows(), leaves
 
-
-def _leaf_middle(whole: bytes) -> tuple[bytes, bytes]:
-    """(the leaf bytes from after the base64 ciphertext to `"seq":`, those after the seq), cut from the
-    leaf bytes of a row with seq 0 and an empty ciphertext.
-
-    A JSON string's own quotes are escaped, so `"seq":0,"timestamp":` occurs once: where the
-    members seq and timestamp begin.
-    """
-    before, mark, after = whole[len(_LEAF_HEAD):].partition(_SEQ_MARK)
-    if not whole.startswith(_LEAF_HEAD) or not mark:
-        raise AssertionError("leaf bytes no longer have the member order of docs/ledger-format.md §2")
-    return before + b'"seq":', b',"timestamp":' + after

@@ -52,6 +52,12 @@ class LeafEncoder:
             raise TypeError("seq and round must be integers")
         if seq < 0 or seq > MAX_SAFE_INTEGER:
             raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
+        middle, tail = self.parts(timestamp, entry_type, run_id, round_, node_id, model_hash, config_hash, key_id)
+        return b'{"ciphertext":"' + b2a_base64(ciphertext, newline=False) + middle + b"%d" % seq + tail
+
+    def parts(self, timestamp: str, entry_type: str, run_id: str, round_: int | None, node_id: str, model_hash: str,
+              config_hash: str, key_id: str) -> tuple[bytes, bytes]:
+        """(middle, tail): a leaf is `{"ciphertext":"` + base64 + middle + seq digits + tail; bulk writers use them."""
         key = (config_hash, entry_type, key_id, model_hash, node_id, round_, run_id)
         middle = self.middles.get(key)
         if middle is None:
@@ -71,4 +77,4 @@ class LeafEncoder:
             if len(self.tails) >= self.MAX_CACHED:
                 self.tails.clear()
             tail = self.tails[timestamp] = (',"timestamp":%s}' % encode_basestring(timestamp)).encode("utf-8")
-        return b'{"ciphertext":"' + b2a_base64(ciphertext, newline=False) + middle + b"%d" % seq + tail
+        return middle, tail
