@@ -108,9 +108,10 @@ def require_known(ledger: "Ledger", column: str, value: str, option: str) -> Non
     from governance import entry_types as et
     from governance.known_names import unknown_name
 
-    known = set(ledger.distinct(column))
+    named: set[str] = set()
     if column == "entry_type":
-        known |= {v for k, v in vars(et).items() if k.isupper() and isinstance(v, str) and "." in v}
-        known |= set(et.LEGACY_NAMES)
-    if value not in known:
-        raise unknown_name(option, value, known)
+        named = {v for k, v in vars(et).items() if k.isupper() and isinstance(v, str) and "." in v}
+        named |= set(et.LEGACY_NAMES)
+    if value in named or (value != "" and ledger.holds(column, value)):
+        return
+    raise unknown_name(option, value, named | set(ledger.distinct(column)))  # the listing, for the suggestions

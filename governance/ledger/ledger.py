@@ -879,6 +879,11 @@ class Ledger:
         with self.store.read() as conn:
             return self.store.distinct(conn, column)
 
+    def holds(self, column: str, value: str) -> bool:
+        """Whether any entry has this value in one plaintext index column: one index lookup, no listing."""
+        with self.store.read() as conn:
+            return self.store.holds(conn, column, value)
+
     def query_types(self, entry_types: Sequence[str]) -> list[Entry]:
         """Entries of any of these types (each name as stored), in seq order."""
         with self.store.read() as conn:

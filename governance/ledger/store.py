@@ -57,9 +57,17 @@ entries_table = sa.Table(
     sa.Column("ciphertext", sa.LargeBinary, nullable=False),
     sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
 )
-sa.Index("ix_fedgov_entries_run_round_node", entries_table.c.run_id, entries_table.c.round, entries_table.c.node_id)
-sa.Index("ix_fedgov_entries_node", entries_table.c.node_id)
-sa.Index("ix_fedgov_entries_type", entries_table.c.entry_type)
+# One secondary index: each index costs every append a B-tree insert (~0.7-1 µs an entry on SQLite),
+# while queries are rare. A query that names no type seeks it once per stored type (`stored_types`);
+# one that names only a node scans it (docs/benchmarks.md, "Fifth pass"). Ledgers made before
+# keep their three indexes, (run_id, round, node_id), (node_id) and (entry_type), and plain SQL.
+TYPE_LED_INDEX = "ix_fedgov_entries_type_run_round_node"
+sa.Index(TYPE_LED_INDEX, entries_table.c.entry_type, entries_table.c.run_id, entries_table.c.round,
+         entries_table.c.node_id)
+# The distinct entry types by a loose index scan: one index seek per type, not a scan of every entry.
+STORED_TYPES_SQL = ("WITH RECURSIVE t(v) AS (SELECT MIN(entry_type) FROM fedgov_entries UNION ALL "
+                    "SELECT (SELECT MIN(entry_type) FROM fedgov_entries WHERE entry_type > t.v) FROM t "
+                    "WHERE t.v IS NOT NULL) SELECT v FROM t WHERE v IS NOT NULL")
 nodes_table = sa.Table(
     "fedgov_tree_nodes", metadata,
     sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
@@ -247,6 +255,7 @@ class LedgerStore:
         self.min_stored_level = 1  # set from the schema version on create/open
         self._has_role_tables = False  # once seen, never gone
         self._copy_types: dict[tuple[str, tuple[str, ...]], list[int]] = {}  # PostgreSQL binary COPY, per table
+        self._type_led_index: bool | None = None  # read once: which index layout the entries have
 
     def _set_meta(self, meta: dict[str, str]) -> None:
         self.meta = meta
@@ -516,6 +525,9 @@ class LedgerStore:
             q = q.where(c.entry_type == names[0] if len(names) == 1 else c.entry_type.in_(names))
         if entry_types is not None:  # exactly these stored names
             q = q.where(c.entry_type.in_(list(entry_types)))
+        elif entry_type is None and seqs is None and (run_id, round, node_id) != (None, None, None) \
+                and self._type_led(conn):  # every stored type, so the type-led index is sought, not scanned
+            q = q.where(c.entry_type.in_(self.stored_types(conn)))
         for column, value in ((c.run_id, run_id), (c.round, round), (c.node_id, node_id)):
             if value is not None:
                 q = q.where(column == value)
@@ -552,8 +564,29 @@ class LedgerStore:
         """Distinct values of an indexed plaintext column of the entries."""
         if column not in ("entry_type", "run_id", "node_id"):
             raise ValueError(f"no distinct listing of {column}")
+        if column == "entry_type":
+            return [v for v in self.stored_types(conn) if v]
         col = entries_table.c[column]
         return [v for v in conn.execute(sa.select(col).distinct()).scalars() if v]
+
+    def stored_types(self, conn: Connection) -> list[str]:
+        """Every distinct entry type in the entries, in index order (a loose index scan: one seek per type)."""
+        return list(conn.exec_driver_sql(STORED_TYPES_SQL).scalars())
+
+    def holds(self, conn: Connection, column: str, value: str) -> bool:
+        """Whether any entry has `value` in the plaintext column `column` (entry_type, run_id or node_id)."""
+        if column not in ("entry_type", "run_id", "node_id"):
+            raise ValueError(f"no lookup of {column}")
+        if column == "entry_type":
+            return bool(self.query(conn, entry_types=[value], limit=1))
+        return bool(self.query(conn, **{column: value}, limit=1))
+
+    def _type_led(self, conn: Connection) -> bool:
+        """Whether the entries carry the one type-led index of new ledgers (older ones have three others)."""
+        if self._type_led_index is None:
+            names = {ix["name"] for ix in sa.inspect(conn).get_indexes("fedgov_entries")}
+            self._type_led_index = TYPE_LED_INDEX in names
+        return self._type_led_index
 
     def iter_entries(self, conn: Connection, batch: int = 50000) -> Iterator[tuple]:
         """All entry rows in seq order, streamed in big driver-level chunks, as tuples in ENTRY_COLUMNS order."""
