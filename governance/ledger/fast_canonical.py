@@ -153,35 +153,41 @@ def _template_run(shape: tuple[Any, ...], run: list[dict[str, Any]]) -> list[byt
     if not "".join(shape).isascii():  # ASCII names: code-point order is UTF-16 order
         return None
     names = sorted(shape)
-    converted = []
+    specs, converted = [], []
     for name in names:
-        text = _column_text(list(map(dict.__getitem__, run, repeat(name))))
-        if text is None:
+        form = _column_form(list(map(dict.__getitem__, run, repeat(name))))
+        if form is None:
             return None
-        converted.append(text)
-    template = "{" + ",".join(encode_basestring(name).replace("%", "%%") + ":%s" for name in names) + "}"
-    return list(map(str.encode, map(template.__mod__, zip(*converted))))
+        specs.append(form[0])
+        if form[1] is not None:  # null needs no value
+            converted.append(form[1])
+    template = "{" + ",".join(encode_basestring(name).replace("%", "%%") + ":" + spec
+                              for name, spec in zip(names, specs)) + "}"
+    args = zip(*converted) if converted else repeat((), len(run))  # every member null: nothing to format
+    return list(map(str.encode, map(template.__mod__, args)))
 
 
-def _column_text(column: list[Any]) -> Iterable[str] | None:
-    """Each value's JCS text, when every value is of one plain scalar type that has a provable fast form."""
+def _column_form(column: list[Any]) -> tuple[str, Iterable[Any] | None] | None:
+    """(a %-format, the values it formats) giving each value's JCS text, when every value is of one plain
+    scalar type that has a provable fast form. Ints and floats are formatted in place (`%d`, `%r`): their
+    `repr` without a string made per value first."""
     kinds = set(map(type, column))
     if len(kinds) != 1:
         return None
     kind = kinds.pop()
     if kind is str:
-        return map(encode_basestring, column)
+        return "%s", map(encode_basestring, column)
     if kind is int:
-        return map(int.__repr__, column) if max(map(abs, column)) <= MAX_SAFE_INTEGER else None
+        return ("%d", column) if max(map(abs, column)) <= MAX_SAFE_INTEGER else None
     if kind is float:  # as in fast_canonical_bytes: repr's plain decimal form is ECMAScript's only here
         if (all(map(math.isfinite, column)) and 1e-4 <= min(map(abs, column)) and max(map(abs, column)) < 1e16
                 and not any(map(float.is_integer, column))):
-            return map(float.__repr__, column)
+            return "%r", column
         return None
     if kind is bool:
-        return map(_BOOL_TEXT.__getitem__, column)
+        return "%s", map(_BOOL_TEXT.__getitem__, column)
     if kind is type(None):
-        return repeat("null", len(column))
+        return "null", None
     return None
 
 

@@ -200,3 +200,10 @@ def test_fast_canonical_many_takes_no_template_for_lookalike_members() -> None:
     for batch in (odd_name, odd_value, mixed):
         assert _template_run(("a", "b"), batch) is None
         assert fast_canonical_many(batch) == [canonical_bytes(p) for p in batch]
+
+
+def test_fast_canonical_many_encodes_a_run_whose_every_member_is_null() -> None:
+    # The template then formats no value at all: each payload must still come out, once.
+    batch = [{"a": None, "b": None}] * TEMPLATE_MIN_RUN + [{"a": None}] * TEMPLATE_MIN_RUN + [{"c": 1}]
+    assert _template_run(("a", "b"), batch[:TEMPLATE_MIN_RUN]) is not None
+    assert fast_canonical_many(batch) == [canonical_bytes(p) for p in batch]
