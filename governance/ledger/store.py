@@ -64,6 +64,7 @@ entries_table = sa.Table(
 TYPE_LED_INDEX = "ix_fedgov_entries_type_run_round_node"
 sa.Index(TYPE_LED_INDEX, entries_table.c.entry_type, entries_table.c.run_id, entries_table.c.round,
          entries_table.c.node_id)
+SOUGHT_TYPES_MAX = 256  # stored types beyond which a query naming none filters the rows instead
 # The distinct entry types by a loose index scan: one index seek per type, not a scan of every entry.
 STORED_TYPES_SQL = ("WITH RECURSIVE t(v) AS (SELECT MIN(entry_type) FROM fedgov_entries UNION ALL "
                     "SELECT (SELECT MIN(entry_type) FROM fedgov_entries WHERE entry_type > t.v) FROM t "
@@ -518,24 +519,53 @@ class LedgerStore:
     def query(self, conn: Connection, entry_type: str | None = None, run_id: str | None = None,
               round: int | None = None, node_id: str | None = None, seqs: Sequence[int] | None = None,
               limit: int | None = None, entry_types: Sequence[str] | None = None) -> list[Entry]:
+        q = self._matching(conn, sa.select(entries_table).order_by(entries_table.c.seq), entry_type, run_id, round,
+                           node_id, seqs, entry_types)
+        if limit is not None:
+            q = q.limit(limit)
+        return [row_to_entry(r) for r in conn.execute(q)]
+
+    def _matching(self, conn: Connection, q: Any, entry_type: str | None, run_id: str | None, round: int | None,
+                  node_id: str | None, seqs: Sequence[int] | None, entry_types: Sequence[str] | None) -> Any:
+        """`q` restricted to the entries matching every given field."""
         c = entries_table.c
-        q = sa.select(entries_table).order_by(c.seq)
         if entry_type is not None:  # a dotted type also finds its pre-0.2 spelling
             names = stored_names(entry_type)
             q = q.where(c.entry_type == names[0] if len(names) == 1 else c.entry_type.in_(names))
         if entry_types is not None:  # exactly these stored names
             q = q.where(c.entry_type.in_(list(entry_types)))
-        elif entry_type is None and seqs is None and (run_id, round, node_id) != (None, None, None) \
-                and self._type_led(conn):  # every stored type, so the type-led index is sought, not scanned
-            q = q.where(c.entry_type.in_(self.stored_types(conn)))
+        elif entry_type is None and seqs is None and (run_id, round, node_id) != (None, None, None):
+            sought = self._sought_types(conn)
+            if sought is not None:  # every stored type, so the type-led index is sought, not scanned
+                q = q.where(c.entry_type.in_(sought))
         for column, value in ((c.run_id, run_id), (c.round, round), (c.node_id, node_id)):
             if value is not None:
                 q = q.where(column == value)
         if seqs is not None:
             q = q.where(c.seq.in_(list(seqs)))
-        if limit is not None:
-            q = q.limit(limit)
-        return [row_to_entry(r) for r in conn.execute(q)]
+        return q
+
+    def _sought_types(self, conn: Connection) -> list[str] | None:
+        """Every stored entry type, for a query naming none to seek the type-led index once per type.
+
+        None (filter the rows instead) where naming them could miss a row or cost more than it saves:
+        an older index layout, more than SOUGHT_TYPES_MAX types, or a hand-edited type that is not
+        text, is NULL, or (SQLite) is not UTF-8 and so cannot be read back.
+        """
+        if not self._type_led(conn):
+            return None
+        try:
+            types = list(conn.exec_driver_sql(f"{STORED_TYPES_SQL} LIMIT {SOUGHT_TYPES_MAX + 1}").scalars())
+        except OperationalError:
+            if not self.is_sqlite:
+                raise
+            return None
+        if len(types) > SOUGHT_TYPES_MAX or not all(type(t) is str for t in types):
+            return None
+        c = entries_table.c
+        if conn.execute(sa.select(c.seq).where(c.entry_type.is_(None)).limit(1)).first() is not None:
+            return None
+        return types
 
     def entries_between(self, conn: Connection, start: int, end: int) -> list[tuple]:
         """Entry rows with start <= seq < end, in seq order, as tuples in ENTRY_COLUMNS order."""
@@ -577,9 +607,13 @@ class LedgerStore:
         """Whether any entry has `value` in the plaintext column `column` (entry_type, run_id or node_id)."""
         if column not in ("entry_type", "run_id", "node_id"):
             raise ValueError(f"no lookup of {column}")
+        q = sa.select(entries_table.c.seq).limit(1)
         if column == "entry_type":
-            return bool(self.query(conn, entry_types=[value], limit=1))
-        return bool(self.query(conn, **{column: value}, limit=1))
+            q = q.where(entries_table.c.entry_type == value)
+        else:
+            q = self._matching(conn, q, None, *((value, None, None) if column == "run_id" else (None, None, value)),
+                               None, None)
+        return conn.execute(q).first() is not None
 
     def _type_led(self, conn: Connection) -> bool:
         """Whether the entries carry the one type-led index of new ledgers (older ones have three others)."""

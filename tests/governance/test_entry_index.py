@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from governance.ledger import EntryDraft, Ledger, create_workspace
+from governance.errors import VerificationError
 from governance.ledger.store import TYPE_LED_INDEX
 from governance.ledger.verify import verify_ledger
 from governance.workspace import Workspace
@@ -106,9 +107,52 @@ def test_a_query_naming_run_round_and_node_seeks_the_index_instead_of_scanning(t
         finally:
             event.remove(ledger.store.engine, "before_cursor_execute", record)
     assert sorted(e.entry_type for e in found) == sorted(TYPES * 2)  # each type twice: both batches
-    sql, params = next((s, p) for s, p in seen if s.lstrip().upper().startswith("SELECT FEDGOV_ENTRIES.SEQ"))
+    sql, params = next((s, p) for s, p in seen if "fedgov_entries.node_id = " in s)
     with sqlite3.connect(ws.sqlite_path) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
     assert f"SEARCH fedgov_entries USING INDEX {TYPE_LED_INDEX} (entry_type=? AND run_id=? AND round=? AND " \
            f"node_id=?)" in plan, plan
     assert not [step for step in plan if step.startswith("SCAN fedgov_entries")], plan
+
+
+def test_a_ledger_of_many_entry_types_answers_type_less_queries_by_filtering(backend: Workspace) -> None:
+    with Ledger.open(backend, PASSPHRASE) as ledger:
+        ledger.append([EntryDraft(f"custom.t{i:03}", {"k": i}, "node:n1", run_id=f"r{i % 3}", round=i % 2,
+                                  node_id=f"n{i % 5}") for i in range(300)])  # more than SOUGHT_TYPES_MAX
+        everything = ledger.query()
+        for filters in ({"run_id": "r1"}, {"node_id": "n4"}, {"run_id": "r2", "round": 1, "node_id": "n2"}):
+            assert [e.seq for e in ledger.query(**filters)] == \
+                [e.seq for e in everything if all(getattr(e, k) == v for k, v in filters.items())]
+        assert ledger.holds("run_id", "r2") and not ledger.holds("run_id", "r3")
+
+
+# What a database holder can write into entry_type by hand, past the schema and the append-only trigger:
+# statements run one connection per group (a schema edit shows only on the next connection).
+UNLOCKED = [["DROP TRIGGER fedgov_entries_no_update"]]
+NOT_NULL_DROPPED = [["PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET sql = replace(sql, 'entry_type VARCHAR(64) NOT NULL', "
+                     "'entry_type VARCHAR(64)') WHERE name = 'fedgov_entries'", "PRAGMA writable_schema = OFF"]]
+HAND_EDITS = {"NULL": NOT_NULL_DROPPED + [["UPDATE fedgov_entries SET entry_type = NULL WHERE seq = ?"]],
+              "not UTF-8": [["UPDATE fedgov_entries SET entry_type = CAST(x'ff' AS TEXT) WHERE seq = ?"]],
+              "an integer": [["UPDATE fedgov_entries SET entry_type = 5 WHERE seq = ?"]]}
+
+
+@pytest.mark.parametrize("edit", sorted(HAND_EDITS))
+def test_a_hand_edited_entry_type_moves_no_row_in_or_out_of_a_type_less_query(workspace: Workspace,
+                                                                               edit: str) -> None:
+    queries = ({"run_id": "r1"}, {"run_id": ""}, {"node_id": "n2"}, {"round": 1}, {"run_id": "r2", "round": 0})
+    with Ledger.open(workspace, PASSPHRASE) as ledger:
+        _fill(ledger)
+        answers = [[e.seq for e in ledger.query(**q)] for q in queries]
+        target = ledger.query(entry_type="round.reply", run_id="", round=1, node_id="n2")[0].seq
+    for group in UNLOCKED + HAND_EDITS[edit]:
+        db = sqlite3.connect(workspace.sqlite_path, isolation_level=None)
+        for statement in group:
+            db.execute(statement, (target,) if "?" in statement else ())
+        db.close()
+    if edit == "not UTF-8":  # no query can read that row back (before this change neither); the others must answer
+        queries, answers = zip(*[(q, a) for q, a in zip(queries, answers) if target not in a])
+    with Ledger.open(workspace, PASSPHRASE) as ledger:  # the edit changed a type: no run, round or node moved
+        assert [[e.seq for e in ledger.query(**q)] for q in queries] == list(answers)
+    with pytest.raises(VerificationError, match=rf"seq {target}\b|cannot be read as the schema defines it"):
+        verify_ledger(workspace)
