@@ -48,7 +48,7 @@ class LeafEncoder:
 
     def __call__(self, seq: int, timestamp: str, entry_type: str, run_id: str, round_: int | None, node_id: str,
                  model_hash: str, config_hash: str, key_id: str, ciphertext: bytes) -> bytes:
-        if type(seq) is not int or not (round_ is None or type(round_) is int):
+        if type(seq) is not int:
             raise TypeError("seq and round must be integers")
         if seq < 0 or seq > MAX_SAFE_INTEGER:
             raise ValueError("seq and round must lie within ±(2^53-1) (RFC 8785)")
@@ -58,6 +58,8 @@ class LeafEncoder:
     def parts(self, timestamp: str, entry_type: str, run_id: str, round_: int | None, node_id: str, model_hash: str,
               config_hash: str, key_id: str) -> tuple[bytes, bytes]:
         """(middle, tail): a leaf is `{"ciphertext":"` + base64 + middle + seq digits + tail; bulk writers use them."""
+        if not (round_ is None or type(round_) is int):  # before the cache: True == 1 would find round 1's middle
+            raise TypeError("seq and round must be integers")
         key = (config_hash, entry_type, key_id, model_hash, node_id, round_, run_id)
         middle = self.middles.get(key)
         if middle is None:

@@ -207,3 +207,10 @@ def test_fast_canonical_many_encodes_a_run_whose_every_member_is_null() -> None:
     batch = [{"a": None, "b": None}] * TEMPLATE_MIN_RUN + [{"a": None}] * TEMPLATE_MIN_RUN + [{"c": 1}]
     assert _template_run(("a", "b"), batch[:TEMPLATE_MIN_RUN]) is not None
     assert fast_canonical_many(batch) == [canonical_bytes(p) for p in batch]
+
+
+def test_leaf_parts_refuse_a_non_integer_round_even_when_an_equal_int_is_cached() -> None:
+    encoder = LeafEncoder()
+    encoder.parts("2026-11-30T00:00:00Z", "t", "r", 1, "n", "", "", "k")
+    with pytest.raises(TypeError, match="integers"):
+        encoder.parts("2026-11-30T00:00:00Z", "t", "r", True, "n", "", "", "k")
