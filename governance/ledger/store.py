@@ -58,7 +58,7 @@ entries_table = sa.Table(
     sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
 )
 # One secondary index: each index costs every append a B-tree insert (~0.7-1 µs an entry on SQLite),
-# while queries are rare. A query that names no type seeks it once per stored type (`stored_types`);
+# while queries are rare. A query that names no type seeks it once per stored type (`_sought_types`);
 # one that names only a node scans it (docs/benchmarks.md, "Fifth pass"). Ledgers made before
 # keep their three indexes, (run_id, round, node_id), (node_id) and (entry_type), and plain SQL.
 TYPE_LED_INDEX = "ix_fedgov_entries_type_run_round_node"
@@ -525,8 +525,9 @@ class LedgerStore:
             q = q.limit(limit)
         return [row_to_entry(r) for r in conn.execute(q)]
 
-    def _matching(self, conn: Connection, q: Any, entry_type: str | None, run_id: str | None, round: int | None,
-                  node_id: str | None, seqs: Sequence[int] | None, entry_types: Sequence[str] | None) -> Any:
+    def _matching(self, conn: Connection, q: Any, entry_type: str | None = None, run_id: str | None = None,
+                  round: int | None = None, node_id: str | None = None, seqs: Sequence[int] | None = None,
+                  entry_types: Sequence[str] | None = None) -> Any:
         """`q` restricted to the entries matching every given field."""
         c = entries_table.c
         if entry_type is not None:  # a dotted type also finds its pre-0.2 spelling
@@ -607,13 +608,8 @@ class LedgerStore:
         """Whether any entry has `value` in the plaintext column `column` (entry_type, run_id or node_id)."""
         if column not in ("entry_type", "run_id", "node_id"):
             raise ValueError(f"no lookup of {column}")
-        q = sa.select(entries_table.c.seq).limit(1)
-        if column == "entry_type":
-            q = q.where(entries_table.c.entry_type == value)
-        else:
-            q = self._matching(conn, q, None, *((value, None, None) if column == "run_id" else (None, None, value)),
-                               None, None)
-        return conn.execute(q).first() is not None
+        field = {"entry_types": [value]} if column == "entry_type" else {column: value}  # a type exactly as stored
+        return conn.execute(self._matching(conn, sa.select(entries_table.c.seq).limit(1), **field)).first() is not None
 
     def _type_led(self, conn: Connection) -> bool:
         """Whether the entries carry the one type-led index of new ledgers (older ones have three others)."""

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.errors import VerificationError
+from governance.ledger import EntryDraft, Ledger, create_workspace
 from governance.ledger.store import TYPE_LED_INDEX
 from governance.ledger.verify import verify_ledger
 from governance.workspace import Workspace
@@ -62,10 +62,10 @@ def test_a_new_ledger_indexes_its_entries_once_led_by_type(backend: Workspace) -
 
 
 FILTERS = [dict(zip(("entry_type", "run_id", "round", "node_id"), values)) for values in
-           [("round.reply", None, None, None), (None, "r1", None, None), (None, "r2", 1, None), (None, "r1", 2, "n3"),
-            (None, None, None, "n2"), (None, None, 0, None), (None, "", None, ""), ("consent.granted", None, None, "n1"),
-            ("round.reply", "r2", None, None), ("run.started", "r1", 1, "n1"), (None, "r9", None, None),
-            (None, None, None, "nobody")]]
+           [("round.reply", None, None, None), (None, "r1", None, None), (None, "r2", 1, None),
+            (None, "r1", 2, "n3"), (None, None, None, "n2"), (None, None, 0, None), (None, "", None, ""),
+            ("consent.granted", None, None, "n1"), ("round.reply", "r2", None, None), ("run.started", "r1", 1, "n1"),
+            (None, "r9", None, None), (None, None, None, "nobody")]]
 
 
 @pytest.mark.parametrize("layout", ["new", "older"])
