@@ -556,7 +556,7 @@ class LedgerStore:
         if not self._type_led(conn):
             return None
         try:
-            types = list(conn.exec_driver_sql(f"{STORED_TYPES_SQL} LIMIT {SOUGHT_TYPES_MAX + 1}").scalars())
+            types = self.stored_types(conn, limit=SOUGHT_TYPES_MAX + 1)
         except OperationalError:
             if not self.is_sqlite:
                 raise
@@ -600,9 +600,11 @@ class LedgerStore:
         col = entries_table.c[column]
         return [v for v in conn.execute(sa.select(col).distinct()).scalars() if v]
 
-    def stored_types(self, conn: Connection) -> list[str]:
-        """Every distinct entry type in the entries, in index order (a loose index scan: one seek per type)."""
-        return list(conn.exec_driver_sql(STORED_TYPES_SQL).scalars())
+    def stored_types(self, conn: Connection, limit: int | None = None) -> list[str]:
+        """The distinct entry types in the entries (the first `limit`), in index order: a loose index scan,
+        one seek per type, that stops once it has `limit`."""
+        return list(conn.exec_driver_sql(STORED_TYPES_SQL + ("" if limit is None else f" LIMIT {int(limit)}"))
+                    .scalars())
 
     def holds(self, conn: Connection, column: str, value: str) -> bool:
         """Whether any entry has `value` in the plaintext column `column` (entry_type, run_id or node_id)."""
