@@ -7,7 +7,8 @@ signed rows keep them, and a query by the dotted name also finds them (`stored_n
 Scopes decide what one crypto-shred erases: `node:<id>` holds what a node said or
 consented to; `run:<id>` what the coordinator decided; `registry` the node keys;
 `ledger:system` the ledger's own records; `ledger:audit` who read payloads (audit.read);
-`monitor` the retraining decisions (monitor.trigger), about the federation rather than one run.
+`monitor` the retraining decisions (monitor.trigger), about the federation rather than one run;
+`ledger:privacy` the DP releases (round.privacy), which every later run's budget is accounted from.
 """
 
 LEDGER_CREATED = "ledger.created"
@@ -43,6 +44,9 @@ REGISTRY_SCOPE = "registry"
 SYSTEM_SCOPE = "ledger:system"
 AUDIT_SCOPE = "ledger:audit"  # who read what (audit.read): sealed to auditors, never shredded
 MONITOR_SCOPE = "monitor"  # retraining decisions (monitor.trigger): about the federation, not one run
+# DP releases (round.privacy): every later run's budget is accounted from them, so shredding them would leave every
+# capped run selecting no node; they hold pseudonymous node ids and epsilons, no personal data. Never shredded.
+PRIVACY_SCOPE = "ledger:privacy"
 
 
 def stored_names(entry_type: str) -> tuple[str, ...]:

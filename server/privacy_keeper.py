@@ -8,7 +8,7 @@ so a ledger whose releases were deleted (rolled back, rewritten) selects no node
 replies are checked and enough are valid for an aggregate, the release is recorded
 (`round.privacy`) *before* the model is built:
 a crash after it over-counts, never under-counts. Budgets are recomputed from every release
-the ledger holds, of every run (docs/privacy.md).
+the ledger holds, of every run (docs/privacy.md), in the `ledger:privacy` scope, which no shred erases.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class PrivacyKeeper:
         after = {node: epsilon(noise_multipliers(history[node]), strictest_delta(history[node]) or self.privacy.dp_delta)
                  for node in participants}
         self.entries.ledger.append([self.entries.draft(et.ROUND_PRIVACY, release.payload(after),
-                                                       round_=facts.server_round, model=self.entries.model_hash)])
+                                                       round_=facts.server_round, model=self.entries.model_hash,
+                                                       scope=et.PRIVACY_SCOPE)])
 
     def round_aggregated(self, facts: RoundFacts) -> None:
         """The release was recorded when the replies were checked."""

@@ -987,6 +987,9 @@ class Ledger:
             raise UsageError(f"the {SYSTEM_SCOPE} scope holds the ledger's own records and cannot be shredded")
         if scope == et.AUDIT_SCOPE:
             raise UsageError(f"the {et.AUDIT_SCOPE} scope records who read the ledger and cannot be shredded")
+        if scope == et.PRIVACY_SCOPE:
+            raise UsageError(f"the {et.PRIVACY_SCOPE} scope holds the DP releases every privacy budget is accounted "
+                             "from and cannot be shredded (they hold no personal data)")
         if not actor or not reason:
             raise UsageError("shredding needs an actor and a reason")
         with self.store.read() as conn:

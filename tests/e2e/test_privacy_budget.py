@@ -9,6 +9,7 @@ fedgov's accountant (tests/privacy_recompute.py). A client-side clipping run fol
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -88,6 +89,18 @@ def test_the_budget_shown_is_recomputed_independently_from_the_recorded_events(c
     assert shown[CAPPED]["releases"] == 1 and shown[CAPPED]["epsilon_spent"] <= CAP
     assert shown[CAPPED]["cap"] == CAP and shown[CAPPED]["remaining"] == pytest.approx(CAP - independent[CAPPED])
     assert all(shown[n]["releases"] == 3 and shown[n]["cap"] is None for n in OTHERS)
+
+
+def test_an_erasure_of_the_runs_scope_leaves_every_budget_as_it_was(capped, budget, tmp_path):
+    """The releases are in `ledger:privacy`, not the run's scope: shredding `run:<id>` (a copy of the workspace, so
+    the other tests read the run) erases what the coordinator decided, and every budget still accounts."""
+    shutil.copytree(capped.tmp / "workspace", tmp_path / "workspace")
+    shred = fedgov(tmp_path, "audit", "shred", f"run:{capped.run_id}", "--actor", "dpo", "--reason", "erasure request")
+    assert shred.returncode == 0
+    unreadable = fedgov(tmp_path, "audit", "log", "--run", capped.run_id, "--type", et.ROUND_SELECTION, "--decrypt",
+                        "--format", "json").stdout
+    assert "<key destroyed>" in unreadable and "selected" not in unreadable
+    assert json.loads(fedgov(tmp_path, "privacy", "budget", "--format", "json").stdout) == budget
 
 
 def test_one_node_can_be_asked_for_and_a_typo_names_the_closest(capped):

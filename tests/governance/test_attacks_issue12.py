@@ -93,10 +93,12 @@ def test_hostile_summary_texts_are_named_rejections(text, says):
 
 
 def _release(run: str, round_: int, participants: tuple[str, ...], delta: float = 1e-5,
-             caps: dict | None = None) -> EntryDraft:
+             caps: dict | None = None, scope: str = et.PRIVACY_SCOPE) -> EntryDraft:
+    """A DP release as the coordinator records it (server/privacy_keeper.py), in the scope no shred erases; ledgers
+    written before that scope existed hold them in the run's scope (`scope=et.run_scope(run)`)."""
     release = Release(run, round_, "server-fixed", 1.0, 1.0, delta, 3, len(participants), participants,
                       caps if caps is not None else {"n1": 5.0})
-    return EntryDraft(et.ROUND_PRIVACY, release.payload({n: 0.0 for n in participants}), et.run_scope(run),
+    return EntryDraft(et.ROUND_PRIVACY, release.payload({n: 0.0 for n in participants}), scope,
                       run_id=run, round=round_)
 
 
@@ -335,16 +337,38 @@ def test_a_node_given_two_caps_is_refused_not_the_last_taken():
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "already has a cap" in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING (medium, not fixed): round.privacy is written in the run's scope, so "
-                   "`fedgov audit shred run:R` (an erasure request) makes R's releases unreadable; the budget then "
-                   "cannot be accounted at all: `fedgov privacy budget` fails and every later capped DP run selects no "
-                   "node (fail closed, never a reset). The releases hold no personal data; they belong in a scope "
-                   "that cannot be shredded, like audit's")
 def test_shredding_a_runs_scope_leaves_its_dp_releases_accountable(spent: Workspace):
+    """FIXED (medium): round.privacy was written in the run's scope, so `fedgov audit shred run:R` (an erasure request)
+    made R's releases unreadable and no budget could be accounted again: `fedgov privacy budget` failed and every
+    later capped DP run selected no node. The releases hold no personal data; they are now in `ledger:privacy`."""
+    with Ledger.open(spent, PASSPHRASE) as ledger:  # what the coordinator decided in r1, in r1's scope
+        ledger.append([EntryDraft(et.RUN_FINISHED, {"status": "completed"}, et.run_scope("r1"), run_id="r1")],
+                      sign=True)
+    before = _budget(spent)
     shred = run_fedgov("audit", "shred", "run:r1", "--actor", "dpo", "--reason", "erasure request",
                        "--workspace", str(spent.path))
     assert shred.returncode == 0, shred.stderr
-    result = run_fedgov("privacy", "budget", "--format", "json", "--workspace", str(spent.path))
-    assert result.returncode == 0, result.stderr
-    rows = {row["node_id"]: row for row in json.loads(result.stdout)}
-    assert rows["n1"]["releases"] == 3
+    assert _budget(spent) == before and before["n1"]["releases"] == 3
+
+
+def test_the_scope_of_the_dp_releases_cannot_be_shredded(spent: Workspace):
+    shred = run_fedgov("audit", "shred", "ledger:privacy", "--actor", "dpo", "--reason", "erasure request",
+                       "--workspace", str(spent.path))
+    assert shred.returncode == 2 and shred.stderr == (
+        "error: the ledger:privacy scope holds the DP releases every privacy budget is accounted from and cannot be "
+        "shredded (they hold no personal data)\n")
+    assert _budget(spent)["n1"]["releases"] == 3
+
+
+def test_releases_an_older_fedgov_wrote_in_a_shredded_run_scope_still_fail_closed(tmp_path: Path):
+    """Before `ledger:privacy`, releases were written in their run's scope. Once that scope is shredded, no budget is
+    shown (one line naming the release) rather than one that leaves its releases out."""
+    ws = create_workspace(tmp_path / ".fedgov", PASSPHRASE)
+    with Ledger.open(ws, PASSPHRASE) as ledger:
+        ledger.append([_release("r1", 1, ("n1",), scope=et.run_scope("r1")),
+                       _release("r2", 1, ("n1",), scope=et.run_scope("r2"))], sign=True)
+    assert run_fedgov("audit", "shred", "run:r1", "--actor", "dpo", "--reason", "erasure request",
+                      "--workspace", str(ws.path)).returncode == 0
+    result = run_fedgov("privacy", "budget", "--workspace", str(ws.path))
+    assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result
+    assert "seq 1" in result.stderr and "Traceback" not in result.stderr, result.stderr
