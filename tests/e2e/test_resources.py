@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -12,6 +15,7 @@ from fedgov.training import resolve_device
 from simulations.engine import backend_config
 from tests.conftest import processes_marked
 from tests.e2e.ray_head import start_ray_head, stop_marked
+from tests.fedgov_command import MARK_VARIABLE, fedgov_argv, fedgov_env
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -123,3 +127,24 @@ def test_a_thousand_nodes_at_fraction_point_one_complete_with_a_recomputable_sel
 
 # Ctrl-C, SIGTERM, kill -9 and a dying Ray cluster: test_signals.py
 # a run beside another user's Ray cluster (neither joined nor disturbed): test_contained_engine.py
+
+
+
+def test_a_run_on_a_cluster_of_its_own_starts_a_ray_worker_per_actor_and_no_idle_one(tmp_path):
+    """Ray would prestart one idle worker per CPU when the engine connects, which Flower's actors never use (each
+    actor gets a worker of its own; Ray ends the idle ones a second later), so the engine turns that off
+    (simulations/engine.py, `backend_config`): every Ray worker the run ever starts becomes an actor."""
+    mark = f"workers-{uuid.uuid4().hex}"
+    env = {MARK_VARIABLE: mark, "FLWR_HOME": str(tmp_path / "flwr"), "FEDGOV_HOME": str(tmp_path / "workspace")}
+    run = subprocess.Popen(fedgov_argv("sim", "run", "--nodes", "3", "--rounds", "2", "--out", str(tmp_path / "run")),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=fedgov_env(env), cwd=tmp_path)
+    workers: dict[int, set[str]] = {}  # every Ray worker seen, with every title it had
+    while run.poll() is None:
+        for pid, cmd in processes_marked(mark).items():
+            if cmd.startswith("ray::") and "Agent" not in cmd:
+                workers.setdefault(pid, set()).add(cmd.split()[0])
+        time.sleep(0.05)
+    assert run.returncode == 0, run.stderr.read()[-3000:]
+    actors = min(3, os.cpu_count() or 1)  # 3 nodes of 1 CPU each, on this machine's CPUs
+    assert len(workers) == actors and all(titles & {"ray::ClientAppActor", "ray::ClientAppActor.run"}
+                                          for titles in workers.values()), workers
