@@ -79,6 +79,7 @@ def verify(workspace: WorkspaceOpt = None,
            bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Verify an evidence bundle (the zip `audit export` writes) instead of a database.")] = None,
            known_checkpoint: Annotated[Optional[list[Path]], typer.Option("--known-checkpoint", help="A checkpoint saved earlier (`fedgov audit checkpoint --out`): the ledger must still contain it. Repeatable.")] = None,
            require_signed: Annotated[bool, typer.Option("--require-signed", help="Fail if any entry is not yet covered by a signed checkpoint.")] = False,
+           receipts: Annotated[Optional[list[Path]], typer.Option("--receipts", help="An identity's receipts file (N.receipts, kept beside N.identity by its reads): the ledger must still hold every entry that identity appended. Repeatable.")] = None,
            require_cosigned_by: Annotated[Optional[list[str]], typer.Option("--require-cosigned-by", help="A witness's verifier key (or a file of them): fail unless it cosigned the latest signed checkpoint. Repeatable.")] = None,
            cosigned: Annotated[Optional[list[Path]], typer.Option("--cosigned", help="A cosigned checkpoint file to read besides <workspace or bundle>/cosignatures/. Repeatable.")] = None,
            fmt: Annotated[VerifyFormat, typer.Option("--format", help="text, or json for the whole result.")] = VerifyFormat.text,
@@ -87,8 +88,10 @@ def verify(workspace: WorkspaceOpt = None,
     import json
 
     from governance.errors import FedgovError, VerificationError
-    from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger
+    from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger, verify_receipts
 
+    if bundle is not None and receipts:
+        raise UsageError("--receipts checks a workspace's ledger, not a bundle")
     if bundle is not None:  # the travelling verifier's checks and lines (governance/cli/audit_bundle.py)
         return verify_bundle_command(bundle, trusted_key, known_checkpoint or [], fmt is VerifyFormat.json,
                                      require_cosigned_by or [], cosigned or [])
@@ -105,6 +108,7 @@ def verify(workspace: WorkspaceOpt = None,
         ws = Workspace.discover(workspace)
         known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
         report = verify_ledger(ws, keys, known, workers=workers)
+        matched = verify_receipts(ws, keys, report, receipts) if receipts else None
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")
@@ -116,6 +120,7 @@ def verify(workspace: WorkspaceOpt = None,
         raise
     if fmt is VerifyFormat.json:
         typer.echo(json.dumps({**report.to_dict(), "source": "ledger",
+                               **({"receipts": matched.to_dict()} if matched else {}),
                                **({"cosigned_by": [{"witness": c.witness.to_text(), "tree_size": cosigned_size,
                                                     "time": c.timestamp} for c in cosigners]} if cosigners else {}),
                                "trusted_key": "pinned"}, indent=2))
@@ -126,6 +131,10 @@ def verify(workspace: WorkspaceOpt = None,
                        f"{', '.join(map(str, report.known))})")
         if report.cache_nodes is not None:
             typer.echo(f"cache: {report.cache_nodes} stored tree nodes match the entries")
+        if matched:
+            skipped = f"; {matched.other_ledgers} of other ledgers skipped" if matched.other_ledgers else ""
+            typer.echo(f"receipts: {matched.matched} of this ledger match its entries ({matched.signed} signed, "
+                       f"{matched.matched - matched.signed} in the unsigned tail){skipped}")
         if report.unsigned_tail:
             typer.echo(f"unsigned: {report.unsigned_tail} entries after the last signed checkpoint (tree size "
                        f"{report.signed_size}) are not yet covered by a signature")

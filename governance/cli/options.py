@@ -55,7 +55,8 @@ def open_payload_reader(workspace: Path | None, passphrase_file: Path | None, id
     it, as the read policy allows. Otherwise with the operator's passphrase (or FEDGOV_KEK).
     Once the ledger has an auditor, one `audit.read` entry (who, `what`: command, filter,
     count, when) is appended before this returns; a read that cannot be recorded (a read-only
-    database, for instance) is refused, so nothing is shown unrecorded. A ledger with no
+    database, for instance) is refused, so nothing is shown unrecorded. An identity also keeps
+    its receipt of that entry beside its identity file (`N.receipts`), or nothing is shown. A ledger with no
     auditor records nothing and opens read-only, as before (docs/access-policy.md).
     """
     from governance.audit_reads import record_read
@@ -78,6 +79,10 @@ def open_payload_reader(workspace: Path | None, passphrase_file: Path | None, id
         ledger = _recorded(lambda: Ledger.open(ws, passphrase))
     try:
         _recorded(lambda: record_read(ledger, what))
+        if identity is not None:  # the identity's own copy, outside the database (governance/ledger/receipts.py)
+            from governance.ledger.receipts import keep, receipts_path
+
+            keep(receipts_path(identity), ledger.receipts)
     except BaseException:
         ledger.close()
         raise

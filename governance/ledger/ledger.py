@@ -35,6 +35,7 @@ from governance.ledger.tree_cache import CacheDiff, compare, node_order, recompu
 from governance.ledger.roles import (LEDGER_WRITER, Registered, RoleState, batch_hmac, batch_hmac_key, batch_message,
                                      check_row_matches_payload, check_rows_match_entries, load_roles,
                                      registration_message, vouched)
+from governance.ledger.receipts import Receipt
 from governance.ledger.sealed_rows import CHUNK, DraftColumns, seal_rows
 from governance.ledger.unsigned_tail import OwnBatch, TailVouch, check_unsigned_tail
 from governance.private_files import make_private_dir, write_atomic
@@ -71,6 +72,9 @@ class Ledger:
         self._frontier: tuple[Frontier, bytes] | None = None
         self._own: list[OwnBatch] = []  # batches this process committed and no checkpoint covers yet
         self._pending: list[OwnBatch] = []  # batches of the open transaction
+        # an identity's receipts (governance/ledger/receipts.py): of its committed batches, then of the open transaction
+        self.receipts: list[Receipt] = []
+        self._pending_receipts: list[Receipt] = []
         self._shredding: dict[str, AESGCM] = {}  # keys destroyed in the open transaction, for the tail check
 
     def __repr__(self) -> str:
@@ -551,16 +555,17 @@ class Ledger:
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """A writer transaction; the batches it appends count as this process's own once it commits."""
-        self._pending, self._shredding = [], {}
+        self._pending, self._shredding, self._pending_receipts = [], {}, []
         try:
             with self.store.write() as conn:
                 self._refuse_moved_away()
                 yield conn
         except BaseException:
-            self._pending, self._shredding = [], {}
+            self._pending, self._shredding, self._pending_receipts = [], {}, []
             raise
         self._own.extend(self._pending)
-        self._pending, self._shredding = [], {}
+        self.receipts.extend(self._pending_receipts)
+        self._pending, self._shredding, self._pending_receipts = [], {}, []
 
     def _refuse_moved_away(self) -> None:
         """Write only to the database the workspace names now, checked under the writer lock.
@@ -659,6 +664,7 @@ class Ledger:
         if self._identity is not None:
             writer = self._identity.fingerprint
             tag = self._identity.sign(batch_message(self.ledger_id, first, leaves, writer))
+            self._pending_receipts.append(Receipt.of(self.ledger_id, first, leaves, writer, tag))
         else:
             writer = LEDGER_WRITER
             tag = batch_hmac(self._batch_key(), batch_message(self.ledger_id, first, leaves, writer))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from governance.errors import VerificationError
+from governance.errors import UsageError, VerificationError
 from governance.ledger.tree_cache import ExpectedNodes, add_nodes, compare
 from governance.verify.checkpoint import CheckpointError, VerifierKey
 from governance.verify.inputs import load_known_checkpoint, load_trusted_keys  # noqa: F401 (re-exported: the CLI's readers)
@@ -21,6 +22,8 @@ from governance.workspace import Workspace
 
 if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle needs none
     from sqlalchemy.engine import Connection
+
+    from governance.ledger.receipts import ReceiptCheck
 
     from governance.ledger.store import LedgerStore
 
@@ -113,3 +116,35 @@ def _workspace_head(ws: Workspace, trusted: Sequence[VerifierKey]) -> KnownCheck
         return KnownCheckpoint(f"{path.name} (the workspace's last signed)", check_signed(text, trusted), text)
     except CheckpointError as err:
         raise VerificationError(f"the workspace's {path.name} is not signed by a trusted key: {err}") from err
+
+
+def verify_receipts(ws: Workspace, trusted: Sequence[VerifierKey] | None, report: VerifyReport,
+                    receipts_files: Sequence[Path]) -> ReceiptCheck:
+    """Check an identity's receipts (governance/ledger/receipts.py) against the ledger `report` just verified:
+    each receipt's writer among the identities the pinned ledger key registered, and the entries at its seqs
+    the ones it appended. Returns the receipts matched, over every file; each file must hold one of this ledger."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from governance.ledger.receipts import ReceiptCheck, check_receipts, read_receipts
+    from governance.ledger.roles import RoleState, load_roles
+    from governance.ledger.store import LedgerStore
+
+    files = [(path, read_receipts(path)) for path in receipts_files]  # bad input first, before any database work
+    keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
+    store = LedgerStore.open(ws.db_url, readonly=True)
+    try:
+        origin, ledger_id = ledger_origin(store.meta, "the ledger's meta table"), store.meta["ledger_id"]
+        pinned = [k for k in keys if k.name == origin]
+        if not pinned:
+            raise UsageError(f"no trusted key is named {origin}: cannot tell which identities this ledger registered")
+        with store.read() as conn:
+            rows = store.identity_rows(conn) if store.has_role_tables(conn) else []
+            roles = load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(pinned[0].public_key)) \
+                if rows else RoleState()
+            found = [check_receipts(receipts, str(path), ledger_id, roles.identities, report.entries,
+                                    report.signed_size, lambda start, end: store.leaf_hashes_between(conn, start, end))
+                     for path, receipts in files]
+    finally:
+        store.close()
+    return ReceiptCheck(sum(f.matched for f in found), sum(f.signed for f in found),
+                        sum(f.other_ledgers for f in found))

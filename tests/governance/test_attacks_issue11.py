@@ -34,7 +34,9 @@ from governance.ledger.envelope import entry_aad
 from governance.ledger.grants import wrap_to
 from governance.ledger.roles import batch_message
 from governance.ledger.signed_head import SigningRefusedError
-from governance.ledger.verify import verify_ledger
+from governance.errors import VerificationError
+from governance.ledger.receipts import keep
+from governance.ledger.verify import verify_ledger, verify_receipts
 from governance.workspace import Workspace
 from tests.fedgov_command import PASSPHRASE, run_fedgov
 from tests.governance.attacks import insert_forged_entry, recompute_cache, sql
@@ -195,22 +197,23 @@ def test_every_reading_command_records_its_read_before_showing(governed: Workspa
         assert _count(governed, et.AUDIT_READ) == before + 1, command
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: an identity's audit.read waits unsigned; a database holder deletes it "
-                                       "and the next checkpoint signs the ledger without it, leaving no trace")
-def test_an_identitys_unsigned_audit_read_cannot_be_deleted_before_the_checkpoint(governed: Workspace,
-                                                                                  keys: KeyMaterial,
-                                                                                  people: dict[str, Identity]) -> None:
-    """(a/b) The auditor's read is recorded unsigned; the operator deletes the row and signs the next checkpoint."""
+def test_an_identitys_unsigned_audit_read_deleted_before_the_checkpoint_is_caught_by_its_receipt(
+        governed: Workspace, keys: KeyMaterial, people: dict[str, Identity], tmp_path: Path) -> None:
+    """(a/b) The auditor's read is recorded unsigned; the operator deletes the row and signs the next checkpoint.
+    FIXED (was a FINDING: "leaving no trace"): the ledger alone still verifies, but the auditor keeps her receipt
+    outside the database, and the ledger fails against it (through the CLI: tests/governance/test_receipts.py)."""
+    receipts = tmp_path / "alice.receipts"
     with Ledger.open_as(governed, people["alice"], write=True) as auditor:
         seq = record_read(auditor, {"command": "audit log --decrypt", "node": "n1"})
+        keep(receipts, auditor.receipts)
     sql(governed, f"DELETE FROM fedgov_entries WHERE seq >= {seq}", f"DELETE FROM fedgov_batch_auth WHERE first_seq >= {seq}")
     recompute_cache(governed)
-    try:
-        with Ledger.open(governed, keys=keys) as operator:
-            operator.checkpoint()
-    except SigningRefusedError:
-        return
-    assert verify_ledger(governed).entries > seq, "the auditor's audit.read is gone and the ledger verifies"
+    with Ledger.open(governed, keys=keys) as operator:
+        operator.checkpoint()
+    report = verify_ledger(governed)  # what nobody without the receipt can tell
+    with pytest.raises(VerificationError, match=rf"^receipt of seq {seq}, appended by alice \(auditor, [0-9a-f]+\): the "
+                                                rf"ledger holds only {seq} entries: entries this identity appended are gone"):
+        verify_receipts(governed, None, report, [receipts])
 
 
 def test_the_operator_cannot_record_a_read_in_the_auditors_name(governed: Workspace, keys: KeyMaterial,

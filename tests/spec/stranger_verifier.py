@@ -2,10 +2,11 @@
 """Independent verifier for the fedgov governance ledger, written from docs/ledger-format.md only.
 
 Usage:
-  stranger_verifier.py --db PATH.sqlite --trusted-keys FILE [--known-checkpoint FILE ...]
+  stranger_verifier.py --db PATH.sqlite --trusted-keys FILE [--known-checkpoint FILE ...] [--receipts FILE ...]
   stranger_verifier.py --bundle FILE.zip [--trusted-keys FILE] [--known-checkpoint FILE ...]
 
-Prints one line: `OK entries=N checkpoints=M root=<hex> signed_size=S` (exit 0) or `FAIL <reason>` (exit 1).
+Prints one line: `OK entries=N checkpoints=M root=<hex> signed_size=S` (with --receipts, then `receipts=K`)
+(exit 0) or `FAIL <reason>` (exit 1).
 Standard library plus `cryptography` (Ed25519 only). Section numbers refer to the spec.
 """
 from __future__ import annotations
@@ -362,7 +363,7 @@ def step5_cache(leaves: list[bytes], stored: dict[tuple[int, int], bytes], min_l
                    f"cached tree node(s) differ ({where})")
 
 
-def verify(meta, entries, checkpoints, trusted, known_files, cache=None) -> str:
+def verify(meta, entries, checkpoints, trusted, known_files, cache=None, receipts=None) -> str:
     origin, known = step0_identity(meta, trusted, known_files)
     step1_something_signed(checkpoints)
     cps = step2_checkpoints(checkpoints, origin, trusted)
@@ -371,7 +372,84 @@ def verify(meta, entries, checkpoints, trusted, known_files, cache=None) -> str:
     if cache is not None:
         step5_cache(leaves, *cache)
     signed_size = max(size for _, size, _ in cps + known)  # step 6; the root is over all N entries
-    return f"OK entries={len(entries)} checkpoints={len(cps)} root={root.hex()} signed_size={signed_size}"
+    line = f"OK entries={len(entries)} checkpoints={len(cps)} root={root.hex()} signed_size={signed_size}"
+    if receipts is not None:
+        files, identity_rows = receipts
+        keys = [k for name, _kid, k in trusted if name == origin]
+        identities = registered_identities(identity_rows, meta["ledger_id"], keys)
+        line += f" receipts={sum(check_receipts(f, meta['ledger_id'], identities, leaves) for f in files)}"
+    return line
+
+
+# ---------------------------------------------------------------- §4.2, §8.1, §8.2 receipts of an identity
+RECEIPT_MEMBERS = ("count", "first", "leaves", "ledger_id", "purpose", "signature", "writer")
+
+
+def registered_identities(rows, ledger_id: str, ledger_keys) -> dict[str, bytes]:
+    """§4.2: fingerprint -> Ed25519 public key of each registered identity whose row the ledger's key signed."""
+    found = {}
+    for fingerprint, document, signature, seq in rows:
+        doc = parse_json_strict(document) if isinstance(document, str) else None
+        if not isinstance(doc, dict) or not is_int(seq) or not isinstance(signature, bytes):
+            raise Fail(f"registered identity {fingerprint!r}: malformed row")
+        public = {k: doc.get(k) for k in ("ed25519", "name", "node", "role", "x25519")}
+        if hashlib.sha256(jcs(public)).hexdigest()[:32] != fingerprint or doc.get("fingerprint") != fingerprint:
+            raise Fail(f"registered identity {fingerprint!r}: fingerprint is not its document's")
+        message = jcs({"identity": doc, "ledger_id": ledger_id, "purpose": "fedgov-identity-registration-v2",
+                       "seq": seq})
+        if not any(_verifies(k, signature, message) for k in ledger_keys):
+            raise Fail(f"registered identity {fingerprint}: not signed by the ledger's key")
+        found[fingerprint] = b64_strict(public["ed25519"], f"identity {fingerprint} ed25519", 32)
+    return found
+
+
+def _verifies(key, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def check_receipts(path: str, ledger_id: str, identities: dict[str, bytes], leaves: list[bytes]) -> int:
+    """§8.2: every line a receipt; each of this ledger's signed by a registered identity and matching the
+    entries at its seqs. Returns how many were of this ledger."""
+    try:
+        raw = pathlib.Path(path).read_bytes()
+    except OSError as e:
+        raise Fail(f"receipts {path}: cannot read ({e.__class__.__name__})")
+    receipts = []
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            r = parse_json_strict(line.decode("utf-8")) if len(line) <= 4096 else None
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            r = None
+        ok = isinstance(r, dict) and sorted(r) == list(RECEIPT_MEMBERS) and is_int(r["first"]) and \
+            is_int(r["count"]) and r["first"] >= 0 and r["count"] >= 1 and r["purpose"] == "fedgov-batch-v1" and \
+            isinstance(r["leaves"], str) and len(r["leaves"]) == 64 and set(r["leaves"]) <= set("0123456789abcdef") \
+            and all(isinstance(r[k], str) and r[k] for k in ("writer", "ledger_id", "signature"))
+        if not ok:
+            raise Fail(f"receipts {path} line {n}: not a receipt")
+        receipts.append(r)
+    mine = [r for r in receipts if r["ledger_id"] == ledger_id]
+    if not mine:
+        raise Fail(f"receipts {path}: no receipt of this ledger")
+    for r in mine:
+        key = identities.get(r["writer"])
+        if key is None:
+            raise Fail(f"receipt of seq {r['first']}: writer {r['writer']!r} is not a registered identity")
+        message = jcs({k: r[k] for k in RECEIPT_MEMBERS if k != "signature"})
+        signature = b64_strict(r["signature"], f"receipt of seq {r['first']}: signature", 64)
+        if not _verifies(Ed25519PublicKey.from_public_bytes(key), signature, message):
+            raise Fail(f"receipt of seq {r['first']}: signature does not verify")
+        end = r["first"] + r["count"]
+        if end > len(leaves):
+            raise Fail(f"receipt of seq {r['first']}: the ledger holds only {len(leaves)} entries")
+        if hashlib.sha256(b"".join(leaves[r["first"]:end])).hexdigest() != r["leaves"]:
+            raise Fail(f"receipt of seq {r['first']}: the entries there are not the ones its identity appended")
+    return len(mine)
 
 
 # ---------------------------------------------------------------- §7 database input
@@ -403,6 +481,19 @@ def read_tables(con):
                    con.execute("SELECT id, tree_size, note, consistency_proof FROM fedgov_checkpoints ORDER BY id")]
     stored = {(lv, idx): h for lv, idx, h in con.execute("SELECT level, idx, hash FROM fedgov_tree_nodes")}
     return meta, entries, checkpoints, (stored, 4 if version == "2" else 1)
+
+
+def read_identity_rows(path: str) -> list[tuple]:
+    """§7 `fedgov_identities` (absent until the first identity is registered)."""
+    con = sqlite3.connect(pathlib.Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fedgov_identities'").fetchone():
+            return []
+        return con.execute("SELECT fingerprint, document, signature, seq FROM fedgov_identities ORDER BY seq").fetchall()
+    except sqlite3.Error as e:
+        raise Fail(f"database {path}: fedgov_identities not readable ({e.__class__.__name__})")
+    finally:
+        con.close()
 
 
 # ---------------------------------------------------------------- §10 evidence bundle (version 3) input
@@ -603,6 +694,7 @@ def main(argv=None) -> int:
     src.add_argument("--bundle")
     ap.add_argument("--trusted-keys")
     ap.add_argument("--known-checkpoint", action="append", default=[])
+    ap.add_argument("--receipts", action="append", default=[])
     try:
         args = ap.parse_args(argv)
         if args.db is not None:
@@ -610,8 +702,11 @@ def main(argv=None) -> int:
                 raise Fail("--db needs --trusted-keys")
             trusted = load_trusted_keys(args.trusted_keys)
             meta, entries, cps, cache = read_db(args.db)
-            line = verify(meta, entries, cps, trusted, args.known_checkpoint, cache)
+            receipts = (args.receipts, read_identity_rows(args.db)) if args.receipts else None
+            line = verify(meta, entries, cps, trusted, args.known_checkpoint, cache, receipts)
         else:
+            if args.receipts:
+                raise Fail("--receipts checks a database, not a bundle")
             line = verify_bundle(args.bundle, args.trusted_keys, args.known_checkpoint)
     except Fail as f:
         print("FAIL " + " ".join(str(f).split()))

@@ -23,6 +23,7 @@ from governance.verify.bundle import jcs_line
 from governance.workspace import Workspace
 from tests.fedgov_command import PASSPHRASE, run_fedgov
 from tests.governance.attacks import recompute_cache, rewrite_entry, sql
+from tests.governance.auditor_ledger import alice_reads, build_auditor_ledger
 from tests.governance.bundle_tamper_vectors import (BUNDLE_TAMPER_CASES, BundleTamperCase, attacked_bundle,
                                                     read_members, write_members)
 from tests.governance.governed_ledger import build_governed_run
@@ -236,3 +237,63 @@ def test_the_stranger_agrees_on_a_filtered_bundle(governed_bundle: tuple[Workspa
     assert run_fedgov("audit", "export", "--run", "run-1", "--workspace", str(ws.path), "--out", str(bundle)).returncode == 0
     assert _agree(["audit", "verify", "--bundle", str(bundle), "--trusted-key", str(ws.trust_path)],
                   ["--bundle", str(bundle), "--trusted-keys", str(ws.trust_path)])
+
+
+# -- §8.2: an identity's receipts ------------------------------------------------------------------------------------
+
+
+def _delete_the_read(root: Path, seq: int) -> None:
+    ws = Workspace(root / "ws" / ".fedgov")
+    sql(ws, f"DELETE FROM fedgov_entries WHERE seq >= {seq}", f"DELETE FROM fedgov_batch_auth WHERE first_seq >= {seq}")
+    recompute_cache(ws)
+    assert run_fedgov("audit", "checkpoint", "--workspace", str(ws.path)).returncode == 0
+
+
+def _replace_the_read(root: Path, seq: int) -> None:
+    _delete_the_read(root, seq)
+    with Ledger.open(Workspace(root / "ws" / ".fedgov"), PASSPHRASE) as operator:
+        operator.append([EntryDraft("run.finished", {"status": "completed"}, "run:r1", run_id="r1")], sign=True)
+
+
+def _edit_receipt(root: Path, **members: object) -> None:
+    receipts = root / "alice" / "alice.receipts"
+    receipt = {**json.loads(receipts.read_text()), **members}
+    receipts.write_text(json.dumps(receipt, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def _alter_the_receipt(root: Path, seq: int) -> None:
+    _edit_receipt(root, count=2)
+
+
+def _another_ledgers_receipt(root: Path, seq: int) -> None:
+    _edit_receipt(root, ledger_id="another-ledger")
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("audited")
+    build_auditor_ledger(root)
+    alice_reads(root)  # a receipt of the unsigned tail
+    return root
+
+
+@pytest.mark.parametrize("name, attack, accepted", [
+    ("genuine", None, True),
+    ("read deleted, then a checkpoint signed over the loss", _delete_the_read, False),
+    ("read deleted and replaced by a signed entry", _replace_the_read, False),
+    ("receipt altered", _alter_the_receipt, False),
+    ("receipts of another ledger only", _another_ledgers_receipt, False),
+])
+def test_the_stranger_agrees_on_an_identitys_receipts(audited: Path, tmp_path: Path, name: str, attack, accepted: bool):
+    root = tmp_path / "copy"
+    shutil.copytree(audited, root)
+    ws = Workspace(root / "ws" / ".fedgov")
+    receipts = str(root / "alice" / "alice.receipts")
+    if attack is not None:
+        attack(root, json.loads(Path(receipts).read_text())["first"])
+    ok, report = _fedgov(["audit", "verify", "--workspace", str(ws.path), "--receipts", receipts])
+    s_ok, s_report = _stranger(["--db", str(ws.sqlite_path), "--trusted-keys", str(ws.trust_path),
+                                "--receipts", receipts])
+    assert (ok, s_ok) == (accepted, accepted), name
+    if accepted:
+        assert s_report["receipts"] == report["receipts"]["matched"] == 1
