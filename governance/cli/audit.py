@@ -88,7 +88,8 @@ def verify(workspace: WorkspaceOpt = None,
     import json
 
     from governance.errors import FedgovError, VerificationError
-    from governance.ledger.verify import load_known_checkpoint, load_trusted_keys, verify_ledger, verify_receipts
+    from governance.ledger.receipts import read_receipts
+    from governance.ledger.verify import ReceiptsCheck, load_known_checkpoint, load_trusted_keys, verify_ledger
 
     if bundle is not None and receipts:
         raise UsageError("--receipts checks a workspace's ledger, not a bundle")
@@ -107,8 +108,9 @@ def verify(workspace: WorkspaceOpt = None,
             keys = _trusted_keys_option(trusted_key)
         ws = Workspace.discover(workspace)
         known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
-        report = verify_ledger(ws, keys, known, workers=workers)
-        matched = verify_receipts(ws, keys, report, receipts) if receipts else None
+        check = ReceiptsCheck([(f, read_receipts(f)) for f in receipts], keys, ws) if receipts else None
+        report = verify_ledger(ws, keys, known, workers=workers, then=check)
+        matched = check.found if check else None
         if require_signed and report.unsigned_tail:
             raise VerificationError(f"{report.unsigned_tail} entries after the last signed checkpoint (tree size "
                                     f"{report.signed_size}) are not signed (--require-signed)")

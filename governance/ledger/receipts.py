@@ -6,7 +6,7 @@ then a database holder can delete them (rows, batch authenticator, cached tree n
 checkpoint would cover the ledger without them. So the identity keeps, beside its identity file
 (`N.identity` -> `N.receipts`), one line per batch: the batch authenticator it stored (§4.4 of
 docs/ledger-format.md) and its signature. `fedgov audit verify --receipts N.receipts` checks that
-the ledger still holds, at each receipt's seqs, the entries the identity appended (§9 there).
+the ledger still holds, at each receipt's seqs, the entries the identity appended (§8.2 there).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,6 +27,7 @@ from governance.verify.canonical import canonical_bytes
 
 RECEIPT_MEMBERS = ("count", "first", "leaves", "ledger_id", "purpose", "signature", "writer")
 MAX_LINE = 4096  # a receipt line is ~330 bytes; anything far longer is not one
+MAX_FILE = 1 << 30  # bytes: some three million reads; a larger file is not an identity's receipts
 MAX_SEQ = 2**53 - 1  # I-JSON's integers, as every seq in the ledger
 
 
@@ -67,34 +69,67 @@ def receipts_path(identity_file: Path) -> Path:
 
 
 def keep(path: Path, receipts: Sequence[Receipt]) -> None:
-    """Append receipts to the identity's file (made 0600), durable on return."""
+    """Append receipts to the identity's file (a regular file, made 0600), every byte durable on return."""
     if not receipts:
         return
+
+    def refused(why: str) -> UsageError:
+        return UsageError(f"the read is recorded in the ledger, but its receipt could not be kept in {path}: {why}; "
+                          "nothing is shown (docs/access-policy.md)")
+
+    data = b"".join(r.line() for r in receipts)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, b"".join(r.line() for r in receipts))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise refused("not a regular file")
+            written = 0
+            while written < len(data):  # a full disk may take part of a write without an error
+                done = os.write(fd, data[written:])
+                if done <= 0:
+                    raise refused("the file took no more bytes")
+                written += done
             os.fsync(fd)
         finally:
             os.close(fd)
+        directory = os.open(path.parent, os.O_RDONLY)  # the file's name too, when it was just made
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     except OSError as err:
-        raise UsageError(f"the read is recorded in the ledger, but its receipt could not be kept in {path}: "
-                         f"{err.strerror}; nothing is shown (docs/access-policy.md)") from None
+        raise refused(err.strerror or type(err).__name__) from None
 
 
 def read_receipts(path: Path) -> list[Receipt]:
-    """Every receipt in a receipts file; UsageError (one line naming the file and line) for anything else."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise UsageError(f"cannot read receipts file {path}: {err.strerror}") from None
+    """Every receipt in a receipts file, read line by line (a regular file of at most MAX_FILE bytes); UsageError,
+    one line naming the file and line, for anything else. Blank lines (ASCII whitespace only) are skipped."""
     receipts = []
-    for number, text in enumerate(raw.split(b"\n"), 1):
-        if text.strip():
-            receipts.append(_parse(text, f"{path} line {number}"))
+    try:
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"receipts file {path} is not a regular file")
+            if info.st_size > MAX_FILE:
+                raise UsageError(f"receipts file {path} is larger than {MAX_FILE} bytes: not an identity's receipts")
+            number = 0
+            while text := file.readline(MAX_LINE + 2):
+                number += 1
+                if len(text) > MAX_LINE + 1 or (len(text) == MAX_LINE + 1 and not text.endswith(b"\n")):
+                    raise UsageError(f"{path} line {number} is not a fedgov receipt: longer than {MAX_LINE} bytes")
+                if text.strip():
+                    receipts.append(_parse(text.rstrip(b"\n"), f"{path} line {number}"))
+    except OSError as err:
+        raise UsageError(f"cannot read receipts file {path}: {err.strerror or type(err).__name__}") from None
     if not receipts:
         raise UsageError(f"{path} holds no receipt (an identity's reads write them: docs/access-policy.md)")
     return receipts
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise ValueError("a member appears twice")
+    return dict(pairs)
 
 
 def _parse(text: bytes, where: str) -> Receipt:
@@ -104,9 +139,9 @@ def _parse(text: bytes, where: str) -> Receipt:
     if len(text) > MAX_LINE:
         raise bad(f"longer than {MAX_LINE} bytes")
     try:
-        obj: Any = json.loads(text.decode("utf-8"))
+        obj: Any = json.loads(text.decode("utf-8"), object_pairs_hook=_unique)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise bad("not a JSON object") from None
+        raise bad("not a JSON object with each member once") from None
     if not isinstance(obj, dict) or sorted(obj) != list(RECEIPT_MEMBERS):
         raise bad(f"its members must be exactly {', '.join(RECEIPT_MEMBERS)}")
     first, count = obj["first"], obj["count"]
@@ -123,8 +158,8 @@ def _parse(text: bytes, where: str) -> Receipt:
         signature = base64.b64decode(obj["signature"], validate=True) if isinstance(obj["signature"], str) else b""
     except (binascii.Error, ValueError):
         signature = b""
-    if len(signature) != 64:
-        raise bad("signature must be 64 bytes in base64")
+    if len(signature) != 64 or base64.b64encode(signature).decode("ascii") != obj["signature"]:
+        raise bad("signature must be 64 bytes in standard padded base64")
     return Receipt(ledger_id, first, count, leaves, writer, signature)
 
 
@@ -143,20 +178,21 @@ class ReceiptCheck:
 
 def check_receipts(receipts: Sequence[Receipt], source: str, ledger_id: str, identities: dict[str, Registered],
                    size: int, signed_size: int, leaf_hashes: Callable[[int, int], list[bytes]]) -> ReceiptCheck:
-    """Check each receipt of this ledger against a ledger that has just verified (so its stored leaf hashes are
-    the entries' own): its writer registered here and its signature theirs (else the file is not a genuine
-    receipt: UsageError), then the entries at its seqs present and hashing to its `leaves` (else
-    VerificationError: the ledger lost or replaced what that identity appended). Receipts of other ledgers are
-    counted and skipped; a file with none of this one's is an error."""
+    """Check each receipt of this ledger against a ledger that has just verified, in the transaction that verified
+    it (so its stored leaf hashes are the entries' own, and `identities` match its signed registrations): its
+    writer registered here and its signature theirs (else the file is not a genuine receipt: UsageError), then
+    the entries at its seqs present and hashing to its `leaves` (else VerificationError: the ledger lost or
+    replaced what that identity appended). Receipts of other ledgers are counted and skipped; a file with none
+    of this one's is an error."""
     mine = [r for r in receipts if r.ledger_id == ledger_id]
     if not mine:
         raise UsageError(f"none of the {len(receipts)} receipts in {source} is of this ledger ({ledger_id})")
     signed = 0
     for receipt in mine:
         registered = identities.get(receipt.writer)
-        if registered is None:
-            raise VerificationError(f"receipt of {receipt.seqs} ({source}): its writer {receipt.writer} is not an "
-                                    "identity this ledger registered (its registration is gone from the ledger)")
+        if registered is None:  # the identity table is one for one with the signed registrations (the caller)
+            raise UsageError(f"receipt of {receipt.seqs} ({source}): its writer {receipt.writer} is not an identity "
+                             "this ledger registered: not a receipt of this ledger's identities")
         if not registered.public.verify(receipt.signature, receipt.message()):
             raise UsageError(f"receipt of {receipt.seqs} ({source}): its signature does not verify with "
                              f"the key of {registered.public.label}: the receipts file was altered")

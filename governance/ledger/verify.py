@@ -21,16 +21,20 @@ from governance.verify.rows import KnownCheckpoint, VerifyReport, check_signed, 
 from governance.workspace import Workspace
 
 if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle needs none
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Connection
 
-    from governance.ledger.receipts import ReceiptCheck
-
+    from governance.ledger.receipts import Receipt, ReceiptCheck
+    from governance.ledger.roles import RoleState
     from governance.ledger.store import LedgerStore
+
+    Then = Callable[[LedgerStore, Connection, VerifyReport], None]
 
 
 def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
                   known: Sequence[KnownCheckpoint] = (), workspace_head: bool = True,
-                  workers: int = 0) -> VerifyReport:
+                  workers: int = 0, then: Then | None = None) -> VerifyReport:
     """Verify the ledger of a Workspace, read-only and with no secret; the cache of tree nodes too.
 
     Trusts `trusted`, else the workspace trust file. Besides `known`, the workspace's own
@@ -38,13 +42,16 @@ def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
     be contained in the ledger: that catches a rollback of the database alone
     (`workspace_head=False` leaves it out, for adopting a restored database on purpose).
     `workers` processes read and hash the entries (0: one per core; 1: this process alone).
+    `then`, when given, runs once the ledger has verified, in the same read transaction, which
+    this process alone verified: it sees the very rows that were checked (receipts, below).
     """
     from governance.ledger.store import LedgerStore
 
     keys, head = workspace_trust(ws, trusted, workspace_head)
     store = LedgerStore.open(ws.db_url, readonly=True)
     try:
-        return verify_store(store, None, keys, [*known, *([head] if head else [])], head, workers)
+        return verify_store(store, None, keys, [*known, *([head] if head else [])], head,
+                            1 if then is not None else workers, then)
     finally:
         store.close()
 
@@ -57,7 +64,8 @@ def workspace_trust(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
 
 
 def verify_store(store: LedgerStore, conn: Connection | None, keys: Sequence[VerifierKey],
-                 known: Sequence[KnownCheckpoint], head: KnownCheckpoint | None, workers: int = 1) -> VerifyReport:
+                 known: Sequence[KnownCheckpoint], head: KnownCheckpoint | None, workers: int = 1,
+                 then: Then | None = None) -> VerifyReport:
     """Verify the ledger in an open store: in the caller's transaction `conn` (a copy not yet
     committed, `move.py`), or in a read transaction of its own when `conn` is None.
 
@@ -89,18 +97,22 @@ def verify_store(store: LedgerStore, conn: Connection | None, keys: Sequence[Ver
                 finally:
                     rows.close()  # before the connection goes, also when a row failed
             diff = compare(nodes, store.iter_nodes(conn), store.min_stored_level)
+            if diff:
+                raise VerificationError(f"{diff.describe()}: the cache of tree nodes is corrupted (entries and "
+                                        "checkpoints verify); rebuild it with `fedgov audit repair-cache`")
+            stored = checkpoints[-1]["tree_size"]
+            if head is not None and head.checkpoint.size > stored:
+                raise VerificationError(f"the database's latest checkpoint covers {stored} entries but this workspace "
+                                        f"signed a tree of {head.checkpoint.size}: checkpoints were deleted from the "
+                                        "database")
+            report = VerifyReport(report.entries, report.checkpoints, report.root_hex, report.signed_size,
+                                  report.known, diff.checked)
+            if then is not None:
+                then(store, conn, report)
     except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as err:
         raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "
                                 f"{type(err).__name__}") from err
-    if diff:
-        raise VerificationError(f"{diff.describe()}: the cache of tree nodes is corrupted (entries and checkpoints "
-                                "verify); rebuild it with `fedgov audit repair-cache`")
-    stored = checkpoints[-1]["tree_size"]
-    if head is not None and head.checkpoint.size > stored:
-        raise VerificationError(f"the database's latest checkpoint covers {stored} entries but this workspace signed "
-                                f"a tree of {head.checkpoint.size}: checkpoints were deleted from the database")
-    return VerifyReport(report.entries, report.checkpoints, report.root_hex, report.signed_size, report.known,
-                        diff.checked)
+    return report
 
 
 def _workspace_head(ws: Workspace, trusted: Sequence[VerifierKey]) -> KnownCheckpoint | None:
@@ -118,33 +130,47 @@ def _workspace_head(ws: Workspace, trusted: Sequence[VerifierKey]) -> KnownCheck
         raise VerificationError(f"the workspace's {path.name} is not signed by a trusted key: {err}") from err
 
 
-def verify_receipts(ws: Workspace, trusted: Sequence[VerifierKey] | None, report: VerifyReport,
-                    receipts_files: Sequence[Path]) -> ReceiptCheck:
-    """Check an identity's receipts (governance/ledger/receipts.py) against the ledger `report` just verified:
-    each receipt's writer among the identities the pinned ledger key registered, and the entries at its seqs
-    the ones it appended. Returns the receipts matched, over every file; each file must hold one of this ledger."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from governance.ledger.receipts import ReceiptCheck, check_receipts, read_receipts
-    from governance.ledger.roles import RoleState, load_roles
-    from governance.ledger.store import LedgerStore
+class ReceiptsCheck:
+    """`then` for verify_ledger: an identity's receipts (governance/ledger/receipts.py) checked against the rows just
+    verified, in the same transaction. Each receipt's writer must be an identity the pinned ledger key registered
+    (the identity table one for one with its `identity.registered` entries, §4.2), and the entries at its seqs the
+    ones that identity appended. `found` holds what matched, over every file; each file must hold one receipt of
+    this ledger."""
 
-    files = [(path, read_receipts(path)) for path in receipts_files]  # bad input first, before any database work
-    keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
-    store = LedgerStore.open(ws.db_url, readonly=True)
-    try:
+    def __init__(self, files: Sequence[tuple[Path, list[Receipt]]], trusted: Sequence[VerifierKey] | None,
+                 ws: Workspace) -> None:
+        self.files = files
+        self.keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
+        self.found: ReceiptCheck | None = None
+
+    def __call__(self, store: LedgerStore, conn: Connection, report: VerifyReport) -> None:
+        from governance import entry_types as et
+        from governance.ledger.receipts import ReceiptCheck, check_receipts
+        from governance.ledger.roles import RoleState, check_rows_match_entries
+
         origin, ledger_id = ledger_origin(store.meta, "the ledger's meta table"), store.meta["ledger_id"]
-        pinned = [k for k in keys if k.name == origin]
+        rows = store.identity_rows(conn) if store.has_role_tables(conn) else []
+        roles = self._roles(rows, origin, ledger_id) if rows else RoleState()
+        check_rows_match_entries(roles, [e.seq for e in store.query(conn, et.IDENTITY_REGISTERED)])
+        found = [check_receipts(receipts, str(path), ledger_id, roles.identities, report.entries,
+                                report.signed_size, lambda start, end: store.leaf_hashes_between(conn, start, end))
+                 for path, receipts in self.files]
+        self.found = ReceiptCheck(sum(f.matched for f in found), sum(f.signed for f in found),
+                                  sum(f.other_ledgers for f in found))
+
+    def _roles(self, rows: list, origin: str, ledger_id: str) -> RoleState:
+        """The registered identities, signed by a trusted key of the ledger's name (any of them, as §5 trusts)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        from governance.ledger.roles import load_roles
+
+        pinned = [k for k in self.keys if k.name == origin]
         if not pinned:
             raise UsageError(f"no trusted key is named {origin}: cannot tell which identities this ledger registered")
-        with store.read() as conn:
-            rows = store.identity_rows(conn) if store.has_role_tables(conn) else []
-            roles = load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(pinned[0].public_key)) \
-                if rows else RoleState()
-            found = [check_receipts(receipts, str(path), ledger_id, roles.identities, report.entries,
-                                    report.signed_size, lambda start, end: store.leaf_hashes_between(conn, start, end))
-                     for path, receipts in files]
-    finally:
-        store.close()
-    return ReceiptCheck(sum(f.matched for f in found), sum(f.signed for f in found),
-                        sum(f.other_ledgers for f in found))
+        for key in pinned[:-1]:
+            try:
+                return load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(key.public_key))
+            except VerificationError:
+                continue
+        return load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(pinned[-1].public_key))

@@ -35,8 +35,8 @@ from governance.ledger.grants import wrap_to
 from governance.ledger.roles import batch_message
 from governance.ledger.signed_head import SigningRefusedError
 from governance.errors import VerificationError
-from governance.ledger.receipts import keep
-from governance.ledger.verify import verify_ledger, verify_receipts
+from governance.ledger.receipts import keep, read_receipts
+from governance.ledger.verify import ReceiptsCheck, verify_ledger
 from governance.workspace import Workspace
 from tests.fedgov_command import PASSPHRASE, run_fedgov
 from tests.governance.attacks import insert_forged_entry, recompute_cache, sql
@@ -210,10 +210,10 @@ def test_an_identitys_unsigned_audit_read_deleted_before_the_checkpoint_is_caugh
     recompute_cache(governed)
     with Ledger.open(governed, keys=keys) as operator:
         operator.checkpoint()
-    report = verify_ledger(governed)  # what nobody without the receipt can tell
+    verify_ledger(governed)  # what nobody without the receipt can tell
     with pytest.raises(VerificationError, match=rf"^receipt of seq {seq}, appended by alice \(auditor, [0-9a-f]+\): the "
                                                 rf"ledger holds only {seq} entries: entries this identity appended are gone"):
-        verify_receipts(governed, None, report, [receipts])
+        verify_ledger(governed, then=ReceiptsCheck([(receipts, read_receipts(receipts))], None, governed))
 
 
 def test_the_operator_cannot_record_a_read_in_the_auditors_name(governed: Workspace, keys: KeyMaterial,

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,9 @@ from governance.workspace import Workspace
 from tests.fedgov_command import PASSPHRASE, run_fedgov
 from tests.governance.attacks import recompute_cache, sql
 from tests.governance.auditor_ledger import alice, alice_reads, build_auditor_ledger, fedgov
+
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +139,102 @@ def test_a_receipt_that_cannot_be_kept_shows_nothing(root: Path):
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
     assert done.stderr.startswith("error: the read is recorded in the ledger, but its receipt could not be kept in "
                                   f"{receipts}: ")
+
+
+# -- attacks on the receipts themselves (an attacker review, 2026-11-30) ---------------------------------------------
+
+
+def test_a_trust_file_with_two_keys_of_the_ledgers_name_does_not_blame_an_honest_ledger(root: Path):
+    """§5 trusts any key of the ledger's name; the registrations are checked the same way."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from governance.verify.checkpoint import VerifierKey
+
+    alice_reads(root)
+    trust = Workspace(root / "ws" / ".fedgov").trust_path
+    real = VerifierKey.from_text(trust.read_text().strip())
+    other = VerifierKey(real.name, Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw,
+                                                                                           PublicFormat.Raw))
+    trust.write_text(f"{other.to_text()}\n{real.to_text()}\n")
+    done = verify(root)
+    assert done.returncode == 0 and "receipts: 1 of this ledger match" in done.stdout, done.stderr
+
+
+def test_a_receipt_naming_an_identity_never_registered_is_bad_input_not_a_ledger_fault(root: Path):
+    alice_reads(root)
+    receipts = root / "alice" / "alice.receipts"
+    receipt = json.loads(receipts.read_text())
+    receipts.write_text(json.dumps({**receipt, "writer": "de" * 16}) + "\n")
+    done = verify(root)
+    assert (done.returncode, done.stderr) == (2, (
+        f"error: receipt of seq {receipt['first']} ({receipts}): its writer {'de' * 16} is not an identity this ledger "
+        "registered: not a receipt of this ledger's identities\n"))
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda line: line[:-1] + ',"count":1}', "not a JSON object with each member once"),
+    (lambda line: re.sub(r'(.)=="', lambda m: B64[B64.index(m.group(1)) ^ 1] + '=="', line),  # a pad bit set
+     "signature must be 64 bytes in standard padded base64"),
+])
+def test_a_receipt_in_another_spelling_is_refused(root: Path, edit, says: str):
+    """A duplicate member, or a signature whose base64 pad bits are set (the same 64 bytes): one spelling only, as the
+    stranger's verifier reads the spec."""
+    alice_reads(root)
+    receipts = root / "alice" / "alice.receipts"
+    receipts.write_text(edit(receipts.read_text().rstrip("\n")) + "\n")
+    done = verify(root)
+    assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.parametrize("what", ["/dev/zero", "a sparse 2 GiB file"])
+def test_an_endless_or_huge_receipts_file_is_one_line_not_a_traceback(root: Path, what: str):
+    path = Path("/dev/zero") if what == "/dev/zero" else root / "huge.receipts"
+    if what != "/dev/zero":
+        with open(path, "wb") as file:
+            file.truncate(2 * 2**30)
+    done = fedgov(root, "audit", "verify", "--receipts", str(path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert ("is not a regular file" if what == "/dev/zero" else "is larger than") in done.stderr
+
+
+def test_a_receipt_the_disk_takes_only_part_of_is_not_taken_as_kept(root: Path):
+    """RLIMIT_FSIZE makes a write stop part-way without an error (Python ignores SIGXFSZ), as a full disk may."""
+    alice_reads(root)
+    receipts = root / "alice" / "alice.receipts"
+    receipts.write_bytes(receipts.read_bytes() + b"\n" * (100_000 - receipts.stat().st_size))  # blank lines
+    script = (f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (100_100, 100_100))\n"
+              f"from pathlib import Path\nfrom governance.ledger.receipts import keep, read_receipts\n"
+              f"keep(Path({str(receipts)!r}), read_receipts(Path({str(receipts)!r})))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and done.stderr.rstrip().endswith(
+        f"UsageError: the read is recorded in the ledger, but its receipt could not be kept in {receipts}: File too "
+        "large; nothing is shown (docs/access-policy.md)"), done.stderr
+
+
+def test_the_receipts_are_checked_against_the_rows_verified_not_a_later_read(root: Path):
+    """A database holder who puts the deleted read's leaf hash back while verify runs (after the rows were checked,
+    before the receipts) changes nothing: the receipts are read in the transaction that verified the rows."""
+    from governance.errors import VerificationError
+    from governance.ledger.receipts import read_receipts
+    from governance.ledger.verify import ReceiptsCheck, verify_ledger
+
+    seq = alice_reads(root)
+    ws = Workspace(root / "ws" / ".fedgov")
+    db = sqlite3.connect(ws.sqlite_path)
+    [leaf] = db.execute("SELECT leaf_hash FROM fedgov_entries WHERE seq = ?", (seq,)).fetchone()
+    db.close()
+    sql(ws, f"DELETE FROM fedgov_entries WHERE seq >= {seq}", f"DELETE FROM fedgov_batch_auth WHERE first_seq >= {seq}")
+    recompute_cache(ws)
+    with Ledger.open(ws, PASSPHRASE) as operator:
+        operator.append([EntryDraft(et.RUN_FINISHED, {"status": "completed"}, et.run_scope("r1"), run_id="r1")],
+                        sign=True)
+    receipts = root / "alice" / "alice.receipts"
+    check = ReceiptsCheck([(receipts, read_receipts(receipts))], None, ws)
+
+    def meanwhile(store, conn, report) -> None:
+        sql(ws, "UPDATE fedgov_entries SET leaf_hash = ? WHERE seq = ?", params=(leaf, seq))  # the window
+        check(store, conn, report)
+
+    with pytest.raises(VerificationError, match=rf"^receipt of seq {seq}, appended by .*: the entries there are not"):
+        verify_ledger(ws, then=meanwhile)

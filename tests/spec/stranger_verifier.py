@@ -377,6 +377,9 @@ def verify(meta, entries, checkpoints, trusted, known_files, cache=None, receipt
         files, identity_rows = receipts
         keys = [k for name, _kid, k in trusted if name == origin]
         identities = registered_identities(identity_rows, meta["ledger_id"], keys)
+        registrations = sorted(e["seq"] for e in entries if e["entry_type"] == "identity.registered")
+        if sorted(seq for *_, seq in identity_rows) != registrations:  # §4.2 rule 2: one for one by seq
+            raise Fail("fedgov_identities is not one for one with the identity.registered entries")
         line += f" receipts={sum(check_receipts(f, meta['ledger_id'], identities, leaves) for f in files)}"
     return line
 
@@ -432,6 +435,7 @@ def check_receipts(path: str, ledger_id: str, identities: dict[str, bytes], leav
             and all(isinstance(r[k], str) and r[k] for k in ("writer", "ledger_id", "signature"))
         if not ok:
             raise Fail(f"receipts {path} line {n}: not a receipt")
+        r["signature"] = b64_strict(r["signature"], f"receipts {path} line {n}: signature", 64)
         receipts.append(r)
     mine = [r for r in receipts if r["ledger_id"] == ledger_id]
     if not mine:
@@ -441,8 +445,7 @@ def check_receipts(path: str, ledger_id: str, identities: dict[str, bytes], leav
         if key is None:
             raise Fail(f"receipt of seq {r['first']}: writer {r['writer']!r} is not a registered identity")
         message = jcs({k: r[k] for k in RECEIPT_MEMBERS if k != "signature"})
-        signature = b64_strict(r["signature"], f"receipt of seq {r['first']}: signature", 64)
-        if not _verifies(Ed25519PublicKey.from_public_bytes(key), signature, message):
+        if not _verifies(Ed25519PublicKey.from_public_bytes(key), r["signature"], message):
             raise Fail(f"receipt of seq {r['first']}: signature does not verify")
         end = r["first"] + r["count"]
         if end > len(leaves):

@@ -269,6 +269,28 @@ def _another_ledgers_receipt(root: Path, seq: int) -> None:
     _edit_receipt(root, ledger_id="another-ledger")
 
 
+def _duplicate_member(root: Path, seq: int) -> None:
+    receipts = root / "alice" / "alice.receipts"
+    receipts.write_text(receipts.read_text().rstrip("\n")[:-1] + f',"first":{seq}}}\n')
+
+
+def _pad_bits_set(root: Path, seq: int) -> None:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    receipts = root / "alice" / "alice.receipts"
+    receipts.write_text(re.sub(r'(.)=="', lambda m: alphabet[alphabet.index(m.group(1)) ^ 1] + '=="',
+                               receipts.read_text()))
+
+
+def _foreign_line_with_a_bad_signature(root: Path, seq: int) -> None:
+    receipts = root / "alice" / "alice.receipts"
+    foreign = {**json.loads(receipts.read_text()), "ledger_id": "another-ledger", "signature": "AAAA"}
+    receipts.write_text(receipts.read_text() + json.dumps(foreign, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def _invented_writer(root: Path, seq: int) -> None:
+    _edit_receipt(root, writer="de" * 16)
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("audited")
@@ -283,6 +305,10 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("read deleted and replaced by a signed entry", _replace_the_read, False),
     ("receipt altered", _alter_the_receipt, False),
     ("receipts of another ledger only", _another_ledgers_receipt, False),
+    ("a member twice", _duplicate_member, False),
+    ("signature with a pad bit set", _pad_bits_set, False),
+    ("another ledger's line with a malformed signature", _foreign_line_with_a_bad_signature, False),
+    ("a writer never registered", _invented_writer, False),
 ])
 def test_the_stranger_agrees_on_an_identitys_receipts(audited: Path, tmp_path: Path, name: str, attack, accepted: bool):
     root = tmp_path / "copy"
