@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from governance.errors import UsageError, VerificationError
-from governance.ledger.roles import BATCH_PURPOSE, Registered
+from governance.ledger.roles import BATCH_PURPOSE, Registered, batch_members
 from governance.verify.canonical import canonical_bytes
 
 RECEIPT_MEMBERS = ("count", "first", "leaves", "ledger_id", "purpose", "signature", "writer")
@@ -48,15 +48,12 @@ class Receipt:
 
     def message(self) -> bytes:
         """What the identity signed: the batch message of docs/ledger-format.md §5 rule 3a."""
-        return canonical_bytes({"count": self.count, "first": self.first, "leaves": self.leaves,
-                                "ledger_id": self.ledger_id, "purpose": BATCH_PURPOSE, "writer": self.writer})
+        return canonical_bytes(batch_members(self.ledger_id, self.first, self.count, self.leaves, self.writer))
 
     def line(self) -> bytes:
         """The receipt as one line of its file: JCS of the batch message's members and `signature` (base64)."""
-        return canonical_bytes({"count": self.count, "first": self.first, "leaves": self.leaves,
-                                "ledger_id": self.ledger_id, "purpose": BATCH_PURPOSE,
-                                "signature": base64.b64encode(self.signature).decode("ascii"),
-                                "writer": self.writer}) + b"\n"
+        members = batch_members(self.ledger_id, self.first, self.count, self.leaves, self.writer)
+        return canonical_bytes({**members, "signature": base64.b64encode(self.signature).decode("ascii")}) + b"\n"
 
     @property
     def seqs(self) -> str:

@@ -136,11 +136,16 @@ def check_row_matches_payload(registered: Registered, payload: dict[str, Any]) -
                                   f"database; {AUDIT_VERIFY_HINT}")
 
 
+def batch_members(ledger_id: str, first: int, count: int, leaves_hex: str, writer: str) -> dict[str, Any]:
+    """The members of a batch message; `leaves_hex` is the hex SHA-256 of the batch's concatenated leaf hashes."""
+    return {"count": count, "first": first, "leaves": leaves_hex, "ledger_id": ledger_id, "purpose": BATCH_PURPOSE,
+            "writer": writer}
+
+
 def batch_message(ledger_id: str, first: int, leaves: list[bytes], writer: str) -> bytes:
     """JCS of {count, first, leaves: hex SHA-256 of the concatenated leaf hashes, ledger_id, purpose, writer}."""
-    return canonical_bytes({"count": len(leaves), "first": first,
-                            "leaves": hashlib.sha256(b"".join(leaves)).hexdigest(), "ledger_id": ledger_id,
-                            "purpose": BATCH_PURPOSE, "writer": writer})
+    return canonical_bytes(batch_members(ledger_id, first, len(leaves), hashlib.sha256(b"".join(leaves)).hexdigest(),
+                                         writer))
 
 
 def batch_hmac_key(signing_seed: bytes) -> bytes:
