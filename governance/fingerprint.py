@@ -13,9 +13,16 @@ What the fingerprint holds
 - ``schema_hash``: SHA-256 of canonical JSON
   ``{"columns": [...] | null, "feature_dtype": "<f8", "feature_shape": [30], "label_dtype": "<i8"}``
   (dtype strings little-endian normalised, as in ``governance.digests``).
-- ``rows`` and ``label_counts`` (label rendered with ``str(value.item())``).
-- ``digest``: SHA-256 of canonical JSON of the four fields above plus
-  ``"format": "fedgov.dataset-fingerprint.v1"``; this one value goes into signatures.
+- ``rows``.
+- ``digest``: SHA-256 of canonical JSON of the three fields above plus
+  ``"format": "fedgov.dataset-fingerprint.v2"``; this one value goes into signatures.
+
+Version 1 also held ``label_counts``, exact, which every reply carried to the coordinator whatever
+the site's summary suppressed or whether it shared one at all: a rare label's count is the kind of
+small group suppression exists to hide. Version 2 leaves them out; the label distribution travels
+only in the privacy-filtered summary. Version 1 fingerprints (a node of an earlier fedgov, replies
+in older ledgers) are still read: a dict with ``label_counts`` is one, and its digest binds them
+with ``"format": "fedgov.dataset-fingerprint.v1"``.
 
 Speed: one ``hashlib`` call per row over a numpy bytes view; about 0.15 s for
 100k rows x 30 float64 features on one core (see tests/governance/test_fingerprint.py).
@@ -34,7 +41,8 @@ from governance.digests import DigestInputError, little_endian
 from governance.errors import UsageError, VerificationError
 from governance.verify.canonical import canonical_bytes
 
-FINGERPRINT_FORMAT = "fedgov.dataset-fingerprint.v1"
+FINGERPRINT_FORMAT = "fedgov.dataset-fingerprint.v2"
+FINGERPRINT_FORMAT_V1 = "fedgov.dataset-fingerprint.v1"  # with exact label counts: still read, no longer made
 
 
 class FingerprintInputError(UsageError):
@@ -50,28 +58,30 @@ class DatasetFingerprint:
     content_hash: str
     schema_hash: str
     rows: int
-    label_counts: dict[str, int]
+    label_counts: dict[str, int] | None = None  # version 1 only
+
+    @property
+    def format(self) -> str:
+        return FINGERPRINT_FORMAT if self.label_counts is None else FINGERPRINT_FORMAT_V1
 
     @property
     def digest(self) -> str:
         """One hex string binding all fields; the value nodes sign."""
-        body = {
-            "format": FINGERPRINT_FORMAT,
+        body: dict[str, Any] = {
+            "format": self.format,
             "content_hash": self.content_hash,
             "schema_hash": self.schema_hash,
             "rows": self.rows,
-            "label_counts": self.label_counts,
         }
+        if self.label_counts is not None:
+            body["label_counts"] = self.label_counts
         return hashlib.sha256(canonical_bytes(body)).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "content_hash": self.content_hash,
-            "schema_hash": self.schema_hash,
-            "rows": self.rows,
-            "label_counts": dict(self.label_counts),
-            "digest": self.digest,
-        }
+        out: dict[str, Any] = {"content_hash": self.content_hash, "schema_hash": self.schema_hash, "rows": self.rows}
+        if self.label_counts is not None:
+            out["label_counts"] = dict(self.label_counts)
+        return {**out, "digest": self.digest}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetFingerprint:
@@ -81,7 +91,8 @@ class DatasetFingerprint:
                 content_hash=str(data["content_hash"]),
                 schema_hash=str(data["schema_hash"]),
                 rows=int(data["rows"]),
-                label_counts={str(k): int(v) for k, v in data["label_counts"].items()},
+                label_counts=({str(k): int(v) for k, v in data["label_counts"].items()}
+                              if "label_counts" in data else None),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise FingerprintInputError(f"malformed dataset fingerprint: {e}") from e
@@ -116,11 +127,6 @@ def _content_hash(rows: np.ndarray) -> str:
     return hashlib.sha256(b"".join(row_hashes)).hexdigest()
 
 
-def _label_counts(y: np.ndarray) -> dict[str, int]:
-    values, counts = np.unique(y, return_counts=True)
-    return {str(v.item()): int(c) for v, c in zip(values, counts, strict=True)}
-
-
 def fingerprint_arrays(
     x: np.ndarray, y: np.ndarray, columns: Sequence[str] | None = None
 ) -> DatasetFingerprint:
@@ -148,5 +154,4 @@ def fingerprint_arrays(
         content_hash=_content_hash(_row_bytes(x, y)),
         schema_hash=_schema_hash(x, y, columns),
         rows=int(x.shape[0]),
-        label_counts=_label_counts(y),
     )

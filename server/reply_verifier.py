@@ -33,9 +33,9 @@ def weight_problem(num_examples: int, fingerprint: DatasetFingerprint) -> str | 
 
     FedAvg weighs each update by `num-examples`; unchecked, one node claiming 10^6 examples
     on 91 rows takes the average. The claim must equal the signed fingerprint's row count,
-    and that count must equal the sum of its label counts.
+    and, in a version 1 fingerprint (an earlier node's), that count the sum of its label counts.
     """
-    if sum(fingerprint.label_counts.values()) != fingerprint.rows:
+    if fingerprint.label_counts is not None and sum(fingerprint.label_counts.values()) != fingerprint.rows:
         return (f"dataset fingerprint claims {fingerprint.rows} rows but its label counts sum to "
                 f"{sum(fingerprint.label_counts.values())}")
     if num_examples != fingerprint.rows:

@@ -127,6 +127,13 @@ def test_every_reply_signature_verifies_offline_with_the_registered_key(ten):
         assert reply["consent_record_id"].startswith("consent-")
 
 
+def test_no_reply_carries_its_nodes_exact_label_counts(ten):
+    """The dataset fingerprint a node signs (version 2) holds hashes and a row count: the label distribution
+    travels only in the privacy-filtered summary (docs/governance.md, "Dataset fingerprints")."""
+    prints = [reply["dataset_fingerprint"] for _, reply in ten.of(et.ROUND_REPLY)]
+    assert len(prints) == 30 and all(set(fp) == {"content_hash", "schema_hash", "rows", "digest"} for fp in prints)
+
+
 def test_every_reply_records_the_device_its_node_signed_it_trained_on_in_the_ledger_and_rounds_json(ten):
     assert [reply["device"] for _, reply in ten.of(et.ROUND_REPLY)] == ["cpu"] * 30  # the demo trains on the CPU
     for rnd in ten.rounds["rounds"]:

@@ -1,3 +1,5 @@
+import hashlib
+import json
 import time
 
 import numpy as np
@@ -71,15 +73,38 @@ def test_byte_order_of_input_does_not_change_fingerprint():
     assert fingerprint_arrays(x.astype(">f8"), y.astype(">i8")) == fingerprint_arrays(x, y)
 
 
-def test_rows_and_label_counts_are_reported():
+def test_rows_are_reported_and_label_counts_are_not():
+    """Version 2: the label distribution travels only in the privacy-filtered summary, never exact here."""
     x = np.zeros((5, 2))
     fp = fingerprint_arrays(x, np.array([1, 0, 1, 1, 2]))
-    assert fp.rows == 5 and fp.label_counts == {"0": 1, "1": 3, "2": 1}
+    assert fp.rows == 5 and fp.label_counts is None and fp.format == "fedgov.dataset-fingerprint.v2"
 
 
-def test_to_dict_holds_no_rows_only_hashes_and_counts():
+def test_to_dict_holds_no_rows_only_hashes_and_the_row_count():
     x, y = data()
-    assert set(fingerprint_arrays(x, y).to_dict()) == {"content_hash", "schema_hash", "rows", "label_counts", "digest"}
+    assert set(fingerprint_arrays(x, y).to_dict()) == {"content_hash", "schema_hash", "rows", "digest"}
+
+
+def test_the_digest_binds_the_format_and_the_three_fields():
+    fp = fingerprint_arrays(*data())
+    body = {"content_hash": fp.content_hash, "format": "fedgov.dataset-fingerprint.v2", "rows": fp.rows,
+            "schema_hash": fp.schema_hash}
+    assert fp.digest == hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_a_version_1_fingerprint_with_label_counts_is_still_read_and_its_digest_checked():
+    """A node of an earlier fedgov, and replies in older ledgers: the digest binds the counts and the v1 format."""
+    fp = fingerprint_arrays(*data())
+    counts = {"0": 60, "1": 40}
+    body = {"content_hash": fp.content_hash, "format": "fedgov.dataset-fingerprint.v1", "label_counts": counts,
+            "rows": fp.rows, "schema_hash": fp.schema_hash}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    stored = {"content_hash": fp.content_hash, "schema_hash": fp.schema_hash, "rows": fp.rows,
+              "label_counts": counts, "digest": digest}
+    old = DatasetFingerprint.from_dict(stored)
+    assert old.label_counts == counts and old.digest == digest and old.to_dict() == stored
+    with pytest.raises(FingerprintMismatchError):
+        DatasetFingerprint.from_dict({**stored, "label_counts": {"0": 61, "1": 39}})
 
 
 def test_from_dict_round_trips():
@@ -97,7 +122,7 @@ def test_from_dict_with_tampered_count_fails_digest_check():
 
 def test_empty_dataset_has_a_fingerprint():
     fp = fingerprint_arrays(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
-    assert fp.rows == 0 and fp.label_counts == {}
+    assert fp.rows == 0 and len(fp.digest) == 64
 
 
 def test_mismatched_row_counts_are_refused():

@@ -159,5 +159,7 @@ def test_weight_follows_the_signed_fingerprint() -> None:
     assert weight_problem(91, honest) is None
     assert weight_problem(10**6, honest) == ("num-examples 1000000 disagrees with the 91 rows of the node's signed "
                                             "dataset fingerprint (weight must follow evidence)")
-    padded = DatasetFingerprint("a" * 64, "b" * 64, 10**6, {"0": 40, "1": 51})
+    padded = DatasetFingerprint("a" * 64, "b" * 64, 10**6, {"0": 40, "1": 51})  # version 1, an earlier node's
     assert weight_problem(10**6, padded) == "dataset fingerprint claims 1000000 rows but its label counts sum to 91"
+    current = DatasetFingerprint("a" * 64, "b" * 64, 91)  # version 2: no label counts
+    assert weight_problem(91, current) is None and weight_problem(92, current).startswith("num-examples 92 disagrees")
