@@ -88,10 +88,10 @@ class DatasetFingerprint:
         """Rebuild a fingerprint; a ``digest`` present in ``data`` must match the fields."""
         try:
             fp = cls(
-                content_hash=str(data["content_hash"]),
-                schema_hash=str(data["schema_hash"]),
-                rows=int(data["rows"]),
-                label_counts=({str(k): int(v) for k, v in data["label_counts"].items()}
+                content_hash=_text(data["content_hash"], "content_hash"),
+                schema_hash=_text(data["schema_hash"], "schema_hash"),
+                rows=_count(data["rows"], "rows"),
+                label_counts=({_text(k, "a label"): _count(v, "a label count") for k, v in data["label_counts"].items()}
                               if "label_counts" in data else None),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -101,6 +101,18 @@ class DatasetFingerprint:
                 f"dataset fingerprint digest is {data['digest']!r} but its fields give {fp.digest!r}"
             )
         return fp
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is not a string")
+    return value
+
+
+def _count(value: Any, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise TypeError(f"{what} is not a whole number >= 0")
+    return value
 
 
 def _schema_hash(x: np.ndarray, y: np.ndarray, columns: Sequence[str] | None) -> str:

@@ -194,7 +194,7 @@ def _consent(report: m.Report) -> str:
 
 def _fingerprints(report: m.Report) -> str:
     rows = [(esc(f.node), esc(f.team), f'<span class="mono">{esc(f.digest)}</span>', _value(f.rows),
-             esc(", ".join(f"{k}: {v}" for k, v in f.label_counts.items()) or "not sent"),
+             "not sent" if f.label_counts is None else esc(", ".join(f"{k}: {v}" for k, v in f.label_counts.items())),
              f'<span class="mono">{esc(f.schema_hash[:16])}</span>', esc(", ".join(map(str, f.rounds))))
             for f in report.fingerprints]
     note = ("<p>A node listed twice trained on different data in different rounds.</p>" if

@@ -85,7 +85,7 @@ class Fingerprint:
     team: str
     digest: str
     rows: int | None
-    label_counts: dict[str, int]
+    label_counts: dict[str, int] | None  # None: a version 2 fingerprint, which carries none
     schema_hash: str
     content_hash: str
     rounds: list[int]
@@ -419,10 +419,11 @@ def _fingerprints(replies: dict[int, dict[str, Recorded]], teams: dict[str, str]
     out = []
     for (node, digest), row in sorted(found.items()):
         fp = row["fp"]
-        labels = fp.get("label_counts") if isinstance(fp.get("label_counts"), dict) else {}
+        labels = fp.get("label_counts") if isinstance(fp.get("label_counts"), dict) else None
         rows = fp.get("rows")
         out.append(Fingerprint(node, teams.get(node, ""), digest,
                                rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+                               None if labels is None else
                                {_text(k): v for k, v in sorted(labels.items()) if isinstance(v, int)},
                                _text(fp.get("schema_hash")), _text(fp.get("content_hash")), row["rounds"]))
     return out

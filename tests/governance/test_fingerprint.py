@@ -146,3 +146,13 @@ def test_100k_rows_by_30_features_fingerprints_within_two_seconds():
     start = time.perf_counter()
     fingerprint_arrays(x, y)
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("edit", [{"rows": True}, {"rows": "91"}, {"rows": -1}, {"rows": 91.0},
+                                  {"content_hash": {"x": 1}}, {"label_counts": None}, {"label_counts": {"0": True}},
+                                  {"rows": float("inf")}])
+def test_a_fingerprint_of_the_wrong_types_is_malformed_not_converted(edit):
+    """A node's fingerprint is hostile input: a row count that is not a whole number, or a hash that is not text, is
+    refused by name rather than converted (True read as 1, "91" as 91)."""
+    with pytest.raises(FingerprintInputError, match="malformed dataset fingerprint"):
+        DatasetFingerprint.from_dict({**fingerprint_arrays(*data()).to_dict(), **edit})

@@ -40,8 +40,9 @@ def consent(node: str) -> ConsentRecord:
 def reply(node: str, r: int, loss: float, accuracy: float | None = None) -> EntryDraft:
     """A recorded reply; `accuracy` None is a reply of an earlier fedgov, without the node's local evaluation."""
     local = {} if accuracy is None else {"local-loss": round(1 - accuracy, 3), "local-accuracy": accuracy}
-    fingerprint = {"digest": f"{ord(node[-1]):064x}", "rows": 90, "label_counts": {"0": 40, "1": 50},
-                   "schema_hash": "5" * 64, "content_hash": "6" * 64}
+    fingerprint = {"digest": f"{ord(node[-1]):064x}", "rows": 90, "schema_hash": "5" * 64, "content_hash": "6" * 64}
+    if node != "sim-d":  # the others' fingerprints are of version 1, with label counts; sim-d's of version 2
+        fingerprint["label_counts"] = {"0": 40, "1": 50}
     return EntryDraft(et.ROUND_REPLY, {"node_id": node, "team": TEAMS[node], "num_examples": 90,
                                        "metrics": {"train-loss": loss, **local, "num-examples": 90},
                                        "dataset_fingerprint": fingerprint, "update_digest": "7" * 64,
@@ -145,6 +146,14 @@ def test_consent_shows_what_each_selection_checked_and_every_record_with_its_wit
     assert set(rows) == {"consent-sim-a", "consent-sim-b", "consent-sim-d"}
     assert rows["consent-sim-b"].withdrawn_at and rows["consent-sim-b"].state_at_start == "valid"
     assert rows["consent-sim-b"].state_at_end == "withdrawn"
+
+
+def test_label_counts_show_where_a_fingerprint_of_version_1_carries_them_and_not_sent_otherwise(recorded):
+    report = report_of(recorded)
+    assert {f.node: f.label_counts for f in report.fingerprints} == {
+        "sim-a": {"0": 40, "1": 50}, "sim-b": {"0": 40, "1": 50}, "sim-d": None}
+    section = render_html(report).split('id="fingerprints"')[1].split("</section>")[0]
+    assert section.count("0: 40, 1: 50") == 2 and section.count("not sent") == 1
 
 
 def test_fingerprints_lineage_and_verification_come_from_the_ledger(recorded):
