@@ -161,7 +161,7 @@ def _parse(text: bytes, where: str) -> Receipt:
 
 
 @dataclass(frozen=True)
-class ReceiptCheck:
+class MatchedReceipts:
     """What `check_receipts` found: receipts of this ledger that matched (signed or in the unsigned tail)."""
 
     matched: int
@@ -174,7 +174,7 @@ class ReceiptCheck:
 
 
 def check_receipts(receipts: Sequence[Receipt], source: str, ledger_id: str, identities: dict[str, Registered],
-                   size: int, signed_size: int, leaf_hashes: Callable[[int, int], list[bytes]]) -> ReceiptCheck:
+                   size: int, signed_size: int, leaf_hashes: Callable[[int, int], list[bytes]]) -> MatchedReceipts:
     """Check each receipt of this ledger against a ledger that has just verified, in the transaction that verified
     it (so its stored leaf hashes are the entries' own, and `identities` match its signed registrations): its
     writer registered here and its signature theirs (else the file is not a genuine receipt: UsageError), then
@@ -203,4 +203,4 @@ def check_receipts(receipts: Sequence[Receipt], source: str, ledger_id: str, ide
             raise VerificationError(f"receipt of {receipt.seqs}, appended by {who}: the entries there are not the "
                                     "ones this identity appended (deleted and replaced, or rewritten)")
         signed += end <= signed_size
-    return ReceiptCheck(len(mine), signed, len(receipts) - len(mine))
+    return MatchedReceipts(len(mine), signed, len(receipts) - len(mine))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle ne
 
     from sqlalchemy.engine import Connection
 
-    from governance.ledger.receipts import Receipt, ReceiptCheck
+    from governance.ledger.receipts import Receipt, MatchedReceipts
     from governance.ledger.roles import RoleState
     from governance.ledger.store import LedgerStore
 
@@ -142,11 +142,11 @@ class ReceiptsCheck:
                  ws: Workspace) -> None:
         self.files = files
         self.keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
-        self.found: ReceiptCheck | None = None
+        self.found: MatchedReceipts | None = None
 
     def __call__(self, store: LedgerStore, conn: Connection, report: VerifyReport) -> None:
         from governance import entry_types as et
-        from governance.ledger.receipts import ReceiptCheck, check_receipts
+        from governance.ledger.receipts import MatchedReceipts, check_receipts
         from governance.ledger.roles import RoleState, check_rows_match_entries
 
         origin, ledger_id = ledger_origin(store.meta, "the ledger's meta table"), store.meta["ledger_id"]
@@ -156,7 +156,7 @@ class ReceiptsCheck:
         found = [check_receipts(receipts, str(path), ledger_id, roles.identities, report.entries,
                                 report.signed_size, lambda start, end: store.leaf_hashes_between(conn, start, end))
                  for path, receipts in self.files]
-        self.found = ReceiptCheck(sum(f.matched for f in found), sum(f.signed for f in found),
+        self.found = MatchedReceipts(sum(f.matched for f in found), sum(f.signed for f in found),
                                   sum(f.other_ledgers for f in found))
 
     def _roles(self, rows: list, origin: str, ledger_id: str) -> RoleState:
