@@ -108,7 +108,7 @@ def verify(workspace: WorkspaceOpt = None,
             keys = _trusted_keys_option(trusted_key)
         ws = Workspace.discover(workspace)
         known = [load_known_checkpoint(f, keys or load_trusted_keys(ws.trust_path)) for f in known_checkpoint or ()]
-        check = ReceiptsCheck([(f, read_receipts(f)) for f in receipts], keys, ws) if receipts else None
+        check = ReceiptsCheck([(f, read_receipts(f)) for f in receipts]) if receipts else None
         report = verify_ledger(ws, keys, known, workers=workers, then=check)
         matched = check.found if check else None
         if require_signed and report.unsigned_tail:
@@ -136,7 +136,7 @@ def verify(workspace: WorkspaceOpt = None,
         if matched:
             skipped = f"; {matched.other_ledgers} of other ledgers skipped" if matched.other_ledgers else ""
             typer.echo(f"receipts: {matched.matched} of this ledger match its entries ({matched.signed} signed, "
-                       f"{matched.matched - matched.signed} in the unsigned tail){skipped}")
+                       f"{matched.unsigned} in the unsigned tail){skipped}")
         if report.unsigned_tail:
             typer.echo(f"unsigned: {report.unsigned_tail} entries after the last signed checkpoint (tree size "
                        f"{report.signed_size}) are not yet covered by a signature")

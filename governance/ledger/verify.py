@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from governance.errors import UsageError, VerificationError
+from governance.errors import FedgovError, UsageError, VerificationError
 from governance.ledger.tree_cache import ExpectedNodes, add_nodes, compare
 from governance.verify.checkpoint import CheckpointError, VerifierKey
 from governance.verify.inputs import load_known_checkpoint, load_trusted_keys  # noqa: F401 (re-exported: the CLI's readers)
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # SQLAlchemy loads only where a database is read: a bundle ne
     from governance.ledger.roles import RoleState
     from governance.ledger.store import LedgerStore
 
-    Then = Callable[[LedgerStore, Connection, VerifyReport], None]
+    Then = Callable[[LedgerStore, Connection, VerifyReport, Sequence[VerifierKey]], None]
 
 
 def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
@@ -43,7 +43,8 @@ def verify_ledger(ws: Workspace, trusted: Sequence[VerifierKey] | None = None,
     (`workspace_head=False` leaves it out, for adopting a restored database on purpose).
     `workers` processes read and hash the entries (0: one per core; 1: this process alone).
     `then`, when given, runs once the ledger has verified, in the same read transaction, which
-    this process alone verified: it sees the very rows that were checked (receipts, below).
+    this process alone verified: it sees the very rows that were checked, and gets the keys that
+    were trusted (receipts, below).
     """
     from governance.ledger.store import LedgerStore
 
@@ -108,7 +109,7 @@ def verify_store(store: LedgerStore, conn: Connection | None, keys: Sequence[Ver
             report = VerifyReport(report.entries, report.checkpoints, report.root_hex, report.signed_size,
                                   report.known, diff.checked)
             if then is not None:
-                then(store, conn, report)
+                then(store, conn, report, keys)
     except (SQLAlchemyError, store.engine.dialect.loaded_dbapi.Error) as err:
         raise VerificationError(f"a stored row cannot be read as the schema defines it (tampered): "
                                 f"{type(err).__name__}") from err
@@ -130,47 +131,45 @@ def _workspace_head(ws: Workspace, trusted: Sequence[VerifierKey]) -> KnownCheck
         raise VerificationError(f"the workspace's {path.name} is not signed by a trusted key: {err}") from err
 
 
-
 class ReceiptsCheck:
     """`then` for verify_ledger: an identity's receipts (governance/ledger/receipts.py) checked against the rows just
-    verified, in the same transaction. Each receipt's writer must be an identity the pinned ledger key registered
-    (the identity table one for one with its `identity.registered` entries, §4.2), and the entries at its seqs the
-    ones that identity appended. `found` holds what matched, over every file; each file must hold one receipt of
-    this ledger."""
+    verified, in the same transaction. Each receipt's writer must be an identity registered with a key the
+    verification trusted (the identity table one for one with its `identity.registered` entries, §4.2), and the
+    entries at its seqs the ones that identity appended. `found` holds what matched, over every file; each file
+    must hold one receipt of this ledger."""
 
-    def __init__(self, files: Sequence[tuple[Path, list[Receipt]]], trusted: Sequence[VerifierKey] | None,
-                 ws: Workspace) -> None:
+    def __init__(self, files: Sequence[tuple[Path, list[Receipt]]]) -> None:
         self.files = files
-        self.keys = list(trusted) if trusted else load_trusted_keys(ws.trust_path)
         self.found: MatchedReceipts | None = None
 
-    def __call__(self, store: LedgerStore, conn: Connection, report: VerifyReport) -> None:
+    def __call__(self, store: LedgerStore, conn: Connection, report: VerifyReport,
+                 keys: Sequence[VerifierKey]) -> None:
         from governance import entry_types as et
         from governance.ledger.receipts import MatchedReceipts, check_receipts
         from governance.ledger.roles import RoleState, check_rows_match_entries
 
         origin, ledger_id = ledger_origin(store.meta, "the ledger's meta table"), store.meta["ledger_id"]
         rows = store.identity_rows(conn) if store.has_role_tables(conn) else []
-        roles = self._roles(rows, origin, ledger_id) if rows else RoleState()
+        roles = _roles(rows, origin, ledger_id, keys) if rows else RoleState()
         check_rows_match_entries(roles, [e.seq for e in store.query(conn, et.IDENTITY_REGISTERED)])
         found = [check_receipts(receipts, str(path), ledger_id, roles.identities, report.entries,
                                 report.signed_size, lambda start, end: store.leaf_hashes_between(conn, start, end))
                  for path, receipts in self.files]
         self.found = MatchedReceipts(sum(f.matched for f in found), sum(f.signed for f in found),
-                                  sum(f.other_ledgers for f in found))
+                                     sum(f.other_ledgers for f in found))
 
-    def _roles(self, rows: list, origin: str, ledger_id: str) -> RoleState:
-        """The registered identities, signed by a trusted key of the ledger's name (any of them, as §5 trusts)."""
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-        from governance.ledger.roles import load_roles
+def _roles(rows: list, origin: str, ledger_id: str, keys: Sequence[VerifierKey]) -> RoleState:
+    """The registered identities, signed by a trusted key of the ledger's name (any of them, as §5 trusts)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-        pinned = [k for k in self.keys if k.name == origin]
-        if not pinned:
-            raise UsageError(f"no trusted key is named {origin}: cannot tell which identities this ledger registered")
-        for key in pinned[:-1]:
-            try:
-                return load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(key.public_key))
-            except VerificationError:
-                continue
-        return load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(pinned[-1].public_key))
+    from governance.ledger.roles import load_roles
+
+    refused: FedgovError = UsageError(f"no trusted key is named {origin}: cannot tell which identities this "
+                                      "ledger registered")
+    for key in (k for k in keys if k.name == origin):
+        try:
+            return load_roles(rows, ledger_id, Ed25519PublicKey.from_public_bytes(key.public_key))
+        except VerificationError as err:
+            refused = err
+    raise refused

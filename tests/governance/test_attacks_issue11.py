@@ -213,7 +213,7 @@ def test_an_identitys_unsigned_audit_read_deleted_before_the_checkpoint_is_caugh
     verify_ledger(governed)  # what nobody without the receipt can tell
     with pytest.raises(VerificationError, match=rf"^receipt of seq {seq}, appended by alice \(auditor, [0-9a-f]+\): the "
                                                 rf"ledger holds only {seq} entries: entries this identity appended are gone"):
-        verify_ledger(governed, then=ReceiptsCheck([(receipts, read_receipts(receipts))], None, governed))
+        verify_ledger(governed, then=ReceiptsCheck([(receipts, read_receipts(receipts))]))
 
 
 def test_the_operator_cannot_record_a_read_in_the_auditors_name(governed: Workspace, keys: KeyMaterial,

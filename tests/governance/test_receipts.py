@@ -230,11 +230,11 @@ def test_the_receipts_are_checked_against_the_rows_verified_not_a_later_read(roo
         operator.append([EntryDraft(et.RUN_FINISHED, {"status": "completed"}, et.run_scope("r1"), run_id="r1")],
                         sign=True)
     receipts = root / "alice" / "alice.receipts"
-    check = ReceiptsCheck([(receipts, read_receipts(receipts))], None, ws)
+    check = ReceiptsCheck([(receipts, read_receipts(receipts))])
 
-    def meanwhile(store, conn, report) -> None:
+    def meanwhile(store, conn, report, keys) -> None:
         sql(ws, "UPDATE fedgov_entries SET leaf_hash = ? WHERE seq = ?", params=(leaf, seq))  # the window
-        check(store, conn, report)
+        check(store, conn, report, keys)
 
     with pytest.raises(VerificationError, match=rf"^receipt of seq {seq}, appended by .*: the entries there are not"):
         verify_ledger(ws, then=meanwhile)
